@@ -1,0 +1,39 @@
+# vigil: `make demo` and `make test` are all a fresh machine needs.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: all venv demo test lint firmware-check bench clean
+
+all: test
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -q -e '.[dev,flash]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/vigil emulate offender-approach
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n auto tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check protocol firmware host hil tests bench
+	$(BIN)/mypy
+
+firmware-check: $(STAMP)
+	$(BIN)/python -m tests.firmware_check
+
+bench: $(STAMP)
+	$(BIN)/python bench/codec.py
+	$(BIN)/python bench/emulator.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
