@@ -1,0 +1,68 @@
+"""Byte framing: COBS stuffing and CRC-16/CCITT-FALSE, portable to MicroPython.
+
+A frame on the wire is COBS(body) followed by one 0x00 delimiter, so a receiver resyncs at
+the next 0x00 after any noise or stray log text. See SPEC.md section 2.
+"""
+
+# CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, not reflected, no final xor.
+# Same as CPython's binascii.crc_hqx(data, 0xFFFF); MicroPython lacks crc_hqx.
+def _make_crc_table():
+    table = []
+    for byte in range(256):
+        crc = byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
+        table.append(crc & 0xFFFF)
+    return tuple(table)
+
+
+_CRC_TABLE = _make_crc_table()
+
+
+def crc16(data, crc=0xFFFF):
+    table = _CRC_TABLE
+    for byte in data:
+        crc = ((crc << 8) & 0xFF00) ^ table[(crc >> 8) ^ byte]
+    return crc
+
+
+def cobs_encode(data):
+    """Stuff `data` so it holds no 0x00; the caller appends the delimiter."""
+    out = bytearray()
+    start = 0
+    length = len(data)
+    while True:
+        zero = data.find(b"\x00", start, min(start + 254, length))
+        if zero < 0:
+            end = min(start + 254, length)
+            out.append(end - start + 1)
+            out += data[start:end]
+            if end >= length:
+                return bytes(out)
+            start = end
+            continue
+        out.append(zero - start + 1)
+        out += data[start:zero]
+        start = zero + 1
+        if start == length:
+            out.append(1)
+            return bytes(out)
+
+
+def cobs_decode(data):
+    """Unstuff one COBS block (without its delimiter). Raises ValueError if malformed."""
+    out = bytearray()
+    i = 0
+    length = len(data)
+    while i < length:
+        code = data[i]
+        if code == 0:
+            raise ValueError("zero byte inside COBS block")
+        end = i + code
+        if end > length:
+            raise ValueError("COBS block truncated")
+        out += data[i + 1:end]
+        i = end
+        if code != 0xFF and i < length:
+            out.append(0)
+    return bytes(out)
