@@ -223,6 +223,9 @@ def encode_into(buf, offset, name, fields):
             offset += _ITEM_SIZE
     elif kind == "data":
         data = fields["data"]
+        if offset + len(data) > len(buf):
+            # A slice assignment past the end would grow the preallocated buffer for good.
+            raise PayloadError("%s payload exceeds the buffer" % name)
         buf[offset:offset + len(data)] = data
         offset += len(data)
     return offset

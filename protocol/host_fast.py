@@ -1,0 +1,473 @@
+"""Host fast path of protocol v1: byte-identical to `protocol.codec`, built on C code.
+
+CPython only (never deployed). Same API shape as the portable codec:
+
+    sender = FastSender(device_id, key_id, key16, downlink=False, counter=1)
+    wire = sender.seal("HEARTBEAT", fields)
+    keyring = Keyring(); keyring.add(device_id, key_id, key16)
+    receiver = FastReceiver(keyring)
+    receiver.feed(data) -> [Frame | FrameError, ...];  receiver.open(block) -> Frame
+
+Where the portable codec loops in Python, this uses C: `cobs.cobs` for COBS,
+`binascii.crc_hqx(data, 0xFFFF)` for CRC-16/CCITT-FALSE, `hashlib.sha256` states with the HMAC
+pads absorbed once (`.copy()` per frame), AES-ECB from `cryptography` for the CTR keystream
+(one ECB call over all counter blocks of a frame: creating a CTR cipher per frame costs ~4 us),
+and precompiled `struct.Struct`s. Frames, errors and replay windows are the codec's own classes,
+so callers can mix both paths. `split_stream` is a batched framing-only pass for bulk streams.
+"""
+import hashlib
+import hmac
+import struct
+from binascii import crc_hqx
+from itertools import repeat
+
+from cobs.cobs import DecodeError
+from cobs.cobs import decode as _cobs_decode
+from cobs.cobs import encode as _cobs_encode
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from protocol import codec, messages
+from protocol.codec import (
+    CRC_SIZE,
+    FLAG_DOWNLINK,
+    FLAG_ENCRYPTED,
+    FLAG_TEST,
+    HEADER_SIZE,
+    MAX_FRAME,
+    MAX_WIRE,
+    TEST_KEY_ID,
+    VERSION,
+    Frame,
+    FrameError,
+    ReplayWindow,
+)
+from protocol.crypto import KEY_LEN, TAG_LEN
+from protocol.messages import FIX_FIELDS, PayloadError
+
+__all__ = ["FastSender", "FastReceiver", "Keyring", "FastKeys", "split_stream", "Frame",
+           "FrameError"]
+
+_HEADER = struct.Struct(">BBBBII")
+_CRC = struct.Struct(">H")
+_NONCE = struct.Struct(">IBI")
+_FIX = struct.Struct(messages.FIX_FORMAT)
+_ITEM = struct.Struct(">Bi")
+# Counter blocks of n AES blocks are `prefix.join(_NONCE_TAILS[n])`: one C call for
+# prefix | 0[5] | 0 | prefix | 0[5] | 1 | ... (a 218-byte payload takes 14 blocks).
+_NONCE_TAILS = tuple((b"",) + tuple(bytes(5) + i.to_bytes(2, "big") for i in range(n))
+                     for n in range(16))
+_MIN_BODY = HEADER_SIZE + TAG_LEN + CRC_SIZE
+_TAG_END = -CRC_SIZE
+_TAG_START = -CRC_SIZE - TAG_LEN
+_KNOWN_FLAGS = 31
+_TEST_INJECT = messages.BY_NAME["TEST_INJECT"][0]
+_ENCRYPTED_CODES = frozenset(messages.BY_NAME[n][0] for n in messages.ENCRYPTED)
+
+
+class FastKeys:
+    """Derived keys of one device key (SPEC 4.1), with HMAC pads pre-absorbed."""
+
+    __slots__ = ("_inner", "_outer", "_ecb")
+
+    def __init__(self, key):
+        key = bytes(key)
+        if len(key) != KEY_LEN:
+            raise ValueError("device key must be 16 bytes")
+        mac_key = hmac.digest(key, b"vigil-mac-v1", "sha256")
+        enc_key = hmac.digest(key, b"vigil-enc-v1", "sha256")[:KEY_LEN]
+        padded = mac_key + bytes(64 - len(mac_key))
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
+        self._ecb = Cipher(algorithms.AES(enc_key), modes.ECB()).encryptor().update
+
+    def tag(self, msg):
+        inner = self._inner.copy()
+        inner.update(msg)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()[:TAG_LEN]
+
+    def xor(self, device_id, downlink, counter, data):
+        """AES-128-CTR with the SPEC 4.3 counter block; its own inverse."""
+        size = len(data)
+        if not size:
+            return b""
+        prefix = _NONCE.pack(device_id, 1 if downlink else 0, counter)
+        stream = self._ecb(prefix.join(_NONCE_TAILS[(size + 15) >> 4]))
+        return (int.from_bytes(data, "big") ^ int.from_bytes(stream[:size], "big")).to_bytes(
+            size, "big")
+
+
+class Keyring:
+    """Device keys by (device_id, key_id), like `codec.Keyring`."""
+
+    def __init__(self):
+        self._keys = {}
+
+    def add(self, device_id, key_id, key):
+        self._keys[(device_id, key_id)] = FastKeys(key)
+
+    def get(self, device_id, key_id):
+        return self._keys.get((device_id, key_id))
+
+    def remove(self, device_id, key_id):
+        self._keys.pop((device_id, key_id), None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Payload codec: one encoder and one decoder per message type, built from messages.MESSAGES.
+
+def _fix_values(fix):
+    try:
+        return [fix[name] for name in FIX_FIELDS]
+    except (KeyError, TypeError):
+        raise PayloadError("fix needs the keys " + ",".join(FIX_FIELDS)) from None
+
+
+def _check_ints(values, what):
+    # struct accepts bool and __index__ objects; the portable codec wants plain ints.
+    for value in values:
+        if not isinstance(value, int):
+            raise PayloadError("%s out of range: %r" % (what, value))
+
+
+def _check_config(key, value):
+    limits = messages.CONFIG_KEYS.get(key)
+    if limits is None:
+        raise PayloadError("unknown config key %r" % (key,))
+    if not isinstance(value, int) or value < limits[1] or value > limits[2]:
+        raise PayloadError("config %s=%r outside %d..%d" % (limits[0], value, limits[1],
+                                                            limits[2]))
+
+
+def _make_encoder(name, head, names, kind):
+    head_struct = struct.Struct(head)
+    fix_name = messages.FIX_NAME.get(name)
+
+    def encode(fields):
+        try:
+            values = [fields[n] for n in names]
+        except KeyError as e:
+            raise PayloadError("%s needs field %s" % (name, e.args[0])) from None
+        _check_ints(values, name)
+        try:
+            out = head_struct.pack(*values)
+            if kind == "":
+                return out
+            if kind == "fix":
+                fix = fields.get(fix_name)
+                if fix is None:
+                    return out + bytes(1 + _FIX.size)
+                values = _fix_values(fix)
+                _check_ints(values, "fix field")
+                return out + b"\x01" + _FIX.pack(*values)
+            if kind == "fixes":
+                fixes = fields["fixes"]
+                if not 1 <= len(fixes) <= messages.MAX_FIXES:
+                    raise PayloadError("POSITION carries 1 to %d fixes, not %d" % (
+                        messages.MAX_FIXES, len(fixes)))
+                parts = [out, bytes((len(fixes),))]
+                for fix in fixes:
+                    values = _fix_values(fix)
+                    _check_ints(values, "fix field")
+                    parts.append(_FIX.pack(*values))
+                return b"".join(parts)
+            if kind == "items":
+                items = fields["items"]
+                if len(items) > messages.MAX_CONFIG_ITEMS:
+                    raise PayloadError("CONFIG carries at most %d items" %
+                                       messages.MAX_CONFIG_ITEMS)
+                parts = [out, bytes((len(items),))]
+                for key, value in items:
+                    _check_config(key, value)
+                    parts.append(_ITEM.pack(key, value))
+                return b"".join(parts)
+            return out + bytes(fields["data"])  # "data"
+        except struct.error as e:
+            raise PayloadError("%s out of range: %s" % (name, e)) from None
+
+    return encode
+
+
+def _dict_maker(names):
+    """A function tuple -> dict with `names` as keys: a dict display is twice as fast as
+    dict(zip(...)), so it is generated once from the table (as namedtuple does)."""
+    return eval("lambda t: {%s}" % ", ".join("%r: t[%d]" % (n, i) for i, n in enumerate(names)))
+
+
+_fix_dict = _dict_maker(FIX_FIELDS)
+
+
+def _make_decoder(name, head, names, kind):
+    head_struct = struct.Struct(head)
+    head_size = head_struct.size
+    unpack = head_struct.unpack_from
+    make = _dict_maker(names)
+    fix_name = messages.FIX_NAME.get(name)
+    fix_unpack = _FIX.unpack_from
+    fix_size = _FIX.size
+
+    if kind == "":
+        def decode(payload):
+            if len(payload) != head_size:
+                if len(payload) < head_size:
+                    raise PayloadError("%s payload too short" % name)
+                raise PayloadError("%s payload has %d extra bytes" % (
+                    name, len(payload) - head_size))
+            return make(unpack(payload))
+    elif kind == "fix":
+        def decode(payload):
+            if len(payload) != head_size + 1 + fix_size:
+                if len(payload) < head_size:
+                    raise PayloadError("%s payload too short" % name)
+                raise PayloadError("%s payload has the wrong length" % name)
+            fields = make(unpack(payload))
+            has_fix = payload[head_size]
+            if has_fix > 1:
+                raise PayloadError("%s has_fix must be 0 or 1" % name)
+            fields[fix_name] = (_fix_dict(fix_unpack(payload, head_size + 1))
+                                if has_fix else None)
+            return fields
+    elif kind == "fixes":
+        def decode(payload):
+            size = len(payload)
+            if size < head_size + 1:
+                raise PayloadError("POSITION payload too short")
+            count = payload[head_size]
+            if not 1 <= count <= messages.MAX_FIXES or size != head_size + 1 + count * fix_size:
+                raise PayloadError("POSITION fix count does not match its length")
+            fields = make(unpack(payload))
+            fields["fixes"] = [_fix_dict(fix_unpack(payload, offset))
+                               for offset in range(head_size + 1, size, fix_size)]
+            return fields
+    elif kind == "items":
+        def decode(payload):
+            size = len(payload)
+            if size < head_size + 1:
+                raise PayloadError("CONFIG payload too short")
+            count = payload[head_size]
+            if count > messages.MAX_CONFIG_ITEMS or size != head_size + 1 + count * 5:
+                raise PayloadError("CONFIG item count does not match its length")
+            fields = make(unpack(payload))
+            items = list(_ITEM.iter_unpack(payload[head_size + 1:]))
+            for key, value in items:
+                _check_config(key, value)
+            fields["items"] = items
+            return fields
+    else:  # "data"
+        def decode(payload):
+            if len(payload) < head_size:
+                raise PayloadError("%s payload too short" % name)
+            fields = make(unpack(payload))
+            fields["data"] = bytes(payload[head_size:])
+            return fields
+    return decode
+
+
+# name -> (code, direction, encode); code -> (name, direction, decode)
+_ENCODERS = {}
+_DECODERS = {}
+for _code, _name, _direction, _head, _names, _kind in messages.MESSAGES:
+    _ENCODERS[_name] = (_code, _direction, _make_encoder(_name, _head, _names, _kind))
+    _DECODERS[_code] = (_name, _direction, _make_decoder(_name, _head, _names, _kind))
+
+
+def encode_payload(name, fields):
+    """The plaintext payload of one message (what `messages.encode_into` writes)."""
+    entry = _ENCODERS.get(name)
+    if entry is None:
+        raise PayloadError("unknown message " + str(name))
+    return entry[2](fields)
+
+
+def decode_payload(code, payload):
+    """Like `messages.decode`: returns (name, fields) or raises PayloadError."""
+    entry = _DECODERS.get(code)
+    if entry is None:
+        raise PayloadError("unknown type")
+    return entry[0], entry[2](payload)
+
+
+# ---------------------------------------------------------------------------------------------
+
+class FastSender:
+    """Same contract as `codec.Sender`; byte-identical frames."""
+
+    def __init__(self, device_id, key_id, key, downlink=False, counter=1):
+        self.device_id = device_id
+        self.key_id = key_id
+        self.downlink = downlink
+        self.counter = counter
+        self._keys = FastKeys(key)
+
+    def seal(self, name, fields, flags=0, counter=None):
+        entry = _ENCODERS.get(name)
+        if entry is None:
+            raise PayloadError("unknown message " + str(name))
+        code, direction, encode = entry
+        if direction != messages.BOTH and (direction == messages.DOWN) != self.downlink:
+            raise PayloadError("%s cannot be sent in this direction" % name)
+        if counter is None:
+            counter = self.counter
+            self.counter = counter + 1
+        if not 0 < counter <= 0xFFFFFFFF:
+            raise PayloadError("counter out of range")
+        flags |= codec.default_flags(name)
+        if self.downlink:
+            flags |= FLAG_DOWNLINK
+        payload = encode(fields)
+        if len(payload) > MAX_FRAME - HEADER_SIZE - TAG_LEN - CRC_SIZE:
+            raise PayloadError("%s payload exceeds %d bytes" % (name, codec.MAX_PAYLOAD))
+        try:
+            head = _HEADER.pack(VERSION, code, flags, self.key_id, self.device_id, counter)
+        except struct.error as e:
+            raise PayloadError("header out of range: %s" % e) from None
+        if flags & FLAG_ENCRYPTED:
+            payload = self._keys.xor(self.device_id, self.downlink, counter, payload)
+        body = head + payload
+        body += self._keys.tag(body)
+        return _cobs_encode(body + _CRC.pack(crc_hqx(body, 0xFFFF))) + b"\x00"
+
+
+class FastReceiver:
+    """Same contract as `codec.Receiver` (same checks in the same order, same reasons)."""
+
+    def __init__(self, keyring, downlink=False, check_replay=True, test_mode=False):
+        self.keyring = keyring
+        self.downlink = downlink
+        self.check_replay = check_replay
+        self.test_mode = test_mode
+        self.windows = {}
+        self.deframer = codec.Deframer()
+        # A host_fast.Keyring is read through its dict directly (one C call per frame).
+        if isinstance(keyring, Keyring):
+            self._lookup = keyring._keys.get
+        else:
+            self._lookup = lambda device_key: keyring.get(*device_key)
+
+        # (type << 8 | flags) -> (name, decode, encrypted) for headers that passed every rule
+        # below once; those rules depend on nothing else (TEST_INJECT, which also depends on
+        # the key id, is never cached).
+        self._passed = {}
+
+    def window(self, device_id):
+        window = self.windows.get(device_id)
+        if window is None:
+            window = self.windows[device_id] = ReplayWindow()
+        return window
+
+    def _header_rules(self, code, flags, key_id, counter, entry):
+        """The header rules checked after the tag, in the codec's order (SPEC 9)."""
+        name, direction, decode = entry
+        downlink = bool(flags & FLAG_DOWNLINK)
+        if downlink != self.downlink or (direction != messages.BOTH and
+                                         (direction == messages.DOWN) != downlink):
+            raise FrameError("wrong_direction", name)
+        if flags & ~_KNOWN_FLAGS or counter == 0:
+            raise FrameError("bad_payload", "reserved flag bits or counter 0")
+        if code == _TEST_INJECT and not (self.test_mode and key_id == TEST_KEY_ID and
+                                         flags & FLAG_TEST):
+            raise FrameError("test_only", "TEST_INJECT is refused outside test builds")
+        encrypted = code in _ENCRYPTED_CODES
+        if encrypted != bool(flags & FLAG_ENCRYPTED):
+            raise FrameError("bad_payload", "encryption flag does not match " + name)
+        rules = (name, decode, encrypted)
+        if code != _TEST_INJECT:
+            self._passed[code << 8 | flags] = rules
+        return rules
+
+    def feed(self, data):
+        items = []
+        for block in self.deframer.feed(data):
+            if isinstance(block, FrameError):
+                items.append(block)
+                continue
+            try:
+                items.append(self.open(block))
+            except FrameError as e:
+                items.append(e)
+        return items
+
+    def open(self, block):
+        if len(block) > MAX_WIRE - 1:
+            raise FrameError("oversize", "%d stuffed bytes" % len(block))
+        try:
+            body = _cobs_decode(block)
+        except DecodeError as e:
+            raise FrameError("bad_cobs", str(e)) from None
+        size = len(body)
+        if size < _MIN_BODY:
+            raise FrameError("truncated", "%d bytes" % size)
+        if size > MAX_FRAME:
+            raise FrameError("oversize", "%d bytes" % size)
+        if crc_hqx(body, 0xFFFF):  # a CRC over data + its CRC leaves 0 (no xorout)
+            raise FrameError("bad_crc")
+        version, code, flags, key_id, device_id, counter = _HEADER.unpack_from(body)
+        if version != VERSION:
+            raise FrameError("bad_version", "version %d" % version)
+        entry = _DECODERS.get(code)
+        if entry is None:
+            raise FrameError("unknown_type", "type 0x%02x" % code)
+        keys = self._lookup((device_id, key_id))
+        if keys is None:
+            raise FrameError("unknown_key", "device %d key %d" % (device_id, key_id))
+        inner = keys._inner.copy()  # FastKeys.tag, inlined
+        inner.update(body[:_TAG_START])
+        outer = keys._outer.copy()
+        outer.update(inner.digest())
+        if outer.digest()[:TAG_LEN] != body[_TAG_START:_TAG_END]:
+            raise FrameError("bad_tag")
+        rules = self._passed.get(code << 8 | flags)
+        if rules is None or not counter:
+            rules = self._header_rules(code, flags, key_id, counter, entry)
+        name, decode, encrypted = rules
+        payload = body[HEADER_SIZE:_TAG_START]
+        if encrypted:
+            payload = keys.xor(device_id, self.downlink, counter, payload)
+        try:
+            fields = decode(payload)
+        except PayloadError as e:
+            raise FrameError("bad_payload", str(e)) from None
+        frame = Frame(code, name, flags, key_id, device_id, counter, fields, body)
+        if self.check_replay:
+            window = self.windows.get(device_id)
+            if window is None:
+                window = self.windows[device_id] = ReplayWindow()
+            highest = window.highest
+            if 0 < counter - highest <= 64 and highest:  # in order: ReplayWindow.accept inlined
+                window.bitmap = (((window.bitmap << (counter - highest)) |
+                                  (1 << (counter - highest - 1))) & 0xFFFFFFFFFFFFFFFF)
+                window.highest = counter
+            else:
+                if window.seen(counter):
+                    raise FrameError("replayed", "counter %d" % counter, frame)
+                window.accept(counter)
+        return frame
+
+
+def _unstuff(block):
+    try:
+        return _cobs_decode(block)
+    except DecodeError:
+        return None
+
+
+def split_stream(buf):
+    """Batched framing pass over a whole captured stream (no keys needed).
+
+    Splits at 0x00, unstuffs, checks size and CRC, and parses headers, with every step
+    mapped over the whole batch in C. Returns (headers, bad): `headers` is a list of
+    (version, type, flags, key_id, device_id, counter, body) of frames whose framing is
+    sound, in stream order; `bad` counts the non-empty blocks refused (bad COBS, size or
+    CRC). Tags are not verified here: use a FastReceiver for that.
+    """
+    blocks = bytes(buf).split(b"\x00")
+    blocks = list(filter(None, blocks))  # runs of 0x00 are idle line, not frames
+    bodies = list(map(_unstuff, [b for b in blocks if len(b) < MAX_WIRE]))
+    good = [b for b in bodies if b is not None and _MIN_BODY <= len(b) <= MAX_FRAME]
+    crcs = list(map(crc_hqx, good, repeat(0xFFFF)))
+    if any(crcs):
+        good = [b for b, c in zip(good, crcs, strict=True) if not c]
+    bad = len(blocks) - len(good)
+    headers = [h + (b,) for h, b in zip(map(_HEADER.unpack_from, good), good, strict=True)]
+    return headers, bad

@@ -1,0 +1,241 @@
+"""Generate protocol/vectors/vectors.json, the golden vectors of protocol v1 (SPEC.md 12).
+
+    python -m protocol.host_make_vectors            # rewrite vectors.json
+    python -m protocol.host_make_vectors --check    # exit 1 if vectors.json is stale
+
+The frames are sealed by the portable codec; tests check that every implementation (portable
+codec on CPython and on MicroPython, host fast path, construct reference) reproduces them.
+`to_jsonable`/`from_jsonable` map message fields to JSON and back (also used by
+`vigil decode --json`).
+"""
+import json
+import struct
+import sys
+from pathlib import Path
+
+from protocol import codec, framing, messages
+from protocol.crypto import TAG_LEN, Hmac, derive_keys
+
+VECTORS_PATH = Path(__file__).resolve().parent / "vectors" / "vectors.json"
+
+# Keys are test keys, published on purpose; never provision them on a real device.
+KEYS = [
+    {"device_id": 1, "key_id": 1, "key": "000102030405060708090a0b0c0d0e0f"},
+    {"device_id": 0x12345678, "key_id": 2, "key": "2b7e151628aed2a6abf7158809cf4f3c"},
+    {"device_id": 0xFFFFFFFF, "key_id": 0, "key": "ffffffffffffffffffffffffffffffff"},
+    {"device_id": 1, "key_id": codec.TEST_KEY_ID, "key": "74657374746573747465737474657374"},
+]
+
+
+def to_jsonable(fields):
+    """Message fields -> JSON-friendly values: bytes as hex, item pairs as lists."""
+    out = {}
+    for name, value in fields.items():
+        if isinstance(value, (bytes, bytearray)):
+            value = bytes(value).hex()
+        elif name == "items":
+            value = [[key, item] for key, item in value]
+        out[name] = value
+    return out
+
+
+def from_jsonable(fields):
+    """The inverse of to_jsonable."""
+    out = dict(fields)
+    if "data" in out:
+        out["data"] = bytes.fromhex(out["data"])
+    if "items" in out:
+        out["items"] = [(key, value) for key, value in out["items"]]
+    return out
+
+
+def _fix(**overrides):
+    fix = {"fix_time_ms": 1767225600000, "lat_e7": 523702000, "lon_e7": 48952000, "alt_m": 2,
+           "speed_cmps": 140, "course_cdeg": 27000, "accuracy_m": 5, "hdop_x10": 9, "sats": 11,
+           "source": messages.FIX_SOURCE_GNSS}
+    fix.update(overrides)
+    return fix
+
+
+_FIX_MIN = {"fix_time_ms": -(1 << 63), "lat_e7": -900000000, "lon_e7": -1800000000,
+            "alt_m": -32768, "speed_cmps": 0, "course_cdeg": 0, "accuracy_m": 0, "hdop_x10": 0,
+            "sats": 0, "source": 0}
+_FIX_MAX = {"fix_time_ms": (1 << 63) - 1, "lat_e7": 900000000, "lon_e7": 1800000000,
+            "alt_m": 32767, "speed_cmps": 65535, "course_cdeg": 35999, "accuracy_m": 65535,
+            "hdop_x10": 255, "sats": 255, "source": 255}
+
+_T = 1767225600123  # 2026-01-01T00:00:00.123Z in UTC ms
+
+# (vector name, message, device index in KEYS, downlink, counter, extra flags, fields)
+GOOD = [
+    ("hello", "HELLO", 0, False, 1, 0,
+     {"fw_major": 1, "fw_minor": 2, "fw_patch": 3, "schema_hash": messages.SCHEMA_HASH,
+      "reset_cause": messages.RESET_POWER_ON, "boot_count": 17, "config_version": 4}),
+    ("heartbeat", "HEARTBEAT", 0, False, 2, 0,
+     {"battery_mv": 3987, "battery_pct": 81, "charging": 0, "link_quality": 73,
+      "queue_depth": 0, "uptime_s": 86400, "status": messages.STATUS_GNSS_ON}),
+    ("heartbeat-min", "HEARTBEAT", 1, False, 1, 0,
+     {"battery_mv": 0, "battery_pct": 0, "charging": 0, "link_quality": 0, "queue_depth": 0,
+      "uptime_s": 0, "status": 0}),
+    ("heartbeat-max-counter", "HEARTBEAT", 2, False, 0xFFFFFFFF, 0,
+     {"battery_mv": 65535, "battery_pct": 100, "charging": 1, "link_quality": 100,
+      "queue_depth": 65535, "uptime_s": 0xFFFFFFFF, "status": 63}),
+    ("position-1", "POSITION", 0, False, 3, 0, {"send_time_ms": _T, "fixes": [_fix()]}),
+    ("position-7-historic", "POSITION", 1, False, 1000, codec.FLAG_HISTORIC,
+     {"send_time_ms": _T, "fixes": [_fix(fix_time_ms=_T - 60000 * (7 - i), lat_e7=523702000 + i)
+                                    for i in range(7)]}),
+    ("position-bounds", "POSITION", 2, False, 7, 0,
+     {"send_time_ms": 0, "fixes": [_FIX_MIN, _FIX_MAX]}),
+    ("no-fix-never", "NO_FIX", 0, False, 4, 0,
+     {"send_time_ms": _T, "age_s": 0xFFFFFFFF, "last_fix": None}),
+    ("no-fix-last", "NO_FIX", 0, False, 5, 0,
+     {"send_time_ms": _T, "age_s": 300, "last_fix": _fix(source=messages.FIX_SOURCE_LAST_KNOWN)}),
+    ("alarm-panic-raised", "ALARM", 0, False, 6, 0,
+     {"alarm_id": 1, "kind": messages.ALARM_KIND_PANIC, "state": messages.ALARM_STATE_RAISED,
+      "raised_time_ms": _T, "fix": _fix()}),
+    ("alarm-gnss-lost-cleared", "ALARM", 1, False, 2, 0,
+     {"alarm_id": 65535, "kind": messages.ALARM_KIND_GNSS_LOST,
+      "state": messages.ALARM_STATE_CLEARED, "raised_time_ms": _T, "fix": None}),
+    ("event-charger-on", "EVENT", 0, False, 7, 0,
+     {"kind": messages.EVENT_KIND_CHARGER_ON, "time_ms": _T, "value": 0}),
+    ("ack-up", "ACK", 0, False, 8, 0, {"highest": 41, "bitmap": 0x8000000000000001}),
+    ("ack-down", "ACK", 0, True, 1, 0, {"highest": 8, "bitmap": 0xFFFFFFFFFFFFFFFF}),
+    ("operator-ack", "OPERATOR_ACK", 0, True, 2, 0, {"alarm_id": 1, "operator_id": 4242}),
+    ("config-empty", "CONFIG", 1, True, 1, 0, {"config_version": 0, "items": []}),
+    ("config-items", "CONFIG", 0, True, 3, 0,
+     {"config_version": 5, "items": [(1, 60), (10, 30), (9, 10000), (14, 604800)]}),
+    ("command-vibrate", "COMMAND", 0, True, 4, 0,
+     {"command": messages.COMMAND_VIBRATE, "arg": 3}),
+    ("command-clear-alarm", "COMMAND", 0, True, 5, 0,
+     {"command": messages.COMMAND_CLEAR_ALARM, "arg": 1}),
+    ("proximity-warning", "PROXIMITY", 0, True, 6, 0, {"level": messages.PROXIMITY_WARNING}),
+    ("proximity-clear", "PROXIMITY", 2, True, 0xFFFFFFFF, 0, {"level": messages.PROXIMITY_CLEAR}),
+    ("time-sync", "TIME_SYNC", 0, True, 7, 0, {"utc_ms": _T}),
+    ("test-inject", "TEST_INJECT", 3, True, 1, codec.FLAG_TEST,
+     {"op": 1, "data": bytes.fromhex("00ff00017e")}),
+]
+
+
+def seal_body(key16, version, code, flags, key_id, device_id, counter, payload):
+    """Seal any header and payload bytes (plaintext as given) with a valid tag and CRC, so
+    that bad-frame vectors fail exactly at the check they are meant to fail."""
+    mac = Hmac(derive_keys(key16)[0])
+    body = struct.pack(">BBBBII", version, code, flags, key_id, device_id, counter) + payload
+    body += mac.digest(body)[:TAG_LEN]
+    return _restuff(body + struct.pack(">H", framing.crc16(body)))
+
+
+def _restuff(body):
+    return framing.cobs_encode(body) + b"\x00"
+
+
+def _bad_vectors(good):
+    """(name, wire, reason, receiver options, prior wires) for each documented reason."""
+    key0 = bytes.fromhex(KEYS[0]["key"])
+    hb = good["heartbeat"]
+    hb_body = framing.cobs_decode(hb[:-1])
+    flipped = bytearray(hb_body)
+    flipped[14] ^= 0x01  # payload byte; CRC left stale
+    bad_tag = bytearray(hb_body[:-2])
+    bad_tag[-1] ^= 0x80  # last tag byte; CRC recomputed so only the tag is wrong
+    bad_tag = bytes(bad_tag) + struct.pack(">H", framing.crc16(bad_tag))
+    hb_payload = hb_body[codec.HEADER_SIZE:-TAG_LEN - 2]
+    up = {"downlink": False, "test_mode": False}
+    down = {"downlink": True, "test_mode": False}
+    return [
+        ("bad-crc", _restuff(bytes(flipped)), "bad_crc", up, []),
+        ("bad-cobs", bytes.fromhex("0501020300"), "bad_cobs", up, []),
+        ("truncated", _restuff(hb_body[:21]), "truncated", up, []),
+        ("empty-body", b"\x01\x00", "truncated", up, []),
+        ("oversize-stuffed", b"\x01" * 243 + b"\x00", "oversize", up, []),
+        ("oversize-body", _restuff(bytes(range(1, 242))), "oversize", up, []),
+        ("bad-version", seal_body(key0, 2, 0x02, 1, 1, 1, 9, hb_payload), "bad_version", up, []),
+        ("unknown-type", seal_body(key0, 1, 0x55, 1, 1, 1, 9, hb_payload), "unknown_type", up,
+         []),
+        ("unknown-key", seal_body(key0, 1, 0x02, 1, 9, 1, 9, hb_payload), "unknown_key", up, []),
+        ("bad-tag", _restuff(bad_tag), "bad_tag", up, []),
+        ("wrong-key", seal_body(bytes(16), 1, 0x02, 1, 1, 1, 9, hb_payload), "bad_tag", up, []),
+        ("replayed", hb, "replayed", up, [hb]),
+        ("replayed-too-old", hb, "replayed", up, [good["heartbeat-later"]]),
+        ("bad-payload-length", seal_body(key0, 1, 0x02, 1, 1, 1, 9, hb_payload + b"\x00"),
+         "bad_payload", up, []),
+        ("bad-payload-not-encrypted", seal_body(key0, 1, 0x04, 1, 1, 1, 9, bytes(40)),
+         "bad_payload", up, []),
+        ("bad-payload-reserved-flag", seal_body(key0, 1, 0x02, 0x21, 1, 1, 9, hb_payload),
+         "bad_payload", up, []),
+        ("bad-payload-counter-0", seal_body(key0, 1, 0x02, 1, 1, 1, 0, hb_payload),
+         "bad_payload", up, []),
+        ("bad-payload-config-range", seal_body(key0, 1, 0x82, 9, 1, 1, 9,
+                                               bytes.fromhex("0001010100000000")),
+         "bad_payload", down, []),
+        ("wrong-direction", good["proximity-warning"], "wrong_direction", up, []),
+        ("wrong-direction-flag", seal_body(key0, 1, 0x02, 9, 1, 1, 9, hb_payload),
+         "wrong_direction", down, []),
+        ("test-only", good["test-inject"], "test_only", down, []),
+    ]
+
+
+def build():
+    keys = {}
+    for entry in KEYS:
+        keys[(entry["device_id"], entry["key_id"])] = bytes.fromhex(entry["key"])
+    frames = []
+    wires = {}
+    for name, message, key_index, downlink, counter, flags, fields in GOOD:
+        entry = KEYS[key_index]
+        sender = codec.Sender(entry["device_id"], entry["key_id"], bytes.fromhex(entry["key"]),
+                              downlink=downlink)
+        wire = sender.seal(message, fields, flags=flags, counter=counter)
+        wires[name] = wire
+        body = framing.cobs_decode(wire[:-1])
+        frames.append({
+            "name": name, "message": message, "device_id": entry["device_id"],
+            "key_id": entry["key_id"], "key": entry["key"], "downlink": downlink,
+            "counter": counter, "extra_flags": flags, "flags": body[2],
+            "fields": to_jsonable(fields), "body": body.hex(), "wire": wire.hex(),
+        })
+    later = codec.Sender(1, 1, keys[(1, 1)]).seal("HEARTBEAT", GOOD[1][6], counter=2 + 65)
+    wires["heartbeat-later"] = later
+    bad = []
+    for name, wire, reason, options, prior in _bad_vectors(wires):
+        bad.append({"name": name, "wire": wire.hex(), "reason": reason,
+                    "downlink": options["downlink"], "test_mode": options["test_mode"],
+                    "prior": [p.hex() for p in prior]})
+    log = b"I (1234) vigil: boot ok\r\n"
+    stream = (b"\x00" + wires["hello"] + b"\x00" + log + b"\x00" + wires["heartbeat"] +
+              b"\xa5\x5a\x13" + b"\x00" + wires["position-1"] + wires["hello"])
+    return {
+        "about": "Golden vectors of vigil protocol v1; see protocol/SPEC.md section 12. "
+                 "Test keys only.",
+        "protocol_version": codec.VERSION,
+        "schema_hash": messages.SCHEMA_HASH,
+        "keys": KEYS,
+        "frames": frames,
+        "bad_frames": bad,
+        "streams": [{
+            "name": "noise-and-log-text", "downlink": False, "data": stream.hex(),
+            "expect": ["HELLO", "bad_cobs", "HEARTBEAT", "bad_cobs", "POSITION", "replayed"],
+        }],
+    }
+
+
+def render():
+    return json.dumps(build(), indent=1) + "\n"
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    text = render()
+    if "--check" in argv:
+        if not VECTORS_PATH.exists() or VECTORS_PATH.read_text() != text:
+            print("%s is stale: run python -m protocol.host_make_vectors" % VECTORS_PATH)
+            return 1
+        return 0
+    VECTORS_PATH.parent.mkdir(parents=True, exist_ok=True)
+    VECTORS_PATH.write_text(text)
+    print("wrote %s" % VECTORS_PATH)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
