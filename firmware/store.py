@@ -41,6 +41,7 @@ RAM: a small list per segment plus one cached segment index (counters, offsets, 
 import binascii
 import os
 import struct
+from array import array
 
 try:
     from micropython import const
@@ -107,13 +108,25 @@ def _remove(path):
 
 
 class _Index:
-    """Per-record index of one segment: counters, file offsets and flags."""
+    """Per-record index of one segment: counters, file offsets and flags, preallocated."""
 
-    def __init__(self, seq):
-        self.seq = seq
-        self.counters = []
-        self.offsets = []
-        self.flags = bytearray()
+    def __init__(self, capacity):
+        self.seq = -1  # no segment
+        self.n = 0
+        self.counters = array("I", bytes(4 * capacity))
+        self.offsets = array("I", bytes(4 * capacity))
+        self.flags = bytearray(capacity)
+
+    def add(self, counter, offset, flags):
+        n = self.n
+        if n == len(self.flags):  # a segment written with a larger segment_records
+            self.counters.append(0)
+            self.offsets.append(0)
+            self.flags.append(0)
+        self.counters[n] = counter
+        self.offsets[n] = offset
+        self.flags[n] = flags
+        self.n = n + 1
 
 
 class Queue:
@@ -125,7 +138,7 @@ class Queue:
         self.segment_records = segment_records
         self.evicted_total = 0
         self._segments = []  # metadata lists, oldest first
-        self._cache = None  # _Index of one segment
+        self._index_buf = _Index(segment_records)  # the one segment indexed in RAM
         self._header = bytearray(_HEADER_SIZE)
         self._buf = bytearray(_HEADER_SIZE + _MAX_FRAME + _CRC_SIZE)
         self._ensure_dir()
@@ -215,7 +228,7 @@ class Queue:
             if seq not in segs:
                 _remove(_join(self.root, _ack_name(seq)))
         for seq in segs:
-            seg = self._scan(seq, True)[1]
+            seg = self._scan(seq, True)
             if seg[_LIVE] == 0:
                 self._delete(seg)
                 continue
@@ -223,15 +236,19 @@ class Queue:
         for seg in self._segments[:-1]:
             seg[_SEALED] = True  # only the newest segment takes appends
 
-    def _scan(self, seq, verify):
-        """Read segment `seq` from flash. Returns (_Index, metadata list)."""
-        index = _Index(seq)
+    def _scan(self, seq, verify, limit=0xFFFFFFFF):
+        """Index segment `seq` (at most `limit` records) into self._index_buf.
+
+        Returns the segment's metadata list."""
+        index = self._index_buf
+        index.seq = -1
+        index.n = 0
         seg = [seq, 0, 0, 0, 0xFFFFFFFF, 0, False, 0]
         path = _join(self.root, _seg_name(seq))
         header = self._header
         with open(path, "rb") as f:
             offset = 0
-            while True:
+            while index.n < limit:
                 got = f.readinto(header)
                 if got != _HEADER_SIZE:
                     if got:
@@ -252,60 +269,52 @@ class Queue:
                         break
                 else:
                     f.seek(length + _CRC_SIZE, 1)
-                index.counters.append(counter)
-                index.offsets.append(offset)
-                index.flags.append(flags & _FLAG_ALARM)
+                index.add(counter, offset, flags)
                 offset += _HEADER_SIZE + length + _CRC_SIZE
                 if counter < seg[_MIN_COUNTER]:
                     seg[_MIN_COUNTER] = counter
                 if counter > seg[_MAX_COUNTER]:
                     seg[_MAX_COUNTER] = counter
-        seg[_RECORDS] = len(index.counters)
+        seg[_RECORDS] = index.n
         seg[_BYTES] = offset
         if seg[_RECORDS] >= self.segment_records:
             seg[_SEALED] = True
-        self._read_retired(index)
+        self._read_retired(seq, index)
         live = 0
         alarms = 0
-        for flag in index.flags:
+        for i in range(index.n):
+            flag = index.flags[i]
             if not flag & _FLAG_RETIRED:
                 live += 1
                 if flag & _FLAG_ALARM:
                     alarms += 1
         seg[_LIVE] = live
         seg[_LIVE_ALARMS] = alarms
-        return index, seg
+        index.seq = seq
+        return seg
 
-    def _read_retired(self, index):
+    def _read_retired(self, seq, index):
         try:
-            f = open(_join(self.root, _ack_name(index.seq)), "rb")
+            f = open(_join(self.root, _ack_name(seq)), "rb")
         except OSError:
             return
-        entry = bytearray(_ACK_SIZE)
+        entry = self._header  # 8 bytes, free while no segment file is being read
         counters = index.counters
         flags = index.flags
         with f:
             while f.readinto(entry) == _ACK_SIZE:
                 counter, reason, magic, check = struct.unpack(_ACK_ENTRY, entry)
-                if magic != _ACK_MAGIC or check != binascii.crc32(entry[:6]) & 0xFFFF:
+                if magic != _ACK_MAGIC or check != binascii.crc32(memoryview(entry)[:6]) & 0xFFFF:
                     break  # torn tail: entries after it were never durable
-                for i in range(len(counters)):
+                for i in range(index.n):
                     if counters[i] == counter:
                         flags[i] |= _FLAG_RETIRED
 
     def _index(self, seg):
-        cache = self._cache
-        if cache is None or cache.seq != seg[_SEQ]:
-            cache = None
-            self._cache = None
-            cache, _ = self._scan(seg[_SEQ], False)
+        if self._index_buf.seq != seg[_SEQ]:
             # never trust bytes beyond what the load verified
-            n = seg[_RECORDS]
-            del cache.counters[n:]
-            del cache.offsets[n:]
-            cache.flags = cache.flags[:n]
-            self._cache = cache
-        return cache
+            self._scan(seg[_SEQ], False, seg[_RECORDS])
+        return self._index_buf
 
     # ---- writing ------------------------------------------------------------------------
 
@@ -325,11 +334,8 @@ class Queue:
             f.write(frame)
             f.write(struct.pack("<I", crc))
         # update RAM only after the close returned: the record is durable now
-        cache = self._cache
-        if cache is not None and cache.seq == seg[_SEQ]:
-            cache.counters.append(counter)
-            cache.offsets.append(seg[_BYTES])
-            cache.flags.append(flags)
+        if self._index_buf.seq == seg[_SEQ]:
+            self._index_buf.add(counter, seg[_BYTES], flags)
         seg[_BYTES] += _HEADER_SIZE + len(frame) + _CRC_SIZE
         seg[_RECORDS] += 1
         seg[_LIVE] += 1
@@ -347,7 +353,7 @@ class Queue:
         index = self._index(seg)
         hits = []
         entries = b""
-        for i in range(len(index.counters)):
+        for i in range(index.n):
             counter = index.counters[i]
             if counter in counters and not index.flags[i] & _FLAG_RETIRED:
                 hits.append(i)
@@ -367,8 +373,8 @@ class Queue:
         return len(hits)
 
     def _delete(self, seg):
-        if self._cache is not None and self._cache.seq == seg[_SEQ]:
-            self._cache = None
+        if self._index_buf.seq == seg[_SEQ]:
+            self._index_buf.seq = -1
         # .seg first: an orphan .ack is harmless, an orphan .seg would resurrect records
         _remove(_join(self.root, _seg_name(seg[_SEQ])))
         _remove(_join(self.root, _ack_name(seg[_SEQ])))
@@ -377,7 +383,7 @@ class Queue:
         for seg in self._segments:
             if seg[_LIVE] > seg[_LIVE_ALARMS]:
                 index = self._index(seg)
-                for i in range(len(index.counters)):
+                for i in range(index.n):
                     if not index.flags[i]:  # neither alarm nor retired
                         if self._retire(seg, (index.counters[i],), _REASON_EVICTED):
                             self.evicted_total += 1
@@ -398,7 +404,7 @@ class Queue:
                 continue
             index = self._index(seg)
             wanted = []
-            for i in range(len(index.counters)):
+            for i in range(index.n):
                 flag = index.flags[i]
                 if flag & _FLAG_RETIRED or index.counters[i] in exclude:
                     continue
