@@ -1,0 +1,201 @@
+"""The proximity engine: hysteresis, staleness, uncertainty, confirmation, privacy."""
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from host.centre import Centre, CentreConfig
+from host.centre import centre as C
+from host.centre.proximity import (
+    ALARM,
+    CLEAR,
+    UNCERTAIN,
+    WARNING,
+    Fix,
+    ProximityConfig,
+    ProximityTracker,
+    classify,
+    haversine_m,
+)
+from tests.test_centre import KEY, LAT, LON, T0, Dev, fix
+
+CONFIG = ProximityConfig()
+M_PER_E7 = 6371008.8 * math.pi / 180 / 1e7  # metres per 1e-7 degree of latitude
+
+
+def north_of(distance_m):
+    return LAT + round(distance_m / M_PER_E7)
+
+
+def test_haversine_one_degree_of_latitude():
+    assert haversine_m(0, 0, 10_000_000, 0) == pytest.approx(111_195, abs=1)
+    assert haversine_m(LAT, LON, north_of(750), LON) == pytest.approx(750, abs=0.1)
+
+
+@pytest.mark.parametrize("distance_m, current, expected", [
+    (1001, CLEAR, CLEAR), (1000, CLEAR, WARNING), (501, CLEAR, WARNING), (500, CLEAR, ALARM),
+    (1100, WARNING, WARNING), (1101, WARNING, CLEAR), (550, ALARM, ALARM), (551, ALARM, WARNING),
+    (1100, ALARM, WARNING), (501, WARNING, WARNING), (1050, UNCERTAIN, CLEAR),
+])
+def test_classify_hysteresis(distance_m, current, expected):
+    assert classify(distance_m, 10, current, CONFIG) == expected
+
+
+@pytest.mark.parametrize("distance_m, accuracy_m, expected", [
+    (900, 251, UNCERTAIN),  # coarse and straddles 1000 m
+    (900, 249, WARNING),  # within 25 % of 1000 m
+    (5000, 400, CLEAR),  # coarse but far from every boundary
+    (560, 126, UNCERTAIN),  # coarse for the 500 m radius
+    (200, 126, ALARM),  # coarse but cannot leave the alarm zone
+])
+def test_classify_uncertain(distance_m, accuracy_m, expected):
+    assert classify(distance_m, accuracy_m, CLEAR, CONFIG) == expected
+
+
+step = st.tuples(
+    st.sampled_from(["victim", "offender"]),
+    st.floats(0, 3000),  # distance from the victim's home
+    st.integers(1, 200),  # accuracy_m
+    st.integers(0, 120_000),  # fix age at arrival
+    st.integers(1_000, 40_000),  # time since the previous step
+)
+
+
+@given(st.lists(step, max_size=60))
+def test_tracker_rules_hold_for_any_sequence(steps):
+    tracker = ProximityTracker(CONFIG)
+    now = T0
+    recent = []  # the non-stale candidates since the last stale decision
+    for side, distance_m, accuracy_m, age_ms, gap_ms in steps:
+        now += gap_ms
+        lat = north_of(distance_m) if side == "offender" else LAT
+        f = Fix(now - age_ms, lat, LON, accuracy_m)
+        before = tracker.state
+        decision = (tracker.offender_fix if side == "offender" else tracker.victim_fix)(f, now)
+        if decision is None:
+            assert tracker.state == before
+            continue
+        assert decision.previous == before and decision.state == tracker.state
+        stale = max(abs(decision.victim_age_ms), abs(decision.offender_age_ms)) > 60_000
+        assert decision.stale == stale
+        if stale:
+            assert tracker.state == before  # never act on stale fixes
+            recent = []
+            continue
+        assert decision.candidate == classify(decision.distance_m,
+                                              decision.combined_accuracy_m, before, CONFIG)
+        recent.append(decision.candidate)
+        if decision.changed:
+            # two consecutive fresh evaluations agreed on the new state
+            assert recent[-2:] == [tracker.state, tracker.state]
+        else:
+            assert recent[-2:] != [decision.candidate] * 2 or decision.candidate == before
+
+
+def _drive(tracker, distances, gap_ms=15_000, accuracy_m=10):
+    now = tracker.victim.time_ms + 1000 if tracker.victim else T0
+    for i, distance_m in enumerate(distances):
+        now += gap_ms
+        tracker.victim_fix(Fix(now - 1000, LAT, LON, accuracy_m), now)
+        tracker.offender_fix(Fix(now - 500 + i, north_of(distance_m), LON, accuracy_m), now)
+    return tracker.state
+
+
+def test_warning_hysteresis_band_holds():
+    tracker = ProximityTracker(CONFIG)
+    assert _drive(tracker, [2000, 990, 990]) == WARNING
+    assert _drive(tracker, [1080, 1090, 1099]) == WARNING  # inside the 10 % band
+    assert _drive(tracker, [1120, 1130]) == CLEAR
+
+
+def test_single_fix_is_not_enough():
+    tracker = ProximityTracker(CONFIG)
+    tracker.victim_fix(Fix(T0, LAT, LON, 5), T0)
+    decision = tracker.offender_fix(Fix(T0, north_of(300), LON, 5), T0)
+    assert decision.candidate == ALARM and decision.state == CLEAR
+    decision = tracker.offender_fix(Fix(T0 + 15_000, north_of(300), LON, 5), T0 + 15_000)
+    assert decision.state == ALARM and decision.changed
+
+
+def test_stale_victim_fix_blocks_action():
+    tracker = ProximityTracker(CONFIG)
+    tracker.victim_fix(Fix(T0, LAT, LON, 5), T0)
+    for i in range(1, 6):
+        now = T0 + 61_000 + i * 15_000
+        decision = tracker.offender_fix(Fix(now, north_of(100), LON, 5), now)
+        assert decision.stale and tracker.state == CLEAR
+
+
+# ---- through the centre: downlinks, events, evidence, privacy ---------------------------------
+
+def _centre():
+    return Centre({(7, 1): KEY}, CentreConfig(pairs={7: 9004}))
+
+
+@given(st.lists(st.tuples(st.booleans(), st.floats(0, 2500), st.integers(1, 300),
+                          st.integers(0, 90_000)), max_size=40))
+def test_centre_downlinks_carry_only_a_level(steps):
+    c, d = _centre(), Dev()
+    now = T0
+    downlinks = []
+    for from_victim, distance_m, accuracy_m, age_ms in steps:
+        now += 15_000
+        if from_victim:
+            wire = d.seal("POSITION", {"send_time_ms": now,
+                                       "fixes": [fix(now - age_ms, accuracy_m=accuracy_m)]})
+            downlinks += c.receive("L", wire, now)
+        else:
+            downlinks += [w for _, w in c.offender_fix(9004, now - age_ms, north_of(distance_m),
+                                                        LON, accuracy_m, now)]
+        downlinks += [w for _, w in c.tick(now)]
+    frames = d.open(downlinks)
+    proximity = [f for f in frames if f.name != "ACK"]
+    assert all(f.name == "PROXIMITY" and set(f.fields) == {"level"} for f in proximity)
+    assert all(0 <= f.fields["level"] <= 3 for f in proximity)
+    changes = kinds(c, C.PROXIMITY)
+    assert [e.detail["counter"] for e in changes] == sorted({f.counter for f in proximity})
+    assert all("distance" not in str(e.detail) for e in changes)
+    rows = c.evidence.rows("proximity")
+    assert sum(1 for r in rows if r["state"] != r["previous"]) == len(changes)
+    assert all(r["downlink_counter"] is not None for r in rows if r["state"] != r["previous"])
+    assert all(r["warning_m"] == 1000 and r["alarm_m"] == 500 for r in rows)
+
+
+def kinds(c, kind):
+    return [e for e in c.events if e.kind == kind]
+
+
+def test_offender_approach_sends_warning_then_alarm_then_clear():
+    c, d = _centre(), Dev()
+    now = T0
+    sent = []
+    for distance_m in [3000, 2000, 950, 900, 450, 400, 400, 700, 1500, 1600]:
+        now += 15_000
+        sent += c.receive("L", d.seal("POSITION", {"send_time_ms": now,
+                                                    "fixes": [fix(now - 2000)]}), now)
+        sent += [w for _, w in c.offender_fix(9004, now - 1000, north_of(distance_m), LON, 10,
+                                              now)]
+    levels = [f.fields["level"] for f in d.open(sent) if f.name == "PROXIMITY"]
+    assert levels == [WARNING, ALARM, WARNING, CLEAR]
+    events = kinds(c, C.PROXIMITY)
+    assert [e.detail["level"] for e in events] == ["warning", "alarm", "warning", "clear"]
+    assert all(e.detail["decided_ms"] == e.detail["queued_ms"] for e in events)
+    rows = c.evidence.rows("proximity")
+    assert len(rows) == 19  # every fix after the first pair is a decision
+    for r in rows:
+        assert r["offender_age_ms"] == r["time_ms"] - r["offender_fix_ms"]
+        assert r["victim_age_ms"] == r["time_ms"] - r["victim_fix_ms"]
+        assert r["victim_accuracy_m"] == 5 and r["offender_accuracy_m"] == 10
+    row = [r for r in rows if r["state"] == ALARM and r["previous"] == WARNING][0]
+    assert row["distance_m"] == pytest.approx(450, abs=1) and row["combined_accuracy_m"] == 15
+
+
+def test_newer_proximity_supersedes_unacked_older():
+    c, d = _centre(), Dev()
+    c.receive("L", d.seal("HEARTBEAT", {"battery_mv": 3900, "battery_pct": 80, "charging": 0,
+                                        "link_quality": 90, "queue_depth": 0, "uptime_s": 1,
+                                        "status": 0}), T0)
+    c.send(7, "PROXIMITY", {"level": WARNING}, T0)
+    newer = c.send(7, "PROXIMITY", {"level": ALARM}, T0)
+    assert [p.counter for p in c.downlinks_pending(7)] == [newer]
