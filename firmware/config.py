@@ -5,7 +5,28 @@ A config is a plain dict name -> int. `defaults()` builds one; `apply()` applies
 items with range checks and reports what it refused, so a bad downlink never half-applies a
 value out of range.
 """
-from protocol.messages import CONFIG_KEYS
+# The wire table, mirrored from protocol.messages.CONFIG_KEYS (a test keeps them equal):
+# importing messages here would cost the core ~20 KB of heap it does not otherwise need.
+# id -> (name, min, max, default); units are in the names.
+CONFIG_KEYS = {
+    1: ("heartbeat_s", 60, 86400, 900),
+    2: ("low_battery_heartbeat_s", 300, 86400, 3600),
+    3: ("moving_fix_s", 10, 3600, 60),
+    4: ("moving_upload_s", 30, 3600, 300),
+    5: ("panic_fix_s", 1, 60, 5),
+    6: ("panic_upload_s", 1, 300, 10),
+    7: ("panic_track_s", 60, 86400, 1800),
+    8: ("proximity_fix_s", 5, 300, 15),
+    9: ("long_press_ms", 500, 10000, 1500),
+    10: ("reachability_s", 5, 3600, 30),
+    11: ("no_contact_s", 60, 86400, 1200),
+    12: ("gnss_timeout_s", 10, 600, 90),
+    13: ("gnss_lost_s", 60, 7200, 600),
+    14: ("self_test_s", 3600, 604800, 86400),
+    15: ("moving_speed_cmps", 10, 1000, 50),
+    16: ("moving_displacement_m", 10, 1000, 50),
+    17: ("operator_ack_timeout_s", 10, 3600, 120),
+}
 
 # Local settings: name -> (min, max, default). Not settable over the air.
 LOCAL_KEYS = {
@@ -35,19 +56,25 @@ LOCAL_KEYS = {
     "proximity_hold_s": (60, 86400, 1800),
 }
 
-BY_NAME = {}
-for _key_id in CONFIG_KEYS:
-    _entry = CONFIG_KEYS[_key_id]
-    BY_NAME[_entry[0]] = (_key_id, _entry[1], _entry[2], _entry[3])
-for _name in LOCAL_KEYS:
-    _entry = LOCAL_KEYS[_name]
-    BY_NAME[_name] = (0, _entry[0], _entry[1], _entry[2])
+
+def ranges():
+    """name -> (key id (0 = local), min, max, default) for every setting."""
+    table = {}
+    for key_id in CONFIG_KEYS:
+        entry = CONFIG_KEYS[key_id]
+        table[entry[0]] = (key_id, entry[1], entry[2], entry[3])
+    for name in LOCAL_KEYS:
+        entry = LOCAL_KEYS[name]
+        table[name] = (0, entry[0], entry[1], entry[2])
+    return table
 
 
 def defaults():
     cfg = {}
-    for name in BY_NAME:
-        cfg[name] = BY_NAME[name][3]
+    for entry in CONFIG_KEYS.values():
+        cfg[entry[0]] = entry[3]
+    for name in LOCAL_KEYS:
+        cfg[name] = LOCAL_KEYS[name][2]
     return cfg
 
 
@@ -56,8 +83,9 @@ def load(saved):
     (a config written by an older or newer build never stops the device)."""
     cfg = defaults()
     if saved:
+        table = ranges()
         for name in saved:
-            entry = BY_NAME.get(name)
+            entry = table.get(name)
             value = saved[name]
             if entry is not None and isinstance(value, int) and entry[1] <= value <= entry[2]:
                 cfg[name] = value

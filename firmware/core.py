@@ -41,8 +41,7 @@ Actions (tuples, kind first):
 try:
     from micropython import const
 except ImportError:
-    def const(x):
-        return x
+    const = lambda x: x  # noqa: E731  (a def would clash with the stub's signature)
 
 from firmware import config as _config
 
@@ -308,7 +307,12 @@ class Core:
         self.counter = counter + 1
         out.append(("send", name, fields, flags, counter, store))
         if store:
-            self._recent.append((counter, now))
+            recent = self._recent
+            # Bounded: only sends younger than ack_wait_ms matter (the flush floor).
+            while recent and (len(recent) >= 16
+                              or ticks_diff(now, recent[0][1]) >= self.cfg["ack_wait_ms"]):
+                recent.pop(0)
+            recent.append((counter, now))
             self._sent_n += 1
         return counter
 

@@ -524,10 +524,14 @@ def test_unknown_event_is_logged_not_raised():
     assert acts and acts[0][0] == "log"
 
 
-@pytest.mark.parametrize("key", sorted(config.BY_NAME))
+@pytest.mark.parametrize("key", sorted(config.ranges()))
 def test_config_defaults_lie_in_their_ranges(key):
-    _, low, high, default = config.BY_NAME[key]
+    _, low, high, default = config.ranges()[key]
     assert low <= default <= high
+
+
+def test_config_table_mirrors_the_protocol_table():
+    assert config.CONFIG_KEYS == messages.CONFIG_KEYS
 
 
 def test_config_load_ignores_bad_saved_values():
