@@ -1,0 +1,358 @@
+"""Durable small state: flash files written atomically, and RTC memory for deep sleep.
+
+API (MicroPython and CPython; uses only `os`, `struct`, `binascii` and file I/O):
+
+    encode(obj) -> bytes; decode(data) -> obj
+        A compact codec for None, bool, int (signed 64-bit), bytes, str, list/tuple (decoded
+        as list) and dict. Bad data raises ValueError.
+    write_file(path, obj)          atomic: write path + ".tmp", then rename over `path`, so a
+                                   cut mid-write leaves the old value. File = b"VS" <H len <I
+                                   crc32, then encode(obj).
+    read_file(path, default=None)  the object, or `default` if missing, torn or corrupt.
+
+    MessageCounter(path, block=256, first=1)   the protocol's 32-bit frame counter
+        .resume(exact=None) -> next   call once at boot. `exact` is the counter kept in RTC
+                                      memory across deep sleep (only pass it on a deep-sleep
+                                      wake; RtcState.take() clears the blob so a stale copy is
+                                      never reused). Without it, resume at the reserved value.
+        .take() -> counter            the next counter; persists a new reservation first when
+                                      the current one is used up (one flash write per `block`).
+        .ensure(counter)              make sure `counter` is covered by the reservation, for a
+                                      caller that lets protocol.codec.Sender count.
+        .next, .reserved              next counter to use; every counter ever used is below
+                                      `reserved`, which is what the file holds.
+        Raises ValueError when the 32-bit space is used up (rotate the key).
+
+    FlashState(state_dir="/state")  missing or corrupt files give the defaults shown
+        .boot_count() -> int (0)      .bump_boot_count() -> the new count
+        .load_config() -> (version, {key_id: value})   default (0, {})
+        .save_config(version, items)  items: dict or (key_id, value) pairs
+        .load_alarm() -> dict or None                  the active alarm, kept across reboots
+        .save_alarm(alarm)            a dict, or None to clear it
+
+    load_keys(keys_dir="/keys") -> (device_id, {key_id: key16}) or None if missing/corrupt
+    save_keys(keys_dir, device_id, keys)   keys: {key_id: 16 bytes}; file keys_dir/device.key
+    key_file_bytes(device_id, keys) -> bytes   the same file's content, for host provisioning
+
+    RtcState(rtc)   rtc: any object with memory() / memory(bytes), like machine.RTC()
+        .save(obj)      store `obj` (usually a dict) with a checksum; at most 2048 bytes
+        .take() -> obj or None   read and clear: a blob is used once, never after a later
+                                 reset that did not save it again
+"""
+
+import binascii
+import os
+import struct
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+_FILE_MAGIC = b"VS"
+_RTC_MAGIC = b"VR"
+_FRAME = "<2sHI"
+_FRAME_SIZE = const(8)
+_RTC_MAX = const(2048)  # ESP32 RTC user memory
+_U32_MAX = const(0xFFFFFFFF)
+
+
+# ---- codec --------------------------------------------------------------------------------
+
+
+def _enc(obj, out):
+    if obj is None:
+        out.append(b"N")
+    elif obj is True:
+        out.append(b"T")
+    elif obj is False:
+        out.append(b"F")
+    elif isinstance(obj, int):
+        if not -(1 << 63) <= obj < (1 << 63):
+            raise ValueError("persist: int %d does not fit 64 bits" % obj)
+        out.append(b"i" + struct.pack("<q", obj))
+    elif isinstance(obj, (bytes, bytearray)):
+        out.append(b"b" + struct.pack("<H", len(obj)))
+        out.append(bytes(obj))
+    elif isinstance(obj, str):
+        data = obj.encode()
+        out.append(b"s" + struct.pack("<H", len(data)))
+        out.append(data)
+    elif isinstance(obj, (list, tuple)):
+        out.append(b"l" + struct.pack("<H", len(obj)))
+        for item in obj:
+            _enc(item, out)
+    elif isinstance(obj, dict):
+        out.append(b"d" + struct.pack("<H", len(obj)))
+        for key in obj:
+            _enc(key, out)
+            _enc(obj[key], out)
+    else:
+        raise ValueError("persist: cannot store a %s" % type(obj).__name__)
+
+
+def encode(obj):
+    out = []
+    _enc(obj, out)
+    return b"".join(out)
+
+
+def _dec(data, pos):
+    if pos >= len(data):
+        raise ValueError("persist: truncated data")
+    tag = data[pos]
+    pos += 1
+    if tag == 0x4E:  # N
+        return None, pos
+    if tag == 0x54:  # T
+        return True, pos
+    if tag == 0x46:  # F
+        return False, pos
+    if tag == 0x69:  # i
+        if pos + 8 > len(data):
+            raise ValueError("persist: truncated int")
+        return struct.unpack("<q", data[pos : pos + 8])[0], pos + 8
+    if pos + 2 > len(data):
+        raise ValueError("persist: truncated length")
+    n = struct.unpack("<H", data[pos : pos + 2])[0]
+    pos += 2
+    if tag == 0x62 or tag == 0x73:  # b, s
+        if pos + n > len(data):
+            raise ValueError("persist: truncated bytes")
+        raw = bytes(data[pos : pos + n])
+        return (raw if tag == 0x62 else raw.decode()), pos + n
+    if tag == 0x6C:  # l
+        items = []
+        for _ in range(n):
+            item, pos = _dec(data, pos)
+            items.append(item)
+        return items, pos
+    if tag == 0x64:  # d
+        result = {}
+        for _ in range(n):
+            key, pos = _dec(data, pos)
+            value, pos = _dec(data, pos)
+            if isinstance(key, list):
+                raise ValueError("persist: list as dict key")
+            result[key] = value
+        return result, pos
+    raise ValueError("persist: unknown tag 0x%02x" % tag)
+
+
+def decode(data):
+    try:
+        obj, pos = _dec(data, 0)
+    except (UnicodeError, IndexError, TypeError):
+        raise ValueError("persist: malformed data") from None
+    if pos != len(data):
+        raise ValueError("persist: %d trailing bytes" % (len(data) - pos))
+    return obj
+
+
+def _seal(magic, obj):
+    body = encode(obj)
+    return struct.pack(_FRAME, magic, len(body), binascii.crc32(body)) + body
+
+
+def _unseal(magic, data):
+    if len(data) < _FRAME_SIZE:
+        raise ValueError("persist: short blob")
+    got_magic, length, crc = struct.unpack(_FRAME, data[:_FRAME_SIZE])
+    body = data[_FRAME_SIZE : _FRAME_SIZE + length]
+    if got_magic != magic or len(body) != length or binascii.crc32(body) != crc:
+        raise ValueError("persist: bad magic, length or checksum")
+    return decode(body)
+
+
+# ---- files --------------------------------------------------------------------------------
+
+
+def _makedirs(path):
+    built = ""
+    for part in path.split("/"):
+        if not part:
+            continue
+        built = built + "/" + part if built or path[0] == "/" else part
+        try:
+            os.stat(built)
+        except OSError:
+            os.mkdir(built)
+
+
+def write_file(path, obj):
+    data = _seal(_FILE_MAGIC, obj)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    try:
+        os.rename(tmp, path)  # atomic replace on littlefs and POSIX
+    except OSError:
+        # FAT will not rename over a file: not atomic, but the checksum catches a torn file
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+        os.rename(tmp, path)
+
+
+def read_file(path, default=None):
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        return _unseal(_FILE_MAGIC, data)
+    except (OSError, ValueError):
+        return default
+
+
+# ---- message counter ----------------------------------------------------------------------
+
+
+class MessageCounter:
+    def __init__(self, path, block=256, first=1):
+        if block < 1:
+            raise ValueError("counter: block must be >= 1")
+        self.path = path
+        self.block = block
+        self.first = first
+        reserved = read_file(path)
+        if not isinstance(reserved, int) or not first <= reserved <= _U32_MAX + 1:
+            reserved = first
+        self.reserved = reserved
+        self.next = reserved
+
+    def resume(self, exact=None):
+        if isinstance(exact, int) and self.first <= exact <= _U32_MAX + 1:
+            # RTC memory kept the exact value over deep sleep: no block is skipped. A value
+            # above the file's means the file was lost; never go backwards.
+            if exact > self.reserved:
+                self.reserved = exact
+            self.next = exact
+        else:
+            self.next = self.reserved
+        return self.next
+
+    def ensure(self, counter):
+        if counter > _U32_MAX:
+            raise ValueError("counter: 32-bit counter space used up, rotate the key")
+        if counter >= self.reserved:
+            reserved = counter + self.block
+            if reserved > _U32_MAX + 1:
+                reserved = _U32_MAX + 1
+            slash = self.path.rfind("/")
+            if slash > 0:
+                _makedirs(self.path[:slash])
+            write_file(self.path, reserved)  # before the counter is used, never after
+            self.reserved = reserved
+
+    def take(self):
+        counter = self.next
+        self.ensure(counter)
+        self.next = counter + 1
+        return counter
+
+
+# ---- flash state --------------------------------------------------------------------------
+
+
+class FlashState:
+    def __init__(self, state_dir="/state"):
+        self.dir = state_dir.rstrip("/")
+        _makedirs(self.dir)
+
+    def _path(self, name):
+        return self.dir + "/" + name
+
+    def boot_count(self):
+        count = read_file(self._path("boot.bin"), 0)
+        return count if isinstance(count, int) and count >= 0 else 0
+
+    def bump_boot_count(self):
+        count = self.boot_count() + 1
+        write_file(self._path("boot.bin"), count)
+        return count
+
+    def load_config(self):
+        data = read_file(self._path("config.bin"))
+        if (
+            isinstance(data, list)
+            and len(data) == 2
+            and isinstance(data[0], int)
+            and isinstance(data[1], dict)
+        ):
+            return data[0], data[1]
+        return 0, {}
+
+    def save_config(self, version, items):
+        if not isinstance(items, dict):
+            items = dict(items)
+        write_file(self._path("config.bin"), [version, items])
+
+    def load_alarm(self):
+        alarm = read_file(self._path("alarm.bin"))
+        return alarm if isinstance(alarm, dict) else None
+
+    def save_alarm(self, alarm):
+        if alarm is None:
+            try:
+                os.remove(self._path("alarm.bin"))
+            except OSError:
+                pass
+        else:
+            write_file(self._path("alarm.bin"), alarm)
+
+
+# ---- keys ---------------------------------------------------------------------------------
+
+
+def key_file_bytes(device_id, keys):
+    for key_id in keys:
+        if not isinstance(key_id, int) or len(keys[key_id]) != 16:
+            raise ValueError("keys: key %r must be an int id with 16 bytes" % (key_id,))
+    return _seal(_FILE_MAGIC, [device_id, keys])
+
+
+def save_keys(keys_dir, device_id, keys):
+    data = key_file_bytes(device_id, keys)
+    _makedirs(keys_dir)
+    path = keys_dir.rstrip("/") + "/device.key"
+    write_file(path, [device_id, keys])
+    return len(data)
+
+
+def load_keys(keys_dir="/keys"):
+    data = read_file(keys_dir.rstrip("/") + "/device.key")
+    if not isinstance(data, list) or len(data) != 2 or not isinstance(data[1], dict):
+        return None
+    keys = {}
+    for key_id in data[1]:
+        key = data[1][key_id]
+        if isinstance(key_id, int) and isinstance(key, bytes) and len(key) == 16:
+            keys[key_id] = key
+    if not keys:
+        return None
+    return data[0], keys
+
+
+# ---- RTC memory ---------------------------------------------------------------------------
+
+
+class RtcState:
+    def __init__(self, rtc):
+        self.rtc = rtc
+
+    def save(self, obj):
+        blob = _seal(_RTC_MAGIC, obj)
+        if len(blob) > _RTC_MAX:
+            raise ValueError("rtc: state is %d bytes, RTC memory holds %d" % (len(blob), _RTC_MAX))
+        self.rtc.memory(blob)
+
+    def take(self):
+        try:
+            obj = _unseal(_RTC_MAGIC, bytes(self.rtc.memory()))
+        except ValueError:
+            obj = None
+        self.rtc.memory(b"")
+        return obj

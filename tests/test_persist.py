@@ -1,0 +1,216 @@
+"""Durable small state: codec, atomic files, the reserve-ahead counter, RTC memory."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from firmware import persist
+from firmware.persist import FlashState, MessageCounter, RtcState
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(1 << 63), (1 << 63) - 1)
+    | st.binary(max_size=40)
+    | st.text(max_size=20)
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=5)
+    | st.dictionaries(st.integers(0, 300) | st.text(max_size=8), inner, max_size=5),
+    max_leaves=20,
+)
+
+
+@given(values)
+def test_codec_round_trip(obj):
+    assert persist.decode(persist.encode(obj)) == obj
+
+
+@given(st.binary(max_size=64))
+def test_decode_garbage_is_a_value_error_never_a_crash(data):
+    try:
+        persist.decode(data)
+    except ValueError:
+        pass
+
+
+def test_encode_rejects_what_it_cannot_store():
+    with pytest.raises(ValueError, match="64 bits"):
+        persist.encode(1 << 64)
+    with pytest.raises(ValueError, match="cannot store a float"):
+        persist.encode(1.5)
+
+
+@given(values, st.integers(0, 200), st.integers(0, 255))
+@settings(max_examples=60)
+def test_corrupt_file_falls_back_to_default(tmp_path_factory, obj, position, flip):
+    path = str(tmp_path_factory.mktemp("f") / "x.bin")
+    persist.write_file(path, obj)
+    assert persist.read_file(path) == obj
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    if flip and position < len(data):
+        data[position] ^= flip
+        with open(path, "wb") as f:
+            f.write(bytes(data))
+        assert persist.read_file(path, "default") == "default"
+    with open(path, "wb") as f:
+        f.write(bytes(data[: position % max(1, len(data))]))
+    assert persist.read_file(path, "default") == "default"
+
+
+def test_missing_file_gives_default(tmp_path):
+    assert persist.read_file(str(tmp_path / "nope"), 7) == 7
+
+
+class Rtc:
+    def __init__(self):
+        self.blob = b""
+
+    def memory(self, data=None):
+        if data is None:
+            return self.blob
+        self.blob = bytes(data)
+
+
+def test_counter_reserves_ahead_and_never_reuses_after_a_reboot(tmp_path):
+    path = str(tmp_path / "state" / "counter.bin")
+    writes = []
+    real_write = persist.write_file
+
+    def counting_write(p, obj):
+        writes.append(obj)
+        real_write(p, obj)
+
+    persist.write_file = counting_write
+    try:
+        counter = MessageCounter(path, block=256)
+        assert counter.resume() == 1
+        used = [counter.take() for _ in range(600)]
+        assert used == list(range(1, 601))
+        assert writes == [257, 513, 769], "one flash write per block, not per frame"
+        # power cut: RAM is gone, the file says 769
+        counter = MessageCounter(path, block=256)
+        assert counter.resume() == 769
+        assert counter.take() == 769
+    finally:
+        persist.write_file = real_write
+
+
+def test_counter_resumes_exactly_across_deep_sleep(tmp_path):
+    path = str(tmp_path / "counter.bin")
+    rtc = RtcState(Rtc())
+    counter = MessageCounter(path, block=16)
+    counter.resume()
+    for _ in range(5):
+        counter.take()
+    rtc.save({"counter": counter.next})
+    # deep sleep: a reset that keeps RTC memory
+    state = rtc.take()
+    counter = MessageCounter(path, block=16)
+    assert counter.resume(state["counter"]) == 6, "no block skipped"
+    assert counter.take() == 6
+    # a later watchdog reset must not reuse the stale blob
+    assert rtc.take() is None
+    counter = MessageCounter(path, block=16)
+    assert counter.resume(None) == 17
+
+
+def test_counter_never_goes_back_if_the_file_is_behind_rtc(tmp_path):
+    path = str(tmp_path / "counter.bin")
+    counter = MessageCounter(path, block=8)
+    assert counter.resume(1000) == 1000
+    assert counter.take() == 1000
+    assert MessageCounter(path, block=8).resume() == 1008
+
+
+def test_counter_ensure_for_a_sender_that_counts_itself(tmp_path):
+    path = str(tmp_path / "counter.bin")
+    counter = MessageCounter(path, block=10)
+    counter.ensure(1)
+    assert counter.reserved == 11
+    counter.ensure(10)
+    assert counter.reserved == 11
+    counter.ensure(11)
+    assert MessageCounter(path, block=10).resume() == 21
+
+
+def test_counter_space_exhausted_is_a_clear_error(tmp_path):
+    counter = MessageCounter(str(tmp_path / "c.bin"), block=256)
+    counter.resume(0xFFFFFFFF)
+    assert counter.take() == 0xFFFFFFFF
+    with pytest.raises(ValueError, match="rotate the key"):
+        counter.take()
+
+
+@given(st.lists(st.tuples(st.integers(0, 40), st.booleans()), min_size=1, max_size=12))
+@settings(max_examples=40)
+def test_counter_model_across_reboots_and_deep_sleeps(tmp_path_factory, runs):
+    """Each run takes n counters, then either deep-sleeps (RTC kept) or loses power."""
+    path = str(tmp_path_factory.mktemp("c") / "counter.bin")
+    rtc = RtcState(Rtc())
+    used = set()
+    last = 0
+    for n, deep_sleep in runs:
+        state = rtc.take()
+        counter = MessageCounter(path, block=8)
+        counter.resume(state["counter"] if state else None)
+        for _ in range(n):
+            c = counter.take()
+            assert c not in used and c > last
+            used.add(c)
+            last = c
+        if deep_sleep:
+            rtc.save({"counter": counter.next})
+            if state is not None and n == 0:
+                assert counter.next == state["counter"]
+
+
+def test_flash_state_defaults_and_round_trips(tmp_path):
+    state = FlashState(str(tmp_path / "state"))
+    assert state.boot_count() == 0
+    assert state.load_config() == (0, {})
+    assert state.load_alarm() is None
+    assert state.bump_boot_count() == 1
+    assert state.bump_boot_count() == 2
+    state.save_config(3, [(1, 900), (2, 30)])
+    alarm = {"alarm_id": 7, "kind": 1, "state": 1, "raised_time_ms": 1234, "fix": None}
+    state.save_alarm(alarm)
+    state = FlashState(str(tmp_path / "state"))
+    assert state.boot_count() == 2
+    assert state.load_config() == (3, {1: 900, 2: 30})
+    assert state.load_alarm() == alarm
+    state.save_alarm(None)
+    assert state.load_alarm() is None
+    (tmp_path / "state" / "config.bin").write_bytes(b"VS garbage")
+    (tmp_path / "state" / "boot.bin").write_bytes(persist._seal(b"VS", "not an int"))
+    assert state.load_config() == (0, {})
+    assert state.boot_count() == 0
+
+
+def test_keys_round_trip_and_reject_bad_keys(tmp_path):
+    keys_dir = str(tmp_path / "keys")
+    assert persist.load_keys(keys_dir) is None
+    persist.save_keys(keys_dir, 0xC0FFEE, {1: bytes(range(16)), 2: b"k" * 16})
+    assert persist.load_keys(keys_dir) == (0xC0FFEE, {1: bytes(range(16)), 2: b"k" * 16})
+    assert (tmp_path / "keys" / "device.key").read_bytes() == persist.key_file_bytes(
+        0xC0FFEE, {1: bytes(range(16)), 2: b"k" * 16}
+    )
+    with pytest.raises(ValueError, match="16 bytes"):
+        persist.save_keys(keys_dir, 1, {1: b"short"})
+    (tmp_path / "keys" / "device.key").write_bytes(b"\0" * 30)
+    assert persist.load_keys(keys_dir) is None
+
+
+def test_rtc_blob_round_trip_checksum_and_size_limit():
+    rtc = Rtc()
+    state = RtcState(rtc)
+    assert state.take() is None
+    state.save({"counter": 5, "alarm": [1, 2], "fixes": b"\x01\x02"})
+    rtc.blob = rtc.blob[:-1] + bytes([rtc.blob[-1] ^ 1])
+    assert state.take() is None, "a corrupted blob is ignored"
+    state.save({"counter": 5})
+    assert state.take() == {"counter": 5}
+    with pytest.raises(ValueError, match="RTC memory holds 2048"):
+        state.save({"big": bytes(3000)})
