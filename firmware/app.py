@@ -1,0 +1,240 @@
+"""Wiring: the core on one side, the board's drivers, the flash queue and persistence on
+the other. `main.py` builds the board and calls `App(hw).run()`.
+
+One pass of the superloop (`step`): feed the watchdog, collect events (button edges, link
+frames, GNSS fixes, then a tick), hand each to the core, carry out its actions, then ask
+the core how long and how deeply to sleep. Log lines are short and go to stdout.
+"""
+import gc
+
+from firmware import battery as battery_mod
+from firmware import button as button_mod
+from firmware import config as config_mod
+from firmware import core as core_mod
+from firmware import link as link_mod
+from firmware import outputs as outputs_mod
+from firmware import persist
+from firmware.store import Queue
+from protocol import codec, messages
+
+FW_VERSION = (1, 0, 0)
+_MAX_ALARM_FRAMES = 8
+_DEV_KEY = bytes(16)
+
+
+def log(text):
+    print("vigil:", text)
+
+
+class _NoGnss:
+    """Stands in until firmware/gnss.py provides the driver: powers the enable pin only."""
+
+    def __init__(self, en_pin):
+        self.en_pin = en_pin
+
+    def power(self, on):
+        self.en_pin.value(1 if on else 0)
+
+    def poll(self):
+        return []
+
+
+def _make_gnss(hw):
+    try:
+        # Optional until firmware/gnss.py lands; __import__ keeps the type check honest.
+        gnss = __import__("firmware.gnss", None, None, ["Gnss"])
+    except ImportError:
+        return _NoGnss(hw.gnss_en)
+    return gnss.Gnss(hw.gnss_uart, hw.gnss_en)
+
+
+class App:
+    def __init__(self, hw, root=""):
+        self.hw = hw
+        self.root = root
+        self.flash = persist.FlashState(root + "/state")
+        self.rtc_state = persist.RtcState(hw.rtc)
+        self.counter = persist.MessageCounter(root + "/state/counter.bin")
+        self.queue = Queue(root + "/queue")
+        self.alarm_frames = {}                 # counter -> sealed frame, for fast resends
+        self.events = []
+        self.reboot = False
+
+    # --- boot -------------------------------------------------------------------------------
+    def start(self):
+        hw = self.hw
+        cause = hw.reset_cause()
+        boots = self.flash.bump_boot_count()
+        rtc = self.rtc_state.take() if cause == messages.RESET_DEEPSLEEP else None
+        state = rtc if isinstance(rtc, dict) else persist.read_file(self.root + "/state/core.bin")
+        if not isinstance(state, dict):
+            state = {}
+        exact = state.get("counter") if rtc else None
+        state["counter"] = self.counter.resume(exact)
+        version, items = self.flash.load_config()
+        cfg = config_mod.load(None)
+        refused = config_mod.apply(cfg, list(items.items()))
+        for reason in refused:
+            log(reason)
+        state["config_version"] = version
+        keys = persist.load_keys(self.root + "/keys")
+        if keys is None:
+            log("no key in /keys: unprovisioned, frames use a development key")
+            device_id, key_id, key = hw.device_id(), 0, _DEV_KEY
+        else:
+            device_id, table = keys
+            key_id = max(table)
+            key = table[key_id]
+        self.sender = codec.Sender(device_id, key_id, key, counter=state["counter"])
+        ring = codec.Keyring()
+        ring.add(device_id, key_id, key)
+        self.self_reader = codec.Receiver(ring, downlink=False, check_replay=False)
+        self.link = link_mod.Link(hw.link_uart, codec.Receiver(ring, downlink=True), log)
+        self.button = button_mod.Button(hw.button_pin, hw.ticks_ms)
+        self.battery = battery_mod.Battery(hw.battery_adc, hw.charger_pin,
+                                           hw.pins.BATTERY_DIVIDER)
+        self.outputs = outputs_mod.Outputs(hw.haptic_pin, hw.led_pin)
+        self.gnss = _make_gnss(hw)
+        self.core = core_mod.Core(cfg, state)
+        hw.arm_button_wake()
+        self.wdt = hw.watchdog()
+        log("boot %d cause %d device %d counter %d queue %d" % (
+            boots, cause, device_id, state["counter"], len(self.queue)))
+        hello = {"fw_major": FW_VERSION[0], "fw_minor": FW_VERSION[1],
+                 "fw_patch": FW_VERSION[2], "schema_hash": messages.SCHEMA_HASH,
+                 "reset_cause": cause, "boot_count": boots & 0xFFFFFFFF}
+        now = hw.ticks_ms()
+        self.dispatch(("boot", hello), now)
+        self.dispatch(("queue_depth", len(self.queue)), now)
+
+    # --- one pass ---------------------------------------------------------------------------
+    def step(self):
+        """Handle everything pending; return (mode, sleep_ms) for the sleep that follows."""
+        hw = self.hw
+        self.wdt.feed()
+        now = hw.ticks_ms()
+        self.outputs.wake(now)
+        for pressed, ticks in self.button.events():
+            self.dispatch(("button", pressed), ticks)
+        for frame in self.link.poll():
+            self.dispatch(("rx", frame.name, frame.fields, frame.counter, frame.flags), now)
+        for fix in self.gnss.poll():
+            self.dispatch(("fix", fix), now)
+        self.dispatch(("tick",), now)
+        gc.collect()
+        now = hw.ticks_ms()
+        mode, sleep_ms = self.core.sleep_plan(now)
+        out_next = self.outputs.step(now)
+        if out_next is not None:
+            mode = "idle"
+            sleep_ms = min(sleep_ms, max(0, core_mod.ticks_diff(out_next, now)))
+        return mode, sleep_ms
+
+    def sleep(self, mode, sleep_ms):
+        hw = self.hw
+        if mode == "deep":
+            self.gnss.power(0)
+            self.rtc_state.save(self.core.snapshot())
+            log("deep sleep %d ms" % sleep_ms)
+            hw.machine.deepsleep(sleep_ms)
+        elif mode == "light" and sleep_ms > 0:
+            hw.machine.lightsleep(sleep_ms)
+        elif sleep_ms > 0:
+            hw.time.sleep_ms(sleep_ms)
+
+    def run(self):
+        self.start()
+        while not self.reboot:
+            mode, sleep_ms = self.step()
+            self.sleep(mode, sleep_ms)
+        self.hw.machine.reset()
+
+    # --- events and actions -----------------------------------------------------------------
+    def dispatch(self, event, now):
+        events = self.events
+        events.append(event)
+        while events:
+            for action in self.core.handle(events.pop(0), now):
+                self.act(action, now)
+
+    def act(self, action, now):
+        kind = action[0]
+        if kind == "send":
+            self._send(action)
+        elif kind == "resend":
+            frame = self.alarm_frames.get(action[1]) or self._stored(action[1])
+            if frame is None:
+                log("resend %d: not stored" % action[1])
+            else:
+                self.link.write(frame)
+        elif kind == "flush":
+            self._flush(action[1], action[2], action[3])
+        elif kind == "acked":
+            for counter in action[1]:
+                self.alarm_frames.pop(counter, None)
+            if self.queue.ack(action[1]):
+                self.events.append(("queue_depth", len(self.queue)))
+        elif kind == "gnss":
+            self.gnss.power(action[1])
+        elif kind == "haptic":
+            self.outputs.haptic(action[1])
+        elif kind == "led":
+            self.outputs.led(action[1])
+        elif kind == "sample_battery":
+            mv, pct, charging = self.battery.read()
+            self.events.append(("battery", mv, pct, charging))
+        elif kind == "persist":
+            persist.write_file(self.root + "/state/core.bin", action[1])
+        elif kind == "save_config":
+            cfg = action[2]
+            items = {}
+            for key_id in config_mod.CONFIG_KEYS:
+                items[key_id] = cfg[config_mod.CONFIG_KEYS[key_id][0]]
+            self.flash.save_config(action[1], items)
+        elif kind == "reboot":
+            self.reboot = True
+        elif kind == "log":
+            log(action[1])
+
+    def _send(self, action):
+        _, name, fields, flags, counter, store = action
+        self.counter.ensure(counter + 1)               # reserve before the counter is used
+        try:
+            frame = self.sender.seal(name, fields, flags, counter=counter)
+        except ValueError as exc:                      # PayloadError: a core or driver bug
+            log("send %s: %s" % (name, exc))
+            return
+        self.link.write(frame)
+        if store:
+            evicted = self.queue.append(counter, store == core_mod.STORE_ALARM, frame)
+            if evicted:
+                self.events.append(("evicted", evicted))
+            self.events.append(("queue_depth", len(self.queue)))
+            if store == core_mod.STORE_ALARM:
+                self.alarm_frames[counter] = frame
+                if len(self.alarm_frames) > _MAX_ALARM_FRAMES:
+                    del self.alarm_frames[min(self.alarm_frames)]
+
+    def _stored(self, counter):
+        for rec in self.queue.pending(limit=len(self.queue), alarms_first=True):
+            if rec[0] == counter:
+                return rec[2]
+        return None
+
+    def _flush(self, max_n, below, skip):
+        """Resend queued records oldest-first with FLAG_HISTORIC, same counter."""
+        sent = 0
+        for counter, _is_alarm, frame in self.queue.pending(limit=max_n, exclude=skip):
+            if counter >= below:
+                break
+            try:
+                opened = self.self_reader.open(frame[:-1])
+                again = self.sender.seal(opened.name, opened.fields,
+                                         core_mod.FLAG_HISTORIC, counter=counter)
+            except ValueError as exc:                  # FrameError/PayloadError: bad record
+                log("flush %d: %s" % (counter, exc))
+                continue
+            self.link.write(again)
+            sent += 1
+        if sent:
+            log("flushed %d queued record(s)" % sent)

@@ -1,0 +1,39 @@
+"""Protocol frames over the link UART (serial or USB bridge; BLE in a later issue).
+
+    link = Link(uart, receiver, log=print)
+    link.write(frame_bytes)
+    link.poll() -> [Frame, ...]       drains the UART; bad frames are logged and dropped
+
+Log text printed on the same UART sits between frames; the deframer resyncs at each 0x00.
+"""
+
+
+class Link:
+    def __init__(self, uart, receiver, log=None, chunk=256):
+        self.uart = uart
+        self.receiver = receiver
+        self.log = log
+        self._buf = bytearray(chunk)
+        self._view = memoryview(self._buf)
+        self.frames_in = 0
+        self.errors_in = 0
+
+    def write(self, frame):
+        self.uart.write(frame)
+
+    def poll(self):
+        frames = []
+        uart = self.uart
+        while uart.any():
+            n = uart.readinto(self._buf)
+            if not n:
+                break
+            for item in self.receiver.feed(bytes(self._view[:n])):
+                if hasattr(item, "fields"):
+                    frames.append(item)
+                    self.frames_in += 1
+                else:
+                    self.errors_in += 1
+                    if self.log:
+                        self.log("link: dropped frame: %s" % item)
+        return frames
