@@ -1,0 +1,211 @@
+"""The drivers and the app wiring on fake hardware (CPython), with the real codec, flash
+queue and persistence in a temporary directory."""
+import types
+
+from firmware import app as app_mod
+from firmware import battery, board, button, core, outputs, persist, pins
+from protocol import codec
+
+KEY = bytes(range(16))
+DEVICE = 77
+
+
+class FakePin:
+    IN, OUT, PULL_UP, IRQ_FALLING, IRQ_RISING = 1, 2, 3, 4, 8
+
+    def __init__(self, n, mode=None, pull=None, value=None):
+        self.n, self.level, self.handler = n, 1 if n == pins.PANIC_BUTTON_PIN else 0, None
+        self.history = []
+        if value is not None:
+            self.value(value)
+
+    def value(self, v=None):
+        if v is None:
+            return self.level
+        self.level = 1 if v else 0
+        self.history.append(self.level)
+
+    def irq(self, handler=None, trigger=0, wake=None):
+        self.handler = handler
+
+    def drive(self, level):                    # the outside world changes the level
+        self.level = level
+        if self.handler:
+            self.handler(self)
+
+
+class FakeUart:
+    def __init__(self, *a, **kw):
+        self.rx, self.tx = bytearray(), bytearray()
+
+    def any(self):
+        return len(self.rx)
+
+    def readinto(self, buf):
+        n = min(len(buf), len(self.rx))
+        buf[:n] = self.rx[:n]
+        del self.rx[:n]
+        return n
+
+    def write(self, data):
+        self.tx += data
+        return len(data)
+
+
+class Clock:
+    def __init__(self):
+        self.now = (1 << 30) - 3000
+
+    def ticks_ms(self):
+        return self.now
+
+    def sleep_ms(self, ms):
+        self.now = core.ticks_add(self.now, ms)
+
+
+def fake_board():
+    clock = Clock()
+    adc = types.SimpleNamespace(read_uv=lambda: 1_950_000)      # 3.9 V cell
+    rtc_mem = bytearray()
+
+    def memory(data=None):
+        if data is None:
+            return bytes(rtc_mem)
+        rtc_mem[:] = data
+
+    machine = types.SimpleNamespace(
+        Pin=FakePin, UART=FakeUart, ADC=lambda pin: adc,
+        RTC=lambda: types.SimpleNamespace(memory=memory),
+        WDT=lambda timeout: types.SimpleNamespace(feed=lambda: None),
+        lightsleep=clock.sleep_ms, deepsleep=clock.sleep_ms, reset=lambda: None,
+        reset_cause=lambda: 1, wake_reason=lambda: 0, unique_id=lambda: b"\x01\x02\x03\x04",
+        PWRON_RESET=1, HARD_RESET=2, WDT_RESET=3, DEEPSLEEP_RESET=4, SOFT_RESET=5, EXT0_WAKE=2)
+    esp32 = types.SimpleNamespace(wake_on_ext0=lambda pin, level: None, WAKEUP_ALL_LOW=0)
+    hw = board.Board(machine, esp32, clock, pins)
+    return hw, clock
+
+
+def centre():
+    ring = codec.Keyring()
+    ring.add(DEVICE, 1, KEY)
+    return codec.Receiver(ring, check_replay=False), codec.Sender(DEVICE, 1, KEY,
+                                                                  downlink=True)
+
+
+def uplinks(hw, receiver):
+    frames = [f for f in receiver.feed(bytes(hw.link_uart.tx)) if hasattr(f, "fields")]
+    hw.link_uart.tx.clear()
+    return frames
+
+
+def boot(tmp_path, hw=None):
+    persist.save_keys(str(tmp_path / "keys"), DEVICE, {1: KEY})
+    hw, clock = hw or fake_board()
+    a = app_mod.App(hw, root=str(tmp_path))
+    a.start()
+    return a, hw, clock
+
+
+def run(a, clock, ms):
+    end = core.ticks_add(clock.now, ms)
+    while core.ticks_diff(end, clock.now) > 0:
+        mode, sleep_ms = a.step()
+        clock.sleep_ms(max(1, min(sleep_ms, core.ticks_diff(end, clock.now))))
+
+
+def test_battery_percent_from_ocv_table():
+    assert battery.percent(3000) == 0 and battery.percent(4300) == 100
+    assert battery.percent(3830) == 50 and 50 < battery.percent(3850) < 60
+    b = battery.Battery(types.SimpleNamespace(read_uv=lambda: 1_800_000), FakePin(35), 2)
+    assert b.read() == (3600, 10, 0)
+
+
+def test_button_reports_edges_once_and_catches_edges_missed_in_sleep():
+    clock = Clock()
+    pin = FakePin(0)
+    b = button.Button(pin, clock.ticks_ms)
+    pin.drive(0)
+    clock.sleep_ms(5)
+    pin.drive(1)
+    pin.drive(0)
+    assert [p for p, _ in b.events()] == [1, 0, 1]
+    assert b.events() == []
+    pin.level = 1                                  # released while asleep: no IRQ
+    assert [p for p, _ in b.events()] == [0]
+
+
+def test_outputs_step_through_a_haptic_pattern_and_blink_led():
+    haptic, led = FakePin(25), FakePin(2)
+    out = outputs.Outputs(haptic, led)
+    out.haptic("operator_ack")
+    t = 100
+    nxt = out.step(t)
+    while nxt is not None:
+        t = nxt
+        nxt = out.step(t)
+    assert haptic.history == [1, 0, 1, 0, 1, 0] and t == 100 + sum(outputs.HAPTIC["operator_ack"])
+    out.led("no_contact")
+    out.wake(t)
+    assert led.level == 1 and out.step(t + 30) is None and led.level == 0
+
+
+def test_app_boots_sends_hello_and_a_long_press_reaches_the_centre(tmp_path):
+    a, hw, clock = boot(tmp_path)
+    receiver, _ = centre()
+    run(a, clock, 1000)
+    names = [f.name for f in uplinks(hw, receiver)]
+    assert names[0] == "HELLO"
+    hw.button_pin.drive(0)
+    run(a, clock, 1600)
+    hw.button_pin.drive(1)
+    run(a, clock, 100)
+    alarms = [f for f in uplinks(hw, receiver) if f.name == "ALARM"]
+    assert alarms and alarms[0].fields["kind"] == 1 and alarms[0].ack_requested
+    assert len(a.queue) >= 1 and a.queue.alarm_count == 1
+
+
+def test_ack_stops_resends_and_crash_restart_resumes_the_alarm(tmp_path):
+    a, hw, clock = boot(tmp_path)
+    receiver, down = centre()
+    hw.button_pin.drive(0)
+    run(a, clock, 1600)
+    hw.button_pin.drive(1)
+    run(a, clock, 2500)
+    alarms = [f for f in uplinks(hw, receiver) if f.name == "ALARM"]
+    assert len(alarms) >= 3 and len({f.counter for f in alarms}) == 1    # resends
+    alarm_id = alarms[0].fields["alarm_id"]
+    # A crash now: a fresh App on the same flash resumes the alarm and resends it at once.
+    a2, hw2, clock2 = boot(tmp_path)
+    again = [f for f in uplinks(hw2, receiver) if f.name == "ALARM"]
+    assert again and again[0].counter == alarms[0].counter
+    assert a2.core.panic_id == alarm_id
+    hw2.link_uart.rx += down.seal("ACK", {"highest": alarms[0].counter, "bitmap": 0})
+    run(a2, clock2, 200)
+    uplinks(hw2, receiver)
+    run(a2, clock2, 60_000)
+    assert not [f for f in uplinks(hw2, receiver) if f.name == "ALARM"]
+    assert a2.queue.alarm_count == 0 and a2.core.panic_id == alarm_id
+
+
+def test_backlog_is_flushed_with_the_historic_flag(tmp_path):
+    a, hw, clock = boot(tmp_path)
+    receiver, down = centre()
+    for i in range(3):
+        a.dispatch(("rx", "COMMAND", {"command": 3, "arg": 0}, 10 + i, 0), clock.now)
+    run(a, clock, 30_000)                          # > ack_wait_ms: they are backlog now
+    sent = [f for f in uplinks(hw, receiver) if f.name == "EVENT"]
+    assert len(sent) == 3 and not any(f.historic for f in sent)
+    hw.link_uart.rx += down.seal("ACK", {"highest": 1, "bitmap": 0})
+    run(a, clock, 100)
+    flushed = [f for f in uplinks(hw, receiver) if f.name == "EVENT"]
+    assert [f.counter for f in flushed] == [f.counter for f in sent]
+    assert all(f.historic for f in flushed)
+
+
+def test_unprovisioned_device_still_runs_with_a_logged_warning(tmp_path, capsys):
+    hw, clock = fake_board()
+    a = app_mod.App(hw, root=str(tmp_path))
+    a.start()
+    run(a, clock, 1000)
+    assert "unprovisioned" in capsys.readouterr().out
+    assert hw.link_uart.tx                         # still talks (centre will refuse the key)
