@@ -1,0 +1,98 @@
+"""serial:///dev/ttyUSB0?baudrate=115200 and rfc2217://host:port, through pyserial's
+serial_for_url. A real serial line does not tell when its peer goes away."""
+import errno
+import os
+import select
+from urllib.parse import parse_qs, urlsplit
+
+import serial
+
+from host.transport.base import BadUrl, Transport, TransportClosed, TransportError, TransportTimeout
+
+DEFAULT_BAUDRATE = 115200  # the link UART (docs/CONTRACTS.md)
+_POLL_S = 0.05  # read timeout of ports without a file descriptor (rfc2217://)
+
+
+def _pyserial_args(url):
+    if url.startswith("rfc2217://"):
+        return url, {}
+    parts = urlsplit(url)
+    if not parts.path or parts.netloc:
+        raise BadUrl("%s: expected serial:///dev/PORT (three slashes)" % url)
+    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    unknown = set(options) - {"baudrate"}
+    if unknown:
+        raise BadUrl("%s: unknown option %s (known: baudrate)" % (url, sorted(unknown)[0]))
+    baudrate = options.get("baudrate", str(DEFAULT_BAUDRATE))
+    if not baudrate.isdigit():
+        raise BadUrl("%s: baudrate must be a number" % url)
+    return parts.path, {"baudrate": int(baudrate)}
+
+
+class SerialTransport(Transport):
+    peer_close_visible = False
+
+    def __init__(self, url, timeout_ms=1000):
+        super().__init__(url, timeout_ms)
+        port, kwargs = _pyserial_args(url)
+        write_timeout = None if timeout_ms is None else timeout_ms / 1000
+        try:
+            self._serial = serial.serial_for_url(port, timeout=0, write_timeout=write_timeout,
+                                                 **kwargs)
+        except (serial.SerialException, ValueError) as e:
+            raise TransportError("%s: %s" % (url, e)) from None
+        try:
+            self._fd = self._serial.fileno()
+        except (AttributeError, NotImplementedError, OSError, serial.SerialException):
+            self._fd = None
+            self._serial.timeout = _POLL_S
+        self._wake_r, self._wake_w = os.pipe()
+
+    def _recv_internal(self, timeout_s):
+        # Setting pyserial's `timeout` reconfigures the port (tcsetattr, or telnet options on
+        # rfc2217) every time, so ports with a file descriptor wait in select() (with a wake-up
+        # pipe for close()), and others poll in short fixed reads.
+        ser = self._serial
+        try:
+            if self._fd is None:
+                data = ser.read(1)
+                if not data and timeout_s is not None and timeout_s < _POLL_S:
+                    return b""
+            else:
+                readable, _, _ = select.select([self._fd, self._wake_r], [], [], timeout_s)
+                if self._closed:
+                    raise TransportClosed("%s is closed" % self.url)
+                if not readable:
+                    return b""
+                data = ser.read(max(1, ser.in_waiting))
+            if data and ser.in_waiting:
+                data += ser.read(ser.in_waiting)
+            return data
+        except (serial.SerialException, OSError, TypeError, ValueError) as e:
+            if self._closed:
+                raise TransportClosed("%s is closed" % self.url) from None
+            if "returned no data" in str(e) or getattr(e, "errno", None) == errno.EIO:
+                # the pty master hung up, or the USB device went away
+                raise TransportClosed("%s: the peer went away" % self.url) from None
+            raise TransportError("%s: %s" % (self.url, e)) from None
+
+    def _send_internal(self, data):
+        try:
+            self._serial.write(data)
+            self._serial.flush()
+        except serial.SerialTimeoutException:
+            raise TransportTimeout("%s: send timed out" % self.url) from None
+        except (serial.SerialException, OSError) as e:
+            raise TransportError("%s: %s" % (self.url, e)) from None
+
+    def _close_internal(self):
+        cancel = getattr(self._serial, "cancel_read", None)
+        if cancel is not None:
+            try:
+                cancel()
+            except Exception:  # noqa: BLE001 - best effort wake-up before close
+                pass
+        os.write(self._wake_w, b"x")
+        self._serial.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
