@@ -1,0 +1,119 @@
+"""Board profiles and the energy model: current per component state, integrated over virtual time."""
+from pathlib import Path
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
+
+PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
+_US_PER_HOUR = 3_600_000_000
+
+
+class ProfileError(ValueError):
+    """A board profile that is missing or malformed."""
+
+
+def load_profile(name_or_path="esp32-devkitc"):
+    """A profile as a dict, from a name in profiles/ or a path to a TOML file."""
+    if isinstance(name_or_path, dict):
+        return name_or_path
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PROFILE_DIR / (str(name_or_path) + ".toml")
+    try:
+        with open(path, "rb") as f:
+            profile = tomllib.load(f)
+    except FileNotFoundError:
+        raise ProfileError("%s: no such board profile" % path) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ProfileError("%s: not valid TOML: %s" % (path, e)) from None
+    for section in ("cpu", "gnss", "radio", "outputs", "battery"):
+        if section not in profile:
+            raise ProfileError("%s: missing section [%s]" % (path, section))
+    return profile
+
+
+class Energy:
+    """Integrates each component's current over virtual time.
+
+    A component is in one state at a time (`set(component, ma, state)`); short bursts such
+    as a radio frame are added as charge with `pulse`. Charge is kept in mA*us (integers are
+    not needed: the sums are deterministic in a fixed order).
+    """
+
+    def __init__(self, profile, clock_us):
+        self.profile = profile
+        self._clock_us = clock_us  # zero-argument callable giving virtual time in us
+        self._ma = {}  # component -> current now
+        self._state = {}  # component -> state name
+        self._since_us = {}
+        self._mauss = {}  # component -> accumulated mA*us
+        self.start_us = clock_us()
+        self.counters = {"fixes": 0, "tx_frames": 0, "tx_bytes": 0, "rx_frames": 0,
+                         "rx_bytes": 0, "wakes": 0, "boots": 0}
+
+    def set(self, component, ma, state=""):
+        now = self._clock_us()
+        if component in self._ma:
+            self._mauss[component] += self._ma[component] * (now - self._since_us[component])
+        else:
+            self._mauss[component] = 0.0
+        self._ma[component] = ma
+        self._state[component] = state
+        self._since_us[component] = now
+
+    def state(self, component):
+        return self._state.get(component, "")
+
+    def pulse(self, component, ma, duration_us):
+        self._mauss[component] = self._mauss.get(component, 0.0) + ma * duration_us
+        self._ma.setdefault(component, 0.0)
+        self._since_us.setdefault(component, self._clock_us())
+
+    def count(self, name, n=1):
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    def mah_by_component(self):
+        now = self._clock_us()
+        out = {}
+        for name, mauss in self._mauss.items():
+            out[name] = (mauss + self._ma[name] * (now - self._since_us[name])) / _US_PER_HOUR
+        return out
+
+    def mah(self):
+        return sum(self.mah_by_component().values())
+
+    def current_ma(self):
+        return sum(self._ma.values())
+
+    def floor_mah(self):
+        """The physical floor for the same cadence: the device deep-asleep all the time with
+        the GNSS on backup power, plus each fix at hot-start cost and each frame's TX cost."""
+        p = self.profile
+        elapsed_h = (self._clock_us() - self.start_us) / _US_PER_HOUR
+        idle = (p["cpu"]["deep_sleep_ma"] + p["gnss"]["backup_ma"]) * elapsed_h
+        fix = self.counters["fixes"] * p["gnss"]["acquisition_ma"] * p["gnss"]["hot_ttff_s"] / 3600
+        radio = p["radio"]
+        tx_us = self.counters["tx_frames"] * radio["frame_us"] + self.counters["tx_bytes"] * radio["per_byte_us"]
+        return idle + fix + radio["tx_ma"] * tx_us / _US_PER_HOUR
+
+    def report(self, capacity_mah=None):
+        """mAh used (total and per component), average current, projected battery life,
+        and the ratio to the physical floor."""
+        elapsed_us = self._clock_us() - self.start_us
+        by_component = self.mah_by_component()
+        used = sum(by_component.values())
+        avg_ma = used * _US_PER_HOUR / elapsed_us if elapsed_us else 0.0
+        capacity = capacity_mah if capacity_mah is not None else self.profile["battery"]["capacity_mah"]
+        floor = self.floor_mah()
+        return {
+            "virtual_s": elapsed_us / 1e6,
+            "energy_mah": used,
+            "by_component_mah": by_component,
+            "avg_current_ma": avg_ma,
+            "projected_battery_days": capacity / avg_ma / 24 if avg_ma else float("inf"),
+            "floor_mah": floor,
+            "floor_ratio": used / floor if floor else float("inf"),
+            "counters": dict(self.counters),
+        }

@@ -1,0 +1,234 @@
+"""The emulated board's flash: a littlefs image, an `os` facade and an `open` builtin over it."""
+import errno
+import types
+
+from littlefs import LittleFS, LittleFSError
+from littlefs.context import UserContext
+
+_S_IFDIR = 0x4000
+_S_IFREG = 0x8000
+_WRITE_MODE_CHARS = frozenset("wax+")
+
+
+class _FlashContext(UserContext):
+    """Block device over a bytearray (no per-call logging), with a fault: after
+    `progs_left` more program/erase operations every further one is silently dropped, as if
+    power had been cut at that point."""
+
+    def __init__(self, buffer):
+        self.buffer = buffer
+        self.in_size = len(buffer)
+        self.progs_left = None
+        self.cut = False
+
+    def read(self, cfg, block, off, size):
+        start = block * cfg.block_size + off
+        return self.buffer[start:start + size]
+
+    def _allowed(self):
+        if self.progs_left is None:
+            return True
+        if self.progs_left <= 0:
+            self.cut = True
+            return False
+        self.progs_left -= 1
+        return True
+
+    def prog(self, cfg, block, off, data):
+        if self._allowed():
+            start = block * cfg.block_size + off
+            self.buffer[start:start + len(data)] = data
+        return 0
+
+    def erase(self, cfg, block):
+        if self._allowed():
+            start = block * cfg.block_size
+            self.buffer[start:start + cfg.block_size] = b"\xff" * cfg.block_size
+        return 0
+
+    def sync(self, cfg):
+        return 0
+
+
+def _os_error(exc):
+    """The MicroPython-style OSError(errno) for a littlefs-python or host error."""
+    if isinstance(exc, LittleFSError):
+        code = -exc.code
+    elif isinstance(exc, FileExistsError):
+        code = errno.EEXIST
+    elif isinstance(exc, FileNotFoundError):
+        code = errno.ENOENT
+    elif isinstance(exc, IsADirectoryError):
+        code = errno.EISDIR
+    elif isinstance(exc, NotADirectoryError):
+        code = errno.ENOTDIR
+    elif isinstance(exc, OSError) and exc.errno:
+        code = exc.errno
+    else:
+        code = errno.EIO
+    return OSError(code, errno.errorcode.get(code, "EIO"))
+
+
+class Flash:
+    """One device's flash. The bytearray survives resets; the mounted filesystem does not."""
+
+    def __init__(self, image, block_size=4096):
+        if len(image) % block_size or not image:
+            raise ValueError("flash image of %d bytes is not a whole number of %d-byte blocks"
+                             % (len(image), block_size))
+        self.block_size = block_size
+        self.block_count = len(image) // block_size
+        self.context = _FlashContext(bytearray(image))
+        self._fs = None
+        self._files = {}  # path -> bytes, for imports; dropped on any write to that path
+        self.cwd = "/"
+
+    @property
+    def image(self):
+        return bytes(self.context.buffer)
+
+    def mount(self):
+        """(Re)mount from the raw blocks, as the board does at boot: open files are lost."""
+        fs = LittleFS(context=self.context, block_size=self.block_size,
+                      block_count=self.block_count, mount=False)
+        try:
+            fs.mount()
+        except LittleFSError as e:
+            raise OSError(errno.ENODEV, "flash does not mount: %s" % e) from None
+        self._fs = fs
+        self.cwd = "/"
+
+    def cut_after_writes(self, n):
+        """Drop every flash program/erase after the next `n` (a power cut mid-write)."""
+        self.context.progs_left = n
+        self.context.cut = False
+
+    def clear_fault(self):
+        self.context.progs_left = None
+        self.context.cut = False
+
+    def path(self, p):
+        p = str(p)
+        if not p.startswith("/"):
+            p = self.cwd.rstrip("/") + "/" + p
+        parts = []
+        for part in p.split("/"):
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if parts:
+                    parts.pop()
+            else:
+                parts.append(part)
+        return "/" + "/".join(parts)
+
+    def read_file(self, path):
+        """Contents of a file, or None if there is none (cached for the import system)."""
+        if path in self._files:
+            return self._files[path]
+        try:
+            st = self._fs.stat(path)
+            if st.type != 1:
+                data = None
+            else:
+                with self._fs.open(path, "rb") as f:
+                    data = f.read()
+        except (LittleFSError, OSError):
+            data = None
+        self._files[path] = data
+        return data
+
+    def is_dir(self, path):
+        try:
+            return self._fs.stat(path).type == 2
+        except (LittleFSError, OSError):
+            return False
+
+    def _invalidate(self, path):
+        self._files.pop(path, None)
+
+    # --- the firmware-facing API -------------------------------------------------------
+
+    def open(self, file, mode="r", buffering=-1, encoding=None, *args, **kwargs):
+        path = self.path(file)
+        if _WRITE_MODE_CHARS.intersection(mode):
+            self._invalidate(path)
+        try:
+            return self._fs.open(path, mode)
+        except (LittleFSError, OSError) as e:
+            raise _os_error(e) from None
+
+    def _call(self, fn, *args):
+        try:
+            return fn(*args)
+        except (LittleFSError, OSError) as e:
+            raise _os_error(e) from None
+
+    def os_module(self, urandom):
+        """A fresh `os` module for one boot of the firmware."""
+        fs = self._fs
+        flash = self
+
+        def listdir(path=None):
+            return self._call(fs.listdir, self.path(path or self.cwd))
+
+        def ilistdir(path=None):
+            for st in self._call(fs.scandir, self.path(path or self.cwd)):
+                kind = _S_IFDIR if st.type == 2 else _S_IFREG
+                yield (st.name, kind, 0, st.size if st.type == 1 else 0)
+
+        def stat(path):
+            st = self._call(fs.stat, self.path(path))
+            mode = _S_IFDIR if st.type == 2 else _S_IFREG
+            return (mode, 0, 0, 0, 0, 0, st.size if st.type == 1 else 0, 0, 0, 0)
+
+        def remove(path):
+            p = self.path(path)
+            self._invalidate(p)
+            self._call(fs.remove, p)
+
+        def rename(old, new):
+            a, b = self.path(old), self.path(new)
+            self._invalidate(a)
+            self._invalidate(b)
+            self._call(fs.rename, a, b)
+
+        def mkdir(path):
+            self._call(fs.mkdir, self.path(path))
+
+        def rmdir(path):
+            self._call(fs.rmdir, self.path(path))
+
+        def statvfs(path="/"):
+            used = self._call(lambda: fs.used_block_count)
+            free = flash.block_count - used
+            return (flash.block_size, flash.block_size, flash.block_count, free, free,
+                    0, 0, 0, 0, 255)
+
+        def getcwd():
+            return flash.cwd
+
+        def chdir(path):
+            p = self.path(path)
+            if not self.is_dir(p):
+                raise OSError(errno.ENOENT, "ENOENT")
+            flash.cwd = p
+
+        def uname():
+            return ("esp32", "esp32", "1.29.0", "v1.29.0 on 2026-01-01",
+                    "ESP32 module with ESP32 (vigil emulator)")
+
+        def sync():
+            pass
+
+        def dupterm(stream=None, index=0):
+            return None
+
+        module = types.ModuleType("os")
+        module.__dict__.update({
+            "listdir": listdir, "ilistdir": ilistdir, "stat": stat, "remove": remove,
+            "unlink": remove, "rename": rename, "mkdir": mkdir, "rmdir": rmdir,
+            "statvfs": statvfs, "getcwd": getcwd, "chdir": chdir, "uname": uname,
+            "sync": sync, "urandom": urandom, "dupterm": dupterm, "sep": "/",
+        })
+        return module
