@@ -1,0 +1,201 @@
+"""A hypothesis state machine drives the core against a small model of the rules: presses,
+fixes, acks, downlinks, battery, reboots and time jumps (ticks start near the wrap, and
+reboots restart ticks anywhere)."""
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from firmware import core
+from tests.test_core import Rig, make_fix
+
+LONG_PRESS_MS = 1500
+
+
+class CoreModel(RuleBasedStateMachine):
+    def __init__(self):
+        super().__init__()
+        self.rig = Rig()
+        self.seen = 0                    # actions of rig.log already checked
+        self.highest_counter = 0
+        self.alarm_counters = set()      # every ALARM counter ever sent
+        self.acked = set()
+        self.panic_id = 0
+        self.operator_haptics = 0
+        self.operator_acked = False
+        self.low_power = False
+        self.proximity = 0
+        self.locate_pending = False
+        self.lon = 45_000_000
+        self.utc = 1_700_000_000_000
+        self.counter_down = 1
+        self.check()
+
+    # --- checking every new action against the model ---------------------------------------
+    def check(self, during=""):
+        log = self.rig.log
+        for _t, action in log[self.seen:]:
+            kind = action[0]
+            if kind == "send":
+                _, name, fields, flags, counter, store = action
+                assert counter > self.highest_counter, "counter reused or went backwards"
+                self.highest_counter = counter
+                if name == "ALARM":
+                    self.alarm_counters.add(counter)
+                    assert store == core.STORE_ALARM
+                    if fields["kind"] == core.ALARM_PANIC and fields["state"] == 1:
+                        assert during == "press", "panic alarm without a long press"
+                if name in ("POSITION", "NO_FIX"):
+                    if (self.low_power and not self.panic_id and not self.proximity
+                            and not self.locate_pending and during == "time"):
+                        raise AssertionError("routine %s in low-power mode" % name)
+                    self.locate_pending = False
+            elif kind == "resend":
+                assert action[1] in self.alarm_counters, "resend of a non-alarm counter"
+                assert action[1] not in self.acked, "resend after ack"
+            elif kind == "haptic" and action[1] == "operator_ack":
+                self.operator_haptics += 1
+        self.seen = len(log)
+
+    @invariant()
+    def panic_state_matches_model(self):
+        assert self.rig.core.panic_id == self.panic_id
+
+    @invariant()
+    def never_sleeps_past_the_reachability_bound(self):
+        rig = self.rig
+        bound = rig.cfg["reachability_s"] * 1000 - rig.cfg["listen_margin_ms"]
+        wait = core.ticks_diff(rig.core.next_deadline(), rig.now)
+        assert 0 <= wait <= bound
+        mode, sleep_ms = rig.core.sleep_plan(rig.now)
+        assert sleep_ms <= bound and mode in ("idle", "light")
+
+    @invariant()
+    def tracked_alarm_frames_are_unacked_alarms(self):
+        for counter, _ in self.rig.core.snapshot()["alarm_tx"]:
+            assert counter in self.alarm_counters and counter not in self.acked
+
+    # --- rules ------------------------------------------------------------------------------
+    def advance(self, ms):
+        self.rig.run(ms)
+        self.check("time")
+
+    @rule(hold_ms=st.integers(0, 4000))
+    def press(self, hold_ms):
+        self.rig.event(("tick",), 100)                 # apart from any earlier release
+        self.check()
+        self.rig.event(("button", 1))
+        self.rig.run(hold_ms)
+        self.rig.event(("button", 0))
+        if hold_ms >= LONG_PRESS_MS and not self.panic_id:
+            self.panic_id = self.rig.core.panic_id
+            assert self.panic_id, "a long press raised no panic"
+            self.operator_acked = False
+        self.check("press")
+
+    @rule(ms=st.integers(0, 2 * 3600_000))
+    def wait(self, ms):
+        self.advance(ms)
+
+    @rule(ms=st.integers(0, 600_000))
+    def late_wake(self, ms):
+        """The superloop woke late (a long boot, a busy flash): no ticks in between."""
+        self.rig.event(("tick",), ms)
+        self.check("time")
+
+    @rule(speed=st.sampled_from([0, 0, 140, 900]), dlon=st.integers(-5000, 5000))
+    def fix(self, speed, dlon):
+        self.lon += dlon
+        self.utc += 5000
+        self.rig.event(("fix", make_fix(self.utc, lon_e7=self.lon, speed_cmps=speed)), 1000)
+        self.check("fix")
+
+    def _ack(self, highest, bitmap):
+        acts = self.rig.ack(highest, bitmap)
+        for action in acts:
+            if action[0] == "acked":
+                self.acked |= set(action[1])
+        self.check()
+
+    @rule(back=st.integers(0, 5), bitmap=st.integers(0, 2 ** 64 - 1))
+    def ack(self, back, bitmap):
+        self._ack(max(1, self.highest_counter - back), bitmap)
+
+    @precondition(lambda self: self.alarm_counters - self.acked)
+    @rule()
+    def ack_alarms(self):
+        for counter in sorted(self.alarm_counters - self.acked):
+            self._ack(counter, 0)
+        assert not self.rig.core.snapshot()["alarm_tx"]
+
+    def downlink(self, name, fields):
+        self.counter_down += 1
+        self.rig.downlink(name, fields, counter=self.counter_down)
+
+    @rule(right=st.booleans())
+    def operator_ack(self, right):
+        alarm_id = self.panic_id if right else self.panic_id + 1000
+        before = self.operator_haptics
+        self.downlink("OPERATOR_ACK", {"alarm_id": alarm_id, "operator_id": 5})
+        self.check()
+        first = right and self.panic_id and not self.operator_acked
+        # The distinct pattern plays once per alarm, on its first OPERATOR_ACK only.
+        assert self.operator_haptics - before == (1 if first else 0)
+        if first:
+            self.operator_acked = True
+
+    @rule(right=st.booleans())
+    def clear(self, right):
+        arg = self.panic_id if right else self.panic_id + 1
+        self.downlink("COMMAND", {"command": 5, "arg": arg})
+        if right and self.panic_id:
+            self.panic_id = 0
+            self.operator_acked = False
+        self.check()
+
+    @rule(command=st.sampled_from([1, 2, 3]), arg=st.integers(0, 9))
+    def command(self, command, arg):
+        if command == 1:
+            self.locate_pending = True
+        self.downlink("COMMAND", {"command": command, "arg": arg})
+        self.check()
+
+    @rule(level=st.integers(0, 3))
+    def proximity(self, level):
+        before = self.proximity
+        n = len(self.rig.log)
+        self.downlink("PROXIMITY", {"level": level})
+        haptics = [a[1] for _, a in self.rig.log[n:] if a[0] == "haptic"]
+        if level > before and level >= 2:
+            assert haptics, "no haptic warning for a rising proximity level"
+        self.proximity = level
+        self.check()
+
+    @rule(pct=st.integers(0, 100), charging=st.booleans())
+    def battery(self, pct, charging):
+        self.rig.event(("battery", 3300 + pct * 9, pct, int(charging)))
+        self.low_power = not charging and pct < self.rig.cfg["low_power_pct"]
+        assert self.rig.core.low_power == self.low_power
+        self.check()
+
+    @rule(now=st.one_of(st.integers(0, (1 << 30) - 1), st.just((1 << 30) - 1000)))
+    def reboot(self, now):
+        snapshot = self.rig.core.snapshot()
+        old = self.rig
+        self.rig = Rig(state=snapshot, now=now, hello=None)
+        self.rig.sender = old.sender
+        self.rig.event(("boot", {"fw_major": 1, "fw_minor": 0, "fw_patch": 0,
+                                 "schema_hash": 0, "reset_cause": 2, "boot_count": 2}))
+        self.seen = 0
+        self.low_power = False                 # unknown until the next battery sample
+        self.proximity = self.rig.core.proximity
+        self.locate_pending = False
+        self.operator_acked = bool(snapshot["panic_op_acked"])
+        self.check()
+        # An unacked alarm is resent at once after the reboot.
+        pending = {c for c, _ in snapshot["alarm_tx"]}
+        resent = {a[1] for _, a in self.rig.log if a[0] == "resend"}
+        assert pending <= resent
+
+
+CoreModel.TestCase.settings = settings(CoreModel.TestCase.settings, stateful_step_count=30)
+TestCoreModel = CoreModel.TestCase
