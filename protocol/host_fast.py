@@ -339,11 +339,9 @@ class FastReceiver:
         self.test_mode = test_mode
         self.windows = {}
         self.deframer = codec.Deframer()
-        # A host_fast.Keyring is read through its dict directly (one C call per frame).
-        if isinstance(keyring, Keyring):
-            self._lookup = keyring._keys.get
-        else:
-            self._lookup = lambda device_key: keyring.get(*device_key)
+        if not isinstance(keyring, Keyring):
+            raise TypeError("FastReceiver needs a host_fast.Keyring (it keeps raw-key states)")
+        self._lookup = keyring._keys.get  # one C call per frame
 
         # (type << 8 | flags) -> (name, decode, encrypted) for headers that passed every rule
         # below once; those rules depend on nothing else (TEST_INJECT, which also depends on

@@ -1,0 +1,147 @@
+"""`vigil decode` through `host.decode.main(argv)`: lines, JSON, exit codes, and no traceback
+or hang on any input."""
+import json
+import os
+import tempfile
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from host import decode
+from protocol import codec, host_make_vectors
+
+VECTORS = json.loads(host_make_vectors.VECTORS_PATH.read_text())
+# Device 1's frames: their counters rise in each direction, so none is a replay of another.
+GOOD = [f for f in VECTORS["frames"] if f["device_id"] == 1 and f["message"] != "TEST_INJECT"]
+GOOD_WIRES = [bytes.fromhex(f["wire"]) for f in GOOD]
+
+
+def _write(directory, name, data):
+    path = os.path.join(directory, name)
+    with open(path, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
+    return path
+
+
+def _keys(directory):
+    return _write(directory, "keys.json", json.dumps(VECTORS["keys"]))
+
+
+def test_valid_stream_exits_0_with_one_line_per_frame(tmp_path, capsys):
+    path = _write(tmp_path, "capture.bin", b"".join(GOOD_WIRES))
+    assert decode.main([path, "--key-file", _keys(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(GOOD_WIRES)
+    assert all(line.endswith("[tag verified]") for line in lines)
+    assert lines[0].startswith("#1 @0 HELLO up dev=1 key=1 ctr=1")
+
+
+def test_json_lines_carry_fields(tmp_path, capsys):
+    path = _write(tmp_path, "capture.bin", b"".join(GOOD_WIRES))
+    assert decode.main([path, "--json", "--key-file", _keys(tmp_path)]) == 0
+    objects = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [o["fields"] for o in objects] == [f["fields"] for f in GOOD]
+    assert [o["counter"] for o in objects] == [f["counter"] for f in GOOD]
+    assert {o["tag"] for o in objects} == {"verified"}
+
+
+def test_bad_frames_name_their_reason_and_exit_1(tmp_path, capsys):
+    keys = _keys(tmp_path)
+    # decode opens each frame with the receiver of the direction its flag names, so a good
+    # downlink is not "wrong_direction" there, and TEST_INJECT needs --test-mode.
+    skip = {"wrong-direction", "test-only"}
+    for vector in VECTORS["bad_frames"]:
+        if vector["name"] in skip:
+            continue
+        data = b"".join(bytes.fromhex(p) for p in vector["prior"]) + bytes.fromhex(vector["wire"])
+        path = _write(tmp_path, "bad.bin", data)
+        assert decode.main([path, "--json", "--key-file", keys]) == 1, vector["name"]
+        last = json.loads(capsys.readouterr().out.splitlines()[-1])
+        expected = vector["reason"]
+        assert (last["ok"], last["reason"]) == (False, expected), vector["name"]
+
+
+def test_text_names_the_reason(tmp_path, capsys):
+    data = bytes.fromhex(VECTORS["bad_frames"][0]["wire"]) + GOOD_WIRES[0] + b"\x05\x01"
+    path = _write(tmp_path, "mixed.bin", data)
+    assert decode.main([path, "--key-file", _keys(tmp_path)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert "INVALID bad_crc" in lines[0]
+    assert "HELLO" in lines[1]
+    assert "INVALID truncated" in lines[2]
+
+
+def test_without_keys_the_tag_is_unverified(tmp_path, capsys):
+    path = _write(tmp_path, "capture.bin", b"".join(GOOD_WIRES))
+    assert decode.main([path, "--json"]) == 0
+    objects = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {o["tag"] for o in objects} == {"unverified"}
+    position = next(o for o in objects if o["name"] == "POSITION")
+    assert position["fields"] is None  # encrypted, and no key to open it
+    heartbeat = next(o for o in objects if o["name"] == "HEARTBEAT")
+    assert heartbeat["fields"]["battery_mv"] == 3987
+
+
+def test_hex_lines(tmp_path, capsys):
+    text = "# two frames\n%s\n  %s  \n" % (GOOD_WIRES[0].hex(), GOOD_WIRES[1][:-1].hex(" "))
+    path = _write(tmp_path, "frames.hex", text)
+    assert decode.main([path, "--hex", "--key-file", _keys(tmp_path)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+
+
+def test_unusable_input_exits_2_with_one_line(tmp_path, capsys):
+    keys = _keys(tmp_path)
+    cases = [
+        [str(tmp_path / "missing.bin")],
+        [str(tmp_path)],  # a directory
+        [_write(tmp_path, "x.hex", "00zz\n"), "--hex"],
+        [_write(tmp_path, "y.hex", b"\xff\xfe\n"), "--hex"],
+        [_write(tmp_path, "ok.bin", GOOD_WIRES[0]), "--key-file", str(tmp_path / "nokeys")],
+        [_write(tmp_path, "ok.bin", GOOD_WIRES[0]), "--key-file",
+         _write(tmp_path, "k1", b"\x00\xa2garbage")],
+        [_write(tmp_path, "ok.bin", GOOD_WIRES[0]), "--key-file", _write(tmp_path, "k2", "{}")],
+    ]
+    for argv in cases:
+        assert decode.main(argv) == 2, argv
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert len(captured.err.strip().splitlines()) == 1, captured.err
+        assert "Traceback" not in captured.err
+    assert decode.main(["--no-such-option"]) == 2
+    assert keys
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=60)
+@given(st.lists(st.sampled_from(GOOD_WIRES) | st.binary(max_size=300), max_size=6),
+       st.booleans(), st.booleans(), st.booleans())
+def test_any_input_gives_lines_and_0_or_1(capsys, parts, as_hex, as_json, keyed):
+    data = b"".join(parts)
+    with tempfile.TemporaryDirectory() as directory:
+        argv = []
+        if as_hex:
+            argv.append("--hex")
+            path = _write(directory, "in.hex", data.hex() + "\n" if data else "")
+        else:
+            path = _write(directory, "in.bin", data)
+        argv.append(path)
+        if as_json:
+            argv.append("--json")
+        if keyed:
+            argv += ["--key-file", _keys(directory)]
+        capsys.readouterr()
+        code = decode.main(argv)
+    out = capsys.readouterr().out.splitlines()
+    assert code in (0, 1)
+    assert (code == 1) == any(
+        ("INVALID" in line) if not as_json else not json.loads(line)["ok"] for line in out)
+    stream = decode.parse_hex(data.hex(), "x") if as_hex and data else data
+    assert len(out) == len(list(decode.blocks(stream)))
+
+
+def test_replay_is_reported_but_the_frame_still_shown(tmp_path, capsys):
+    path = _write(tmp_path, "dup.bin", GOOD_WIRES[1] * 2)
+    assert decode.main([path, "--json", "--key-file", _keys(tmp_path)]) == 1
+    first, second = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert first["ok"] and not second["ok"]
+    assert second["reason"] == "replayed" and second["fields"] == first["fields"]
+    assert codec.REASONS  # every reason printed comes from this list
