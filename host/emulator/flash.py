@@ -138,6 +138,13 @@ class Flash:
         self._files[path] = data
         return data
 
+    def _exists(self, path):
+        try:
+            self._fs.stat(path)
+            return True
+        except (LittleFSError, OSError):
+            return False
+
     def is_dir(self, path):
         try:
             return self._fs.stat(path).type == 2
@@ -154,6 +161,9 @@ class Flash:
         if _WRITE_MODE_CHARS.intersection(mode):
             self._invalidate(path)
         try:
+            if "a" in mode and not self._exists(path):
+                # MicroPython's append mode creates the file; littlefs-python 0.19's does not.
+                self._fs.open(path, "wb").close()
             return self._fs.open(path, mode)
         except (LittleFSError, OSError) as e:
             raise _os_error(e) from None
