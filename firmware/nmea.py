@@ -4,6 +4,7 @@ API (MicroPython and CPython; no imports beyond micropython.const):
 
     p = NmeaParser()
     p.feed(data) -> [epoch, ...]    data: bytes from the UART, any split; never raises
+    p.reset()                       forget a half-read sentence and epoch
     is_fix(epoch) -> bool
 
 An epoch is reported once both its RMC and GGA (same UTC time field, either order) are in:
@@ -79,6 +80,12 @@ class NmeaParser:
         self.ignored = 0
         self.fix_mode = 1
         self.pdop_x10 = 0
+        self._reset_epoch()
+
+    def reset(self):
+        """Forget any half-read sentence and epoch (the receiver was switched off)."""
+        self._in_line = False
+        self._len = 0
         self._reset_epoch()
 
     def _reset_epoch(self):

@@ -7,6 +7,7 @@ API (MicroPython and CPython; uses only `os`, `struct`, `binascii` and file I/O)
     q.ack(counters) -> acked_now     # iterable of counters; durable when it returns
     q.ack_one(counter) -> 0 or 1
     q.pending(limit=8, alarms_first=False, exclude=()) -> [(counter, is_alarm, frame), ...]
+    q.get(counter) -> (is_alarm, frame) or None    one live record, without loading the rest
     len(q)              live (unacked, not evicted) records
     q.alarm_count       live alarm records
     q.evicted_total     routine records evicted (or refused) since this Queue was opened
@@ -193,6 +194,21 @@ class Queue:
             seg, group = groups[seq]
             done += self._retire(seg, group, _REASON_ACKED)
         return done
+
+    def get(self, counter):
+        for seg in self._segments:
+            if seg[_LIVE] and seg[_MIN_COUNTER] <= counter <= seg[_MAX_COUNTER]:
+                index = self._index(seg)
+                for i in range(index.n):
+                    if index.counters[i] == counter and not index.flags[i] & _FLAG_RETIRED:
+                        return bool(index.flags[i] & _FLAG_ALARM), self._read_frame(seg, i)
+        return None
+
+    def _read_frame(self, seg, i):
+        with open(_join(self.root, _seg_name(seg[_SEQ])), "rb") as f:
+            f.seek(self._index_buf.offsets[i])
+            f.readinto(self._header)
+            return f.read(struct.unpack(_HEADER, self._header)[2])
 
     def pending(self, limit=8, alarms_first=False, exclude=()):
         out = []

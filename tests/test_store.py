@@ -102,6 +102,17 @@ def test_alarms_are_never_evicted_even_above_capacity(tmp_path):
     assert [r[0] for r in q.pending(10)] == [1, 2, 3, 4, 5]
 
 
+def test_get_one_record(tmp_path):
+    q = Queue(str(tmp_path), 100, 4)
+    for c in range(10, 20):
+        q.append(c, c == 15, frame(c))
+    assert q.get(15) == (True, frame(15))
+    assert q.get(11) == (False, frame(11))
+    q.ack([11])
+    assert q.get(11) is None and q.get(99) is None
+    assert Queue(str(tmp_path), 100, 4).get(18) == (False, frame(18))
+
+
 def test_pending_limit_and_exclude(tmp_path):
     q = Queue(str(tmp_path), 100, 4)
     for c in range(10, 20):
