@@ -27,9 +27,7 @@ degree), because the ESP32's floats are single precision. Counters: `sentences` 
 try:
     from micropython import const
 except ImportError:  # CPython
-
-    def const(x):
-        return x
+    const = lambda x: x  # noqa: E731  (a def would clash with the stub's signature)
 
 
 _MAX_LINE = const(100)
@@ -366,9 +364,10 @@ class NmeaParser:
                 accuracy = 0
             else:
                 accuracy = max(1, (hdop * _UERE_M + 5) // 10)
+            days = self._date_days if self._date_days is not None else 0  # set: _rmc_ok
             out.append(
                 {
-                    "fix_time_ms": self._date_days * 86400000 + self._time_ms,
+                    "fix_time_ms": days * 86400000 + self._time_ms,
                     "lat_e7": self._lat,
                     "lon_e7": self._lon,
                     "alt_m": _clamp(self._alt, -32768, 32767),
