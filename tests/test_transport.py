@@ -1,4 +1,5 @@
 """One conformance suite over every transport (trio check_two_way_stream style), plus URLs."""
+import socket
 import threading
 import time
 
@@ -15,6 +16,8 @@ from host.transport.loop import LoopTransport
 from protocol import codec
 
 KEY = bytes(range(16))
+# pyserial 3.5's rfc2217 client uses Thread.setDaemon/setName
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:serial.rfc2217")
 
 
 def _loop():
@@ -35,7 +38,80 @@ def _pty_serial():
     return master, slave
 
 
-PAIRS = {"loop": _loop, "tcp": _tcp, "pty+serial": _pty_serial}
+class _Rfc2217Server:
+    """pyserial's RFC 2217 PortManager bridging one TCP client to a serial port (the pty's
+    slave), as in pyserial's examples/rfc2217_server.py."""
+
+    def __init__(self, port_path):
+        import serial
+        import serial.rfc2217
+
+        class PtySerial(serial.Serial):
+            """A pty has no modem lines: report them idle instead of failing the ioctl."""
+            cts = dsr = ri = cd = property(lambda self: False)
+
+            def _update_dtr_state(self):
+                pass
+
+            def _update_rts_state(self):
+                pass
+
+        self.serial = PtySerial(port_path, timeout=0.05)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = "rfc2217://127.0.0.1:%d" % self.listener.getsockname()[1]
+        self.running = True
+        self.sock = None
+        self._manager = serial.rfc2217.PortManager
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def write(self, data):  # PortManager's telnet replies
+        self.sock.sendall(data)
+
+    def _serve(self):
+        self.sock, _ = self.listener.accept()
+        self._rfc2217 = self._manager(self.serial, self)  # negotiates on creation
+        threading.Thread(target=self._to_socket, daemon=True).start()
+        try:
+            while self.running:
+                data = self.sock.recv(4096)
+                if not data:
+                    break
+                self.serial.write(b"".join(self._rfc2217.filter(data)))
+        except OSError:
+            pass
+
+    def _to_socket(self):
+        try:
+            while self.running:
+                data = self.serial.read(self.serial.in_waiting or 1)
+                if data:
+                    self.sock.sendall(b"".join(self._rfc2217.escape(data)))
+        except (OSError, Exception):  # noqa: BLE001 - the test tore the bridge down
+            pass
+
+    def close(self):
+        self.running = False
+        for thing in (self.sock, self.listener):
+            if thing is not None:
+                thing.close()
+        self.serial.close()
+
+
+def _rfc2217():
+    master = open_transport("pty://", timeout_ms=2000)
+    server = _Rfc2217Server(master.peer_path)
+    client = open_transport(server.url, timeout_ms=2000)
+    close = master._close_internal
+
+    def close_both():
+        server.close()
+        close()
+
+    master._close_internal = close_both
+    return master, client
+
+
+PAIRS = {"loop": _loop, "tcp": _tcp, "pty+serial": _pty_serial, "pty+rfc2217": _rfc2217}
 
 
 @pytest.fixture(params=list(PAIRS))

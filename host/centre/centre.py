@@ -154,23 +154,23 @@ class Centre:
         self.config = config or CentreConfig()
         self.evidence = evidence if isinstance(evidence, EvidenceLog) else EvidenceLog(evidence)
         self.on_event = on_event
-        self.events = []
-        self.devices = {}
-        self.alarms = {}  # (device_id, alarm_id) -> Alarm (the latest of that id)
-        self.alarm_history = []  # every Alarm, in arrival order
-        self.refused = {}  # reason -> count
+        self.events: list[Event] = []
+        self.devices: dict[int, Device] = {}
+        self.alarms: dict[tuple, Alarm] = {}  # (device_id, alarm_id) -> Alarm (the latest of that id)
+        self.alarm_history: list[Alarm] = []  # every Alarm, in arrival order
+        self.refused: dict[str, int] = {}  # reason -> count
         self.frames_up = 0
         self.frames_down = 0
         self._receiver = codec.Receiver(self.keys.keyring(), check_replay=False)
-        self._deframers = {}
+        self._deframers: dict[Any, codec.Deframer] = {}
         # A restarted centre must not reuse downlink counters, nor deliver old uplinks again.
         self._windows = {d: codec.ReplayWindow(c) for d, c in self.evidence.max_counters(
             "frames", "WHERE outcome = 'delivered'").items()}
         self._next_down = {d: c + 1 for d, c in self.evidence.max_counters("downlinks").items()}
-        self._senders = {}
-        self._downlinks = []  # not yet done
+        self._senders: dict[int, codec.Sender] = {}
+        self._downlinks: list[Downlink] = []  # not yet done
         self._trackers = {}  # victim id -> ProximityTracker
-        self._victims = {}  # offender id -> [victim ids]
+        self._victims: dict[int, list] = {}  # offender id -> [victim ids]
         for victim, offender in self.config.pairs.items():
             self._trackers[victim] = ProximityTracker(self.config.proximity)
             self._victims.setdefault(offender, []).append(victim)

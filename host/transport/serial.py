@@ -15,7 +15,7 @@ _POLL_S = 0.05  # read timeout of ports without a file descriptor (rfc2217://)
 
 def _pyserial_args(url):
     if url.startswith("rfc2217://"):
-        return url, {}
+        return url, {"write_timeout": None}  # pyserial's rfc2217 does not support one
     parts = urlsplit(url)
     if not parts.path or parts.netloc:
         raise BadUrl("%s: expected serial:///dev/PORT (three slashes)" % url)
@@ -35,10 +35,9 @@ class SerialTransport(Transport):
     def __init__(self, url, timeout_ms=1000):
         super().__init__(url, timeout_ms)
         port, kwargs = _pyserial_args(url)
-        write_timeout = None if timeout_ms is None else timeout_ms / 1000
+        kwargs.setdefault("write_timeout", None if timeout_ms is None else timeout_ms / 1000)
         try:
-            self._serial = serial.serial_for_url(port, timeout=0, write_timeout=write_timeout,
-                                                 **kwargs)
+            self._serial = serial.serial_for_url(port, timeout=0, **kwargs)
         except (serial.SerialException, ValueError) as e:
             raise TransportError("%s: %s" % (url, e)) from None
         try:
