@@ -493,8 +493,13 @@ class EmulatedDevice:
                 except DeviceReset as r:
                     cause = self._after_reset(r)
                 except Exception as e:  # noqa: BLE001 - a firmware crash resets the board
-                    self._crash(e)
-                    cause = self._after_reset(DeviceReset(HARD_RESET, why="crash"))
+                    if self.flash.context.cut:  # the flash error came from the power cut
+                        self.flash.clear_fault()
+                        r = DeviceReset(PWRON_RESET, power_cut=True, why="power cut mid-write")
+                    else:
+                        self._crash(e)
+                        r = DeviceReset(HARD_RESET, why="crash")
+                    cause = self._after_reset(r)
         except _Shutdown:
             pass
         finally:

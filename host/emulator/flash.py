@@ -8,12 +8,13 @@ from littlefs.context import UserContext
 _S_IFDIR = 0x4000
 _S_IFREG = 0x8000
 _WRITE_MODE_CHARS = frozenset("wax+")
+_LFS_ERR_IO = -5
 
 
 class _FlashContext(UserContext):
     """Block device over a bytearray (no per-call logging), with a fault: after
-    `progs_left` more program/erase operations every further one is silently dropped, as if
-    power had been cut at that point."""
+    `progs_left` more program/erase operations every further one fails and changes nothing,
+    as if power had been cut at that point (the device then resets at its next bus call)."""
 
     def __init__(self, buffer):
         self.buffer = buffer
@@ -35,15 +36,17 @@ class _FlashContext(UserContext):
         return True
 
     def prog(self, cfg, block, off, data):
-        if self._allowed():
-            start = block * cfg.block_size + off
-            self.buffer[start:start + len(data)] = data
+        if not self._allowed():
+            return _LFS_ERR_IO  # littlefs unwinds cleanly; silently dropping trips its asserts
+        start = block * cfg.block_size + off
+        self.buffer[start:start + len(data)] = data
         return 0
 
     def erase(self, cfg, block):
-        if self._allowed():
-            start = block * cfg.block_size
-            self.buffer[start:start + cfg.block_size] = b"\xff" * cfg.block_size
+        if not self._allowed():
+            return _LFS_ERR_IO
+        start = block * cfg.block_size
+        self.buffer[start:start + cfg.block_size] = b"\xff" * cfg.block_size
         return 0
 
     def sync(self, cfg):
