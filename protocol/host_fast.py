@@ -15,11 +15,13 @@ pads absorbed once (`.copy()` per frame), AES-ECB from `cryptography` for the CT
 and precompiled `struct.Struct`s. Frames, errors and replay windows are the codec's own classes,
 so callers can mix both paths. `split_stream` is a batched framing-only pass for bulk streams.
 """
+import gc
 import hashlib
 import hmac
 import struct
 from binascii import crc_hqx
-from itertools import repeat
+from itertools import compress, repeat
+from operator import not_
 
 from cobs.cobs import DecodeError
 from cobs.cobs import decode as _cobs_decode
@@ -443,29 +445,47 @@ class FastReceiver:
         return frame
 
 
-def _unstuff(block):
-    try:
-        return _cobs_decode(block)
-    except DecodeError:
-        return None
+def _unstuff_each(blocks):
+    """COBS-decode every block; a block that is not COBS becomes b"" (refused as too short)."""
+    out = []
+    for start in range(0, len(blocks), _STREAM_CHUNK):
+        chunk = blocks[start:start + _STREAM_CHUNK]
+        try:
+            decoded = list(map(_cobs_decode, chunk))  # all in C while no block is malformed
+        except DecodeError:
+            for block in chunk:
+                try:
+                    out.append(_cobs_decode(block))
+                except DecodeError:
+                    out.append(b"")
+        else:
+            out += decoded
+    return out
+
+
+_STREAM_CHUNK = 256
 
 
 def split_stream(buf):
     """Batched framing pass over a whole captured stream (no keys needed).
 
-    Splits at 0x00, unstuffs, checks size and CRC, and parses headers, with every step
-    mapped over the whole batch in C. Returns (headers, bad): `headers` is a list of
-    (version, type, flags, key_id, device_id, counter, body) of frames whose framing is
-    sound, in stream order; `bad` counts the non-empty blocks refused (bad COBS, size or
-    CRC). Tags are not verified here: use a FastReceiver for that.
+    Splits at 0x00, unstuffs, checks sizes and CRCs and parses headers, each step mapped over
+    the whole batch in C. Returns (headers, bodies, refused): `headers[i]` is the tuple
+    (version, type, flags, key_id, device_id, counter) of `bodies[i]`, for every frame whose
+    framing is sound, in stream order; `refused` counts the non-empty blocks refused (bad
+    COBS, size or CRC). Tags are not verified here: a FastReceiver does that per frame.
     """
-    blocks = bytes(buf).split(b"\x00")
-    blocks = list(filter(None, blocks))  # runs of 0x00 are idle line, not frames
-    bodies = list(map(_unstuff, [b for b in blocks if len(b) < MAX_WIRE]))
-    good = [b for b in bodies if b is not None and _MIN_BODY <= len(b) <= MAX_FRAME]
-    crcs = list(map(crc_hqx, good, repeat(0xFFFF)))
-    if any(crcs):
-        good = [b for b, c in zip(good, crcs, strict=True) if not c]
-    bad = len(blocks) - len(good)
-    headers = [h + (b,) for h, b in zip(map(_HEADER.unpack_from, good), good, strict=True)]
-    return headers, bad
+    # A million header tuples would set off the cyclic GC dozens of times, for nothing: none
+    # of these objects can form a cycle.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        blocks = list(filter(None, bytes(buf).split(b"\x00")))  # 0x00 runs are idle line
+        bodies = _unstuff_each(blocks)
+        # Oversize blocks unstuff to over 240 bytes, so one size test covers them too.
+        good = [b for b in bodies if _MIN_BODY <= len(b) <= MAX_FRAME]
+        good = list(compress(good, map(not_, map(crc_hqx, good, repeat(0xFFFF)))))
+        return list(map(_HEADER.unpack_from, good)), good, len(blocks) - len(good)
+    finally:
+        if gc_was_enabled:
+            gc.enable()

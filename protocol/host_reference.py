@@ -243,3 +243,51 @@ def decode_frame(block, keys, downlink=False, test_mode=False):
     return {"name": name, "type": head.type, "flags": head.flags, "key_id": head.key_id,
             "device_id": head.device_id, "counter": head.counter,
             "fields": _fields(head.type, parsed)}
+
+
+# --- encoding, for the benchmark and for cross-checks: construct builds the payload ---------
+NAMES = {name: code for code, (name, _direction, _struct) in PAYLOADS.items()}
+
+
+def cobs_stuff(body):
+    """SPEC 2.1: a code n < 255 is n - 1 bytes then a 0x00 (implied at the very end);
+    255 is 254 bytes and no 0x00."""
+    out = bytearray()
+    runs = body.split(b"\x00")
+    for index, run in enumerate(runs):
+        last = index == len(runs) - 1
+        while len(run) >= 254 and not (last and len(run) == 254):
+            out += b"\xff" + run[:254]
+            run = run[254:]
+        if last and len(run) == 254:
+            out += b"\xff" + run  # ends the input: no 0x00 follows, so no extra 01 code
+        else:
+            out += bytes([len(run) + 1]) + run
+    return bytes(out)
+
+
+def encode_frame(name, fields, device_id, key_id, key16, counter, downlink=False, flags=0):
+    """The wire bytes of one frame (SPEC 3 and 4), payload built by construct."""
+    code = NAMES[name]
+    payload_fields = dict(fields)
+    if code == 0x03:
+        payload_fields["count"] = len(fields["fixes"])
+    elif code == 0x82:
+        payload_fields["count"] = len(fields["items"])
+        payload_fields["items"] = [{"key": k, "value": v} for k, v in fields["items"]]
+    elif code in (0x04, 0x05):
+        fix_name = "last_fix" if code == 0x04 else "fix"
+        fix = fields[fix_name]
+        payload_fields["has_fix"] = 0 if fix is None else 1
+        payload_fields[fix_name] = dict.fromkeys(FIX_FIELD_NAMES, 0) if fix is None else fix
+    payload = PAYLOADS[code][2].build(payload_fields)
+    flags |= (0 if name == "ACK" else ACK_REQ) | (DOWNLINK if downlink else 0)
+    mac_key, enc_key = derive(key16)
+    if code in ENCRYPTED_TYPES:
+        flags |= ENCRYPTED
+        payload = ctr_xor(enc_key, device_id, downlink, counter, payload)
+    body = Header.build({"version": 1, "type": code, "flags": flags, "key_id": key_id,
+                         "device_id": device_id, "counter": counter}) + payload
+    body += hmac.new(mac_key, body, hashlib.sha256).digest()[:TAG_SIZE]
+    body += crc16_ccitt_false(body).to_bytes(2, "big")
+    return cobs_stuff(body) + b"\x00"
