@@ -59,6 +59,7 @@ class World:
         if self._closed:
             raise EmulatorError("world is closed")
         target = round(t_ms * 1000)
+        self.at_us(target, _noop)  # firmware polling in a busy loop stops here, too
         heap = self._heap
         pop = heapq.heappop
         while heap and heap[0][0] <= target:
@@ -112,6 +113,10 @@ class World:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _noop(_):
+    pass
 
 
 def _call_with(fn_args):
