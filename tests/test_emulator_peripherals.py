@@ -339,3 +339,11 @@ for i in range(20):
 def test_planar_helper_sanity():
     assert planar(52.0, 5.0, 52.0, 5.0) == 0
     assert math.isclose(planar(52.0, 5.0, 52.001, 5.0), 111.2, rel_tol=0.01)
+
+
+@pytest.mark.skipif(not (REPO / "firmware/main.py").exists(), reason="no firmware/main.py yet")
+def test_the_deployed_firmware_boots_and_reports_without_crashing(world):
+    dev = world.add_device("fw", key=b"k" * 16, files=device_files(REPO))
+    world.run_until(3600_000)
+    assert not dev.crashes, dev.crashes
+    assert dev.boot_count >= 1 and dev.link.uplinks  # it said something to the centre
