@@ -22,6 +22,9 @@ class Board:
                                       tx=pins.GNSS_TX_PIN, rx=pins.GNSS_RX_PIN,
                                       rxbuf=pins.GNSS_RXBUF)
         self.battery_adc = machine.ADC(Pin(pins.BATTERY_ADC_PIN))
+        # The divided cell voltage (up to 2.1 V) needs the 11 dB range (150..2450 mV);
+        # at the 0 dB default the ADC saturates at 950 mV and reads an empty battery.
+        self.battery_adc.atten(machine.ADC.ATTN_11DB)
         self.charger_pin = Pin(pins.CHARGER_SENSE_PIN, Pin.IN)
         self.led_pin = Pin(pins.LED_PIN, Pin.OUT, value=0)
         self.haptic_pin = Pin(pins.HAPTIC_PIN, Pin.OUT, value=0)

@@ -412,7 +412,7 @@ class Centre:
     def _on_event(self, device, frame, now_ms):
         f = frame.fields
         self._event(now_ms, DEVICE_EVENT, device.device_id,
-                    kind=messages.EVENT_KINDS.get(f["kind"], f["kind"]), time_ms=f["time_ms"],
+                    kind=messages.EVENT_KINDS.get(f["kind"], f["kind"]), device_time_ms=f["time_ms"],
                     value=f["value"])
 
     def _on_ack(self, device, frame, now_ms):
@@ -527,8 +527,8 @@ class Centre:
             out.append(downlink.wire)
         return out
 
-    def _event(self, time_ms, event_kind, device_id, **detail):
-        event = Event(time_ms, event_kind, device_id, detail)
+    def _event(self, now_ms, event_kind, device_id, **detail):
+        event = Event(now_ms, event_kind, device_id, detail)
         self.events.append(event)
         self.evidence.event(event)
         if self.on_event is not None:
