@@ -65,7 +65,18 @@ class Clock:
 
 def fake_board():
     clock = Clock()
-    adc = types.SimpleNamespace(read_uv=lambda: 1_950_000)      # 3.9 V cell
+    class FakeAdc:
+        ATTN_11DB = 3
+
+        def __init__(self, pin):
+            self.attenuation = 0
+
+        def atten(self, value):
+            self.attenuation = value
+
+        def read_uv(self):
+            # 3.9 V cell through the 2:1 divider; saturates below 11 dB like the ESP32.
+            return 1_950_000 if self.attenuation == self.ATTN_11DB else 950_000
     rtc_mem = bytearray()
 
     def memory(data=None):
@@ -74,7 +85,7 @@ def fake_board():
         rtc_mem[:] = data
 
     machine = types.SimpleNamespace(
-        Pin=FakePin, UART=FakeUart, ADC=lambda pin: adc,
+        Pin=FakePin, UART=FakeUart, ADC=FakeAdc,
         RTC=lambda: types.SimpleNamespace(memory=memory),
         WDT=lambda timeout: types.SimpleNamespace(feed=lambda: None),
         lightsleep=clock.sleep_ms, deepsleep=clock.sleep_ms, reset=lambda: None,
