@@ -216,10 +216,9 @@ class App:
                     del self.alarm_frames[min(self.alarm_frames)]
 
     def _stored(self, counter):
-        for rec in self.queue.pending(limit=len(self.queue), alarms_first=True):
-            if rec[0] == counter:
-                return rec[2]
-        return None
+        # One record from flash: reading the whole queue would not fit in RAM at 10k records.
+        record = self.queue.get(counter)
+        return None if record is None else record[1]
 
     def _flush(self, max_n, below, skip):
         """Resend queued records oldest-first with FLAG_HISTORIC, same counter."""
