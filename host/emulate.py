@@ -316,7 +316,7 @@ _CENTRE_LINES = {
     "alarm_acked": "centre: operator acked alarm {alarm_id} of device {device}",
     "alarm_ack_delivered": "centre: device {device} confirmed the operator ack of alarm {alarm_id}",
     "alarm_cleared": "centre: alarm {alarm_id} of device {device} cleared",
-    "proximity": "centre: proximity of device {device} is now {state}",
+    "proximity": "centre: proximity of device {device} is now {level} (was {previous})",
     "not_reporting": "centre: device {device} NOT REPORTING",
     "reporting": "centre: device {device} reporting again",
     "schema_mismatch": "centre: device {device} schema mismatch",
