@@ -118,6 +118,8 @@ class App:
             self.dispatch(("button", pressed), ticks)
         for frame in self.link.poll():
             self.dispatch(("rx", frame.name, frame.fields, frame.counter, frame.flags), now)
+        for frame in self.link.duplicates:
+            self.dispatch(("rx_duplicate", frame.counter, frame.flags), now)
         for fix in self.gnss.poll():
             self.dispatch(("fix", fix), now)
         self.dispatch(("tick",), now)

@@ -18,6 +18,8 @@ Events (tuples, kind first):
     ("fix", fix)                    a GNSS fix dict (CONTRACTS.md)
     ("battery", mv, pct, charging)  a battery sample (answer to the sample_battery action)
     ("rx", name, fields, counter, flags)   an authenticated downlink frame
+    ("rx_duplicate", counter, flags)       an authentic downlink seen before: our ACK was
+                                    lost, so ack it again, but do not act on it twice
     ("queue_depth", n)              records pending in the flash queue
     ("evicted", n)                  the queue evicted n routine records to make room
 
@@ -688,6 +690,11 @@ class Core:
             out.append(("log", "low power on" if low else "low power off"))
             self._replan(now, out)
 
+    def _e_rx_duplicate(self, event, now, out):
+        if event[2] & 1:   # FLAG_ACK_REQ
+            self._send("ACK", {"highest": event[1], "bitmap": 0}, STORE_NONE, now, out)
+        self._contact(now, out)
+
     def _e_rx(self, event, now, out):
         name, fields = event[1], event[2]
         if len(event) > 4 and event[4] & 1 and name != "ACK":   # FLAG_ACK_REQ
@@ -837,6 +844,7 @@ _EVENTS = {
     "fix": Core._e_fix,
     "battery": Core._e_battery,
     "rx": Core._e_rx,
+    "rx_duplicate": Core._e_rx_duplicate,
     "queue_depth": Core._e_queue_depth,
     "evicted": Core._e_evicted,
 }

@@ -3,6 +3,9 @@
     link = Link(uart, receiver, log=print)
     link.write(frame_bytes)
     link.poll() -> [Frame, ...]       drains the UART; bad frames are logged and dropped
+    link.duplicates -> [Frame, ...]   authentic repeats seen by the last poll: the centre
+                                      did not get our ACK, so they are acked again (SPEC:
+                                      duplicates are acked but delivered once)
 
 Log text printed on the same UART sits between frames; the deframer resyncs at each 0x00.
 """
@@ -17,12 +20,14 @@ class Link:
         self._view = memoryview(self._buf)
         self.frames_in = 0
         self.errors_in = 0
+        self.duplicates = []
 
     def write(self, frame):
         self.uart.write(frame)
 
     def poll(self):
         frames = []
+        self.duplicates = []
         uart = self.uart
         while uart.any():
             n = uart.readinto(self._buf)
@@ -32,6 +37,8 @@ class Link:
                 if hasattr(item, "fields"):
                     frames.append(item)
                     self.frames_in += 1
+                elif getattr(item, "frame", None) is not None:
+                    self.duplicates.append(item.frame)
                 else:
                     self.errors_in += 1
                     if self.log:

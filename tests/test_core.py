@@ -506,6 +506,15 @@ def test_downlink_with_ack_request_is_acked_with_its_counter():
     assert rig.core.utc_ms(rig.now) == 1_800_000_000_000
 
 
+def test_duplicate_downlink_is_acked_again_but_not_acted_on_twice():
+    rig = Rig()
+    rig.downlink("OPERATOR_ACK", {"alarm_id": 1, "operator_id": 1}, counter=9)
+    acts = rig.event(("rx_duplicate", 9, 1), 1000)
+    acks = [a for a in acts if a[0] == "send" and a[1] == "ACK"]
+    assert acks and acks[0][2] == {"highest": 9, "bitmap": 0}
+    assert not [a for a in acts if a[0] == "haptic"], "a repeat plays nothing again"
+
+
 def test_config_downlink_applies_in_range_and_refuses_out_of_range():
     rig = Rig()
     acts = rig.downlink("CONFIG", {"config_version": 3, "items": [(1, 600), (5, 9999)]})

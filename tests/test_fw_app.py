@@ -220,3 +220,34 @@ def test_unprovisioned_device_still_runs_with_a_logged_warning(tmp_path, capsys)
     run(a, clock, 1000)
     assert "unprovisioned" in capsys.readouterr().out
     assert hw.link_uart.tx                         # still talks (centre will refuse the key)
+
+
+def test_link_returns_authentic_repeats_as_duplicates_and_drops_forgeries():
+    from firmware import link as link_mod
+
+    class Uart:
+        def __init__(self, data):
+            self.data = bytearray(data)
+
+        def any(self):
+            return len(self.data)
+
+        def readinto(self, buf):
+            n = min(len(buf), len(self.data))
+            buf[:n] = self.data[:n]
+            del self.data[:n]
+            return n
+
+    ring = codec.Keyring()
+    ring.add(DEVICE, 1, KEY)
+    centre_side = codec.Sender(DEVICE, 1, KEY, downlink=True)
+    wire = centre_side.seal("OPERATOR_ACK", {"alarm_id": 1, "operator_id": 2})
+    forged = bytearray(wire)
+    forged[3] ^= 0x01
+    logged = []
+    link = link_mod.Link(Uart(wire + wire + bytes(forged)),
+                         codec.Receiver(ring, downlink=True), logged.append)
+    frames = link.poll()
+    assert [f.name for f in frames] == ["OPERATOR_ACK"]
+    assert [f.counter for f in link.duplicates] == [frames[0].counter]
+    assert len(logged) == 1 and "dropped" in logged[0]
