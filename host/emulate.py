@@ -246,7 +246,7 @@ class ScenarioRun:
         at_centre = {(a.device_id, a.alarm_id): a for a in self.centre.alarm_history}
         acks = self._acks_delivered()
         panic_to_ack = []
-        for (device_id, alarm_id), (t_ms, kind, counter) in raised.items():
+        for (device_id, _alarm_id), (t_ms, kind, counter) in raised.items():
             if kind != 1:
                 continue
             for ack_t, counters in acks.get(device_id, ()):
@@ -255,7 +255,7 @@ class ScenarioRun:
                     break
         prox_latency, prox_missed = self._proximity_latencies()
         reports = [dev.energy.report(capacity_mah=spec["battery_mah"])
-                   for dev, spec in zip(self.devices.values(), self.sc["device"])]
+                   for dev, spec in zip(self.devices.values(), self.sc["device"], strict=True)]
         lines = self.trace_lines()
         digest = hashlib.sha256()
         for line in lines:

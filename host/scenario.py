@@ -211,7 +211,7 @@ def parse(text_toml, source="<scenario>"):
     try:
         data = tomllib.loads(text_toml)
     except tomllib.TOMLDecodeError as e:
-        raise ScenarioError("%s: not valid TOML: %s" % (source, e))
+        raise ScenarioError("%s: not valid TOML: %s" % (source, e)) from None
     scenario = _validate(SCHEMA, data, "", source)
     _cross_check(scenario, source)
     return scenario
@@ -223,9 +223,9 @@ def load(name_or_path):
         with open(path, "rb") as f:
             raw = f.read()
     except OSError as e:
-        raise ScenarioError("%s: cannot read scenario: %s" % (path, e.strerror or e))
+        raise ScenarioError("%s: cannot read scenario: %s" % (path, e.strerror or e)) from None
     try:
         text_toml = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise ScenarioError("%s: not a UTF-8 text file" % path)
+        raise ScenarioError("%s: not a UTF-8 text file" % path) from None
     return parse(text_toml, path)
