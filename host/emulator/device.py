@@ -59,7 +59,7 @@ _EPOCH_2000_UNIX_MS = 946_684_800_000
 OFF, BOOT, RUN, WAIT, IDLE, LIGHT, DEEP = "off", "boot", "run", "wait", "idle", "light", "deep"
 _AWAKE = frozenset((RUN, WAIT, IDLE))
 
-_code_cache = {}  # (filename, source) -> code object, shared by all devices and boots
+_code_cache: dict = {}  # (filename, source) -> code object, shared by all devices and boots
 
 
 def _compile(filename, source):
@@ -496,11 +496,11 @@ class EmulatedDevice:
                 except Exception as e:  # noqa: BLE001 - a firmware crash resets the board
                     if self.flash.context.cut:  # the flash error came from the power cut
                         self.flash.clear_fault()
-                        r = DeviceReset(PWRON_RESET, power_cut=True, why="power cut mid-write")
+                        reset = DeviceReset(PWRON_RESET, power_cut=True, why="power cut mid-write")
                     else:
                         self._crash(e)
-                        r = DeviceReset(HARD_RESET, why="crash")
-                    cause = self._after_reset(r)
+                        reset = DeviceReset(HARD_RESET, why="crash")
+                    cause = self._after_reset(reset)
         except _Shutdown:
             pass
         finally:
@@ -1028,7 +1028,7 @@ class _BoardBus:
     timer_start = timer_stop = wake_ext0 = wake_ext1 = None
 
 
-_hw_sources = {}
+_hw_sources: dict = {}
 
 
 def _hw_source(path):
