@@ -229,13 +229,19 @@ def bench_micropython(quick):
         subprocess.run([str(mpy_cross), "-o", str(Path(tmp) / "vm_bench.mpy"), str(script)],
                        check=True)
         script.unlink()
-        done = subprocess.run([str(vm), "-X", "heapsize=48K", "-c",
-                               "import sys; sys.path.insert(0, %r); import vm_bench" % tmp],
-                              capture_output=True, text=True, timeout=300)
+        # The firmware's budget is 48 KiB; the codec alone takes ~37 KiB of it on this 64-bit
+        # VM, so a run that finds no room there is repeated with 64 KiB (and says so).
+        for heap in ("48K", "64K"):
+            done = subprocess.run([str(vm), "-X", "heapsize=" + heap, "-c",
+                                   "import sys; sys.path.insert(0, %r); import vm_bench" % tmp],
+                                  capture_output=True, text=True, timeout=300)
+            if "MemoryError" not in done.stderr + done.stdout:
+                break
+        print("micropython: heap %s" % heap)
     if done.returncode != 0:
-        print("micropython: failed: %s" % done.stderr.strip().splitlines()[-1:])
+        print("micropython: failed: %s" % (done.stderr or done.stdout).strip()[-300:])
         return {}
-    out = {}
+    out = {"micropython_heap_kib": int(heap[:-1])}
     for line in done.stdout.splitlines():
         name, value = line.split()
         out["micropython_" + name] = int(value)

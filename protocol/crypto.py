@@ -28,9 +28,15 @@ class Hmac:
     def __init__(self, key):
         if len(key) > _BLOCK:
             key = hashlib.sha256(key).digest()
-        key = key + bytes(_BLOCK - len(key))
-        self._ipad = bytes([b ^ 0x36 for b in key])
-        self._opad = bytes([b ^ 0x5C for b in key])
+        # XOR in place: a list comprehension would allocate a 512-byte list on MicroPython.
+        pad = bytearray(_BLOCK)
+        pad[:len(key)] = key
+        for i in range(_BLOCK):
+            pad[i] ^= 0x36
+        self._ipad = bytes(pad)
+        for i in range(_BLOCK):
+            pad[i] ^= 0x36 ^ 0x5C
+        self._opad = bytes(pad)
 
     def digest(self, msg):
         inner = hashlib.sha256(self._ipad)

@@ -50,7 +50,27 @@ def cobs_encode(data):
 
 
 def cobs_decode(data):
-    """Unstuff one COBS block (without its delimiter). Raises ValueError if malformed."""
+    """Unstuff one COBS block (without its delimiter). Raises ValueError if malformed.
+
+    Without 0xFF codes (always, in blocks under 255 bytes, so in every frame) the body is the
+    block minus its first code, with every later code byte replaced by 0x00: one copy, zeroed
+    in place, instead of a bytearray grown group by group (allocations are what cost on a
+    small MicroPython heap, where each one may start a collection)."""
+    length = len(data)
+    out = bytearray(data)
+    i = 0
+    while i < length:
+        code = out[i]
+        if code == 0 or code == 0xFF:
+            return _cobs_decode_groups(data)  # 0: refused there; 0xFF: no zero follows
+        out[i] = 0
+        i += code
+    if i > length:
+        raise ValueError("COBS block truncated")
+    return bytes(out[1:])
+
+
+def _cobs_decode_groups(data):
     out = bytearray()
     i = 0
     length = len(data)
