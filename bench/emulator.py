@@ -1,0 +1,145 @@
+"""Benchmark of the emulator: prints figures, then one JSON object as the last line.
+
+    python bench/emulator.py [--quick] [--no-profile]
+
+Measured, end to end through `host.emulate.run` (world, firmware, centre, summary):
+- device-days per wall second for one `quiet-day` and one `commute` (24 h each), the median
+  of several runs, and the ratio to real time;
+- a fleet of 1,000 device-days (500 `quiet-day` + 500 `commute`, each with its own seed) on
+  two worker processes, in wall time; `--quick` runs a fleet of 20;
+- where the time goes: cProfile of one `commute` day, the scheduler thread and the firmware
+  thread merged (the firmware runs in its own thread, invisible to a plain cProfile).
+
+Targets (issue 4): one device-day <= 1 s of wall time; 1,000 device-days <= 5 min.
+"""
+import cProfile
+import io
+import json
+import multiprocessing
+import os
+import pstats
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from host import emulate, scenario  # noqa: E402
+
+DAY_S = 86400
+DAY_SCENARIOS = ("quiet-day", "commute")
+TARGET_DAY_WALL_S = 1.0
+TARGET_FLEET_WALL_S = 300.0
+FLEET_WORKERS = 2
+
+
+def run_once(name, seed=None):
+    """Wall seconds and summary of one run of a built-in scenario, summary included."""
+    sc = scenario.load(name)
+    started = time.perf_counter()
+    summary, _timeline = emulate.run(sc, seed=seed)
+    return time.perf_counter() - started, summary
+
+
+def bench_days(runs):
+    figures = {}
+    for name in DAY_SCENARIOS:
+        run_once(name)  # warm: imports, compiled firmware code, profile files
+        walls = [run_once(name)[0] for _ in range(runs)]
+        wall_s = statistics.median(walls)
+        figures["%s_wall_s" % name] = wall_s
+        figures["%s_device_days_per_s" % name] = 1 / wall_s
+        figures["%s_x_real_time" % name] = DAY_S / wall_s
+        print("%-10s one device-day in %.3f s wall (median of %d; min %.3f, max %.3f): "
+              "%.2f device-days/s, %.0fx real time" % (
+                  name, wall_s, runs, min(walls), max(walls), 1 / wall_s, DAY_S / wall_s))
+    return figures
+
+
+def _fleet_job(job):
+    name, seed = job
+    wall_s, summary = run_once(name, seed)
+    return (name, wall_s, summary["virtual_s"], summary["crashes"], summary["alarms_lost"])
+
+
+def bench_fleet(device_days):
+    jobs = [(DAY_SCENARIOS[i % 2], 1000 + i) for i in range(device_days)]
+    # fork keeps the parent's imports; each worker compiles the firmware once, then reuses it.
+    context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
+    started = time.perf_counter()
+    with context.Pool(FLEET_WORKERS) as pool:
+        results = pool.map(_fleet_job, jobs, chunksize=max(1, device_days // 40))
+    wall_s = time.perf_counter() - started
+    virtual_days = sum(r[2] for r in results) / DAY_S
+    crashes = sum(r[3] for r in results)
+    lost = sum(r[4] for r in results)
+    cpu_s = sum(r[1] for r in results)
+    print("fleet      %d device-days (%s, seeds 1000..%d) on %d workers: %.1f s wall, "
+          "%.1f device-days/s, %.2f s per device-day per core; %d crashes, %d alarms lost" % (
+              virtual_days, " + ".join(DAY_SCENARIOS), 999 + device_days, FLEET_WORKERS,
+              wall_s, virtual_days / wall_s, cpu_s / len(results), crashes, lost))
+    return {"fleet_device_days": virtual_days, "fleet_wall_s": wall_s,
+            "fleet_device_days_per_s": virtual_days / wall_s,
+            "fleet_projected_1000_wall_s": wall_s * 1000 / virtual_days,
+            "fleet_crashes": crashes, "fleet_alarms_lost": lost}
+
+
+def profile_day(name="commute", top=20):
+    """cProfile of one run, every thread of it (the firmware's included), merged."""
+    profilers = []
+    lock = threading.Lock()
+
+    def start_in_thread(_frame, _event, _arg):
+        # Called once in each new thread: hand the thread to its own profiler.
+        profiler = cProfile.Profile()
+        with lock:
+            profilers.append(profiler)
+        profiler.enable()
+
+    main_profiler = cProfile.Profile()
+    threading.setprofile(start_in_thread)
+    try:
+        main_profiler.enable()
+        run_once(name)
+        main_profiler.disable()
+    finally:
+        threading.setprofile(None)
+    out = io.StringIO()
+    stats = pstats.Stats(main_profiler, stream=out)
+    for profiler in profilers:
+        stats.add(profiler)
+    stats.sort_stats("tottime").print_stats(top)
+    body = out.getvalue()
+    start = body.find("   ncalls")
+    print("where the time goes in one %s day (all threads, by own time):" % name)
+    print(body[start:].rstrip() if start >= 0 else body.rstrip())
+
+
+def main(argv):
+    quick = "--quick" in argv
+    started = time.perf_counter()
+    figures = bench_days(runs=2 if quick else 5)
+    figures.update(bench_fleet(20 if quick else 1000))
+    if "--no-profile" not in argv:
+        profile_day()
+    day_wall_s = max(figures["%s_wall_s" % n] for n in DAY_SCENARIOS)
+    targets = {
+        "one device-day <= 1 s wall": day_wall_s <= TARGET_DAY_WALL_S,
+        "1,000 device-days <= 5 min": figures["fleet_projected_1000_wall_s"] <=
+        TARGET_FLEET_WALL_S,
+    }
+    for target, met in targets.items():
+        print("target %-40s %s" % (target, "met" if met else "NOT met"))
+    figures["targets_met"] = {k: bool(v) for k, v in targets.items()}
+    figures["quick"] = quick
+    figures["bench_seconds"] = time.perf_counter() - started
+    print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v)
+                      for k, v in figures.items()}, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
