@@ -7,8 +7,8 @@ names the variable part that follows the fixed fields:
   pairs; "data" the rest of the payload as bytes.
 All integers are big-endian.
 """
-import struct
 import binascii
+import struct
 
 try:
     from micropython import const
@@ -253,8 +253,17 @@ def _check_config(key, value):
         raise PayloadError("config %s=%r outside %d..%d" % (limits[0], value, limits[1], limits[2]))
 
 
+def _fill(names, values):
+    # dict.fromkeys sizes the table once; dict(zip()) grows it key by key, reallocating it
+    # several times, and on a small MicroPython heap allocations are what cost.
+    fields = dict.fromkeys(names)
+    for i in range(len(names)):
+        fields[names[i]] = values[i]
+    return fields
+
+
 def _fix_dict(values):
-    return dict(zip(FIX_FIELDS, values))
+    return _fill(FIX_FIELDS, values)
 
 
 def decode(code, payload):
@@ -267,7 +276,7 @@ def decode(code, payload):
     size = len(payload)
     if size < head_size:
         raise PayloadError("%s payload too short" % name)
-    fields = dict(zip(names, struct.unpack_from(head, payload, 0)))
+    fields = _fill(names, struct.unpack_from(head, payload, 0))
     offset = head_size
     if kind == "":
         if size != offset:
