@@ -23,6 +23,9 @@ class Link:
         self.duplicates = []
 
     def write(self, frame):
+        # A leading delimiter ends any log text that did not end in 0x00, so the text
+        # cannot swallow this frame at the receiver (SPEC 2.3).
+        self.uart.write(b"\x00")
         self.uart.write(frame)
 
     def poll(self):

@@ -111,4 +111,6 @@ def load_keys(path):
             text = f.read()
     except OSError as e:
         raise KeyFileError("%s: cannot read (%s)" % (path, e.strerror or e)) from None
+    except UnicodeDecodeError:
+        raise KeyFileError("%s: not a UTF-8 text file" % path) from None
     return parse_keys(text, str(path))

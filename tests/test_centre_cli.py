@@ -122,3 +122,10 @@ def test_key_file_round_trip(tmp_path):
     assert frame.device_id == 8
     with pytest.raises(KeyFileError, match="cannot read"):
         load_keys(tmp_path / "missing.json")
+
+
+def test_key_file_that_is_not_text_is_one_clear_error(tmp_path):
+    path = tmp_path / "keys.json"
+    path.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(KeyFileError, match="not a UTF-8 text file"):
+        load_keys(path)
