@@ -50,8 +50,16 @@ LOCAL_KEYS = {
     "flush_max": (1, 64, 16),
     "flush_interval_ms": (0, 600000, 5000),
     # Keep the GNSS powered between fixes when the next fix is this close (re-acquisition
-    # would cost more than tracking).
-    "gnss_keep_on_s": (0, 600, 30),
+    # would cost more than tracking). With ephemeris fresh a restart is a hot start: ~1 s
+    # (NEO-M8 datasheet) at 25 mA plus up to poll_ms until it is read, ~50-125 mAs even
+    # if it takes 3-5 s, against 23 mA tracking: cycling pays from a ~5 s gap. So the 5 s
+    # panic cadence keeps it on and the 15 s proximity/locate cadence cycles it (an offender
+    # pre-alert costs ~2.6 mA on average instead of ~12 mA).
+    "gnss_keep_on_s": (0, 600, 10),
+    # While the GNSS is on or the centre tracks the device (panic, proximity, locate), wake
+    # at least this often: NMEA arrives at 1 Hz, and a PROXIMITY downlink held by the
+    # gateway reaches the wearer at the next wake.
+    "poll_ms": (200, 30000, 2000),
     # PROXIMITY cadence lapses if the centre stops refreshing it (lost "clear" downlink).
     "proximity_hold_s": (60, 86400, 1800),
 }

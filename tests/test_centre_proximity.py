@@ -150,8 +150,12 @@ def test_centre_downlinks_carry_only_a_level(steps):
                                                         LON, accuracy_m, now)]
         downlinks += [w for _, w in c.tick(now)]
     frames = d.open(downlinks)
-    proximity = [f for f in frames if f.name != "ACK"]
-    assert all(f.name == "PROXIMITY" and set(f.fields) == {"level"} for f in proximity)
+    proximity = [f for f in frames if f.name == "PROXIMITY"]
+    assert all(set(f.fields) == {"level"} for f in proximity)
+    # Besides ACKs and levels, only requests to locate (one fix, or track for a while).
+    others = [f for f in frames if f.name not in ("ACK", "PROXIMITY")]
+    assert all(f.name == "COMMAND" and f.fields["command"] == 1 and
+               f.fields["arg"] in (0, CONFIG.locate_track_s) for f in others)
     assert all(0 <= f.fields["level"] <= 3 for f in proximity)
     changes = kinds(c, C.PROXIMITY)
     assert [e.detail["counter"] for e in changes] == sorted({f.counter for f in proximity})

@@ -25,10 +25,23 @@ Frames (decisions written here because the tests pin them):
   updated. A frame before any HELLO (the centre restarted) is trusted.
 - Downlinks ask for a transport ACK and are resent with the same counter, with backoff from
   `downlink_retry_ms` up to `downlink_retry_max_ms`, immediately whenever the device is heard
-  from, until acked, superseded (a newer PROXIMITY replaces an older one) or expired.
+  from, until acked, superseded (a newer PROXIMITY replaces an older one; a newer tracking
+  COMMAND locate_now replaces an older one) or expired.
 - Operator: each raised alarm is acked (OPERATOR_ACK) `operator_ack_delay_ms` after it first
   arrives. A raised alarm that arrives again after its ack is acked again at once (the device
   did not get it). A cancelled or cleared alarm that is not yet acked is not acked.
+- Pre-alert: when an offender fix falls within `proximity.prealert_m` of the paired victim's
+  last known position, the centre sends COMMAND locate_now with arg = `locate_track_s`: the
+  device tracks silently (a fix every proximity_fix_s, sent at once, and reachable within
+  seconds), so the victim's fixes are fresh enough to evaluate when the offender crosses the
+  warning radius. It is repeated while the offender stays inside, `locate_renew_s` before the
+  previous one runs out (counted from when it was queued, so delivery delays only shorten
+  it), never more than one outstanding; a HELLO from the device (a reboot forgets tracking)
+  lets the next offender fix ask again at once. The command carries no distance or bearing.
+- Confirmation: when an evaluation points to a higher level than the current state but is
+  not yet confirmed, the centre asks for one victim fix at once (COMMAND locate_now, arg 0),
+  so the confirming fix comes within seconds instead of at the next tracking fix. The rule
+  itself (two consecutive fresh evaluations) is unchanged.
 - Silence: a device that has been heard from is NOT_REPORTING once nothing authentic has
   arrived for `missed_heartbeats` heartbeat intervals plus `silence_grace_ms`; REPORTING again
   when it is heard from. The interval is per device from config (default 900 s), or the
@@ -38,7 +51,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from host.centre.evidence import EvidenceLog
-from host.centre.proximity import LEVEL_NAMES, Fix, ProximityConfig, ProximityTracker
+from host.centre.proximity import (
+    LEVEL_NAMES,
+    Fix,
+    ProximityConfig,
+    ProximityTracker,
+    haversine_m,
+)
 from host.keys import KeyStore
 from protocol import codec, messages
 
@@ -56,9 +75,12 @@ REFUSED = "refused"
 SCHEMA_MISMATCH = "schema_mismatch"
 DEVICE_EVENT = "device_event"
 DOWNLINK_EXPIRED = "downlink_expired"
+LOCATE_REQUESTED = "locate_requested"
 
 # Downlinks where only the newest matters: a newer one stops the retries of an older one.
 SUPERSEDING = ("PROXIMITY", "TIME_SYNC", "CONFIG")
+SUPERSEDE_LOCATE = "COMMAND:locate_track"  # tracking locate_now commands supersede each other
+SUPERSEDE_CONFIRM = "COMMAND:locate_once"  # so do one-fix requests for a confirmation
 
 
 @dataclass
@@ -145,6 +167,7 @@ class Downlink:
     next_retry_ms: Optional[int] = None
     acked_ms: Optional[int] = None
     done: bool = False  # acked, superseded or expired
+    supersede: Optional[str] = None  # a newer downlink with the same key replaces this one
 
 
 class Centre:
@@ -171,6 +194,7 @@ class Centre:
         self._downlinks: list[Downlink] = []  # not yet done
         self._trackers = {}  # victim id -> ProximityTracker
         self._victims: dict[int, list] = {}  # offender id -> [victim ids]
+        self._locate_ms: dict[int, int] = {}  # victim id -> when the last tracking request was queued
         for victim, offender in self.config.pairs.items():
             self._trackers[victim] = ProximityTracker(self.config.proximity)
             self._victims.setdefault(offender, []).append(victim)
@@ -249,19 +273,23 @@ class Centre:
         times = [t for t in times if t is not None]
         return min(times) if times else None
 
-    def send(self, device_id, name, fields, now_ms=None):
+    def send(self, device_id, name, fields, now_ms=None, supersede=None):
         """Queue an authenticated downlink; returns its counter. It goes out on the device's
-        link with the next receive() from it or tick()."""
+        link with the next receive() from it or tick(). It replaces any unacked downlink of
+        the same `supersede` key (by default the name, for the SUPERSEDING types)."""
         now_ms = self._now_ms if now_ms is None else now_ms
         sender = self._sender(device_id)
         wire = sender.seal(name, fields)
         counter = sender.counter - 1
-        if name in SUPERSEDING:
+        if supersede is None and name in SUPERSEDING:
+            supersede = name
+        if supersede is not None:
             for old in self._downlinks:
-                if old.device_id == device_id and old.name == name:
+                if old.device_id == device_id and old.supersede == supersede:
                     old.done = True
             self._downlinks = [d for d in self._downlinks if not d.done]
-        self._downlinks.append(Downlink(device_id, counter, name, wire, now_ms))
+        self._downlinks.append(Downlink(device_id, counter, name, wire, now_ms,
+                                        supersede=supersede))
         self.evidence.downlink(now_ms, device_id, counter, name, fields)
         return counter
 
@@ -274,6 +302,7 @@ class Centre:
         for victim_id in self._victims.get(offender_id, ()):
             decision = self._trackers[victim_id].offender_fix(fix, now_ms)
             self._decided(victim_id, offender_id, decision, now_ms)
+            self._prealert(victim_id, offender_id, fix, now_ms)
             device = self.devices.get(victim_id)
             if device is not None and device.link_id is not None:
                 out.extend((device.link_id, w) for w in self._flush_device(victim_id, now_ms))
@@ -352,6 +381,7 @@ class Centre:
         device.firmware = "%d.%d.%d" % (f["fw_major"], f["fw_minor"], f["fw_patch"])
         device.boot_count = f["boot_count"]
         device.reset_cause = f["reset_cause"]
+        self._locate_ms.pop(device.device_id, None)  # a reboot ends any tracking
         self._event(now_ms, HELLO, device.device_id, firmware=device.firmware,
                     boot_count=device.boot_count, reset_cause=device.reset_cause)
 
@@ -472,12 +502,38 @@ class Centre:
         counter = None
         if decision.changed:
             counter = self.send(victim_id, "PROXIMITY", {"level": decision.state}, now_ms)
+        elif not decision.stale and decision.candidate > decision.state:
+            # Rising but unconfirmed: a fresh victim fix now confirms (or refutes) it sooner.
+            self.send(victim_id, "COMMAND", {"command": messages.COMMAND_LOCATE_NOW, "arg": 0},
+                      now_ms, supersede=SUPERSEDE_CONFIRM)
         self.evidence.proximity(victim_id, offender_id, decision, self.config.proximity, counter)
         if decision.changed:
             self._event(now_ms, PROXIMITY, victim_id, offender_id=offender_id,
                         level=LEVEL_NAMES[decision.state],
                         previous=LEVEL_NAMES[decision.previous],
                         decided_ms=decision.time_ms, queued_ms=now_ms, counter=counter)
+
+    def _prealert(self, victim_id, offender_id, offender, now_ms):
+        """Keep the victim's device tracking while the offender is within the pre-alert
+        radius of the victim's last known position (see the module docstring)."""
+        config = self.config.proximity
+        victim = self._trackers[victim_id].victim
+        if not config.prealert_m or victim is None:
+            return  # nothing to measure from: the device's own cadence will report
+        if haversine_m(victim.lat_e7, victim.lon_e7, offender.lat_e7,
+                       offender.lon_e7) > config.prealert_m:
+            return
+        last_ms = self._locate_ms.get(victim_id)
+        renew_at_ms = None if last_ms is None else (
+            last_ms + (config.locate_track_s - config.locate_renew_s) * 1000)
+        if renew_at_ms is not None and now_ms < renew_at_ms:
+            return  # tracking (or its request) still covers the next offender fixes
+        counter = self.send(victim_id, "COMMAND", {"command": messages.COMMAND_LOCATE_NOW,
+                                                   "arg": config.locate_track_s},
+                            now_ms, supersede=SUPERSEDE_LOCATE)
+        self._locate_ms[victim_id] = now_ms
+        self._event(now_ms, LOCATE_REQUESTED, victim_id, offender_id=offender_id,
+                    track_s=config.locate_track_s, counter=counter)
 
     def _heartbeat_s(self, device):
         if device.status & messages.STATUS_LOW_POWER:

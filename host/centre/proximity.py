@@ -15,6 +15,11 @@ Rules (each evaluation uses the newest victim fix and the newest offender fix):
   caused by a new fix on either side, give the same new level.
 
 Only the level ever leaves the centre; distances stay in the evidence log.
+
+Pre-alert (acted on by the Centre, not by the tracker): while the offender is within
+`prealert_m` of the victim's last known position, the centre keeps the victim's device
+tracking (COMMAND locate_now, arg = `locate_track_s`), so that both sides have fresh fixes
+when the offender reaches the warning radius. The wearer is told nothing.
 """
 import math
 from dataclasses import dataclass
@@ -39,6 +44,20 @@ class ProximityConfig:
     max_fix_age_ms: int = 60_000
     confirm_fixes: int = 2
     uncertain_fraction: float = 0.25
+    prealert_m: float = 3000.0  # 0 = never ask the device to track ahead of a warning
+    locate_track_s: int = 300  # COMMAND locate_now arg: how long the device tracks
+    locate_renew_s: int = 120  # renew the tracking when less than this is left
+
+    def __post_init__(self):
+        if self.prealert_m and self.prealert_m < self.warning_m:
+            raise ValueError("proximity prealert_m %g: below warning_m %g (0 turns it off)"
+                             % (self.prealert_m, self.warning_m))
+        if not 0 < self.locate_track_s <= 0xFFFF:
+            raise ValueError("proximity locate_track_s %d: must be 1..65535 (a u16 arg)"
+                             % self.locate_track_s)
+        if not 0 <= self.locate_renew_s < self.locate_track_s:
+            raise ValueError("proximity locate_renew_s %d: must be 0..locate_track_s-1"
+                             % self.locate_renew_s)
 
 
 @dataclass(frozen=True)
