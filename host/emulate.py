@@ -115,6 +115,7 @@ class ScenarioRun:
                     at_ms=step["at_s"] * 1000)
             self.devices[device_id] = dev
         self.offenders = {}
+        self.offender_reports = {}  # offender id -> [(t_ms, lat, lon)] as the tag reported
         for spec in sc["offender"]:
             route = _route(spec["route"], spec["location"])
             self.offenders[spec["id"]] = (route, spec)
@@ -146,6 +147,7 @@ class ScenarioRun:
         sigma_deg = spec["accuracy_m"] / 2 / 111_320
         lat += rng.gauss(0, sigma_deg)
         lon += rng.gauss(0, sigma_deg / max(0.1, math.cos(math.radians(lat))))
+        self.offender_reports.setdefault(offender_id, []).append((self.world.now_ms, lat, lon))
         self._send(self.centre.offender_fix(offender_id, self.utc_ms(), round(lat * 1e7),
                                             round(lon * 1e7), int(spec["accuracy_m"]),
                                             self.utc_ms()))
@@ -241,6 +243,31 @@ class ScenarioRun:
                 inside = d <= warning_m
         return latencies, missed
 
+    def _proximity_observed_latencies(self):
+        """For each true crossing of the warning radius: the delay from the first tag report
+        after it that puts the offender inside the radius (the earliest the centre could
+        know) to the wearer's haptic motor starting."""
+        warning_m = self.sc["centre"]["warning_m"]
+        latencies = []
+        for spec in self.sc["device"]:
+            if spec["offender"] is None:
+                continue
+            victim = self.routes[spec["id"]]
+            offender = self.offenders[spec["offender"]][0]
+            reports = self.offender_reports.get(spec["offender"], [])
+            haptic_on = [t for t, level in self.devices[spec["id"]].haptic.edges if level]
+            inside = False
+            for t_ms in range(0, self.duration_ms, PROXIMITY_SAMPLE_MS):
+                d = distance_m(*victim.at(t_ms)[:2], *offender.at(t_ms)[:2])
+                if d <= warning_m and not inside:
+                    seen = [t for t, lat, lon in reports if t >= t_ms and
+                            distance_m(*victim.at(t)[:2], lat, lon) <= warning_m]
+                    later = [t for t in haptic_on if seen and t >= seen[0]]
+                    if later:
+                        latencies.append(later[0] - seen[0])
+                inside = d <= warning_m
+        return latencies
+
     def summary(self, wall_s):
         raised = self._device_alarms()
         at_centre = {(a.device_id, a.alarm_id): a for a in self.centre.alarm_history}
@@ -277,6 +304,7 @@ class ScenarioRun:
             "panic_to_ack_ms": percentiles(panic_to_ack),
             "proximity_warn_latency_ms": percentiles(prox_latency),
             "proximity_warnings_missed": prox_missed,
+            "proximity_observed_latency_ms": percentiles(self._proximity_observed_latencies()),
             "energy_mah": round(sum(r["energy_mah"] for r in reports), 4),
             "avg_current_ma": round(sum(r["avg_current_ma"] for r in reports) / n, 4),
             "floor_ratio": round(sum(r["floor_ratio"] for r in reports) / n, 3),
@@ -374,6 +402,8 @@ def format_summary(summary, timeline):
             s["proximity_warn_latency_ms"]) + (
             "; %d crossing(s) never warned" % s["proximity_warnings_missed"]
             if s["proximity_warnings_missed"] else ""),
+        "first tag report inside the radius to haptic warning: " + _ms(
+            s["proximity_observed_latency_ms"]),
         "energy: %.2f mAh, average %.3f mA, %.1fx the physical floor, battery lasts %.1f days" % (
             s["energy_mah"], s["avg_current_ma"], s["floor_ratio"], s["projected_battery_days"]),
         "trace sha256: " + s["trace_sha256"],
