@@ -64,6 +64,8 @@ class Link:
                 break
             chunk = bytes(self._tx[:end + 1])
             del self._tx[:end + 1]
+            if end == 0:
+                continue  # a lone delimiter (the firmware's preamble before a frame) is no packet
             self._send_up(chunk)
         if len(self._tx) >= _MAX_UNDELIMITED:
             chunk = bytes(self._tx)
