@@ -245,23 +245,23 @@ class ScenarioRun:
 
     def _proximity_observed_latencies(self):
         """For each true crossing of the warning radius: the delay from the first tag report
-        after it that puts the offender inside the radius (the earliest the centre could
-        know) to the wearer's haptic motor starting."""
+        that shows the offender inside (the earliest the centre could know) to the wearer's
+        haptic motor starting. The tag's noise may show it inside up to one report early."""
         warning_m = self.sc["centre"]["warning_m"]
         latencies = []
         for spec in self.sc["device"]:
             if spec["offender"] is None:
                 continue
             victim = self.routes[spec["id"]]
-            offender = self.offenders[spec["offender"]][0]
+            offender, tag = self.offenders[spec["offender"]]
             reports = self.offender_reports.get(spec["offender"], [])
             haptic_on = [t for t, level in self.devices[spec["id"]].haptic.edges if level]
             inside = False
             for t_ms in range(0, self.duration_ms, PROXIMITY_SAMPLE_MS):
                 d = distance_m(*victim.at(t_ms)[:2], *offender.at(t_ms)[:2])
                 if d <= warning_m and not inside:
-                    seen = [t for t, lat, lon in reports if t >= t_ms and
-                            distance_m(*victim.at(t)[:2], lat, lon) <= warning_m]
+                    seen = [t for t, lat, lon in reports if t >= t_ms - tag["report_s"] * 1000
+                            and distance_m(*victim.at(t)[:2], lat, lon) <= warning_m]
                     later = [t for t in haptic_on if seen and t >= seen[0]]
                     if later:
                         latencies.append(later[0] - seen[0])
