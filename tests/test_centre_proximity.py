@@ -203,3 +203,82 @@ def test_newer_proximity_supersedes_unacked_older():
     c.send(7, "PROXIMITY", {"level": WARNING}, T0)
     newer = c.send(7, "PROXIMITY", {"level": ALARM}, T0)
     assert [p.counter for p in c.downlinks_pending(7)] == [newer]
+
+
+# ---- pre-alert: keep the victim's device tracking while the offender is near -------------------
+
+def _locates(c, device_id=7):
+    return [d for d in c.downlinks_pending(device_id) if d.name == "COMMAND"]
+
+
+def _victim_at_home(c, d, now):
+    c.receive("L", d.seal("POSITION", {"send_time_ms": now, "fixes": [fix(now)]}), now)
+
+
+def test_prealert_asks_for_tracking_once_then_renews_before_it_runs_out():
+    c, d = _centre(), Dev()
+    _victim_at_home(c, d, T0)
+    out = c.offender_fix(9004, T0 + 1000, north_of(5000), LON, 10, T0 + 1000)
+    assert not _locates(c) and not kinds(c, C.LOCATE_REQUESTED)       # far away: nothing
+    out = c.offender_fix(9004, T0 + 16_000, north_of(2900), LON, 10, T0 + 16_000)
+    frames = [f for f in d.open([w for _, w in out]) if f.name == "COMMAND"]
+    assert [f.fields for f in frames] == [{"command": 1, "arg": CONFIG.locate_track_s}]
+    first = _locates(c)[0].counter
+    renew_ms = (CONFIG.locate_track_s - CONFIG.locate_renew_s) * 1000
+    for t in range(31_000, 16_000 + renew_ms, 15_000):                 # no flooding
+        c.offender_fix(9004, T0 + t, north_of(2500), LON, 10, T0 + t)
+    assert [p.counter for p in _locates(c)] == [first]
+    t = 16_000 + renew_ms
+    c.offender_fix(9004, T0 + t, north_of(2500), LON, 10, T0 + t)
+    pending = _locates(c)
+    assert len(pending) == 1 and pending[0].counter > first            # superseded, not added
+    assert len(kinds(c, C.LOCATE_REQUESTED)) == 2
+    assert all("distance" not in str(e.detail) for e in kinds(c, C.LOCATE_REQUESTED))
+
+
+def test_prealert_needs_a_victim_position_and_can_be_turned_off():
+    c, d = _centre(), Dev()
+    c.receive("L", d.seal("HEARTBEAT", {"battery_mv": 3900, "battery_pct": 80, "charging": 0,
+                                        "link_quality": 90, "queue_depth": 0, "uptime_s": 1,
+                                        "status": 0}), T0)
+    c.offender_fix(9004, T0, north_of(100), LON, 10, T0)
+    assert not _locates(c)                                  # no victim position known yet
+    off = Centre({(7, 1): KEY}, CentreConfig(pairs={7: 9004},
+                                             proximity=ProximityConfig(prealert_m=0)))
+    _victim_at_home(off, d, T0)
+    off.offender_fix(9004, T0 + 1000, north_of(2000), LON, 10, T0 + 1000)
+    assert not [p for p in off.downlinks_pending(7) if p.name == "COMMAND"]
+
+
+def test_hello_after_a_reboot_asks_for_tracking_again_at_once():
+    c, d = _centre(), Dev()
+    _victim_at_home(c, d, T0)
+    c.offender_fix(9004, T0 + 1000, north_of(2000), LON, 10, T0 + 1000)
+    c.receive("L", d.seal("HELLO", {"fw_major": 1, "fw_minor": 0, "fw_patch": 0,
+                                    "schema_hash": C.messages.SCHEMA_HASH, "reset_cause": 2,
+                                    "boot_count": 2, "config_version": 0}), T0 + 5000)
+    c.offender_fix(9004, T0 + 16_000, north_of(2000), LON, 10, T0 + 16_000)
+    assert len(kinds(c, C.LOCATE_REQUESTED)) == 2
+
+
+def test_unconfirmed_rising_level_asks_for_one_fix_at_once():
+    c, d = _centre(), Dev()
+    _victim_at_home(c, d, T0)
+    out = c.offender_fix(9004, T0 + 1000, north_of(900), LON, 10, T0 + 1000)
+    assert c.proximity_state(7) == CLEAR                    # one evaluation: not confirmed
+    commands = [f.fields for f in d.open([w for _, w in out]) if f.name == "COMMAND"]
+    assert {"command": 1, "arg": 0} in commands
+    # The fix it asked for confirms the warning.
+    _victim_at_home(c, d, T0 + 3000)
+    assert c.proximity_state(7) == WARNING
+    # A steady state asks for nothing more than the tracking.
+    n = len([p for p in c.downlinks_pending(7) if p.name == "COMMAND"])
+    c.offender_fix(9004, T0 + 16_000, north_of(880), LON, 10, T0 + 16_000)
+    assert len([p for p in c.downlinks_pending(7) if p.name == "COMMAND"]) == n
+
+
+def test_prealert_radius_below_the_warning_radius_is_refused():
+    with pytest.raises(ValueError, match="prealert_m 900: below warning_m 1000"):
+        ProximityConfig(prealert_m=900)
+    with pytest.raises(ValueError, match="locate_track_s 70000"):
+        ProximityConfig(locate_track_s=70_000)
