@@ -415,6 +415,73 @@ def test_locate_now_sends_one_fix_even_in_low_power():
     assert len(rig.sends("POSITION")) == n + 1
 
 
+def test_locate_now_with_arg_tracks_silently_for_arg_seconds_even_in_low_power():
+    rig = Rig()
+    gnss = Gnss(rig)
+    rig.event(("battery", 3500, 8, 0))                       # low power: no routine fixes
+    gnss.run(60_000)
+    start = rig.now
+    rig.downlink("COMMAND", {"command": 1, "arg": 300})
+    assert rig.core.mode() == "locate"
+    gnss.run(200_000)
+    uploads = rig.sends("POSITION", start)
+    assert all(len(a[2]["fixes"]) == 1 for _, a in uploads)   # each fix sent at once
+    upload_gaps = gaps([t for t, _ in uploads])
+    assert core.ticks_diff(uploads[0][0], start) <= 5000      # the first one at once
+    assert len(uploads) >= 10 and all(14_000 <= g <= 19_000 for g in upload_gaps)
+    assert not rig.actions("haptic") and not rig.actions("led")   # the wearer is told nothing
+    gnss.run(110_000)
+    assert rig.core.mode() == "low_power"                     # ended after 300 s
+    n = len(rig.sends("POSITION"))
+    gnss.run(600_000)
+    assert len(rig.sends("POSITION")) == n
+
+
+def test_locate_tracking_wakes_every_poll_ms_and_cycles_the_gnss_at_15_s():
+    rig = Rig()
+    gnss = Gnss(rig, delay_ms=1000)
+    gnss.run(60_000)
+    rig.downlink("COMMAND", {"command": 1, "arg": 600})
+    start = rig.now
+    gnss.run(300_000)
+    wakes = [t for t in rig.wakes if core.ticks_diff(t, start) > 0]
+    assert max(gaps(wakes)) <= rig.cfg["poll_ms"]             # a downlink waits <= 2 s
+    assert rig.core.sleep_plan(rig.now)[1] <= rig.cfg["poll_ms"]
+    # 15 s > gnss_keep_on_s: powered per fix (hot starts), not all along.
+    switches = [a[1] for t, a in rig.actions("gnss") if core.ticks_diff(t, start) >= 0]
+    assert switches.count(0) >= 15
+
+
+def test_repeated_locate_extends_tracking_without_an_extra_fix():
+    rig = Rig()
+    gnss = Gnss(rig)
+    gnss.run(10_000)
+    rig.downlink("COMMAND", {"command": 1, "arg": 60})
+    gnss.run(50_000)
+    n = len(rig.sends("POSITION"))
+    rig.downlink("COMMAND", {"command": 1, "arg": 60}, counter=2)   # 10 s before the end
+    assert not rig.core._send_next_fix
+    gnss.run(40_000)
+    assert rig.core.mode() == "locate"                        # still tracking at 90 s
+    assert len(rig.sends("POSITION")) in (n + 2, n + 3)       # only the 15 s cadence
+    gnss.run(40_000)
+    assert rig.core.mode() == "stationary"
+
+
+def test_gnss_on_is_polled_every_poll_ms_so_a_fix_is_read_at_once():
+    rig = Rig()                                               # boot: GNSS on for a fix
+    rig.run(10_000)
+    assert rig.core.gnss_on and rig.core.next_deadline() == core.ticks_add(
+        rig.now, rig.cfg["poll_ms"])
+    assert max(gaps(rig.wakes[1:])) == rig.cfg["poll_ms"]
+    # Stationary, GNSS off: back to the reachability bound's listen windows.
+    fix_rig = Rig()
+    Gnss(fix_rig, delay_ms=1000).run(5_000)
+    assert not fix_rig.core.gnss_on
+    wait = core.ticks_diff(fix_rig.core.next_deadline(), fix_rig.now)
+    assert wait > fix_rig.cfg["poll_ms"]
+
+
 # --- battery --------------------------------------------------------------------------------
 def test_battery_alarms_at_20_10_5_percent_once_each():
     rig = Rig()

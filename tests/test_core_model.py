@@ -1,6 +1,6 @@
 """A hypothesis state machine drives the core against a small model of the rules: presses,
-fixes, acks, downlinks, battery, reboots and time jumps (ticks start near the wrap, and
-reboots restart ticks anywhere)."""
+fixes, acks, downlinks, locate tracking, battery, reboots and time jumps (ticks start near
+the wrap, and reboots restart ticks anywhere)."""
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -25,6 +25,7 @@ class CoreModel(RuleBasedStateMachine):
         self.low_power = False
         self.proximity = 0
         self.locate_pending = False
+        self.locate_until = None         # ticks: COMMAND locate_now arg > 0 tracks until then
         self.lon = 45_000_000
         self.utc = 1_700_000_000_000
         self.counter_down = 1
@@ -33,7 +34,7 @@ class CoreModel(RuleBasedStateMachine):
     # --- checking every new action against the model ---------------------------------------
     def check(self, during=""):
         log = self.rig.log
-        for _t, action in log[self.seen:]:
+        for t, action in log[self.seen:]:
             kind = action[0]
             if kind == "send":
                 _, name, fields, flags, counter, store = action
@@ -46,7 +47,8 @@ class CoreModel(RuleBasedStateMachine):
                         assert during == "press", "panic alarm without a long press"
                 if name in ("POSITION", "NO_FIX"):
                     if (self.low_power and not self.panic_id and not self.proximity
-                            and not self.locate_pending and during == "time"):
+                            and not self.locate_pending and not self.tracking_at(t)
+                            and during == "time"):
                         raise AssertionError("routine %s in low-power mode" % name)
                     self.locate_pending = False
             elif kind == "resend":
@@ -55,6 +57,17 @@ class CoreModel(RuleBasedStateMachine):
             elif kind == "haptic" and action[1] == "operator_ack":
                 self.operator_haptics += 1
         self.seen = len(log)
+
+    def tracking_at(self, t):
+        return self.locate_until is not None and core.ticks_diff(self.locate_until, t) >= 0
+
+    @invariant()
+    def tracking_keeps_the_device_reachable_within_poll_ms(self):
+        rig = self.rig
+        if self.locate_until is not None and core.ticks_diff(self.locate_until, rig.now) > 0:
+            assert rig.core.mode() in ("panic", "proximity", "locate")
+            mode, sleep_ms = rig.core.sleep_plan(rig.now)
+            assert mode != "deep" and sleep_ms <= rig.cfg["poll_ms"]
 
     @invariant()
     def panic_state_matches_model(self):
@@ -152,12 +165,24 @@ class CoreModel(RuleBasedStateMachine):
             self.operator_acked = False
         self.check()
 
-    @rule(command=st.sampled_from([1, 2, 3]), arg=st.integers(0, 9))
+    @rule(command=st.sampled_from([1, 2, 3]),
+          arg=st.one_of(st.integers(0, 9), st.integers(10, 3600)))
     def command(self, command, arg):
+        n = len(self.rig.log)
         if command == 1:
             self.locate_pending = True
         self.downlink("COMMAND", {"command": command, "arg": arg})
+        if command == 1:
+            assert not [a for _, a in self.rig.log[n:] if a[0] == "haptic"], "locate vibrated"
+            if arg:
+                self.locate_until = core.ticks_add(self.rig.now, arg * 1000)
         self.check()
+
+    @rule(arg=st.integers(10, 3600))
+    def track(self, arg):
+        """The centre's pre-alert: track silently for arg seconds (often, so that fixes and
+        waits land inside a tracking span)."""
+        self.command(1, arg)
 
     @rule(level=st.integers(0, 3))
     def proximity(self, level):
@@ -189,6 +214,7 @@ class CoreModel(RuleBasedStateMachine):
         self.low_power = False                 # unknown until the next battery sample
         self.proximity = self.rig.core.proximity
         self.locate_pending = False
+        self.locate_until = None               # tracking is volatile: the centre re-asks
         self.operator_acked = bool(snapshot["panic_op_acked"])
         self.check()
         # An unacked alarm is resent at once after the reboot.
