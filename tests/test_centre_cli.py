@@ -90,6 +90,15 @@ def test_cli_bad_url_one_line(tmp_path, capsys, argv, message):
     assert message in err and "\n" not in err
 
 
+def test_cli_prealert_below_warning_radius_is_one_line(tmp_path, capsys):
+    from host.centre.cli import main
+    argv = ["--listen", "tcp://127.0.0.1:0", "--keys", str(write_keys(tmp_path)),
+            "--prealert-m", "800"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "prealert_m 800: below warning_m 1000" in err and "\n" not in err
+
+
 def test_cli_bad_key_file_one_line(tmp_path, capsys):
     from host.centre.cli import main
     bad = tmp_path / "bad.json"

@@ -51,6 +51,9 @@ def parser():
                    help="pair a victim device with an offender's ankle tag (repeatable)")
     p.add_argument("--warning-m", type=float, default=1000.0)
     p.add_argument("--alarm-m", type=float, default=500.0)
+    p.add_argument("--prealert-m", type=float, default=None,
+                   help="keep the victim's device tracking while the offender is this close "
+                        "(default 3 x --warning-m; 0 = never)")
     return p
 
 
@@ -143,11 +146,17 @@ def main(argv=None):
     except KeyFileError as e:
         print("vigil centre: %s" % e, file=sys.stderr)
         return 2
+    try:
+        proximity = ProximityConfig(warning_m=args.warning_m, alarm_m=args.alarm_m,
+                                    prealert_m=args.prealert_m)
+    except ValueError as e:
+        print("vigil centre: %s" % e, file=sys.stderr)
+        return 2
     config = CentreConfig(
         heartbeat_s=args.heartbeat_s,
         operator_ack_delay_ms=int(args.operator_delay_s * 1000),
         pairs=dict(args.pair),
-        proximity=ProximityConfig(warning_m=args.warning_m, alarm_m=args.alarm_m))
+        proximity=proximity)
 
     def on_event(event):
         print(format_time(event.time_ms) + " " + event.line().split(" ", 1)[1], flush=True)

@@ -44,11 +44,15 @@ class ProximityConfig:
     max_fix_age_ms: int = 60_000
     confirm_fixes: int = 2
     uncertain_fraction: float = 0.25
-    prealert_m: float = 3000.0  # 0 = never ask the device to track ahead of a warning
+    # Track the victim's device while the offender is this close: None = 3 x warning_m
+    # (3000 m by default: ~30 min of walking, ~2 min by car); 0 = never.
+    prealert_m: Optional[float] = None
     locate_track_s: int = 300  # COMMAND locate_now arg: how long the device tracks
     locate_renew_s: int = 120  # renew the tracking when less than this is left
 
     def __post_init__(self):
+        if self.prealert_m is None:
+            object.__setattr__(self, "prealert_m", 3.0 * self.warning_m)
         if self.prealert_m and self.prealert_m < self.warning_m:
             raise ValueError("proximity prealert_m %g: below warning_m %g (0 turns it off)"
                              % (self.prealert_m, self.warning_m))
