@@ -69,12 +69,26 @@ def _fleet_job(job):
     return (name, cpu_s, summary["virtual_s"], summary["crashes"], summary["alarms_lost"])
 
 
+def _pin_worker(counter):
+    """Give each worker a core of its own (emulate.run keeps a run on one core; without this
+    it picks one by pid, and two workers could share one)."""
+    with counter.get_lock():
+        index = counter.value
+        counter.value += 1
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cpus[index % len(cpus)]})
+    except (AttributeError, OSError):  # not Linux
+        pass
+
+
 def bench_fleet(device_days):
     jobs = [(DAY_SCENARIOS[i % 2], 1000 + i) for i in range(device_days)]
     # fork keeps the parent's imports; each worker compiles the firmware once, then reuses it.
     context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
     started = time.perf_counter()
-    with context.Pool(FLEET_WORKERS) as pool:
+    counter = context.Value("i", 0)
+    with context.Pool(FLEET_WORKERS, initializer=_pin_worker, initargs=(counter,)) as pool:
         results = pool.map(_fleet_job, jobs, chunksize=max(1, device_days // 40))
     wall_s = time.perf_counter() - started
     virtual_days = sum(r[2] for r in results) / DAY_S

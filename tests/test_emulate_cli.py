@@ -2,6 +2,7 @@
 summary, --json, --trace, --seed, and one-line errors (exit 2, no traceback) for bad input."""
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -235,3 +236,21 @@ def test_subprocess_scenarios_and_help():
         scenario.builtin_names()
     done = run_vigil("--help")
     assert done.returncode == 0 and "emulate" in done.stdout
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs Linux CPU affinity and at least 2 CPUs")
+def test_a_run_keeps_its_threads_on_one_core_and_restores_the_affinity():
+    before = os.sched_getaffinity(0)
+    seen = []
+    with emulate.one_core():
+        seen.append(os.sched_getaffinity(0))
+        sim = emulate.ScenarioRun(scenario.parse(SHORT))
+        try:
+            sim.world.run_until(1000)  # the firmware thread has started and waits
+            (dev,) = sim.devices.values()
+            seen.append(os.sched_getaffinity(dev._thread.native_id))
+        finally:
+            sim.close()
+    assert seen[0] == seen[1] and len(seen[0]) == 1 and seen[0] <= before
+    assert os.sched_getaffinity(0) == before
