@@ -329,6 +329,8 @@ class Core:
         counter = self.counter
         self.counter = counter + 1
         out.append(("send", name, fields, flags, counter, store))
+        if name != "ACK" and not self.no_contact and "no_contact" not in self._due:
+            self._due["no_contact"] = self._at(now, "no_contact_s")   # an ack is owed now
         if store:
             recent = self._recent
             # Bounded: only sends younger than ack_wait_ms matter (the flush floor).
@@ -434,7 +436,10 @@ class Core:
 
     def _contact(self, now, out):
         self._last_contact = now
-        self._due["no_contact"] = self._at(now, "no_contact_s")
+        # Silence is only "no contact" while an ack is owed: a low-power device that sends a
+        # heartbeat an hour apart has not lost the centre in between. The timer is armed again
+        # by the next frame that asks for an ack (_send).
+        self._due.pop("no_contact", None)
         if self.no_contact:
             self.no_contact = False
             out.append(("led", "off"))

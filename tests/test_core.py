@@ -540,6 +540,24 @@ def test_no_contact_led_after_20_min_and_restored_on_ack():
     assert rig.sends("EVENT")[-1][1][2]["kind"] == 4
 
 
+def test_no_contact_counts_only_while_an_ack_is_owed():
+    """A low-power device heartbeats hourly: an acked heartbeat, then 59 quiet minutes, is
+    not lost contact. An unacked one is, no_contact_s after it was sent."""
+    rig = Rig()
+    rig.event(("battery", 3550, 8, 0))                      # low power: hourly heartbeat
+    assert rig.core.low_power
+    for _ in range(3):
+        rig.run(3600_000, on_action=lambda r, a: a[0] == "send" and a[1] != "ACK"
+                and r.ack(a[4]))
+    assert ("led", "no_contact") not in [a for _, a in rig.log]
+    sent = [t for t, a in rig.sends() if a[1] == "HEARTBEAT"]
+    # The next heartbeat goes unacked.
+    rig.run(core.ticks_diff(sent[-1], rig.now) + 3600_000 + rig.cfg["no_contact_s"] * 1000 + 2000)
+    unacked = [t for t, a in rig.sends() if a[1] == "HEARTBEAT"][len(sent)]
+    shown = [t for t, a in rig.actions("led") if a[1] == "no_contact"]
+    assert shown and core.ticks_diff(shown[0], unacked) == rig.cfg["no_contact_s"] * 1000
+
+
 def test_flush_after_ack_skips_recent_and_alarm_frames():
     rig = Rig()
     rig.run(60_000)

@@ -220,10 +220,6 @@ def test_indoor_no_fix_reports_no_fix_and_raises_gnss_lost():
         sim.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "firmware bug (firmware/core.py): the no-contact timer (no_contact_s 1200 s) is shorter "
-    "than the low-power heartbeat (3600 s), so on a clean link a low-power device declares "
-    "'no ack', shows the no-contact LED and sends COMMS_RESTORED after every heartbeat"))
 def test_low_power_device_on_a_clean_link_never_loses_contact():
     sim = simulate("low-battery")
     try:
