@@ -70,7 +70,8 @@ def kinds(c, kind):
 def test_hello_acked_and_registered():
     c, d = centre(), Dev()
     frames = d.open(c.receive("L", d.seal("HELLO", hello()), T0))
-    assert [(f.name, f.fields) for f in frames] == [("ACK", {"highest": 1, "bitmap": 0})]
+    assert [(f.name, f.fields) for f in frames] == [("ACK", {"highest": 1, "bitmap": 0}),
+                                                    ("TIME_SYNC", {"utc_ms": T0})]
     dev = c.devices[7]
     assert (dev.firmware, dev.boot_count, dev.schema_ok, dev.link_id) == ("1.2.3", 1, True, "L")
     assert kinds(c, C.HELLO)[0].detail["firmware"] == "1.2.3"

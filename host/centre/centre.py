@@ -384,6 +384,9 @@ class Centre:
         self._locate_ms.pop(device.device_id, None)  # a reboot ends any tracking
         self._event(now_ms, HELLO, device.device_id, firmware=device.firmware,
                     boot_count=device.boot_count, reset_cause=device.reset_cause)
+        # A device that lost power does not know the time until its first fix; alarms it
+        # raises meanwhile would carry raised_time_ms 0. Tell it at once.
+        self.send(device.device_id, "TIME_SYNC", {"utc_ms": int(now_ms)}, now_ms)
 
     def _on_heartbeat(self, device, frame, now_ms):
         f = frame.fields
