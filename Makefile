@@ -10,11 +10,13 @@ all: test
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	@$(BIN)/python -m pip install -q --upgrade pip > /dev/null 2>&1 || true
 
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install -q -e '.[dev,flash]'
-	touch $(STAMP)
+	@echo "installing vigil and its development tools into $(VENV) (log: $(VENV)/install.log)"
+	@$(BIN)/python -m pip install -q -e '.[dev,flash]' > $(VENV)/install.log 2>&1 || \
+		{ tail -30 $(VENV)/install.log; exit 1; }
+	@touch $(STAMP)
 
 venv: $(STAMP)
 
