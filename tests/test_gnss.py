@@ -6,8 +6,7 @@ import pytest
 
 from firmware.gnss import Gnss
 from tests.test_nmea import WHEN, gga, gsa, rmc
-from tests.test_store_vm import mpy_lib
-from tests.vm import needs_micropython, run_micropython
+from tests.vm import device_lib, needs_micropython, run_micropython
 
 
 class FakeUart:
@@ -141,7 +140,7 @@ print(len(fixes), g.no_fix_count, fixes[-1]['fix_time_ms'], fixes[-1]['lon_e7'])
 def test_driver_on_the_vm_in_48k(tmp_path):
     data = epoch(0, "V") + b"".join(epoch(s) for s in range(1, 6))
     script = VM_SCRIPT.replace("DATA", repr(data))
-    result = run_micropython(script, path=[mpy_lib(tmp_path, ("nmea", "gnss"))])
+    result = run_micropython(script, path=[device_lib(tmp_path, compiled=True)])
     assert result.returncode == 0, result.stderr.decode() + result.stdout.decode()
     g = Gnss(FakeUart(), FakePin())
     g.uart.rx += data

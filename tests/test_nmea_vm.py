@@ -7,8 +7,7 @@ import pytest
 
 from firmware.nmea import NmeaParser
 from tests.test_nmea import WHEN, gga, gsa, rmc
-from tests.test_store_vm import mpy_lib
-from tests.vm import needs_micropython, run_micropython
+from tests.vm import device_lib, needs_micropython, run_micropython
 
 pytestmark = [pytest.mark.micropython, needs_micropython]
 
@@ -35,7 +34,7 @@ def test_vm_parses_a_noisy_stream_like_cpython(tmp_path):
         "print(p.sentences, p.bad_checksum, p.garbage, p.ignored)\n"
         % str(stream)
     )
-    result = run_micropython(script, path=[mpy_lib(tmp_path, ("nmea",))])
+    result = run_micropython(script, path=[device_lib(tmp_path, compiled=True)])
     assert result.returncode == 0, result.stderr.decode() + result.stdout.decode()
     lines = result.stdout.decode().splitlines()
     parser = NmeaParser()

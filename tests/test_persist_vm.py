@@ -2,12 +2,11 @@
 
 import pytest
 
-from tests.test_store_vm import RAMDEV, mpy_lib
-from tests.vm import needs_micropython, run_micropython
+from tests.vm import CUT_BLOCK_DEVICE, device_lib, needs_micropython, run_micropython
 
 pytestmark = [pytest.mark.micropython, needs_micropython]
 
-CUT_SCRIPT = RAMDEV + r"""
+CUT_SCRIPT = CUT_BLOCK_DEVICE + r"""
 from firmware.persist import MessageCounter, FlashState
 
 dev = CutDevice(24)
@@ -64,7 +63,7 @@ print('OK', total, cases)
 
 
 def test_counter_is_never_reused_across_power_cuts_on_littlefs(tmp_path):
-    lib = mpy_lib(tmp_path, ("persist",))
+    lib = device_lib(tmp_path, compiled=True)
     result = run_micropython(CUT_SCRIPT, heapsize="1M", path=[lib], timeout_s=120)
     out = result.stdout.decode()
     assert result.returncode == 0, out + result.stderr.decode()
@@ -99,7 +98,7 @@ print('OK', encode(obj).hex())
 def test_persist_on_the_vm_in_48k_matches_cpython(tmp_path):
     from firmware import persist
 
-    lib = mpy_lib(tmp_path, ("persist",))
+    lib = device_lib(tmp_path, compiled=True)
     result = run_micropython(RTC_SCRIPT.replace("ROOT", repr(str(tmp_path))), path=[lib])
     out = result.stdout.decode()
     assert result.returncode == 0, out + result.stderr.decode()

