@@ -307,6 +307,9 @@ class ScenarioRun:
             "proximity_warn_latency_ms": percentiles(prox_latency),
             "proximity_warnings_missed": prox_missed,
             "proximity_observed_latency_ms": percentiles(self._proximity_observed_latencies()),
+            # How long the link held each downlink for a sleeping device (listen windows).
+            "downlink_wait_ms": percentiles([w[2] for d in self.devices.values()
+                                             for w in d.link.downlink_waits]),
             "energy_mah": round(sum(r["energy_mah"] for r in reports), 4),
             "avg_current_ma": round(sum(r["avg_current_ma"] for r in reports) / n, 4),
             "floor_ratio": round(sum(r["floor_ratio"] for r in reports) / n, 3),
@@ -430,6 +433,7 @@ def format_summary(summary, timeline):
             if s["proximity_warnings_missed"] else ""),
         "first tag report inside the radius to haptic warning: " + _ms(
             s["proximity_observed_latency_ms"]),
+        "downlinks held for a sleeping device: " + _ms(s["downlink_wait_ms"]),
         "energy: %.2f mAh, average %.3f mA, %.1fx the physical floor, battery lasts %.1f days" % (
             s["energy_mah"], s["avg_current_ma"], s["floor_ratio"], s["projected_battery_days"]),
         "trace sha256: " + s["trace_sha256"],
