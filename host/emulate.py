@@ -7,12 +7,14 @@ The summary holds the figures of issue 4 (frames, alarms, latencies, energy) and
 `trace_sha256`, a hash of every event of the run, so two runs can be compared.
 """
 import argparse
+import binascii
 import contextlib
 import hashlib
 import json
 import math
 import os
 import re
+import struct
 import sys
 import time
 from pathlib import Path
@@ -23,7 +25,7 @@ from host.centre import Centre, CentreConfig, ProximityConfig
 from host.deploy import device_files
 from host.emulator import Route, World
 from host.keys import KeyStore
-from protocol import codec
+from protocol import codec, messages
 
 REPO = Path(__file__).resolve().parent.parent
 KEY_ID = 0
@@ -35,6 +37,23 @@ _ALARM_LOG = re.compile(r"alarm (\d+) kind (\d+) state (\d+) counter (\d+)")
 def device_key(seed, device_id):
     """The scenario's key for a device: derived from the seed, so runs are reproducible."""
     return hashlib.sha256(b"vigil-scenario-key|%d|%d" % (seed, device_id)).digest()[:16]
+
+
+CONFIG_PATH = "/state/config.bin"  # where firmware.persist.FlashState keeps the CONFIG
+PROVISIONED_CONFIG_VERSION = 1
+_CONFIG_IDS = {entry[0]: key_id for key_id, entry in messages.CONFIG_KEYS.items()}
+
+
+def config_file_bytes(version, items):
+    """The content persist.FlashState.save_config(version, items) writes (persist's file
+    format: b"VS" <H len <I crc32, then persist.encode), built without a filesystem."""
+    body = persist.encode([version, dict(items)])
+    return struct.pack("<2sHI", b"VS", len(body), binascii.crc32(body)) + body
+
+
+def provisioned_config(config):
+    """A scenario device's [device.config] -> {key_id: value} for the settings it gives."""
+    return {_CONFIG_IDS[name]: value for name, value in config.items() if value is not None}
 
 
 def _route(spec, location):
@@ -100,6 +119,9 @@ class ScenarioRun:
             files = dict(base_files)
             files["/keys/device.key"] = persist.key_file_bytes(
                 device_id, {KEY_ID: device_key(self.seed, device_id)})
+            items = provisioned_config(spec["config"])
+            if items:
+                files[CONFIG_PATH] = config_file_bytes(PROVISIONED_CONFIG_VERSION, items)
             route = _route(spec["route"], spec["location"])
             self.routes[device_id] = route
             dev = self.world.add_device(

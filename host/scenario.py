@@ -5,6 +5,8 @@ the file, the field and what is wrong.
 """
 import os
 
+from protocol.messages import CONFIG_KEYS
+
 try:
     import tomllib
 except ImportError:  # Python 3.10
@@ -85,6 +87,12 @@ ROUTE = {
     "gpx": (text(), None),
 }
 
+# [device.config]: CONFIG settings provisioned on the device's flash before its first boot, by
+# their protocol.messages.CONFIG_KEYS names, range-checked as the firmware would; None (left
+# out) = the firmware's default.
+DEVICE_CONFIG = {name: (number(low, high, integer=True), None)
+                 for name, low, high, _default in CONFIG_KEYS.values()}
+
 SCHEMA = {
     "scenario": (table({
         "name": (text(), REQUIRED),
@@ -121,6 +129,7 @@ SCHEMA = {
                              "hold_ms": (number(0, 60000, integer=True), 2000)}), []),
         "charger": (array_of({"at_s": (number(0), REQUIRED),
                               "plugged": (boolean, REQUIRED)}), []),
+        "config": (table(DEVICE_CONFIG), {}),
     }), REQUIRED),
     "offender": (array_of({
         "id": (number(1, 2**32 - 1, integer=True), REQUIRED),
