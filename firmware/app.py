@@ -106,6 +106,13 @@ class App:
         now = hw.ticks_ms()
         self.dispatch(("boot", hello), now)
         self.dispatch(("queue_depth", len(self.queue)), now)
+        if cause == messages.RESET_DEEPSLEEP and hw.woke_by_button() and self.button.pressed():
+            # The press woke the board and was held through the boot: it began before the
+            # firmware could see it. Counting it from now would lose a 2 s press to a 0.6 s
+            # boot, so date it back by the least boot time.
+            self.button.reported = 1
+            began = core_mod.ticks_add(now, -getattr(hw.pins, "DEEP_WAKE_BOOT_MS", 0))
+            self.dispatch(("button", 1), began)
 
     # --- one pass ---------------------------------------------------------------------------
     def step(self):

@@ -16,4 +16,7 @@ LINK_RX_PIN = 3
 LINK_BAUD = 115200
 LINK_RXBUF = 1024         # holds the downlinks a gateway delivers in one listen window
 GNSS_RXBUF = 1024
+# The least time from a deep-sleep wake to main.py (MicroPython takes ~0.3-1 s): a press
+# that woke the board had been held at least this long when the firmware first sees it.
+DEEP_WAKE_BOOT_MS = 300
 WDT_TIMEOUT_MS = 60000    # longer than the longest light sleep (reachability bound)

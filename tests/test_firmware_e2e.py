@@ -15,9 +15,21 @@ from firmware import persist
 from host import emulate, scenario
 from protocol import messages
 
-from .firmware_e2e import run_toml, sent_frames
+from .firmware_e2e import (
+    boots,
+    centre_alarms,
+    counter_reuse,
+    log_lines,
+    resets,
+    run_toml,
+    sent_frames,
+    trace,
+)
 
 DEEPSLEEP = messages.RESET_DEEPSLEEP
+# Press to transport ACK on a clean link, from the instant the wearer presses a deep-sleeping
+# device: the 1.5 s long press (of which the 0.6 s boot is part), then one round trip.
+PRESS_TO_ACK_MAX_MS = 2_500
 
 
 # --- [device.config] -----------------------------------------------------------------------
@@ -79,3 +91,69 @@ def test_provisioned_config_reaches_the_firmware():
         assert any("deep sleep" in line for _t, line in dev.log)
     finally:
         sim.close()
+
+
+# --- deep sleep ----------------------------------------------------------------------------
+DEEP = scenario.load("deep-sleep")
+PRESS_MS = DEEP["device"][0]["button"][0]["at_s"] * 1000
+DEEP_ID = DEEP["device"][0]["id"]
+
+
+@pytest.fixture(scope="module")
+def deep_run():
+    with open(scenario.resolve("deep-sleep"), encoding="utf-8") as f:
+        sim = run_toml(f.read())
+    yield sim
+    sim.close()
+
+
+def test_deep_sleep_is_a_real_reset_and_boots_count_up(deep_run):
+    sim = deep_run
+    before_press = [t for t, detail in resets(sim, DEEP_ID)
+                    if detail.startswith("DEEPSLEEP_RESET") and t < PRESS_MS]
+    # reachability_s = 600: a listen window every 595 s, each one a deep-sleep wake
+    assert len(before_press) >= PRESS_MS // 600_000 - 1
+    causes = [detail for _t, detail in boots(sim, DEEP_ID)]
+    assert causes[0] == "PWRON_RESET" and set(causes[1:]) == {"DEEPSLEEP_RESET"}
+    hellos = [f.fields for _t, f in sent_frames(sim, DEEP_ID) if f.name == "HELLO"]
+    assert [h["boot_count"] for h in hellos] == list(range(1, len(causes) + 1))
+    assert [h["reset_cause"] for h in hellos[1:]] == [DEEPSLEEP] * (len(hellos) - 1)
+    assert sim.devices[DEEP_ID].crashes == []
+
+
+def test_deep_sleep_keeps_the_counter_exact(deep_run):
+    """RTC memory carries the exact counter over each wake: no counter is used twice, and
+    none is skipped (a reboot without RTC memory would jump to the flash reservation)."""
+    frames = sent_frames(deep_run, DEEP_ID)
+    assert counter_reuse(frames) == []
+    used = sorted({f.counter for _t, f in frames})
+    assert used == list(range(1, used[-1] + 1))
+    assert deep_run.centre.refused == {}
+
+
+def test_deep_sleep_costs_less_than_light_sleep():
+    quiet = scenario.load("deep-sleep")
+    quiet["device"][0]["button"] = []
+    light = scenario.load("deep-sleep")
+    light["device"][0]["button"] = []
+    light["device"][0]["config"] = {name: None for name in light["device"][0]["config"]}
+    deep_summary, _ = emulate.run(quiet)
+    light_summary, _ = emulate.run(light)
+    assert deep_summary["crashes"] == light_summary["crashes"] == 0
+    assert deep_summary["avg_current_ma"] < 0.5 * light_summary["avg_current_ma"], (
+        deep_summary["avg_current_ma"], light_summary["avg_current_ma"])
+
+
+def test_panic_press_wakes_deep_sleep_and_reaches_the_centre(deep_run):
+    sim = deep_run
+    wakes = [(t, reason) for t, reason in trace(sim, DEEP_ID, "wake") if t >= PRESS_MS]
+    assert wakes[0] == (PRESS_MS, 2)                  # EXT0_WAKE at the press itself
+    raised = log_lines(sim, DEEP_ID, "alarm 1 kind 1 state 1")
+    assert raised, "the press that woke the device raised no panic"
+    alarms = centre_alarms(sim, DEEP_ID)
+    assert [(a.alarm_id, a.kind) for a in alarms] == [(1, messages.ALARM_KIND_PANIC)]
+    alarm_counter = [f.counter for _t, f in sent_frames(sim, DEEP_ID) if f.name == "ALARM"][0]
+    acked = [t for t, counters in sim._acks_delivered()[DEEP_ID] if alarm_counter in counters]
+    press_to_ack_ms = acked[0] - PRESS_MS             # boot (600 ms) and the hold included
+    assert 0 < press_to_ack_ms <= PRESS_TO_ACK_MAX_MS, press_to_ack_ms
+    assert alarms[0].ack_delivered_ms is not None     # the operator's ack reached the wearer
