@@ -1,0 +1,129 @@
+"""Issue 3's fault claims, end to end on the emulated board with the real firmware:
+
+- a power cut after every flash write from a panic press until the alarm is stored (and a
+  few after): the flash always mounts, the device boots once and runs on, the centre gets
+  exactly one alarm, and an alarm the firmware reported stored is still active after boot;
+- a driver fault (an exception) and a hang (the watchdog fires) mid-run: the device resets
+  and resumes with its queue and its active alarm.
+"""
+import littlefs
+import pytest
+from littlefs import lfs
+
+from host import deploy
+from protocol import messages
+
+from .firmware_e2e import boots, centre_alarms, log_lines, resets, sent_frames, start_toml
+
+
+@pytest.fixture(scope="module")
+def close_once():
+    """littlefs-python 0.19: when lfs_file_close fails (the cut write), the C side has already
+    dropped the file, but FileHandle stays open; its second close (the `with` exit or the
+    garbage collector) trips a C assert that aborts the whole process. Mark it closed either
+    way. (Belongs in host/emulator/flash.py; reported.)"""
+    def close(self):
+        if not self.closed:
+            try:
+                lfs.file_close(self.fs, self.fh)
+            finally:
+                setattr(self, "__IOBase_closed", True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(littlefs.FileHandle, "close", close)
+        yield
+
+
+def _clear_alarm_at(sim, device_id, t_ms, alarm_id):
+    def clear():
+        sim.centre.send(device_id, "COMMAND", {"command": messages.COMMAND_CLEAR_ALARM,
+                                               "arg": alarm_id}, sim.utc_ms())
+        sim._send(sim.centre.tick(sim.utc_ms()))
+    sim.world.at(t_ms, clear)
+
+
+# --- a power cut at every flash write of a panic -------------------------------------------
+CUT = """
+[scenario]
+name = "cut-sweep"
+duration_s = 300
+
+[[device]]
+id = 31
+location = [52.0907, 5.1214]
+button = [{ at_s = 60, hold_ms = 2000 }]
+"""
+PRESS_MS, POWER_ON_MS, CLEAR_MS = 60_000, 70_000, 200_000
+# Flash program/erase operations from the press until the firmware reports the alarm stored
+# (its "alarm ... state 1" log line, after the queue append and the state snapshot): counted
+# as 8 with littlefs 2 on 4 KiB blocks; the sweep goes a few writes past it.
+SWEEP = range(0, 14)
+
+
+def _cut_run(n):
+    sim = start_toml(CUT)
+    dev = sim.devices[31]
+    sim.world.at(PRESS_MS, dev.cut_power_after_flash_writes, n)
+    sim.world.at(POWER_ON_MS, dev.power_on)
+    _clear_alarm_at(sim, 31, CLEAR_MS, 1)
+    try:
+        sim.run()
+        return {
+            "n": n,
+            "resets": [detail for _t, detail in resets(sim, 31)],
+            "boots": [detail for _t, detail in boots(sim, 31)],
+            "crashes": list(dev.crashes),
+            "stored": any(t < POWER_ON_MS for t, _l in
+                          log_lines(sim, 31, "alarm 1 kind 1 state 1")),
+            "centre": [(a.alarm_id, a.kind, a.cleared_ms is not None)
+                       for a in centre_alarms(sim, 31)],
+            "active_after_boot": bool(log_lines(sim, 31, "alarm 1 kind 1 state 3")),
+            "forgotten": bool(log_lines(sim, 31, "clear_alarm 1: no such active alarm")),
+            "alarm_sends": sum(1 for _t, f in sent_frames(sim, 31) if f.name == "ALARM"),
+            "image": dev.flash.image,
+        }
+    finally:
+        sim.close()
+
+
+@pytest.fixture(scope="module")
+def sweep(close_once):
+    return [_cut_run(n) for n in SWEEP]
+
+
+def test_every_cut_point_reboots_once_and_runs_on(sweep):
+    for run in sweep:
+        assert run["resets"] == ["PWRON_RESET power cut mid-write"], run["n"]
+        # one boot before, one after: no crash loop, and the flash mounted again
+        assert run["boots"] == ["PWRON_RESET", "PWRON_RESET"], run["n"]
+        assert run["crashes"] == [], run["n"]
+        deploy_fs = littlefs.LittleFS(block_size=deploy.DEFAULT_BLOCK_SIZE,
+                                      block_count=len(run["image"]) // deploy.DEFAULT_BLOCK_SIZE,
+                                      mount=False)
+        deploy_fs.context.buffer = bytearray(run["image"])
+        deploy_fs.mount()                                  # the final image mounts on the host too
+
+
+def test_the_sweep_crosses_the_point_where_the_alarm_is_stored(sweep):
+    stored = [run["stored"] for run in sweep]
+    first = stored.index(True)
+    assert not any(stored[:first]) and all(stored[first:]), stored
+    assert first == 8, "flash writes until the alarm is stored changed: %d" % first
+
+
+def test_an_alarm_reported_stored_survives_the_cut(sweep):
+    for run in sweep:
+        if run["stored"]:
+            assert run["active_after_boot"], run["n"]       # still active: clear_alarm ends it
+            assert run["centre"] == [(1, messages.ALARM_KIND_PANIC, True)], run["n"]
+
+
+def test_a_cut_before_the_alarm_is_stored(sweep):
+    """What a cut before the store costs, exactly: the firmware writes the ALARM to the link
+    before it stores it, so on a clean link the centre has the alarm (once) in every case;
+    but the device comes back without the panic active (the state snapshot is written
+    last), so it does not track the wearer at the panic cadence and clear_alarm finds
+    nothing to clear."""
+    for run in sweep:
+        if not run["stored"]:
+            assert run["centre"] == [(1, messages.ALARM_KIND_PANIC, False)], run["n"]
+            assert run["forgotten"] and not run["active_after_boot"], run["n"]
