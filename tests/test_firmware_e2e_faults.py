@@ -127,3 +127,78 @@ def test_a_cut_before_the_alarm_is_stored(sweep):
         if not run["stored"]:
             assert run["centre"] == [(1, messages.ALARM_KIND_PANIC, False)], run["n"]
             assert run["forgotten"] and not run["active_after_boot"], run["n"]
+
+
+# --- a driver fault and a hang mid-run ------------------------------------------------------
+FAULTY = """
+[scenario]
+name = "driver-fault"
+duration_s = 900
+
+[link]
+outages = [{ start_s = 50, duration_s = 250 }]
+
+[[device]]
+id = 41
+location = [52.0907, 5.1214]
+button = [{ at_s = 60, hold_ms = 2000 }]
+"""
+FAULT_AT_S = 120          # device RTC seconds (it starts at 0 on power-up)
+# Appended to the real battery driver on the device's flash: the first read at or after
+# FAULT_AT_S fails once (a flag file on flash keeps it from failing again after the reset).
+INJECT = """
+_vigil_read = Battery.read
+
+
+def _vigil_faulty_read(self):
+    import os
+    import time
+    try:
+        os.stat("/state/fault.done")
+    except OSError:
+        if time.time() >= %d:
+            open("/state/fault.done", "w").close()
+            %s
+    return _vigil_read(self)
+
+
+Battery.read = _vigil_faulty_read
+"""
+FAULTS = {
+    "crash": ("raise RuntimeError('injected driver fault')", "HARD_RESET"),
+    "hang": ("while True:\n                time.sleep_ms(1000)", "WDT_RESET"),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_device_resumes_with_queue_and_alarm_after_a_crash_or_hang(fault, close_once):
+    code, cause = FAULTS[fault]
+    sim = start_toml(FAULTY)
+    dev = sim.devices[41]
+    dev.flash.mount()                 # as the flashing tool would, before the first boot
+    battery_py = dev.flash.read_file("/lib/firmware/battery.py").decode()
+    with dev.flash.open("/lib/firmware/battery.py", "w") as f:
+        f.write(battery_py + INJECT % (FAULT_AT_S, code))
+    _clear_alarm_at(sim, 41, 600_000, 1)
+    try:
+        sim.run()
+        resets_seen = [(t, detail) for t, detail in resets(sim, 41)]
+        assert len(resets_seen) == 1 and resets_seen[0][1].startswith(cause), resets_seen
+        reset_ms = resets_seen[0][0]
+        assert FAULT_AT_S * 1000 <= reset_ms < (FAULT_AT_S + 120) * 1000
+        if fault == "crash":
+            assert log_lines(sim, 41, "vigil: crash: RuntimeError('injected driver fault')")
+        # resumed: queue (the unacked alarm and positions) and the active alarm intact
+        boot_lines = [line for t, line in dev.log if t > reset_ms and "boot 2" in line]
+        assert boot_lines and not boot_lines[0].endswith("queue 0"), boot_lines
+        assert log_lines(sim, 41, "boot: 1 alarm frame(s) awaiting ack")
+        alarm_frames = [(t, f) for t, f in sent_frames(sim, 41) if f.name == "ALARM"
+                        and f.fields["state"] == messages.ALARM_STATE_RAISED]
+        assert {f.counter for _t, f in alarm_frames} == {alarm_frames[0][1].counter}
+        assert any(t > reset_ms for t, _f in alarm_frames), "alarm not resent after the reset"
+        # the centre hears it once the outage ends, and the clear finds it still active
+        assert [a.alarm_id for a in centre_alarms(sim, 41)] == [1]
+        assert log_lines(sim, 41, "alarm 1 kind 1 state 3")
+        assert dev.crashes == []
+    finally:
+        sim.close()
