@@ -13,7 +13,7 @@ import pytest
 
 from firmware import persist
 from host import emulate, scenario
-from protocol import messages
+from protocol import codec, messages
 
 from .firmware_e2e import (
     boots,
@@ -253,3 +253,59 @@ def test_alarm_stays_active_until_clear_alarm(survive_run):
     assert [a for t, a in statuses if t > CLEAR_MS + 60_000] == [0]
     assert log_lines(sim, 21, "alarm 1 kind 1 state 3")
     assert resets(sim, 21) == [(CUT_MS, "PWRON_RESET power cut")]
+
+
+# --- a link outage while moving -------------------------------------------------------------
+OUTAGE = """
+[scenario]
+name = "moving-outage"
+duration_s = 3700
+
+[link]
+outages = [{ start_s = 900, duration_s = 1200 }]
+
+[[device]]
+id = 51
+location = [52.0907, 5.1214]
+route = { start_s = 60, speed_kmh = 5.0, waypoints = [[52.0907, 5.1214], [52.1100, 5.1400]] }
+"""
+OUTAGE_START_MS, OUTAGE_END_MS = 900_000, 2_100_000
+
+
+def _delivered(sim, device_id):
+    """[(t_ms, Frame)] as the link delivered them to the centre."""
+    keyring = codec.Keyring()
+    keyring.add(device_id, emulate.KEY_ID, emulate.device_key(sim.seed, device_id))
+    receiver = codec.Receiver(keyring, check_replay=False)
+    return [(t, item) for t, detail in trace(sim, device_id, "uplink")
+            for item in receiver.feed(bytes.fromhex(detail)) if isinstance(item, codec.Frame)]
+
+
+def test_positions_queued_in_an_outage_arrive_later_as_historic_with_their_fix_times():
+    sim = run_toml(OUTAGE)
+    try:
+        sent = sent_frames(sim, 51)
+        during = {f.counter: f for t, f in sent if f.name == "POSITION" and not f.historic
+                  and OUTAGE_START_MS <= t < OUTAGE_END_MS}
+        assert len(during) >= 3, "moving: an upload every 5 min during the 20 min outage"
+        delivered = _delivered(sim, 51)
+        late = {}
+        for t, f in delivered:
+            if f.counter in during:
+                assert t >= OUTAGE_END_MS
+                late.setdefault(f.counter, f)
+        assert sorted(late) == sorted(during), "queued positions lost"
+        for counter, frame in late.items():
+            assert frame.historic, counter
+            original = during[counter].fields["fixes"]
+            assert frame.fields["fixes"] == original        # original fix times, unchanged
+            assert all(OUTAGE_START_MS - 300_000 <= fix["fix_time_ms"] - sim.utc0_ms
+                       < OUTAGE_END_MS for fix in original)
+        assert counter_reuse(sent) == []
+        assert sim.centre.refused == {}
+        # the backlog waits for the next frame that gets an ack (the 15 min heartbeat: the
+        # walk ended at 1860 s), then drains: the last heartbeat reports an empty queue
+        depths = [f.fields["queue_depth"] for t, f in sent if f.name == "HEARTBEAT"]
+        assert depths[-2] >= len(during) and depths[-1] == 0, depths
+    finally:
+        sim.close()
