@@ -312,3 +312,24 @@ def test_randomised_lossy_session_all_alarms_acked():
                 break
     assert len(kinds(c, C.ALARM_RAISED)) == 20
     assert acked_by_operator == set(range(1, 21))
+
+
+def test_a_record_from_before_a_reboot_far_below_the_window_is_delivered_once():
+    """After a reboot the device's counters jump ahead by a reserve block, so an alarm it
+    queued before the reboot arrives far below the 64-wide window. The centre must deliver
+    it (it never had it) and only once; an old frame it did deliver stays a duplicate."""
+    c, d = centre(), Dev()
+    delivered_early = d.seal("HEARTBEAT", heartbeat())            # counter 1
+    c.receive("L", delivered_early, T0)
+    lost_alarm = d.seal("ALARM", alarm(alarm_id=4))                # counter 2: lost in transit
+    d.sender.counter = 2 + 256                                     # reboot: next reserve block
+    for i in range(80):                                            # newer frames arrive first
+        c.receive("L", d.seal("HEARTBEAT", heartbeat()), T0 + 1000 + i)
+    assert not any(a.alarm_id == 4 for a in c.alarm_history)
+    replies = d.open(c.receive("L", lost_alarm, T0 + 5000))
+    assert [a.alarm_id for a in c.alarm_history] == [4], "delivered although far below the window"
+    assert any(f.name == "ACK" and f.fields["highest"] == 2 for f in replies)
+    c.receive("L", lost_alarm, T0 + 6000)
+    c.receive("L", delivered_early, T0 + 7000)
+    assert [a.alarm_id for a in c.alarm_history] == [4], "and only once"
+    assert c.devices[7].duplicates == 2

@@ -227,11 +227,6 @@ def test_alarm_raised_before_a_power_cut_is_resent_after_boot_unchanged(survive_
     assert sim.devices[21].crashes == []
 
 
-@pytest.mark.xfail(strict=True, reason="centre bug (SPEC 4.4): the reboot jumped the counter "
-                   "by the 256 reserve block; a POSITION (counter 268) sent in the same wake "
-                   "as the alarm resend (counter 4) reached the centre first, so counter 4 was "
-                   "'too old to tell' for the 64-wide replay window: acked as a replay and never "
-                   "delivered. The panic reached the operator only as 'cleared'")
 def test_alarm_reaches_the_centre_once_as_raised(survive_run):
     sim = survive_run
     alarms = centre_alarms(sim, 21)

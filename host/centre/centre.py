@@ -14,7 +14,9 @@ Frames (decisions written here because the tests pin them):
 - Refused frames (bad CRC, wrong key, forged tag, ...) are counted by reason, logged and raised
   as "refused" events, never acked, and never change any state.
 - Dedupe: the centre keeps the replay window per device itself. An authentic frame whose
-  counter was already delivered is acked again but not delivered twice.
+  counter was already delivered is acked again but not delivered twice. Below the window
+  (a record queued before a reboot, whose counters then jumped ahead) the evidence log of
+  delivered counters decides, so such a record is delivered once, never dropped as old.
 - Transport ACK: one ACK per device per receive() call that had frames asking for one:
   `highest` and `bitmap` are that device's replay window (bit i = counter highest-1-i
   received). A duplicate too old for the window gets its own ACK (highest = its counter).
@@ -353,11 +355,20 @@ class Centre:
         window = self._windows.get(frame.device_id)
         if window is None:
             window = self._windows[frame.device_id] = codec.ReplayWindow()
-        if window.seen(frame.counter):
+        if window.highest - frame.counter > codec.REPLAY_WINDOW:
+            # Older than the window: after a reboot the device's counters jump ahead (reserve-
+            # ahead), so a record it queued before the reboot arrives far below the window.
+            # The evidence log knows every counter ever delivered; what it lacks is new.
+            if self.evidence.delivered(frame.device_id, frame.counter):
+                device.duplicates += 1
+                self.evidence.frame(now_ms, link_id, "duplicate", frame)
+                return True
+        elif window.seen(frame.counter):
             device.duplicates += 1
             self.evidence.frame(now_ms, link_id, "duplicate", frame)
             return True
-        window.accept(frame.counter)
+        else:
+            window.accept(frame.counter)
         device.frames_delivered += 1
         self.evidence.frame(now_ms, link_id, "delivered", frame)
         handler = _HANDLERS.get(frame.name)

@@ -50,6 +50,8 @@ class EvidenceLog:
                         "CREATE TRIGGER IF NOT EXISTS %s_no_%s BEFORE %s ON %s BEGIN "
                         "SELECT RAISE(ABORT, 'the evidence log is append-only'); END"
                         % (name, verb.lower(), verb, name))
+            self._db.execute("CREATE INDEX IF NOT EXISTS frames_by_counter "
+                             "ON frames (device_id, counter)")
             self._db.commit()
         except sqlite3.Error as e:
             raise OSError("evidence log %s: %s" % (self.path, e)) from None
@@ -107,6 +109,12 @@ class EvidenceLog:
         rows = self._db.execute("SELECT device_id, MAX(counter) FROM %s %s GROUP BY device_id"
                                 % (table, where))
         return {d: c for d, c in rows if d is not None and c is not None}
+
+    def delivered(self, device_id, counter):
+        """True if an uplink with this counter from this device was ever delivered."""
+        return self._db.execute(
+            "SELECT 1 FROM frames WHERE device_id = ? AND counter = ? AND outcome = 'delivered'"
+            " LIMIT 1", (device_id, counter)).fetchone() is not None
 
     def rows(self, table):
         """All rows of a table as dicts, in insertion order (for tests and reports)."""
