@@ -58,6 +58,7 @@ class App:
         self.queue = Queue(root + "/queue")
         self.alarm_frames = {}                 # counter -> sealed frame, for fast resends
         self.events = []
+        self._alarm_writes = []                # alarm frames stored, not yet on the link
         self.reboot = False
 
     # --- boot -------------------------------------------------------------------------------
@@ -165,6 +166,12 @@ class App:
         while events:
             for action in self.core.handle(events.pop(0), now):
                 self.act(action, now)
+        # An alarm goes on the link only once it is in the flash queue and the core's
+        # snapshot (which follows the send in the same batch) is saved: a power cut at any
+        # write before that leaves no alarm the centre has but the device forgot.
+        for frame in self._alarm_writes:
+            self.link.write(frame)
+        self._alarm_writes = []
 
     def act(self, action, now):
         kind = action[0]
@@ -213,16 +220,18 @@ class App:
         except ValueError as exc:                      # PayloadError: a core or driver bug
             log("send %s: %s" % (name, exc))
             return
-        self.link.write(frame)
         if store:
             evicted = self.queue.append(counter, store == core_mod.STORE_ALARM, frame)
             if evicted:
                 self.events.append(("evicted", evicted))
             self.events.append(("queue_depth", len(self.queue)))
-            if store == core_mod.STORE_ALARM:
-                self.alarm_frames[counter] = frame
-                if len(self.alarm_frames) > _MAX_ALARM_FRAMES:
-                    del self.alarm_frames[min(self.alarm_frames)]
+        if store == core_mod.STORE_ALARM:
+            self.alarm_frames[counter] = frame
+            if len(self.alarm_frames) > _MAX_ALARM_FRAMES:
+                del self.alarm_frames[min(self.alarm_frames)]
+            self._alarm_writes.append(frame)
+        else:
+            self.link.write(frame)
 
     def _stored(self, counter):
         # One record from flash: reading the whole queue would not fit in RAM at 10k records.

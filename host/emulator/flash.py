@@ -2,8 +2,24 @@
 import errno
 import types
 
-from littlefs import LittleFS, LittleFSError
+import littlefs
+from littlefs import LittleFS, LittleFSError, lfs
 from littlefs.context import UserContext
+
+
+def _close_once(self):
+    """littlefs-python 0.19's FileHandle.close: when lfs_file_close fails (a power cut during
+    the final write), the C side has already dropped the file but the handle stays open, and
+    its second close (a `with` exit, or the garbage collector) trips a C assert that aborts
+    the whole process. Mark the handle closed either way."""
+    if not self.closed:
+        try:
+            lfs.file_close(self.fs, self.fh)
+        finally:
+            setattr(self, "__IOBase_closed", True)
+
+
+littlefs.FileHandle.close = _close_once
 
 _S_IFDIR = 0x4000
 _S_IFREG = 0x8000
