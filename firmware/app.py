@@ -96,6 +96,13 @@ class App:
                                            hw.pins.BATTERY_DIVIDER)
         self.outputs = outputs_mod.Outputs(hw.haptic_pin, hw.led_pin)
         self.gnss = _make_gnss(hw)
+        deep = state.get("deep") if rtc else None
+        if isinstance(deep, dict):
+            # A deep-sleep wake: the RTC counted through the sleep and the boot, ticks did not.
+            # The core resumes its timers less this (docs in core.py).
+            slept_at = deep.get("rtc_ms")
+            slept_at = slept_at if isinstance(slept_at, int) else self.rtc_ms()
+            deep["slept_ms"] = max(0, self.rtc_ms() - slept_at)
         self.core = core_mod.Core(cfg, state)
         hw.arm_button_wake()
         self.wdt = hw.watchdog()
@@ -144,13 +151,20 @@ class App:
         hw = self.hw
         if mode == "deep":
             self.gnss.power(0)
-            self.rtc_state.save(self.core.snapshot())
+            # The core's timers resume at the wake, less the time slept by the RTC.
+            state = self.core.sleep_snapshot(hw.ticks_ms())
+            state["deep"]["rtc_ms"] = self.rtc_ms()
+            self.rtc_state.save(state)
             log("deep sleep %d ms" % sleep_ms)
             hw.machine.deepsleep(sleep_ms)
         elif mode == "light" and sleep_ms > 0:
             hw.machine.lightsleep(sleep_ms)
         elif sleep_ms > 0:
             hw.time.sleep_ms(sleep_ms)
+
+    def rtc_ms(self):
+        """The RTC in ms: unlike ticks, it keeps counting through deep sleep."""
+        return self.hw.time.time_ns() // 1000000
 
     def run(self):
         self.start()

@@ -4,15 +4,31 @@
     actions = core.handle(event, now)   # now: a ticks_ms value (wraps at 2**30, ESP32 port)
     deadline = core.next_deadline()     # ticks value: call handle(("tick",), t) by then
     mode, sleep_ms = core.sleep_plan(now)
+    state = core.sleep_snapshot(now)    # before deep sleep: snapshot() + the "deep" resume
 
 The core imports nothing from machine, time, esp32 or bluetooth; the superloop (app.py)
 turns hardware into events and actions into hardware. Time is only ever compared with
 ticks_diff, so it survives the tick wrap. State that must survive a reset or deep sleep is
 `snapshot()` (no tick values in it: ticks restart at boot).
 
+Deep sleep is a reset, but not a reboot for the device's behaviour. Before deep sleep the
+app saves `sleep_snapshot(now)` in RTC memory with the RTC time; at the wake it passes the
+snapshot back as the state, with state["deep"]["slept_ms"] = RTC now - RTC at sleep (the
+RTC counts through deep sleep; ticks do not). The boot then resumes instead of starting
+over: each timer falls due at its remaining ms minus the time slept (an overdue one at
+once), so the heartbeat, fix and self-test keep their cadence however the wake came
+(timer, or a button mid-sleep); UTC, the fix age, uptime, motion, the no-contact state and
+the last battery sample carry on too. A resume sends no HELLO. SPEC 6.2 sends HELLO per
+boot so that the centre learns of a reset (reset cause, boot count, schema, config version)
+and answers TIME_SYNC; after a resume nothing it would learn has changed, UTC is carried,
+and a HELLO with its TIME_SYNC downlink at every wake (every few minutes) would cost more
+than the heartbeats deep sleep is there to save. A deep-sleep wake without a valid RTC
+snapshot is a real boot: HELLO with reset cause 4, timers from now.
+
 Events (tuples, kind first):
     ("boot", hello)                 first event after a reset; hello = HELLO fields known to
-                                    the board (fw version, schema hash, reset cause, boots)
+                                    the board (fw version, schema hash, reset cause, boots);
+                                    not sent when the state resumes a deep sleep
     ("tick",)                       a wake: the link UART has been drained, timers run
     ("button", pressed)             raw panic button level change, 1 pressed / 0 released
     ("fix", fix)                    a GNSS fix dict (CONTRACTS.md)
@@ -150,6 +166,11 @@ _TIMERS = ("press", "listen", "battery", "no_contact", "proximity_end", "locate_
            "acquire", "fix", "gnss_lost", "upload", "heartbeat", "self_test")
 
 
+# Ages of past ticks (last fix, contact) carried over deep sleep are capped here (3.1 days):
+# older is as good as "long ago", and ticks_diff stays exact.
+_AGE_MAX_MS = const(0x10000000)
+
+
 def _int(value):
     return value if isinstance(value, int) else 0
 
@@ -171,11 +192,15 @@ class Core:
         # alarm frames awaiting a transport ACK: [counter, alarm_id, retry index, due ticks]
         # (due None: resend at the next run of the timers, e.g. right after boot)
         self._alarm_tx = [[c, a, 0, None] for c, a in st.get("alarm_tx", ())]
+        # a deep-sleep wake: what sleep_snapshot() carried, plus slept_ms (used once, at boot)
+        deep = st.get("deep")
+        self._resume_from = deep if isinstance(deep, dict) else None
         # volatile
         self.booted = False
         self.now = 0
         self._due = {}
         self._boot_at = 0
+        self._uptime_base_ms = 0                   # uptime carried over deep sleeps
         self._pressed = 0
         self._press_at = 0
         self._release_at = None
@@ -285,6 +310,27 @@ class Core:
             "config_version": self.config_version,
             "alarm_tx": [(e[0], e[1]) for e in self._alarm_tx],
         }
+
+    def sleep_snapshot(self, now):
+        """snapshot() plus "deep": what a wake from deep sleep at ticks `now` needs to carry
+        on (module docstring). Ticks do not survive, so times are kept as ms from `now`:
+        "timers" {name: ms until due}, the ages of the last fix and contact, the uptime."""
+        snap = self.snapshot()
+        timers = {}
+        for name in self._due:
+            timers[name] = max(0, ticks_diff(self._due[name], now))
+        deep = {"timers": timers, "uptime_ms": self._uptime_ms(now),
+                "contact_age_ms": max(0, ticks_diff(now, self._last_contact)),
+                "moving": self.moving, "still": self._still_fixes,
+                "gnss_lost": self._gnss_lost_raised, "no_contact": self.no_contact,
+                "low_power": self.low_power, "battery": self.battery,
+                "sent": self._sent_n, "acked": self._acked_n}
+        if self._utc_ms is not None:
+            deep["utc_ms"] = self.utc_ms(now)
+        if self._last_fix_at is not None:
+            deep["fix_age_ms"] = max(0, ticks_diff(now, self._last_fix_at))
+        snap["deep"] = deep
+        return snap
 
     def mode(self):
         if self.panic_id and not self._panic_slow:
@@ -470,23 +516,58 @@ class Core:
         self._boot_at = now
         self._last_contact = now
         due = self._due
-        due["listen"] = self._listen_at(now)
-        due["battery"] = now
-        due["heartbeat"] = self._at(now, "heartbeat_s")
-        due["self_test"] = self._at(now, "self_test_s")
-        due["no_contact"] = self._at(now, "no_contact_s")
-        if self.proximity:
-            due["proximity_end"] = self._at(now, "proximity_hold_s")
-        if self.panic_id:
-            due["panic_track"] = self._at(now, "panic_track_s")
-        if hello is not None:
-            fields = dict(hello)
-            fields["config_version"] = self.config_version
-            self._send("HELLO", fields, STORE_NONE, now, out)
-        due["fix"] = now                             # where are we, are we moving?
+        resume = self._resume_from
+        self._resume_from = None
+        if resume is not None:
+            self._resume(resume, now, out)           # a deep-sleep wake: no HELLO
+        else:
+            due["listen"] = self._listen_at(now)
+            due["heartbeat"] = self._at(now, "heartbeat_s")
+            due["self_test"] = self._at(now, "self_test_s")
+            due["no_contact"] = self._at(now, "no_contact_s")
+            if self.proximity:
+                due["proximity_end"] = self._at(now, "proximity_hold_s")
+            if self.panic_id:
+                due["panic_track"] = self._at(now, "panic_track_s")
+            if hello is not None:
+                fields = dict(hello)
+                fields["config_version"] = self.config_version
+                self._send("HELLO", fields, STORE_NONE, now, out)
+            due["fix"] = now                         # where are we, are we moving?
+        due["battery"] = now           # every boot samples: the charger may have changed
         self._replan(now, out)
         if self._alarm_tx:
             out.append(("log", "boot: %d alarm frame(s) awaiting ack" % len(self._alarm_tx)))
+
+    def _resume(self, deep, now, out):
+        """Carry on after deep sleep from sleep_snapshot()'s "deep" and the time slept."""
+        slept_ms = max(0, _int(deep.get("slept_ms")))
+        timers = deep.get("timers")
+        if isinstance(timers, dict):
+            for name in timers:
+                if name in _TIMER_HANDLERS:
+                    left_ms = max(0, _int(timers[name]) - slept_ms)   # overdue: at once
+                    self._due[name] = ticks_add(now, min(left_ms, _TICKS_HALF - 1))
+        utc = deep.get("utc_ms")
+        if isinstance(utc, int) and utc > 0:
+            self._utc_ms, self._utc_ticks = utc + slept_ms, now
+        self._uptime_base_ms = _int(deep.get("uptime_ms")) + slept_ms
+        self._last_contact = _ago(now, _int(deep.get("contact_age_ms")) + slept_ms)
+        fix_age = deep.get("fix_age_ms")
+        if isinstance(fix_age, int):
+            self._last_fix_at = _ago(now, fix_age + slept_ms)
+        self.moving = bool(deep.get("moving"))
+        self._still_fixes = _int(deep.get("still"))
+        self._gnss_lost_raised = bool(deep.get("gnss_lost"))
+        self.low_power = bool(deep.get("low_power"))
+        battery = deep.get("battery")
+        if isinstance(battery, (list, tuple)) and len(battery) == 3:
+            self.battery = (_int(battery[0]), _int(battery[1]), _int(battery[2]))
+        self._sent_n, self._acked_n = _int(deep.get("sent")), _int(deep.get("acked"))
+        if deep.get("no_contact"):
+            self.no_contact = True
+            out.append(("led", "no_contact"))          # the LED state did not survive
+        out.append(("log", "resume after %d s of deep sleep" % (slept_ms // 1000)))
 
     def _listen_at(self, now):
         return ticks_add(now, max(1000, self.cfg["reachability_s"] * 1000
@@ -602,8 +683,11 @@ class Core:
                   "uptime_s": self._uptime_s(now), "status": self.status()}
         self._send("HEARTBEAT", fields, STORE_NONE, now, out)
 
+    def _uptime_ms(self, now):
+        return self._uptime_base_ms + max(0, ticks_diff(now, self._boot_at))
+
     def _uptime_s(self, now):
-        return max(0, ticks_diff(now, self._boot_at)) // 1000
+        return self._uptime_ms(now) // 1000
 
     def _t_self_test(self, now, out):
         self._due["self_test"] = self._at(now, "self_test_s")
@@ -863,6 +947,12 @@ class Core:
 
     def _rx_ignore(self, fields, now, out):
         pass
+
+
+def _ago(now, age_ms):
+    """The ticks `age_ms` before `now`; ages beyond _AGE_MAX_MS stay there, so that
+    ticks_diff (good for 2**29 ms) still reads them as old."""
+    return ticks_add(now, -min(max(0, age_ms), _AGE_MAX_MS))
 
 
 def _far(a, b, metres):
