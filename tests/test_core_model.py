@@ -1,5 +1,5 @@
 """A hypothesis state machine drives the core against a small model of the rules: presses,
-fixes, acks, downlinks, locate tracking, battery, reboots and time jumps (ticks start near
+fixes, acks, downlinks, locate tracking, battery, reboots, deep-sleep wakes and time jumps (ticks start near
 the wrap, and reboots restart ticks anywhere)."""
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -222,6 +222,40 @@ class CoreModel(RuleBasedStateMachine):
         resent = {a[1] for _, a in self.rig.log if a[0] == "resend"}
         assert pending <= resent
 
+
+    @precondition(lambda self: not self.rig.core._fast_wake() and not self.rig.core._batch)
+    @rule(slept_ms=st.one_of(st.sampled_from([0, 300_000, 899_999, 900_000, 3_600_000]),
+                             st.integers(0, 2 * 3600_000)),
+          now=st.integers(0, (1 << 30) - 1))
+    def deep_wake(self, slept_ms, now):
+        """Deep sleep where the core would allow it (nothing that needs RAM-fast reaction),
+        waking slept_ms later by the RTC with ticks restarted anywhere: the timers resume
+        less the sleep, an overdue heartbeat goes out at the wake, UTC carries on, no HELLO."""
+        old = self.rig
+        heartbeat_ms = core.ticks_diff(old.core._due["heartbeat"], old.now)
+        utc = old.core.utc_ms(old.now)
+        state = old.core.sleep_snapshot(old.now)
+        state["deep"]["slept_ms"] = slept_ms
+        self.rig = Rig(state=state, now=now, hello={"fw_major": 1, "fw_minor": 0, "fw_patch": 0,
+                                                    "schema_hash": 0, "reset_cause": 4,
+                                                    "boot_count": 3})
+        self.rig.sender = old.sender
+        self.seen = 0
+        self.check("time")
+        woke = self.rig
+        assert not woke.sends("HELLO"), "a resume is not a boot"
+        beats = woke.sends("HEARTBEAT")
+        if heartbeat_ms > slept_ms:
+            assert not beats
+            assert core.ticks_diff(woke.core._due["heartbeat"], now) == heartbeat_ms - slept_ms
+        else:
+            assert len(beats) == 1 and beats[0][0] == now
+        assert woke.core.utc_ms(now) == (utc + slept_ms if utc else 0)
+        assert woke.core.low_power == self.low_power
+        # An alarm frame still owed an ack is resent at the wake (the core only deep-sleeps
+        # without one, but a wake must not lose it either).
+        pending = {c for c, _ in state["alarm_tx"]}
+        assert pending <= {a[1] for _, a in woke.log if a[0] == "resend"}
 
 CoreModel.TestCase.settings = settings(CoreModel.TestCase.settings, stateful_step_count=30)
 TestCoreModel = CoreModel.TestCase

@@ -53,14 +53,22 @@ class FakeUart:
 
 
 class Clock:
+    """The board's `time`: ticks (restart at a reset) and the RTC (counts through deep
+    sleep, like the ESP32's)."""
+
     def __init__(self):
         self.now = (1 << 30) - 3000
+        self.rtc_ms = 800_000_000_000
 
     def ticks_ms(self):
         return self.now
 
     def sleep_ms(self, ms):
         self.now = core.ticks_add(self.now, ms)
+        self.rtc_ms += ms
+
+    def time_ns(self):
+        return self.rtc_ms * 1_000_000
 
 
 def fake_board():
@@ -211,6 +219,34 @@ def test_backlog_is_flushed_with_the_historic_flag(tmp_path):
     flushed = [f for f in uplinks(hw, receiver) if f.name == "EVENT"]
     assert [f.counter for f in flushed] == [f.counter for f in sent]
     assert all(f.historic for f in flushed)
+
+
+def test_deep_sleep_wake_resumes_the_timers_less_the_rtc_measured_sleep(tmp_path):
+    """The app keeps the core's timers and the RTC time in RTC memory; a wake (here a button,
+    100 s into a 595 s sleep, with ticks restarted) resumes them less the time the RTC
+    counted, sends no HELLO, and keeps the exact counter."""
+    persist.FlashState(str(tmp_path / "state")).save_config(1, {10: 600})  # reachability_s
+    a, hw, clock = boot(tmp_path)
+    receiver, _ = centre()
+    run(a, clock, 120_000)                         # no fix: GNSS off after gnss_timeout_s
+    uplinks(hw, receiver)
+    mode, sleep_ms = a.step()
+    assert mode == "deep"
+    heartbeat_ms = core.ticks_diff(a.core._due["heartbeat"], clock.now)
+    counter = a.core.counter
+    hw.machine.deepsleep = lambda ms: clock.sleep_ms(100_000)    # the press wakes it early
+    a.sleep(mode, sleep_ms)
+    hw2, clock2 = fake_board()
+    hw2.machine.reset_cause = lambda: hw2.machine.DEEPSLEEP_RESET
+    hw2.rtc.memory(hw.rtc.memory())                # RTC memory and the RTC survive
+    clock2.rtc_ms, clock2.now = clock.rtc_ms, 4321
+    a2, _, _ = boot(tmp_path, (hw2, clock2))
+    assert core.ticks_diff(a2.core._due["heartbeat"], clock2.now) == heartbeat_ms - 100_000
+    assert a2.core.counter == counter              # exact: RTC memory, not the reservation
+    assert not [f for f in uplinks(hw2, receiver) if f.name == "HELLO"]
+    run(a2, clock2, heartbeat_ms - 100_000 + 1)
+    beats = [f for f in uplinks(hw2, receiver) if f.name == "HEARTBEAT"]
+    assert len(beats) == 1 and beats[0].counter == counter
 
 
 def test_unprovisioned_device_still_runs_with_a_logged_warning(tmp_path, capsys):
