@@ -232,6 +232,9 @@ class CoreModel(RuleBasedStateMachine):
         waking slept_ms later by the RTC with ticks restarted anywhere: the timers resume
         less the sleep, an overdue heartbeat goes out at the wake, UTC carries on, no HELLO."""
         old = self.rig
+        # Ticks restart at the wake, so a tracking end in the old ticks means nothing now; the
+        # precondition (no fast wake) already says no tracking span is still running.
+        self.locate_until = None
         heartbeat_ms = core.ticks_diff(old.core._due["heartbeat"], old.now)
         utc = old.core.utc_ms(old.now)
         state = old.core.sleep_snapshot(old.now)

@@ -116,11 +116,12 @@ print("done")
 def test_firmware_that_never_waits_is_reported_not_hung():
     w = World(seed=1, hang_timeout_s=0.5)
     try:
-        boot(w, "while True:\n    pass\n")
+        dev = boot(w, "while True:\n    pass\n")
         with pytest.raises(EmulatorError, match="without waiting"):
             w.run_until(2000)
+        assert not dev._thread.is_alive(), "the spinning firmware thread is stopped"
     finally:
-        w._closed = True  # the spinning thread is a daemon; nothing else to stop
+        w.close()
 
 
 # --- resets -----------------------------------------------------------------------------

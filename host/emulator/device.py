@@ -8,6 +8,7 @@ therefore moves only while the firmware waits, and a run is the same for the sam
 """
 import builtins
 import collections
+import ctypes
 import hashlib
 import importlib
 import threading
@@ -313,8 +314,20 @@ class EmulatedDevice:
             return
         self._go.release()
         if not self._back.acquire(timeout=self.world.hang_timeout_s):
+            self._stop_spinning_thread()
             raise EmulatorError("%s: firmware ran %.0f s of wall time without waiting (a busy "
                                 "loop with no sleep?)" % (self.device_id, self.world.hang_timeout_s))
+
+    def _stop_spinning_thread(self):
+        """A firmware thread that never waits never takes the baton back, so it cannot be
+        told to stop; left alone it would hold the GIL and slow every later run in this
+        process. CPython delivers an asynchronous exception at the thread's next bytecode,
+        which is all a busy loop executes."""
+        ident = self._thread.ident
+        if ident is not None and self._thread.is_alive():
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident),
+                                                       ctypes.py_object(_Shutdown))
+            self._thread.join(timeout=5)
 
     def _shutdown(self):
         if self._thread.is_alive():
