@@ -19,7 +19,7 @@ def _close_once(self):
             setattr(self, "__IOBase_closed", True)
 
 
-littlefs.FileHandle.close = _close_once
+littlefs.FileHandle.close = _close_once  # type: ignore[method-assign]  # the workaround above
 
 _S_IFDIR = 0x4000
 _S_IFREG = 0x8000
