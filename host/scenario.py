@@ -83,8 +83,8 @@ SPAN = {"start_s": (number(0), REQUIRED), "duration_s": (number(0, integer=False
 ROUTE = {
     "start_s": (number(0), 0),
     "speed_kmh": (number(0.1, 200), 5.0),
-    "waypoints": (waypoints, REQUIRED),
-    "gpx": (text(), None),
+    "waypoints": (waypoints, None),
+    "gpx": (text(), None),  # a GPX file's track, relative to the scenario file
 }
 
 # [device.config]: CONFIG settings provisioned on the device's flash before its first boot, by
@@ -184,7 +184,18 @@ def _join(where, key):
     return key if not where else where + "." + key
 
 
+def _routes(scenario):
+    for kind in ("device", "offender"):
+        for i, item in enumerate(scenario[kind]):
+            if item["route"] is not None:
+                yield "%s[%d].route" % (kind, i), item["route"]
+
+
 def _cross_check(scenario, source):
+    for where, route in _routes(scenario):
+        if (route["waypoints"] is None) == (route["gpx"] is None):
+            raise ScenarioError("%s: %s needs either waypoints or gpx (one of them)" % (
+                source, where))
     ids = set()
     offenders = {o["id"] for o in scenario["offender"]}
     for i, device in enumerate(scenario["device"]):
@@ -237,4 +248,16 @@ def load(name_or_path):
         text_toml = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ScenarioError("%s: not a UTF-8 text file" % path) from None
-    return parse(text_toml, path)
+    scenario = parse(text_toml, path)
+    base = os.path.dirname(os.path.abspath(path))
+    for where, route in _routes(scenario):
+        if route["gpx"] is not None:
+            route["gpx"] = os.path.join(base, route["gpx"])
+            if not os.path.isfile(route["gpx"]):
+                raise ScenarioError("%s: %s.gpx: no such file %s" % (path, where, route["gpx"]))
+            from host.emulator import Route
+            try:
+                Route.from_gpx(route["gpx"])
+            except (ValueError, OSError, UnicodeDecodeError) as e:
+                raise ScenarioError("%s: %s.gpx: %s" % (path, where, e)) from None
+    return scenario

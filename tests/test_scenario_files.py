@@ -63,3 +63,35 @@ def test_missing_file_and_unknown_builtin(tmp_path):
     binary.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(scenario.ScenarioError, match="UTF-8"):
         scenario.load(str(binary))
+
+
+GPX = """<?xml version="1.0"?>
+<gpx version="1.1" creator="test" xmlns="http://www.topografix.com/GPX/1/1"><trk><trkseg>
+<trkpt lat="52.0907" lon="5.1214"/><trkpt lat="52.0950" lon="5.1250"/>
+</trkseg></trk></gpx>
+"""
+
+
+def test_a_route_from_a_gpx_file_next_to_the_scenario(tmp_path):
+    (tmp_path / "walk.gpx").write_text(GPX)
+    path = tmp_path / "walk.toml"
+    path.write_text(VALID + 'route = { gpx = "walk.gpx", speed_kmh = 5.0 }\n')
+    loaded = scenario.load(str(path))
+    assert loaded["device"][0]["route"]["gpx"] == str(tmp_path / "walk.gpx")
+    from host import emulate
+    summary, _timeline = emulate.run(loaded)
+    assert summary["crashes"] == 0 and summary["frames_up"] > 0
+
+
+@pytest.mark.parametrize("route, message", [
+    ('route = { speed_kmh = 5.0 }', "needs either waypoints or gpx"),
+    ('route = { gpx = "missing.gpx" }', "no such file"),
+    ('route = { gpx = "bad.gpx" }', "not valid XML"),
+])
+def test_bad_gpx_routes_are_one_line_errors(tmp_path, route, message):
+    (tmp_path / "bad.gpx").write_text("<gpx><trk>")
+    path = tmp_path / "s.toml"
+    path.write_text(VALID + route + "\n")
+    with pytest.raises(scenario.ScenarioError, match=message) as info:
+        scenario.load(str(path))
+    assert "\n" not in str(info.value) and "device[0].route" in str(info.value)
