@@ -96,6 +96,8 @@ class App:
                                            hw.pins.BATTERY_DIVIDER)
         self.outputs = outputs_mod.Outputs(hw.haptic_pin, hw.led_pin)
         self.gnss = _make_gnss(hw)
+        if not state.get("panic_id"):
+            self._restore_panic(state)
         deep = state.get("deep") if rtc else None
         if isinstance(deep, dict):
             # A deep-sleep wake: the RTC counted through the sleep and the boot, ticks did not.
@@ -246,6 +248,39 @@ class App:
             self._alarm_writes.append(frame)
         else:
             self.link.write(frame)
+
+    def _restore_panic(self, state):
+        """A power cut after a panic ALARM reached the flash queue but before the core's
+        snapshot was saved leaves the alarm queued yet unknown to the core. Take it back from
+        the queue, so the device resumes the panic (cadence, resends, clear_alarm) instead of
+        forgetting it. A panic cleared since (its "cleared" record also queued) stays over."""
+        raised_counter = raised_id = raised_utc = 0
+        cleared = []
+        for counter, is_alarm, frame in self.queue.pending(limit=_MAX_ALARM_FRAMES,
+                                                           alarms_first=True):
+            if not is_alarm:
+                break
+            try:
+                opened = self.self_reader.open(frame[:-1])
+            except Exception:                          # a record this key cannot open
+                continue
+            f = opened.fields
+            if opened.name != "ALARM" or f["kind"] != messages.ALARM_KIND_PANIC:
+                continue
+            if f["state"] == messages.ALARM_STATE_RAISED:
+                raised_counter, raised_id = counter, f["alarm_id"] or 0
+                raised_utc = f["raised_time_ms"] or 0
+            else:
+                cleared.append(f["alarm_id"])
+        if not raised_id or raised_id in cleared:
+            return
+        state["panic_id"] = raised_id
+        state["panic_utc"] = raised_utc
+        state["panic_op_acked"] = 0
+        state["alarm_tx"] = [(raised_counter, raised_id)]
+        if (state.get("next_alarm_id") or 1) <= raised_id:
+            state["next_alarm_id"] = raised_id % 0xFFFF + 1
+        log("panic alarm %d restored from the flash queue" % raised_id)
 
     def _stored(self, counter):
         # One record from flash: reading the whole queue would not fit in RAM at 10k records.
