@@ -62,8 +62,9 @@ def _route(spec, location):
     if spec.get("gpx"):
         return Route.from_gpx(spec["gpx"], speed_mps=spec["speed_kmh"] / 3.6,
                               start_ms=spec["start_s"] * 1000)
-    return Route([tuple(p) for p in spec["waypoints"]], speed_mps=spec["speed_kmh"] / 3.6,
-                 start_ms=spec["start_s"] * 1000)
+    # [lat, lon, dwell_s] in a scenario is (lat, lon, default speed, dwell_s) for Route.
+    points = [(p[0], p[1], None, p[2]) if len(p) == 3 else tuple(p) for p in spec["waypoints"]]
+    return Route(points, speed_mps=spec["speed_kmh"] / 3.6, start_ms=spec["start_s"] * 1000)
 
 
 def distance_m(lat0, lon0, lat1, lon1):

@@ -61,9 +61,15 @@ def latlon(value):
 
 
 def waypoints(value):
+    """[latitude, longitude] points; [latitude, longitude, dwell_s] stands still there first."""
     if not isinstance(value, list) or len(value) < 2:
         return "must list at least two [latitude, longitude] points"
     for point in value:
+        if isinstance(point, list) and len(point) == 3:
+            dwell = point[2]
+            if isinstance(dwell, bool) or not isinstance(dwell, (int, float)) or dwell < 0:
+                return "a third value is the dwell in seconds and must be a number >= 0"
+            point = point[:2]
         problem = latlon(point)
         if problem:
             return "every point " + problem

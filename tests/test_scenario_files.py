@@ -95,3 +95,19 @@ def test_bad_gpx_routes_are_one_line_errors(tmp_path, route, message):
     with pytest.raises(scenario.ScenarioError, match=message) as info:
         scenario.load(str(path))
     assert "\n" not in str(info.value) and "device[0].route" in str(info.value)
+
+
+def test_a_waypoint_can_dwell_before_the_route_goes_on():
+    from host import emulate
+
+    loaded = scenario.parse(VALID + 'route = { speed_kmh = 3.6, waypoints = '
+                            '[[52.0, 5.0], [52.001, 5.0, 600], [52.0, 5.0]] }\n')
+    route = emulate._route(loaded["device"][0]["route"], loaded["device"][0]["location"])
+    leg_s = 111.2                                   # 0.001 degree of latitude at 1 m/s
+    there = route.at((leg_s + 300) * 1000)
+    assert there[:2] == (52.001, 5.0) and there[3] == 0.0, "standing still while dwelling"
+    back = route.at((leg_s + 600 + 50) * 1000)
+    assert 52.0 < back[0] < 52.001 and back[3] > 0, "moving again after the dwell"
+    with pytest.raises(scenario.ScenarioError, match="dwell in seconds"):
+        scenario.parse(VALID + 'route = { waypoints = [[52.0, 5.0], [52.001, 5.0, -1]] }\n',
+                       "my.toml")

@@ -32,9 +32,10 @@ def _lon_field(lon):
 class Route:
     """Piecewise-straight movement through waypoints, from `start_ms` of virtual time.
 
-    waypoints: [(lat, lon)] or [(lat, lon, speed_mps)] where the speed applies to the leg
-    that starts at that point; `speed_mps` is the default. Before the start and after the
-    last point the position stands still.
+    waypoints: [(lat, lon)], [(lat, lon, speed_mps)] or [(lat, lon, speed_mps, dwell_s)]:
+    the speed applies to the leg that starts at that point (`speed_mps` is the default, None
+    too), and the route stands still there for dwell_s before leaving (an office, a shop).
+    Before the start and after the last point the position stands still.
     """
 
     def __init__(self, waypoints, speed_mps=1.4, start_ms=0.0, alt_m=10.0):
@@ -42,20 +43,29 @@ class Route:
             raise ValueError("route: needs at least one waypoint")
         points = []
         for i, wp in enumerate(waypoints):
-            if len(wp) not in (2, 3):
-                raise ValueError("route waypoint %d %r: expected (lat, lon[, speed_mps])" % (i, wp))
+            if len(wp) not in (2, 3, 4):
+                raise ValueError("route waypoint %d %r: expected (lat, lon[, speed_mps[, dwell_s]])"
+                                 % (i, wp))
             lat, lon = float(wp[0]), float(wp[1])
             if not (-90 <= lat <= 90 and -180 <= lon <= 180):
                 raise ValueError("route waypoint %d %r: latitude/longitude out of range" % (i, wp))
-            speed = float(wp[2]) if len(wp) == 3 else float(speed_mps)
+            speed = float(wp[2]) if len(wp) >= 3 and wp[2] is not None else float(speed_mps)
             if speed <= 0 and i < len(waypoints) - 1:
                 raise ValueError("route waypoint %d: speed must be > 0" % i)
-            points.append((lat, lon, speed))
+            dwell_s = float(wp[3]) if len(wp) == 4 else 0.0
+            if dwell_s < 0:
+                raise ValueError("route waypoint %d: dwell_s must be >= 0" % i)
+            points.append((lat, lon, speed, dwell_s))
         self.alt_m = alt_m
         self.start_ms = start_ms
         self._legs = []  # (t0_ms, t1_ms, lat0, lon0, lat1, lon1, speed, course)
         t = start_ms
-        for (lat0, lon0, speed), (lat1, lon1, _) in zip(points, points[1:], strict=False):
+        for (lat0, lon0, speed, dwell_s), (lat1, lon1, _, _) in zip(points, points[1:],
+                                                                     strict=False):
+            if dwell_s:  # standing still: a leg from the point to itself at speed 0
+                course = self._legs[-1][7] if self._legs else 0.0
+                self._legs.append((t, t + dwell_s * 1000, lat0, lon0, lat0, lon0, 0.0, course))
+                t += dwell_s * 1000
             north, east = _offset_m(lat0, lon0, lat1, lon1)
             dist = math.hypot(north, east)
             course = math.degrees(math.atan2(east, north)) % 360
