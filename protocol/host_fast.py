@@ -344,16 +344,12 @@ class FastSender:
         return _cobs_encode(body + _CRC.pack(crc_hqx(body, 0xFFFF))) + b"\x00"
 
 
-class FastReceiver:
-    """Same contract as `codec.Receiver` (same checks in the same order, same reasons)."""
+class FastReceiver(codec.Receiver):
+    """Same contract as `codec.Receiver` (same checks in the same order, same reasons); only
+    `open` is its own, and `feed` and `window` are the codec's."""
 
     def __init__(self, keyring, downlink=False, check_replay=True, test_mode=False):
-        self.keyring = keyring
-        self.downlink = downlink
-        self.check_replay = check_replay
-        self.test_mode = test_mode
-        self.windows = {}
-        self.deframer = codec.Deframer()
+        super().__init__(keyring, downlink, check_replay, test_mode)
         if not isinstance(keyring, Keyring):
             raise TypeError("FastReceiver needs a host_fast.Keyring (it keeps raw-key states)")
         self._lookup = keyring._keys.get  # one C call per frame
@@ -362,12 +358,6 @@ class FastReceiver:
         # below once; those rules depend on nothing else (TEST_INJECT, which also depends on
         # the key id, is never cached).
         self._passed = {}
-
-    def window(self, device_id):
-        window = self.windows.get(device_id)
-        if window is None:
-            window = self.windows[device_id] = ReplayWindow()
-        return window
 
     def _header_rules(self, code, flags, key_id, counter, entry):
         """The header rules checked after the tag, in the codec's order (SPEC 9)."""
@@ -388,18 +378,6 @@ class FastReceiver:
         if code != _TEST_INJECT:
             self._passed[code << 8 | flags] = rules
         return rules
-
-    def feed(self, data):
-        items = []
-        for block in self.deframer.feed(data):
-            if isinstance(block, FrameError):
-                items.append(block)
-                continue
-            try:
-                items.append(self.open(block))
-            except FrameError as e:
-                items.append(e)
-        return items
 
     def open(self, block, _cobs_decode=_cobs_decode, _crc=crc_hqx,
              _unpack_header=_HEADER.unpack_from):

@@ -355,19 +355,16 @@ class Centre:
         window = self._windows.get(frame.device_id)
         if window is None:
             window = self._windows[frame.device_id] = codec.ReplayWindow()
-        if window.highest - frame.counter > codec.REPLAY_WINDOW:
-            # Older than the window: after a reboot the device's counters jump ahead (reserve-
-            # ahead), so a record it queued before the reboot arrives far below the window.
-            # The evidence log knows every counter ever delivered; what it lacks is new.
-            if self.evidence.delivered(frame.device_id, frame.counter):
-                device.duplicates += 1
-                self.evidence.frame(now_ms, link_id, "duplicate", frame)
-                return True
-        elif window.seen(frame.counter):
+        # Below the window (after a reboot the device's counters jump ahead, so a record it
+        # queued before the reboot arrives far below) the evidence log, which knows every
+        # counter ever delivered, decides.
+        below = window.highest - frame.counter > codec.REPLAY_WINDOW
+        if (self.evidence.delivered(frame.device_id, frame.counter) if below
+                else window.seen(frame.counter)):
             device.duplicates += 1
             self.evidence.frame(now_ms, link_id, "duplicate", frame)
             return True
-        else:
+        if not below:
             window.accept(frame.counter)
         device.frames_delivered += 1
         self.evidence.frame(now_ms, link_id, "delivered", frame)
