@@ -30,7 +30,7 @@ def wake_on_ulp(wake):
 
 
 def gpio_deep_sleep_hold(enable):
-    pass
+    _board.gpio_deep_sleep_hold(enable)
 
 
 def raw_temperature():

@@ -36,7 +36,6 @@ class Pin:
     OPEN_DRAIN = const(7)
     PULL_DOWN = const(1)
     PULL_UP = const(2)
-    PULL_HOLD = const(4)
     IRQ_RISING = const(1)
     IRQ_FALLING = const(2)
     WAKE_LOW = const(4)
@@ -46,13 +45,13 @@ class Pin:
     DRIVE_2 = const(2)
     DRIVE_3 = const(3)
 
-    def __init__(self, id, mode=-1, pull=-1, value=None, drive=None, hold=None):
+    def __init__(self, id, mode=-1, pull=-1, *, value=None, drive=None, hold=None):
         self._id = id
         _board.pin_check(id)
-        self.init(mode, pull, value)
+        self.init(mode, pull, value=value, hold=hold)
 
-    def init(self, mode=-1, pull=-1, value=None, drive=None, hold=None):
-        _board.pin_init(self._id, mode, pull, value)
+    def init(self, mode=-1, pull=-1, *, value=None, drive=None, hold=None):
+        _board.pin_init(self._id, mode, pull, value, hold)
 
     def value(self, x=None):
         if x is None:
@@ -68,7 +67,7 @@ class Pin:
     def off(self):
         _board.pin_set(self._id, 0)
 
-    def irq(self, handler=None, trigger=3, priority=1, wake=None, hard=False):
+    def irq(self, handler=None, trigger=3, wake=None):
         pin = self
 
         def fire():
@@ -102,17 +101,20 @@ class UART:
     INV_TX = const(1)
     INV_RX = const(2)
 
-    def __init__(self, id, baudrate=115200, bits=8, parity=None, stop=1, tx=None, rx=None,
-                 rts=None, cts=None, txbuf=256, rxbuf=256, timeout=0, timeout_char=0,
+    def __init__(self, id, baudrate=115200, bits=8, parity=None, stop=1, *, tx=None,
+                 rx=None, rts=None, cts=None, txbuf=-1, rxbuf=-1, timeout=0, timeout_char=0,
                  invert=0, flow=0):
         self._id = id
         self._timeout_ms = 0
-        self.init(baudrate, bits, parity, stop, tx=tx, rx=rx, rxbuf=rxbuf, timeout=timeout)
+        self.init(baudrate, bits, parity, stop, tx=tx, rx=rx, txbuf=txbuf, rxbuf=rxbuf,
+                  timeout=timeout)
 
-    def init(self, baudrate=115200, bits=8, parity=None, stop=1, tx=None, rx=None, rts=None,
-             cts=None, txbuf=256, rxbuf=256, timeout=0, timeout_char=0, invert=0, flow=0):
+    def init(self, baudrate=115200, bits=8, parity=None, stop=1, *, tx=None, rx=None,
+             rts=None, cts=None, txbuf=-1, rxbuf=-1, timeout=0, timeout_char=0, invert=0,
+             flow=0):
+        # txbuf/rxbuf -1: keep the current size (machine_uart.c), 256 on a fresh UART.
         self._timeout_ms = timeout
-        _board.uart_init(self._id, baudrate, rxbuf)
+        _board.uart_init(self._id, baudrate, rxbuf, txbuf)
 
     def deinit(self):
         _board.uart_deinit(self._id)
@@ -153,10 +155,14 @@ class UART:
         return _board.uart_write(self._id, bytes(buf))
 
     def flush(self):
-        pass
+        _board.uart_flush(self._id)
 
     def txdone(self):
-        return True
+        return _board.uart_txdone(self._id)
+
+    def irq(self, handler=None, trigger=0, hard=False):
+        _board.uart_irq(self._id)
+        raise OSError("emulator: UART IRQs are not modelled")
 
     def sendbreak(self):
         pass
@@ -299,7 +305,7 @@ def freq(hz=None):
 
 
 def idle():
-    _board.sleep_us(None, 1)
+    _board.sleep_us(0, 2)
 
 
 def disable_irq():

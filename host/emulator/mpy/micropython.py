@@ -21,8 +21,9 @@ def schedule(func, arg):
 
 def mem_info(verbose=None):
     free = _board.mem_free()
+    used = _board.mem_alloc()
     print("stack: 736 out of 15360")
-    print("GC: total: %d, used: %d, free: %d" % (111168, 111168 - free, free))
+    print("GC: total: %d, used: %d, free: %d" % (used + free, used, free))
 
 
 def qstr_info(verbose=None):
