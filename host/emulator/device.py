@@ -127,6 +127,7 @@ class EmulatedDevice(GpioBus, UartBus, FirmwareRuntime):
         self._reset_cause = PWRON_RESET
         self._wake_reason = 0
         self._reset_us = 0
+        self._at_repl = False
         self._init_runtime()
         self._set_cpu(OFF)
 
@@ -158,7 +159,8 @@ class EmulatedDevice(GpioBus, UartBus, FirmwareRuntime):
 
     @property
     def at_repl(self):
-        return self._state == REPL
+        """Sitting at the REPL prompt (after main.py ended or crashed)."""
+        return self._at_repl
 
     @property
     def reset_cause(self):
@@ -429,6 +431,7 @@ class EmulatedDevice(GpioBus, UartBus, FirmwareRuntime):
         return r.cause
 
     def _boot_and_run(self, cause):
+        self._at_repl = False
         self._reset_cause = cause
         if cause != DEEPSLEEP_RESET:
             self._wake_reason = 0
@@ -492,6 +495,7 @@ class EmulatedDevice(GpioBus, UartBus, FirmwareRuntime):
         """The friendly REPL: reads lines from UART0 and runs them; Ctrl-D soft-resets. A
         running watchdog still resets the board from here."""
         self._stdout_write(_REPL_BANNER)
+        self._at_repl = True
         self._fault("repl", "firmware stopped at the REPL prompt")
         while True:
             self._stdout_write(">>> ")
@@ -535,10 +539,8 @@ class EmulatedDevice(GpioBus, UartBus, FirmwareRuntime):
     def repl_read(self, n):
         """Read up to n bytes (n < 0: what is there, at least one) typed on UART0; blocks."""
         rx = self.uarts[0].rx
-        state = self._state
         while not rx:
-            self._wait(None, REPL if state == REPL else IDLE)
-            state = self._state if self._state != RUN else state
+            self._wait(None, REPL if self._at_repl else IDLE)
         if n < 0 or n >= len(rx):
             data = bytes(rx)
             rx.clear()

@@ -85,7 +85,8 @@ class UartBus:
     def _repl_input(self, u, data):
         """UART0 belongs to the REPL: a Ctrl-C raises KeyboardInterrupt in running code
         (mp_sched_keyboard_interrupt), anything else waits in the REPL's stdin buffer."""
-        if self.kbd_intr_char >= 0 and self.kbd_intr_char in data and self._state != "repl":
+        if self.kbd_intr_char >= 0 and self.kbd_intr_char in data and not self._at_repl \
+                and self._interrupt is None:
             data = data.replace(bytes([self.kbd_intr_char]), b"")
             self._interrupt_with(KeyboardInterrupt())
         dropped = u.feed(data)
