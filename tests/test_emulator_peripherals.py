@@ -191,7 +191,7 @@ def test_battery_voltage_on_the_adc_divider_and_charger_sense(world):
 import machine, time
 adc = machine.ADC(machine.Pin(34), atten=machine.ADC.ATTN_11DB)
 sense = machine.Pin(35, machine.Pin.IN)
-raw = machine.ADC(machine.Pin(34))  # 0 dB: saturates at 0.95 V
+raw = machine.ADC(machine.Pin(34), atten=machine.ADC.ATTN_0DB)  # saturates at 0.95 V
 while True:
     print(adc.read_uv() * 2 // 1000, sense.value(), raw.read_uv())
     time.sleep_ms(10000)

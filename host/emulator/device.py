@@ -52,6 +52,11 @@ _IDLE_TICK_US = 10_000
 # pass (a MicroPython call on a 160 MHz ESP32 takes some microseconds).
 _POLL_COST_US = 10
 _ADC_COST_US = 50
+# machine.idle() is taskYIELD() on the ESP32 port: back at once with the CPU awake.
+_IDLE_COST_US = 5
+# MICROPY_SCHEDULER_DEPTH in ports/esp32/mpconfigport.h: micropython.schedule, pin IRQs and
+# timer callbacks share this queue.
+_SCHEDULER_DEPTH = 8
 _RTC_MEMORY_MAX = 2048
 _DEFAULT_TICKS_START_MS = (1 << 30) - 30_000  # ticks wrap 30 s after each boot
 _EPOCH_2000_UNIX_MS = 946_684_800_000
@@ -191,6 +196,7 @@ class EmulatedDevice:
         self._ext0 = None
         self._ext1 = None
         self._pending = collections.deque()
+        self._in_callbacks = 0
         self._state = OFF
         self._wait_id = 1
         self._woken = 0
@@ -361,16 +367,16 @@ class EmulatedDevice:
 
     def _wake_level_reason(self):
         """A level-triggered wake source that is active now, for light or deep sleep."""
+        wake_bit = _SLEEP if self._state == LIGHT else _DEEPSLEEP
         if self._ext0 is not None:
-            pin, level = self._ext0
-            if self._pins[pin].level() == level:
+            pin, level, wake_types = self._ext0
+            if wake_types & wake_bit and self._pins[pin].level() == level:
                 return EXT0_WAKE
         if self._ext1 is not None:
             pins, level = self._ext1
             levels = [self._pins[n].level() for n in pins]
             if pins and (any(levels) if level else not any(levels)):
                 return EXT1_WAKE
-        wake_bit = _SLEEP if self._state == LIGHT else _DEEPSLEEP
         for p in self._pins.values():
             if p.irq_wake & wake_bit and p.irq_trigger in (_WAKE_LOW, _WAKE_HIGH):
                 if p.level() == (1 if p.irq_trigger == _WAKE_HIGH else 0):
@@ -477,8 +483,12 @@ class EmulatedDevice:
 
     def _dispatch(self):
         pending = self._pending
-        while pending:
-            pending.popleft()()
+        self._in_callbacks += 1  # the scheduler is locked while its callbacks run
+        try:
+            while pending:
+                pending.popleft()()
+        finally:
+            self._in_callbacks -= 1
 
     def _spin(self, cost_us):
         """Let `cost_us` of busy CPU time pass, serving anything that falls due meanwhile."""
@@ -887,13 +897,25 @@ class EmulatedDevice:
         return 100000
 
     def bus_schedule(self, fn):
+        self._guard()
+        if self._pending and not self._in_callbacks:
+            # Outside a callback the VM runs the queue at every backward jump, so a loop of
+            # schedule() calls never fills it; only callbacks (locked) and IRQ bursts do.
+            self._dispatch()
+        if len(self._pending) >= _SCHEDULER_DEPTH:
+            raise RuntimeError("schedule queue full")
         self._pending.append(fn)
+
+    def bus_idle(self):
+        self._guard()
+        self._spin(_IDLE_COST_US)
 
     def bus_pin_check(self, pin):
         if pin not in VALID_PINS:
             raise ValueError("invalid pin")
 
-    def bus_pin_init(self, pin, mode, pull, value):
+    def bus_pin_init(self, pin, mode, pull, value, hold=None):
+        """hold: None (not given), or the truth of Pin(..., hold=) (gpio_hold_en/dis)."""
         self._guard()
         p = self._pins[pin]
         before = p.out if p.mode in _PIN_OUT_MODES else 0
@@ -1022,8 +1044,12 @@ class EmulatedDevice:
     def bus_timer_stop(self, timer_id):
         self._timers.pop(timer_id, None)
 
-    def bus_wake_ext0(self, pin, level):
-        self._ext0 = None if pin is None else (pin, level)
+    def bus_wake_ext0(self, pin, level, wake_types=_SLEEP | _DEEPSLEEP):
+        """esp32.wake_on_ext0 arms both sleeps; Pin.irq(wake=) only the sleeps it names."""
+        self._ext0 = None if pin is None else (pin, level, wake_types)
+
+    def bus_ext0(self):
+        return self._ext0
 
     def bus_wake_ext1(self, pins, level):
         self._ext1 = (list(pins), level) if pins else None
@@ -1034,11 +1060,11 @@ class _BoardBus:
 
     A port of the emulator into the real MicroPython VM implements these same calls."""
     ticks_us = sleep_us = lightsleep = deepsleep = reset = reset_cause = wake_reason = None
-    unique_id = freq = mem_free = schedule = None
+    unique_id = freq = mem_free = schedule = idle = None
     pin_check = pin_init = pin_get = pin_set = pin_irq = None
     uart_init = uart_deinit = uart_any = uart_read = uart_readline = uart_write = None
     adc_uv = rtc_us = rtc_set_us = rtc_memory = wdt_start = wdt_feed = None
-    timer_start = timer_stop = wake_ext0 = wake_ext1 = None
+    timer_start = timer_stop = wake_ext0 = wake_ext1 = ext0 = None
 
 
 _hw_sources: dict = {}
