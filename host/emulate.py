@@ -459,9 +459,9 @@ def format_summary(summary, timeline):
         "first tag report inside the radius to haptic warning: " + _ms(
             s["proximity_observed_latency_ms"]),
         "downlinks held for a sleeping device: " + _ms(s["downlink_wait_ms"]),
-        "energy on %s: %.2f mAh (board %.2f), average %.3f mA, %.1fx the physical floor, "
-        "battery lasts %.1f days" % (
-            s["profile"], s["energy_mah"], s["board_mah"], s["avg_current_ma"], s["floor_ratio"],
+        "energy: %.2f mAh on %s (%.2f of it the board's constant draws), average %.3f mA, "
+        "%.1fx the physical floor, battery lasts %.1f days" % (
+            s["energy_mah"], s["profile"], s["board_mah"], s["avg_current_ma"], s["floor_ratio"],
             s["projected_battery_days"]),
         "trace sha256: " + s["trace_sha256"],
     ]
