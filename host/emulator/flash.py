@@ -120,6 +120,37 @@ def _os_error(exc):
     return OSError(code, errno.errorcode.get(code, "EIO"))
 
 
+class _File:
+    """A file on the emulated flash: littlefs-python's handle, with its errors turned into
+    MicroPython's OSError(errno) (a full flash is OSError 28, ENOSPC, as on the board)."""
+
+    __slots__ = ("_f",)
+
+    def __init__(self, handle):
+        self._f = handle
+
+    def __getattr__(self, name):
+        attr = getattr(self._f, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            try:
+                return attr(*args, **kwargs)
+            except (LittleFSError, OSError) as e:
+                raise _os_error(e) from None
+        return call
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __iter__(self):
+        return iter(self._f)
+
+
 class Flash:
     """One device's flash. The bytearray survives resets; the mounted filesystem does not."""
 
@@ -214,7 +245,7 @@ class Flash:
             if "a" in mode and not self._exists(path):
                 # MicroPython's append mode creates the file; littlefs-python 0.19's does not.
                 self._fs.open(path, "wb").close()
-            return self._fs.open(path, mode)
+            return _File(self._fs.open(path, mode))
         except (LittleFSError, OSError) as e:
             raise _os_error(e) from None
 
