@@ -283,7 +283,7 @@ def test_schedule_takes_two_positional_arguments(world):
     assert crash_of("import micropython\nmicropython.schedule(print)\n").startswith("TypeError")
 
 
-# --- WDT and Timer -------------------------------------------------------------------------
+# --- WDT, Timer, UART arguments -------------------------------------------------------------------------
 @pytest.mark.parametrize("main,error", [
     ("import machine\nmachine.WDT(timeout=0)\n", "ValueError: WDT timeout too short"),
     ("import machine\nmachine.WDT(1, 5000)\n", "ValueError"),
@@ -292,6 +292,7 @@ def test_schedule_takes_two_positional_arguments(world):
     ("import machine\nmachine.Timer(0).init(period=10, callback=print, hard=True)\n",
      "ValueError: hard Timers are not implemented"),
     ("import machine\nmachine.Timer(0).init(10)\n", "TypeError"),   # keyword-only arguments
+    ("import machine\nmachine.UART(1, 9600, 8, None, 1, 17, 16)\n", "TypeError"),  # tx= rx=
 ])
 def test_a_firmware_breaking_wdt_or_timer_rules_crashes_on_the_board(main, error):
     assert crash_of(main).startswith(error)

@@ -164,14 +164,15 @@ class UART:
     INV_TX = const(1)
     INV_RX = const(2)
 
-    def __init__(self, id, baudrate=115200, bits=8, parity=None, stop=1, tx=None, rx=None,
+    # machine_uart.c: baudrate, bits, parity and stop may be positional, the rest keyword-only
+    def __init__(self, id, baudrate=115200, bits=8, parity=None, stop=1, *, tx=None, rx=None,
                  rts=None, cts=None, txbuf=256, rxbuf=256, timeout=0, timeout_char=0,
                  invert=0, flow=0):
         self._id = id
         self._timeout_ms = 0
         self.init(baudrate, bits, parity, stop, tx=tx, rx=rx, rxbuf=rxbuf, timeout=timeout)
 
-    def init(self, baudrate=115200, bits=8, parity=None, stop=1, tx=None, rx=None, rts=None,
+    def init(self, baudrate=115200, bits=8, parity=None, stop=1, *, tx=None, rx=None, rts=None,
              cts=None, txbuf=256, rxbuf=256, timeout=0, timeout_char=0, invert=0, flow=0):
         self._timeout_ms = timeout
         _board.uart_init(self._id, baudrate, rxbuf)
