@@ -6,7 +6,7 @@ in the emulator is what `vigil deploy` would put on the board.
 """
 from pathlib import Path
 
-from host.emulator.flash import BLOCK_COUNT, BLOCK_SIZE, VFS_OFFSET, littlefs
+from host.emulator.flash import BLOCK_COUNT, BLOCK_SIZE, VFS_OFFSET, board_littlefs
 
 # The board's vfs partition (host/emulator/flash.py, docs/HARDWARE.md "flash geometry"):
 # 512 blocks of 4096 bytes at VFS_OFFSET of a 4 MiB ESP32-WROOM-32E, with MicroPython's
@@ -47,7 +47,7 @@ def build_image(files, block_count=DEFAULT_BLOCK_COUNT, block_size=DEFAULT_BLOCK
 
     if block_count < 2 or block_size < 128:
         raise DeployError("image of %d blocks of %d bytes is too small" % (block_count, block_size))
-    fs = littlefs(block_count=block_count, block_size=block_size, mount=False)
+    fs = board_littlefs(block_count=block_count, block_size=block_size, mount=False)
     fs.format()
     fs.mount()
     try:

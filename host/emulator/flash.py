@@ -45,7 +45,7 @@ LFS_CONFIG = {
 }
 
 
-def littlefs(context=None, block_count=BLOCK_COUNT, block_size=BLOCK_SIZE, mount=True):
+def board_littlefs(context=None, block_count=BLOCK_COUNT, block_size=BLOCK_SIZE, mount=True):
     """A littlefs-python LittleFS configured as MicroPython configures the board's."""
     config = dict(LFS_CONFIG)
     config["cache_size"] = min(block_size, config["cache_size"])
@@ -171,7 +171,7 @@ class Flash:
 
     def mount(self):
         """(Re)mount from the raw blocks, as the board does at boot: open files are lost."""
-        fs = littlefs(self.context, self.block_count, self.block_size, mount=False)
+        fs = board_littlefs(self.context, self.block_count, self.block_size, mount=False)
         try:
             fs.mount()
         except LittleFSError as e:
