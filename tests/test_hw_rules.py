@@ -155,6 +155,7 @@ print(Ctr(b'k' * 16).xor(1004, False, 7, b'secret position, 21 bytes').hex())
     ("import esp32, machine\nesp32.wake_on_ext1([machine.Pin(33), machine.Pin(18)], 0)\n",
      "ValueError: invalid pin"),
     ("import machine\nmachine.Pin(34, machine.Pin.OUT)\n", "ValueError: pin can only be input"),
+    ("import esp32\nesp32.mcu_temperature()\n", "AttributeError"),  # raw_temperature on the ESP32
 ])
 def test_a_firmware_breaking_pin_rules_crashes_on_the_board(main, error):
     assert crash_of(main).startswith(error)

@@ -58,9 +58,7 @@ def gpio_deep_sleep_hold(enable):
     pass
 
 
+# modesp32.c: the ESP32 has raw_temperature() (degrees F, uncalibrated); mcu_temperature()
+# exists only on the other chips.
 def raw_temperature():
     return 120
-
-
-def mcu_temperature():
-    return 49
