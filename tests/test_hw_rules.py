@@ -294,6 +294,13 @@ def test_schedule_takes_two_positional_arguments(world):
      "ValueError: hard Timers are not implemented"),
     ("import machine\nmachine.Timer(0).init(10)\n", "TypeError"),   # keyword-only arguments
     ("import machine\nmachine.UART(1, 9600, 8, None, 1, 17, 16)\n", "TypeError"),  # tx= rx=
+    ("import machine\ntry:\n    machine.UART(1, baudrate=9600, tx=18, rx=19, rxbuf=128)\n"
+     "except OSError as e:\n    raise ValueError(e.args)\n", "ValueError: (1, 'ESP_FAIL')"),                     # uart_driver_install: rx > 128
+    ("import machine\ntry:\n    machine.UART(1, baudrate=9600, tx=18, rx=19, txbuf=64)\n"
+     "except OSError as e:\n    raise ValueError(e.args)\n", "ValueError: (1, 'ESP_FAIL')"),
+    ("import machine\nmachine.UART(1, baudrate=9600, tx=18, rx=19, flow=4)\n",
+     "ValueError: invalid flow control mask"),
+    ("import machine\nmachine.UART(1, 9600, 9)\n", "ValueError: invalid data bits"),
 ])
 def test_a_firmware_breaking_wdt_or_timer_rules_crashes_on_the_board(main, error):
     assert crash_of(main).startswith(error)

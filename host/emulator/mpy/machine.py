@@ -170,10 +170,23 @@ class UART:
                  invert=0, flow=0):
         self._id = id
         self._timeout_ms = 0
-        self.init(baudrate, bits, parity, stop, tx=tx, rx=rx, rxbuf=rxbuf, timeout=timeout)
+        self.init(baudrate, bits, parity, stop, tx=tx, rx=rx, rts=rts, cts=cts, txbuf=txbuf,
+                  rxbuf=rxbuf, timeout=timeout, timeout_char=timeout_char, invert=invert,
+                  flow=flow)
 
     def init(self, baudrate=115200, bits=8, parity=None, stop=1, *, tx=None, rx=None, rts=None,
              cts=None, txbuf=256, rxbuf=256, timeout=0, timeout_char=0, invert=0, flow=0):
+        # machine_uart.c argument checks, then ESP-IDF uart_driver_install (not on the REPL
+        # UART 0, which has no driver): both buffers must exceed the 128-byte hardware FIFO
+        # (a TX buffer may be 0), else ESP_FAIL, which check_esp_err raises as OSError 1.
+        if bits not in (5, 6, 7, 8):
+            raise ValueError("invalid data bits")
+        if stop not in (1, 2):
+            raise ValueError("invalid stop bits")
+        if flow & ~3:
+            raise ValueError("invalid flow control mask")
+        if self._id != 0 and (rxbuf <= 128 or 0 < txbuf <= 128):
+            raise OSError(1, "ESP_FAIL")
         self._timeout_ms = timeout
         _board.uart_init(self._id, baudrate, rxbuf)
 
