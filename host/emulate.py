@@ -127,7 +127,7 @@ class ScenarioRun:
             self.routes[device_id] = route
             dev = self.world.add_device(
                 device_id, key=device_key(self.seed, device_id), files=files,
-                link=link_options,
+                profile=sc["scenario"]["profile"], link=link_options,
                 gnss=dict(route=route,
                           indoor=[(s["start_s"] * 1000, (s["start_s"] + s["duration_s"]) * 1000)
                                   for s in spec["indoor"]]),
@@ -333,7 +333,9 @@ class ScenarioRun:
             # How long the link held each downlink for a sleeping device (listen windows).
             "downlink_wait_ms": percentiles([w[2] for d in self.devices.values()
                                              for w in d.link.downlink_waits]),
+            "profile": self.sc["scenario"]["profile"],
             "energy_mah": round(sum(r["energy_mah"] for r in reports), 4),
+            "board_mah": round(sum(r["board_mah"] for r in reports), 4),
             "avg_current_ma": round(sum(r["avg_current_ma"] for r in reports) / n, 4),
             "floor_ratio": round(sum(r["floor_ratio"] for r in reports) / n, 3),
             "projected_battery_days": round(min(r["projected_battery_days"] for r in reports), 2),
@@ -457,8 +459,10 @@ def format_summary(summary, timeline):
         "first tag report inside the radius to haptic warning: " + _ms(
             s["proximity_observed_latency_ms"]),
         "downlinks held for a sleeping device: " + _ms(s["downlink_wait_ms"]),
-        "energy: %.2f mAh, average %.3f mA, %.1fx the physical floor, battery lasts %.1f days" % (
-            s["energy_mah"], s["avg_current_ma"], s["floor_ratio"], s["projected_battery_days"]),
+        "energy: %.2f mAh on %s (%.2f of it the board's constant draws), average %.3f mA, "
+        "%.1fx the physical floor, battery lasts %.1f days" % (
+            s["energy_mah"], s["profile"], s["board_mah"], s["avg_current_ma"], s["floor_ratio"],
+            s["projected_battery_days"]),
         "trace sha256: " + s["trace_sha256"],
     ]
     if s["crashes"]:

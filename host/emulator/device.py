@@ -31,7 +31,7 @@ _DATA_WAKE = -1  # a wait ended by UART data, not a machine.wake_reason()
 _POLL_COST_US = 10
 _ADC_COST_US = 50
 # machine.idle() is taskYIELD(): with nothing else to run it returns at once (modmachine.c).
-_IDLE_COST_US = 20
+_IDLE_COST_US = 5
 _RTC_MEMORY_MAX = 2048
 _SCHEDULE_DEPTH = 8              # MICROPY_SCHEDULER_DEPTH (ports/esp32/mpconfigport.h)
 _DEFAULT_TICKS_START_MS = (1 << 30) - 30_000  # ticks wrap 30 s after each boot
@@ -119,6 +119,7 @@ class EmulatedDevice(GpioBus, UartBus, FirmwareRuntime):
         self._wdt_deadline_us = 0
         self._wdt_gen = 0
         self._pending = []
+        self._in_callbacks = 0
         self._state = OFF
         self._wait_id = 1
         self._woken = 0
@@ -351,8 +352,12 @@ class EmulatedDevice(GpioBus, UartBus, FirmwareRuntime):
 
     def _dispatch(self):
         pending = self._pending
-        while pending:
-            pending.pop(0)()
+        self._in_callbacks += 1  # the scheduler is locked while its callbacks run
+        try:
+            while pending:
+                pending.pop(0)()
+        finally:
+            self._in_callbacks -= 1
 
     def _spin(self, cost_us):
         """Let `cost_us` of busy CPU time pass, serving anything that falls due meanwhile."""
@@ -562,12 +567,10 @@ class EmulatedDevice(GpioBus, UartBus, FirmwareRuntime):
 
     def bus_sleep_us(self, us, mode):
         """mode 0: time.sleep (awake, IRQs served); 1: a blocking read's wait (returns early
-        on an IRQ or UART data); 2: machine.idle (taskYIELD: returns at once)."""
+        on an IRQ or UART data)."""
         self._guard()
         now = self.world.now_us
-        if mode == 2:
-            self._spin(_IDLE_COST_US)
-        elif mode == 1:
+        if mode == 1:
             self._wait(now + us, IDLE)
         else:
             self._wait(now + us, WAIT)
@@ -643,9 +646,19 @@ class EmulatedDevice(GpioBus, UartBus, FirmwareRuntime):
         return self.heap.alloc_bytes()
 
     def bus_schedule(self, fn):
+        self._guard()
+        if self._pending and not self._in_callbacks:
+            # Outside a callback the VM runs the queue at every backward jump, so a loop of
+            # schedule() calls never fills it; only callbacks (locked) and IRQ bursts do.
+            self._dispatch()
         if len(self._pending) >= _SCHEDULE_DEPTH:
             raise RuntimeError("schedule queue full")
         self._pending.append(fn)
+
+    def bus_idle(self):
+        """machine.idle() is taskYIELD(): back at once with the CPU awake (modmachine.c)."""
+        self._guard()
+        self._spin(_IDLE_COST_US)
 
     def bus_adc_uv(self, pin):
         self._guard()
@@ -696,9 +709,9 @@ class BoardBus:
 
     A port of the emulator into the real MicroPython VM implements these same calls."""
     ticks_us = sleep_us = lightsleep = deepsleep = reset = reset_cause = wake_reason = None
-    unique_id = freq = mem_free = mem_alloc = schedule = None
+    unique_id = freq = mem_free = mem_alloc = schedule = idle = None
     pin_check = pin_init = pin_get = pin_set = pin_irq = gpio_deep_sleep_hold = None
     uart_init = uart_deinit = uart_any = uart_read = uart_readline = uart_write = None
     uart_flush = uart_txdone = uart_irq = None
     adc_uv = rtc_us = rtc_set_us = rtc_memory = wdt_start = wdt_feed = None
-    timer_start = timer_stop = wake_ext0 = wake_ext1 = None
+    timer_start = timer_stop = wake_ext0 = wake_ext1 = ext0 = None

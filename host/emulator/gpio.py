@@ -154,25 +154,21 @@ class GpioBus:
         self._update_pad(pin, p)
 
     def bus_pin_irq(self, pin, trigger, fn, wake):
+        # mpy/machine.py does machine_pin.c's argument work (a level trigger with wake=
+        # claims ext0 and installs no handler); this is the handler and its trigger.
         p = self._pins[pin]
         p.irq_fn = fn
         p.irq_trigger = trigger if fn is not None else 0
         p.irq_wake = wake if fn is not None else 0
-        if fn is not None and trigger in (WAKE_LOW, WAKE_HIGH) and wake:
-            # machine_pin.c: a level trigger with wake= claims ext0 for this pin.
-            if pin not in RTC_PINS:
-                raise ValueError("invalid pin for wake")
-            if self._ext0 is not None and self._ext0[0] != pin:
-                raise ValueError("no resources")
-            self._ext0 = (pin, 0 if trigger == WAKE_LOW else 1, wake)
-        elif self._ext0 is not None and self._ext0[0] == pin:
-            self._ext0 = None
 
-    def bus_wake_ext0(self, pin, level):
+    def bus_wake_ext0(self, pin, level, wake_types=SLEEP_BIT | DEEPSLEEP_BIT):
+        """esp32.wake_on_ext0 arms both sleeps (modesp32.c); Pin.irq(wake=) the ones named."""
         if pin is not None and pin not in RTC_PINS:
             raise ValueError("invalid pin")
-        # esp32.wake_on_ext0 arms ext0 for light sleep and deep sleep alike (modesp32.c).
-        self._ext0 = None if pin is None else (pin, level, SLEEP_BIT | DEEPSLEEP_BIT)
+        self._ext0 = None if pin is None else (pin, level, wake_types)
+
+    def bus_ext0(self):
+        return self._ext0
 
     def bus_wake_ext1(self, pins, level):
         for pin in pins:
