@@ -262,6 +262,7 @@ class App:
                 self.events.append(("queue_depth", len(self.queue)))
         elif kind == "gnss":
             self.gnss.power(action[1])
+            self.hw.cpu_slow(action[1])
         elif kind == "haptic":
             self.outputs.haptic(action[1])
         elif kind == "led":

@@ -46,6 +46,12 @@ class Board:
     def watchdog(self):
         return self.machine.WDT(timeout=self.pins.WDT_TIMEOUT_MS)
 
+    def cpu_slow(self, slow):
+        """80 MHz while the CPU mostly waits awake for the GNSS (it cannot light-sleep then):
+        25.5 instead of 35.5 mA (ESP32 datasheet, Modem-sleep); 160 MHz, MicroPython's
+        default, otherwise."""
+        self.machine.freq(80000000 if slow else 160000000)
+
     def arm_wakes(self):
         """Wake from light and deep sleep on a press (ext0, level 0) or when the link's peer
         pulls the wake line low (ext1, ALL_LOW on its one pin). Nothing else can wake the

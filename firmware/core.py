@@ -689,6 +689,11 @@ class Core:
                   "link_quality": quality, "queue_depth": min(self.queue_depth, 0xFFFF),
                   "uptime_s": self._uptime_s(now), "status": self.status()}
         self._send("HEARTBEAT", fields, STORE_NONE, now, out)
+        # A fix due soon rides this wake and this radio connection: a boot and a modem
+        # connection each cost more than a fix taken a little early.
+        fix_due = self._due.get("fix")
+        if fix_due is not None and ticks_diff(fix_due, now) < self.cfg["deep_sleep_min_s"] * 1000:
+            self._due["fix"] = now
 
     def _uptime_ms(self, now):
         return self._uptime_base_ms + max(0, ticks_diff(now, self._boot_at))

@@ -107,7 +107,7 @@ class EmulatedDevice(GpioBus, UartBus, FirmwareRuntime):
         self.console = bytearray()          # what the REPL UART sent (bounded, newest kept)
         self._console_listeners = []
 
-        self._init_gpio(self.profile.get("board", {}).get("external_pull_down", ()))
+        self._init_gpio(self.profile.get("pins", {}).get("external_pull_down", ()))
         self._init_uarts()
         self._analog = {}
         self._rtc_memory = b""

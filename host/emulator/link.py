@@ -70,6 +70,7 @@ class Link:
         self._sending = False
         self._waking = False
         self._ready = False
+        self._connected_until_us = 0
         self._up_rng = dev.world.rng(dev.device_id, "link-up")
         self._down_rng = dev.world.rng(dev.device_id, "link-down")
         dev.attach_uart(uart_id, self.on_device_write)
@@ -107,10 +108,21 @@ class Link:
             self._tx.clear()
             self._send_up(chunk)
 
-    def _send_up(self, chunk):
+    def _radio(self, ma_key, nbytes):
+        """One frame on the radio: a connection (frame_us) unless the last frame's connection
+        is still up (the profile's connection_window_s), plus its bytes."""
         dev = self.dev
         radio = dev.profile["radio"]
-        dev.energy.pulse("radio", radio["tx_ma"], radio["frame_us"] + radio["per_byte_us"] * len(chunk))
+        now = dev.world.now_us
+        us = radio["per_byte_us"] * nbytes
+        if now >= self._connected_until_us:
+            us += radio["frame_us"]
+        self._connected_until_us = now + int(radio.get("connection_window_s", 0.0) * 1e6)
+        dev.energy.pulse("radio", radio[ma_key], us)
+
+    def _send_up(self, chunk):
+        dev = self.dev
+        self._radio("tx_ma", len(chunk))
         dev.energy.count("tx_frames")
         dev.energy.count("tx_bytes", len(chunk))
         self.stats["up_sent"] += 1
@@ -136,9 +148,9 @@ class Link:
     def _arrive_at_network_edge(self, packet):
         world = self.dev.world
         now = world.now_us
-        if self.edrx_cycle_us:
-            # The network pages the modem only at its next paging occasion (3GPP TS 24.008
-            # eDRX; docs/HARDWARE.md "Link peer").
+        if self.edrx_cycle_us and now >= self._connected_until_us:
+            # In idle the network pages the modem only at its next paging occasion (3GPP
+            # TS 24.008 eDRX); while a connection is up (an uplink's ACK) it sends at once.
             cycle, phase = self.edrx_cycle_us, self._page_phase_us
             page = now + (phase - now) % cycle
             world.at_us(page, self._peer_receive, (now, packet))
@@ -189,8 +201,7 @@ class Link:
 
     def _deliver_down(self, arrival_us, data):
         dev = self.dev
-        radio = dev.profile["radio"]
-        dev.energy.pulse("radio", radio["rx_ma"], radio["frame_us"] + radio["per_byte_us"] * len(data))
+        self._radio("rx_ma", len(data))
         dev.energy.count("rx_frames")
         dev.energy.count("rx_bytes", len(data))
         self.stats["down_delivered"] += 1
