@@ -98,6 +98,7 @@ class EmulatedDevice(GpioBus, UartBus, FirmwareRuntime):
             from host.deploy import build_image
             image = build_image(files or {})
         self.flash = Flash(image)
+        self.flash.on_power_lost = self._guard
         self.ticks_start_ms = _DEFAULT_TICKS_START_MS if ticks_start_ms is None else ticks_start_ms
         self.trace_sleeps = trace_sleeps
         self.log = []

@@ -124,10 +124,11 @@ class _File:
     """A file on the emulated flash: littlefs-python's handle, with its errors turned into
     MicroPython's OSError(errno) (a full flash is OSError 28, ENOSPC, as on the board)."""
 
-    __slots__ = ("_f",)
+    __slots__ = ("_f", "_flash")
 
-    def __init__(self, handle):
+    def __init__(self, handle, flash):
         self._f = handle
+        self._flash = flash
 
     def __getattr__(self, name):
         attr = getattr(self._f, name)
@@ -135,6 +136,7 @@ class _File:
             return attr
 
         def call(*args, **kwargs):
+            self._flash.check_power()
             try:
                 return attr(*args, **kwargs)
             except (LittleFSError, OSError) as e:
@@ -179,6 +181,8 @@ class Flash:
         self._fs = fs
         self.cwd = "/"
 
+    on_power_lost = None          # set by the device: raises its power-cut reset
+
     def cut_after_writes(self, n):
         """Drop every flash program/erase after the next `n` (a power cut mid-write)."""
         self.context.progs_left = n
@@ -207,6 +211,7 @@ class Flash:
         """Contents of a file, or None if there is none (cached for the import system)."""
         if path in self._files:
             return self._files[path]
+        self.check_power()
         try:
             st = self._fs.stat(path)
             if st.type != 1:
@@ -245,11 +250,19 @@ class Flash:
             if "a" in mode and not self._exists(path):
                 # MicroPython's append mode creates the file; littlefs-python 0.19's does not.
                 self._fs.open(path, "wb").close()
-            return _File(self._fs.open(path, mode))
+            self.check_power()
+            return _File(self._fs.open(path, mode), self)
         except (LittleFSError, OSError) as e:
             raise _os_error(e) from None
 
+    def check_power(self):
+        """After the power was cut mid-write the CPU has stopped: nothing more reaches the
+        filesystem (littlefs would also assert on its half-programmed cache)."""
+        if self.context.cut and self.on_power_lost is not None:
+            self.on_power_lost()
+
     def _call(self, fn, *args):
+        self.check_power()
         try:
             return fn(*args)
         except (LittleFSError, OSError) as e:
