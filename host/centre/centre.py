@@ -61,7 +61,7 @@ from host.centre.proximity import (
     haversine_m,
 )
 from host.keys import KeyStore
-from protocol import codec, messages
+from protocol import codec, host_names, messages
 
 # Event kinds
 HELLO = "hello"
@@ -427,7 +427,7 @@ class Centre:
                 alarm.ack_due_ms = now_ms + self.config.operator_ack_delay_ms
             change = "raised"
             self._event(now_ms, ALARM_RAISED, device.device_id, alarm_id=alarm.alarm_id,
-                        kind=messages.ALARM_KINDS.get(alarm.kind, alarm.kind),
+                        kind=host_names.ALARM_KINDS.get(alarm.kind, alarm.kind),
                         raised_time_ms=alarm.raised_time_ms, historic=frame.historic)
         elif state == messages.ALARM_STATE_RAISED:
             change = "repeated"
@@ -453,7 +453,7 @@ class Centre:
     def _on_event(self, device, frame, now_ms):
         f = frame.fields
         self._event(now_ms, DEVICE_EVENT, device.device_id,
-                    kind=messages.EVENT_KINDS.get(f["kind"], f["kind"]), device_time_ms=f["time_ms"],
+                    kind=host_names.EVENT_KINDS.get(f["kind"], f["kind"]), device_time_ms=f["time_ms"],
                     value=f["value"])
 
     def _on_ack(self, device, frame, now_ms):
