@@ -423,6 +423,9 @@ class FastReceiver(codec.Receiver):
         frame = Frame(code, name, flags | (FLAG_DOWNLINK if direction else 0), key_id,
                       device_id, counter, fields, body)
         if self.check_replay:
+            if self.floors and code != 0x10 and counter <= self.floors.get((device_id, key_id),
+                                                                            0):
+                raise FrameError("replayed", "at or below the floor")
             window = self.windows.get((device_id, key_id))
             if window is None:
                 window = self.windows[(device_id, key_id)] = ReplayWindow()

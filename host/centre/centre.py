@@ -200,6 +200,7 @@ class Downlink:
     acked_ms: Optional[int] = None
     done: bool = False  # acked, superseded or expired
     supersede: Optional[str] = None  # a newer downlink with the same key replaces this one
+    fields: Optional[dict] = None  # kept to re-seal it under a new counter after a reset
 
 
 class _Link:
@@ -375,7 +376,7 @@ class Centre:
                     old.done = True
             self._downlinks = [d for d in self._downlinks if not d.done]
         self._downlinks.append(Downlink(device_id, counter, name, wire, now_ms,
-                                        supersede=supersede))
+                                        supersede=supersede, fields=fields))
         self.evidence.downlink(now_ms, device_id, counter, name, fields)
         return counter
 
@@ -542,6 +543,7 @@ class Centre:
         return acks
 
     def _on_hello(self, device, frame, now_ms):
+        self._after_reset(device.device_id, now_ms)
         f = frame.fields
         device.firmware = "%d.%d.%d" % (f["fw_major"], f["fw_minor"], f["fw_patch"])
         device.boot_count = f["boot_count"]
@@ -731,6 +733,28 @@ class Centre:
             sender = host_fast.FastSender(device_id, key_id, key, downlink=True, counter=start)
             self._senders[device_id] = sender
         return sender
+
+    def _after_reset(self, device_id, now_ms):
+        """A HELLO: the device reset, and its downlink window restarted at its flash floor,
+        which may lie up to DOWNLINK_RESERVE above the last counter it accepted (SPEC 4.4).
+        Skip past it, and re-seal every pending downlink under a new counter: the old bytes
+        would now be refused as replays (a new counter, never the old one with new bytes,
+        so no CTR keystream is reused)."""
+        sender = self._sender(device_id)
+        sender.counter += DOWNLINK_RESERVE
+        for downlink in self._downlinks:
+            if downlink.device_id != device_id or downlink.done or downlink.fields is None:
+                continue
+            old = downlink.counter
+            downlink.wire, downlink.counter = self._seal(device_id, downlink.name,
+                                                         downlink.fields)
+            downlink.sent_ms = downlink.next_retry_ms = None
+            downlink.tries = 0
+            self.evidence.downlink(now_ms, device_id, downlink.counter, downlink.name,
+                                   downlink.fields)
+            for alarm in self.alarm_history:
+                if alarm.device_id == device_id and alarm.ack_counter == old:
+                    alarm.ack_counter = downlink.counter
 
     def _seal(self, device_id, name, fields):
         """Seal one downlink; returns (wire, counter). The counter is reserved in the store
