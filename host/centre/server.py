@@ -30,13 +30,14 @@ def utc_ms():
 
 class CentreServer:
     def __init__(self, centre, clock=utc_ms, on_link=None, max_buffer_bytes=1 << 20,
-                 read_bytes=65536, max_tick_wait_s=0.5):
+                 read_bytes=65536, max_tick_wait_s=0.5, min_tick_s=0.01):
         self.centre = centre
         self.clock = clock
         self.on_link = on_link  # on_link("open"|"closed", link_id, peer): for the CLI's lines
         self.max_buffer_bytes = max_buffer_bytes
         self.read_bytes = read_bytes
         self.max_tick_wait_s = max_tick_wait_s
+        self.min_tick_s = min_tick_s
         self.links = {}  # link id -> send(wire) callable
         self.opened = 0
         self.closed = 0
@@ -193,6 +194,9 @@ class CentreServer:
             await asyncio.wait(waits, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waits:
                 waiter.cancel()
+            # A tick scans every device; under a burst of input, tick at most every
+            # min_tick_s instead of once per read (replies to input go out at once anyway).
+            await asyncio.sleep(self.min_tick_s)
 
     async def close(self):
         for server in self._servers:
