@@ -84,7 +84,12 @@ class App:
         ring = codec.Keyring()
         ring.add(device_id, key_id, key)
         self.self_reader = codec.Receiver(ring, downlink=False, check_replay=False)
-        self.link = link_mod.Link(hw.link_uart, codec.Receiver(ring, downlink=True), log)
+        downlinks = codec.Receiver(ring, downlink=True)
+        # The downlink window survives resets (a floor in flash) and deep sleep (exact, RTC).
+        self.down_floor = persist.DownlinkFloor(self.root + "/state/downlink.bin")
+        self.down_floor.attach(downlinks, device_id, key_id,
+                               rtc.get("down") if isinstance(rtc, dict) else None)
+        self.link = link_mod.Link(hw.link_uart, downlinks, log)
         self.button = button_mod.Button(hw.button_pin, hw.ticks_ms)
         self.battery = battery_mod.Battery(hw.battery_adc, hw.charger_pin,
                                            hw.pins.BATTERY_DIVIDER)
@@ -171,6 +176,7 @@ class App:
             # The core's timers resume at the wake, less the time slept by the RTC.
             state = self.core.sleep_snapshot(hw.ticks_ms())
             state["deep"]["rtc_ms"] = self.rtc_ms()
+            state["down"] = self.down_floor.snapshot()
             self.rtc_state.save(state)
             log("deep sleep %d ms" % sleep_ms)
             hw.link_uart.flush()
@@ -323,19 +329,14 @@ class App:
         return None if record is None else record[1]
 
     def _flush(self, max_n, below, skip):
-        """Resend queued records oldest-first with FLAG_HISTORIC, same counter."""
+        """Resend queued records oldest-first, byte for byte as stored (SPEC 3.3: a resend
+        is the same frame, so it never reuses a CTR keystream over other plaintext; the
+        centre tells a late record from a live one by its counter)."""
         sent = 0
         for counter, _is_alarm, frame in self.queue.pending(limit=max_n, exclude=skip):
             if counter >= below:
                 break
-            try:
-                opened = self.self_reader.open(frame[:-1])
-                again = self.sender.seal(opened.name, opened.fields,
-                                         core_mod.FLAG_HISTORIC, counter=counter)
-            except ValueError as exc:                  # FrameError/PayloadError: bad record
-                log("flush %d: %s" % (counter, exc))
-                continue
-            self._write(again)
+            self._write(frame)
             sent += 1
         if sent:
             log("flushed %d queued record(s)" % sent)

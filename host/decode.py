@@ -7,8 +7,8 @@ comment; a line that does not end in 00 is closed as if it did). The key file is
 
 With keys, each frame is opened exactly as a receiver would (CRC, tag, direction, flags,
 decryption, replay window per device and direction), uplinks and downlinks alike.
-Without keys, framing, CRC, header and cleartext payloads are still decoded, and each frame
-says `tag unverified`; encrypted payloads are shown as such. A frame is invalid if a receiver
+Without keys, framing, CRC and the routing header are still decoded, and each frame says
+`tag unverified`; its type and payload are sealed (protocol v2) and shown as such. A frame is invalid if a receiver
 would refuse it (SPEC 10 reasons); a final block with no delimiter is reported `truncated`.
 
 Exit status: 0 every frame valid, 1 some invalid, 2 unusable input (one line on stderr).
@@ -18,11 +18,10 @@ import json
 import sys
 
 from host.keys import KeyFileError, load_keys
-from protocol import codec, framing, host_fast, messages
+from protocol import codec, framing, host_fast
 from protocol.host_make_vectors import to_jsonable
 
-_FLAG_NAMES = ((codec.FLAG_ACK_REQ, "ack_req"), (codec.FLAG_HISTORIC, "historic"),
-               (codec.FLAG_ENCRYPTED, "encrypted"), (codec.FLAG_DOWNLINK, "downlink"),
+_FLAG_NAMES = ((codec.FLAG_ACK_REQ, "ack_req"), (codec.FLAG_DOWNLINK, "downlink"),
                (codec.FLAG_TEST, "test"))
 
 
@@ -109,7 +108,7 @@ class Decoder:
             body = framing.cobs_decode(block)
         except ValueError as e:
             return {"ok": False, "reason": "bad_cobs", "detail": str(e)}
-        downlink = len(body) > 2 and bool(body[2] & codec.FLAG_DOWNLINK)
+        downlink = len(body) > 1 and body[1] == 1  # the clear direction byte (SPEC 3.1)
         if self.keyed:
             try:
                 frame = self.receivers[downlink].open(block)
@@ -123,34 +122,26 @@ class Decoder:
         return self._unkeyed(body)
 
     def _unkeyed(self, body):
-        """Every check a receiver makes that needs no key (SPEC 10, steps 1-6 and 10)."""
+        """Every check a receiver makes that needs no key (SPEC 9, steps 1-6). In protocol v2
+        the type, flags and payload are sealed: without a key only the routing header shows."""
         size = len(body)
-        if size < codec.HEADER_SIZE + 8 + codec.CRC_SIZE:
+        if size < 22:
             return {"ok": False, "reason": "truncated", "detail": "%d bytes" % size}
         if size > codec.MAX_FRAME:
             return {"ok": False, "reason": "oversize", "detail": "%d bytes" % size}
         if framing.crc16(body[:-2]) != body[-2] << 8 | body[-1]:
             return {"ok": False, "reason": "bad_crc", "detail": ""}
-        version, code, flags, key_id = body[0], body[1], body[2], body[3]
-        device_id = int.from_bytes(body[4:8], "big")
-        counter = int.from_bytes(body[8:12], "big")
-        if version != codec.VERSION:
-            return {"ok": False, "reason": "bad_version", "detail": "version %d" % version}
-        spec = messages.BY_TYPE.get(code)
-        if spec is None:
-            return {"ok": False, "reason": "unknown_type", "detail": "type 0x%02x" % code}
-        result = {"ok": True, "name": spec[1], "type": code, "flags": _flags_text(flags),
-                  "direction": "down" if flags & codec.FLAG_DOWNLINK else "up",
-                  "device_id": device_id, "key_id": key_id, "counter": counter,
-                  "tag": "unverified"}
-        if flags & codec.FLAG_ENCRYPTED:
-            result["fields"] = None
-            return result
-        try:
-            result["fields"] = to_jsonable(messages.decode(code, body[12:-10])[1])
-        except messages.PayloadError as e:
-            return {"ok": False, "reason": "bad_payload", "detail": str(e)}
-        return result
+        if body[0] != codec.VERSION:
+            return {"ok": False, "reason": "bad_version", "detail": codec._version_detail(body[0])}
+        if size < codec.MIN_FRAME:
+            return {"ok": False, "reason": "truncated", "detail": "%d bytes" % size}
+        direction, key_id = body[1], body[2]
+        device_id = int.from_bytes(body[3:7], "big")
+        counter = int.from_bytes(body[7:11], "big")
+        return {"ok": True, "name": "SEALED", "type": None, "flags": [],
+                "direction": "down" if direction == 1 else "up",
+                "device_id": device_id, "key_id": key_id, "counter": counter,
+                "tag": "unverified", "fields": None}
 
     @staticmethod
     def _frame_dict(frame, tag):

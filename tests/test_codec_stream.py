@@ -1,8 +1,12 @@
 """Streams, faults and state: random chunking with noise and log text, mutation fuzzing,
 replay and wrong-key rejection, the replay window, and counters across reboots (SPEC 2, 3, 4)."""
+import os
+import tempfile
+
 from hypothesis import given
 from hypothesis import strategies as st
 
+from firmware import persist
 from protocol import codec, host_fast, host_reference
 from tests.test_protocol_roundtrip import KEY, messages_st
 
@@ -136,7 +140,7 @@ def test_replayed_and_wrong_key_frames_are_rejected(message):
 def test_window_accepts_reordered_frames_exactly_once(order, base):
     sender = codec.Sender(DEVICE, 1, KEY)
     fields = {"kind": 1, "time_ms": 0, "value": 0}
-    wires = {c: sender.seal("EVENT", fields, codec.FLAG_HISTORIC, base + c) for c in order}
+    wires = {c: sender.seal("EVENT", fields, 0, base + c) for c in order}
     for receiver in _pair():
         accepted = []
         for counter in order + order[:5]:
@@ -161,45 +165,35 @@ def test_window_edges():
     assert window.bitmap == 0 and window.seen(100) and not window.seen(199)
 
 
-class Flash:
-    """The reserve-ahead counter record of SPEC 3.3, as the firmware keeps it."""
-
-    BLOCK = 16
-
-    def __init__(self):
-        self.reserved_to = 0  # every counter <= reserved_to may have been used
-        self.writes = 0
-
-    def boot(self):
-        start = self.reserved_to + 1  # skip whatever the last run may have used
-        self.reserve(start)
-        return start
-
-    def reserve(self, counter):
-        if counter > self.reserved_to:
-            self.reserved_to = counter + self.BLOCK - 1
-            self.writes += 1
-
-
 @given(st.lists(st.tuples(st.integers(0, 40), st.sampled_from(["reboot", "deepsleep"])),
                 min_size=1, max_size=8))
 def test_counters_survive_reboots_and_deep_sleep_without_reuse(runs):
-    flash = Flash()
-    rtc_counter = None  # RTC memory: kept across deep sleep, lost on a reset
-    receivers = _pair()
-    seen = []
-    for frames, how_it_ends in runs:
-        start = rtc_counter if rtc_counter is not None else flash.boot()
-        sender = codec.Sender(DEVICE, 1, KEY, counter=start)
-        for _ in range(frames):
-            flash.reserve(sender.counter)  # persist before the counter is used
-            wire = sender.seal("HEARTBEAT", {"battery_mv": 4000, "battery_pct": 90,
-                                             "charging": 0, "link_quality": 50,
-                                             "queue_depth": 0, "uptime_s": 1, "status": 0})
-            for receiver in receivers:
-                [frame] = receiver.feed(wire)
-                assert isinstance(frame, codec.Frame), frame
-            seen.append(frame.counter)
-        rtc_counter = sender.counter if how_it_ends == "deepsleep" else None
-    assert seen == sorted(set(seen))  # strictly increasing: never reused
-    assert flash.writes <= len(seen) // Flash.BLOCK + 2 * len(runs)
+    """The firmware's own reserve-ahead counter (firmware/persist.MessageCounter, a real
+    file) across resets (a new MessageCounter from the file) and deep sleeps (the exact
+    counter kept in RTC memory)."""
+    block = 16
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "state", "counter.bin")
+        rtc_counter = None  # RTC memory: kept across deep sleep, lost on a reset
+        receivers = _pair()
+        seen = []
+        writes = 0
+        for frames, how_it_ends in runs:
+            counter = persist.MessageCounter(path, block=block)  # a boot reads the file
+            start = counter.resume(rtc_counter)
+            sender = codec.Sender(DEVICE, 1, KEY, counter=start)
+            for _ in range(frames):
+                before = counter.reserved
+                counter.ensure(sender.counter)  # persist before the counter is used
+                writes += counter.reserved != before
+                wire = sender.seal("HEARTBEAT", {"battery_mv": 4000, "battery_pct": 90,
+                                                 "charging": 0, "link_quality": 50,
+                                                 "queue_depth": 0, "uptime_s": 1,
+                                                 "status": 0})
+                for receiver in receivers:
+                    [frame] = receiver.feed(wire)
+                    assert isinstance(frame, codec.Frame), frame
+                seen.append(frame.counter)
+            rtc_counter = sender.counter if how_it_ends == "deepsleep" else None
+        assert seen == sorted(set(seen))  # strictly increasing: never reused
+        assert writes <= len(seen) // block + 2 * len(runs)
