@@ -402,11 +402,15 @@ def one_core():
             os.sched_setaffinity(0, allowed)
 
 
-def run(sc, seed=None, progress=None, trace_path=None):
-    """Run a loaded scenario; returns (summary dict, timeline rows)."""
+def run(sc, seed=None, progress=None, trace_path=None, record_path=None, source=None):
+    """Run a loaded scenario; returns (summary dict, timeline rows). With record_path, the
+    centre's traffic and the stimuli are written there as pcapng (host/recording)."""
     started = time.perf_counter()
+    run_class = ScenarioRun
+    if record_path:
+        from host.recording.emu import RecordingRun as run_class
     with one_core():
-        sim = ScenarioRun(sc, seed)
+        sim = run_class(sc, seed)
         try:
             sim.run(progress)
             wall_s = time.perf_counter() - started
@@ -416,6 +420,8 @@ def run(sc, seed=None, progress=None, trace_path=None):
                 with open(trace_path, "w", encoding="utf-8") as f:
                     for line in sim.trace_lines():
                         f.write(line + "\n")
+            if record_path:
+                sim.write(record_path, source or sc["scenario"]["name"])
             return summary, timeline
         finally:
             sim.close()
@@ -489,6 +495,8 @@ def main(argv):
     parser.add_argument("--seed", type=int, help="override the scenario's seed")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--trace", metavar="FILE.jsonl", help="write every event as JSON lines")
+    parser.add_argument("--record", metavar="FILE.pcapng",
+                        help="record every device's link and the stimuli (pcapng)")
     args = parser.parse_args(argv)
     try:
         sc = scenarios.load(args.scenario)
@@ -504,8 +512,15 @@ def main(argv):
         except OSError as e:
             print("vigil emulate: --trace %s: %s" % (args.trace, e.strerror), file=sys.stderr)
             return 2
+    if args.record:
+        try:
+            open(args.record, "w").close()
+        except OSError as e:
+            print("vigil emulate: --record %s: %s" % (args.record, e.strerror), file=sys.stderr)
+            return 2
     progress = None if args.json else _progress_bar(sc["scenario"]["duration_s"])
-    summary, timeline = run(sc, seed=args.seed, progress=progress, trace_path=args.trace)
+    summary, timeline = run(sc, seed=args.seed, progress=progress, trace_path=args.trace,
+                            record_path=args.record, source=args.scenario)
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:

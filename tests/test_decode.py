@@ -49,7 +49,8 @@ def test_bad_frames_name_their_reason_and_exit_1(tmp_path, capsys):
     keys = _keys(tmp_path)
     # decode opens each frame with the receiver of the direction its flag names, so a good
     # downlink is not "wrong_direction" there, and TEST_INJECT needs --test-mode.
-    skip = {"wrong-direction", "test-only"}
+    # The same bytes twice are a retransmission, not a replay (test below).
+    skip = {"wrong-direction", "test-only", "replayed"}
     for vector in VECTORS["bad_frames"]:
         if vector["name"] in skip:
             continue
@@ -133,15 +134,49 @@ def test_any_input_gives_lines_and_0_or_1(capsys, parts, as_hex, as_json, keyed)
     out = capsys.readouterr().out.splitlines()
     assert code in (0, 1)
     assert (code == 1) == any(
-        ("INVALID" in line) if not as_json else not json.loads(line)["ok"] for line in out)
+        ("INVALID" in line) if not as_json else json.loads(line)["status"] == "invalid"
+        for line in out)
+    if not keyed:  # never "ok" without a key
+        assert not any("tag verified" in line if not as_json else json.loads(line)["ok"]
+                       for line in out)
     stream = decode.parse_hex(data.hex(), "x") if as_hex and data else data
     assert len(out) == len(list(decode.blocks(stream)))
 
 
-def test_replay_is_reported_but_the_frame_still_shown(tmp_path, capsys):
+def test_a_retransmission_is_reported_as_such_not_as_a_replay(tmp_path, capsys):
     path = _write(tmp_path, "dup.bin", GOOD_WIRES[1] * 2)
-    assert decode.main([path, "--json", "--key-file", _keys(tmp_path)]) == 1
+    assert decode.main([path, "--json", "--key-file", _keys(tmp_path)]) == 0
     first, second = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert first["ok"] and not second["ok"]
-    assert second["reason"] == "replayed" and second["fields"] == first["fields"]
+    assert first["status"] == "ok" and second["status"] == "retransmission"
+    assert second["fields"] == first["fields"] and second["detail"] == "same bytes as #1"
+    assert decode.main([path, "--key-file", _keys(tmp_path)]) == 0
+    assert "[retransmission: same bytes as #1, tag verified]" in capsys.readouterr().out
+
+
+def test_a_counter_reused_with_other_content_is_a_replay(tmp_path, capsys):
+    key = bytes(range(16))
+    keys = _write(tmp_path, "k.json", json.dumps([{"device_id": 9, "key_id": 0,
+                                                    "key": key.hex()}]))
+    sender = codec.Sender(9, 0, key)
+    fields = dict(GOOD[1]["fields"])
+    first = sender.seal("HEARTBEAT", fields)
+    fields["battery_mv"] += 1
+    forged = sender.seal("HEARTBEAT", fields, counter=1)
+    path = _write(tmp_path, "replay.bin", first + forged)
+    assert decode.main([path, "--json", "--key-file", keys]) == 1
+    one, two = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert one["status"] == "ok"
+    assert (two["status"], two["reason"]) == ("invalid", "replayed")
+    assert "reused with different content" in two["detail"]
     assert codec.REASONS  # every reason printed comes from this list
+
+
+def test_without_a_key_frames_are_unverified_never_ok(tmp_path, capsys):
+    path = _write(tmp_path, "capture.bin", b"".join(GOOD_WIRES))
+    assert decode.main([path]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines and all("[UNVERIFIED: no key for device 1 key 1, tag not checked]" in line
+                         for line in lines)
+    assert decode.main([path, "--json"]) == 0
+    objects = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {(o["status"], o["ok"]) for o in objects} == {("unverified", False)}
