@@ -222,6 +222,27 @@ class Reader:
         if len(first) < 4 or int.from_bytes(first, "little") != SHB_TYPE:
             raise RecordingError("%s: not a pcapng file (no section header at byte 0)"
                                  % self.name)
+        self._read_section_header()
+
+    def _read_section_header(self):
+        """Parse the first block now, so `meta` is known before any packet is read. A
+        broken one leaves `error` set and nothing to iterate."""
+        head = self._peek(8)
+        length = int.from_bytes(head[4:8], "little") if len(head) == 8 else 0
+        if length < 28 or length % 4 or length > MAX_BLOCK:
+            self._stop("corrupt section header (length %d)" % length)
+            return
+        raw = self._peek(length)
+        if len(raw) < length:
+            self._stop("truncated section header (%d of %d bytes)" % (len(raw), length))
+            return
+        try:
+            self._other_block(SHB_TYPE, raw)
+        except PcapngError as e:
+            self._stop(str(e))
+            return
+        self._pos += length
+        self.offset += length
 
     def close(self):
         if self._own and self._file is not None:
@@ -255,6 +276,8 @@ class Reader:
 
     # --- blocks ----------------------------------------------------------------------
     def __iter__(self):
+        if self.error:
+            return
         interfaces = self.interfaces
         directions = _FLAG_DIRECTIONS
         unpack_head = unpack_epb_head
