@@ -336,6 +336,20 @@ class Output:
             self._csv.writerow(CSV_COLUMNS)
 
     def write(self, result):
+        try:
+            self._write(result)
+        except BrokenPipeError:
+            raise  # the reader went away (| head): not an error (host/cli.py)
+        except OSError as e:  # e.g. /dev/full
+            raise UsageError("cannot write the output (%s)" % (e.strerror or e)) from None
+
+    def flush(self):
+        self.write(None)
+
+    def _write(self, result):
+        if result is None:
+            self.out.flush()
+            return
         status = result.get("status")
         if status == "invalid":
             self.invalid += 1
@@ -462,6 +476,8 @@ def main(argv=None):
         stream, own = _open_input(args.file)
         decoder = Decoder(keystore, test_mode=args.test_mode)
         fmt = "json" if args.json else "csv" if args.csv else "text"
+        if sys.stdout is None:
+            raise UsageError("no standard output to write to")
         output = Output(sys.stdout, fmt, live=not own)
         read = _read1(stream)
         try:
@@ -483,13 +499,14 @@ def main(argv=None):
                 _decode_blocks(items, decoder, output)
             except OSError as e:
                 raise UsageError("%s: cannot read (%s)" % (source, e.strerror or e)) from None
+        output.flush()
     except UsageError as e:
-        print("vigil decode: %s" % e, file=sys.stderr)
+        if sys.stderr is not None:
+            print("vigil decode: %s" % e, file=sys.stderr)
         return 2
     finally:
         if own and stream is not None:
             stream.close()
-    sys.stdout.flush()
     if stopped:
         print("vigil decode: %s: %s" % (source, stopped), file=sys.stderr)
         return 1
