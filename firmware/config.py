@@ -44,7 +44,7 @@ LOCAL_KEYS = {
     "battery_sample_s": (10, 3600, 60),
     # Low-power mode below this charge: routine positions stop, slow heartbeat.
     "low_power_pct": (1, 50, 10),
-    # A sent record not acked within this is treated as backlog (resent with FLAG_HISTORIC).
+    # A sent record not acked within this is treated as backlog (resent from the queue).
     "ack_wait_ms": (500, 600000, 10000),
     # Backlog flush: at most this many records per flush, flushes at least this far apart.
     "flush_max": (1, 64, 16),

@@ -45,7 +45,7 @@ Actions (tuples, kind first):
                                     (append (counter, store == 2, frame) to the flash queue)
     ("resend", counter)             retransmit the stored record with this counter unchanged
     ("flush", max_n, below, skip)   resend up to max_n queued records oldest-first, counters
-                                    < below and not in skip, re-sealed with FLAG_HISTORIC
+                                    < below and not in skip, byte for byte as stored
     ("acked", counters)             remove these counters from the flash queue
     ("gnss", on)                    power the GNSS (1) or cut it (0)
     ("haptic", pattern)             play a named haptic pattern (outputs.HAPTIC)
@@ -79,7 +79,6 @@ def ticks_diff(a, b):
 
 
 # --- protocol constants (equal to protocol.messages; a test checks) ------------------------
-FLAG_HISTORIC = const(2)
 STORE_NONE = const(0)
 STORE_EVIDENCE = const(1)
 STORE_ALARM = const(2)

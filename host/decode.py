@@ -17,8 +17,9 @@ Each frame gets one status:
   window per device and direction), uplinks and downlinks alike;
 - `retransmission`: the same bytes as an earlier frame (SPEC 3.3: a resend reuses its counter
   and bytes), so not a replay;
-- `unverified`: no key for it, so its tag was not checked; framing, CRC, header and cleartext
-  payloads are still decoded, encrypted payloads are shown as such. Never `ok`;
+- `unverified`: no key for it, so its tag was not checked; framing, CRC and the routing
+  header (device, key id, counter, direction) are still decoded, but the type, flags and
+  payload are sealed (protocol v2) and shown as `SEALED`. Never `ok`;
 - `invalid`: a receiver would refuse it (SPEC 10 reasons); a final block with no delimiter is
   `truncated`.
 
@@ -37,8 +38,7 @@ from host.keys import KeyFileError, load_keys
 from protocol import codec, framing, host_fast, messages
 from protocol.host_make_vectors import to_jsonable
 
-_FLAG_NAMES = ((codec.FLAG_ACK_REQ, "ack_req"), (codec.FLAG_HISTORIC, "historic"),
-               (codec.FLAG_ENCRYPTED, "encrypted"), (codec.FLAG_DOWNLINK, "downlink"),
+_FLAG_NAMES = ((codec.FLAG_ACK_REQ, "ack_req"), (codec.FLAG_DOWNLINK, "downlink"),
                (codec.FLAG_TEST, "test"))
 CHUNK = 65536
 MAX_HEX_LINE = 65536  # characters; a longer line is not a frame's hex
@@ -208,7 +208,7 @@ class Decoder:
             body = framing.cobs_decode(block)
         except ValueError as e:
             return _invalid("bad_cobs", str(e))
-        downlink = len(body) > 2 and bool(body[2] & codec.FLAG_DOWNLINK)
+        downlink = len(body) > 1 and body[1] == 1  # the clear direction byte (SPEC 3.1)
         if not self.keyed:
             return self._unkeyed(body)
         try:
@@ -241,35 +241,26 @@ class Decoder:
                 del seen[counter]
 
     def _unkeyed(self, body):
-        """Every check a receiver makes that needs no key (SPEC 10, steps 1-6 and 10)."""
+        """Every check a receiver makes that needs no key (SPEC 9, steps 1-6). In protocol v2
+        the type, flags and payload are sealed: without a key only the routing header shows."""
         size = len(body)
-        if size < codec.HEADER_SIZE + 8 + codec.CRC_SIZE:
+        if size < 22:
             return _invalid("truncated", "%d bytes" % size)
         if size > codec.MAX_FRAME:
             return _invalid("oversize", "%d bytes" % size)
         if framing.crc16(body[:-2]) != body[-2] << 8 | body[-1]:
             return _invalid("bad_crc", "")
-        version, code, flags, key_id = body[0], body[1], body[2], body[3]
-        device_id = int.from_bytes(body[4:8], "big")
-        counter = int.from_bytes(body[8:12], "big")
-        if version != codec.VERSION:
-            return _invalid("bad_version", "version %d" % version)
-        spec = messages.BY_TYPE.get(code)
-        if spec is None:
-            return _invalid("unknown_type", "type 0x%02x" % code)
-        result = {"status": "unverified", "ok": False, "name": spec[1], "type": code,
-                  "flags": _flags_text(flags),
-                  "direction": "down" if flags & codec.FLAG_DOWNLINK else "up",
-                  "device_id": device_id, "key_id": key_id, "counter": counter,
-                  "tag": "unverified"}
-        if flags & codec.FLAG_ENCRYPTED:
-            result["fields"] = None
-            return result
-        try:
-            result["fields"] = to_jsonable(messages.decode(code, body[12:-10])[1])
-        except messages.PayloadError as e:
-            return _invalid("bad_payload", str(e))
-        return result
+        if body[0] != codec.VERSION:
+            return _invalid("bad_version", codec._version_detail(body[0]))
+        if size < codec.MIN_FRAME:
+            return _invalid("truncated", "%d bytes" % size)
+        direction, key_id = body[1], body[2]
+        device_id = int.from_bytes(body[3:7], "big")
+        counter = int.from_bytes(body[7:11], "big")
+        return {"status": "unverified", "ok": False, "name": "SEALED", "type": None,
+                "flags": [], "direction": "down" if direction == 1 else "up",
+                "device_id": device_id, "key_id": key_id, "counter": counter,
+                "tag": "unverified", "fields": None}
 
     @staticmethod
     def _frame_dict(frame):
@@ -306,7 +297,7 @@ def _text_line(result):
         where, result["name"], result["direction"], result["device_id"], result["key_id"],
         result["counter"], ",".join(result["flags"]) or "-")
     fields = result["fields"]
-    body = ("payload encrypted (no key)" if fields is None else
+    body = ("type and payload sealed (no key)" if fields is None else
             " ".join("%s=%s" % (k, json.dumps(v, separators=(",", ":")))
                      for k, v in fields.items()))
     status = result["status"]

@@ -1,4 +1,4 @@
-"""Sans-IO frame codec of protocol v1, shared unchanged by firmware and host (SPEC.md).
+"""Sans-IO frame codec of protocol v2, shared unchanged by firmware and host (SPEC.md).
 
     sender = Sender(device_id, key_id, key)          # one per device and direction
     wire = sender.seal("HEARTBEAT", fields)          # COBS bytes ending in 0x00
@@ -7,10 +7,13 @@
         ...
 
 Layout of the unstuffed frame body (big-endian):
-    version u8 | type u8 | flags u8 | key_id u8 | device_id u32 | counter u32 |
-    payload (AES-128-CTR ciphertext for location messages) |
+    version u8 = 2 | direction u8 | key_id u8 | device_id u32 | counter u32 |   routing, clear
+    sealed: AES-128-CTR of (type u8 | flags u8 | length u8 | payload | zero padding),
+            padded to one of SEALED_SIZES so the length tells little about the type |
     tag 8 bytes = HMAC-SHA256(mac_key, everything before it)[:8] |
     crc u16 = CRC-16/CCITT-FALSE of everything before it
+Only what a receiver needs to find the key and the nonce stays clear; the message type,
+flags and every payload are encrypted and authenticated.
 """
 import struct
 
@@ -23,26 +26,42 @@ except ImportError:
     def const(x):
         return x
 
-VERSION = const(1)
-HEADER_SIZE = const(12)
+VERSION = const(2)
+HEADER_SIZE = const(11)
+INNER_SIZE = const(3)  # type, flags, length: the first sealed bytes
 CRC_SIZE = const(2)
 MAX_FRAME = const(240)  # unstuffed; COBS adds at most 1 byte per 254, so one BLE ATT write
-MAX_PAYLOAD = const(218)  # MAX_FRAME - HEADER_SIZE - TAG_LEN - CRC_SIZE
+# Sealed sizes (SPEC 3.4): a sealed part is always the smallest of these that holds
+# INNER_SIZE + payload, so an observer learns only the bucket, never the exact length.
+SEALED_SIZES = messages.SEALED_SIZES
+MAX_SEALED = const(219)  # MAX_FRAME - HEADER_SIZE - TAG_LEN - CRC_SIZE
+MAX_PAYLOAD = const(216)  # MAX_SEALED - INNER_SIZE
+MIN_FRAME = const(53)  # HEADER_SIZE + SEALED_SIZES[0] + TAG_LEN + CRC_SIZE
 MAX_WIRE = const(243)  # stuffed frame plus its 0x00 delimiter
 REPLAY_WINDOW = const(64)
 TEST_KEY_ID = const(0xFF)
 
+# Sealed flags (inside the ciphertext).
 FLAG_ACK_REQ = const(1)
-FLAG_HISTORIC = const(2)
-FLAG_ENCRYPTED = const(4)
-FLAG_DOWNLINK = const(8)
 FLAG_TEST = const(16)
-_KNOWN_FLAGS = const(31)
+_KNOWN_FLAGS = const(17)
+# Not a sealed bit: Frame.flags carries it for a downlink, from the clear direction byte.
+FLAG_DOWNLINK = const(8)
 
-_HEADER_FORMAT = ">BBBBII"
+_HEADER_FORMAT = ">BBBII"
+_TEST_INJECT = const(0x86)
+_V1_MIN_FRAME = const(22)  # no frame of either version is shorter: below is truncated
 
 REASONS = ("bad_cobs", "bad_crc", "truncated", "oversize", "bad_version", "unknown_type",
            "unknown_key", "bad_tag", "replayed", "bad_payload", "wrong_direction", "test_only")
+
+def sealed_size(payload_len):
+    """The padded size of the sealed part for a payload of `payload_len` bytes, or 0."""
+    need = INNER_SIZE + payload_len
+    for size in SEALED_SIZES:
+        if need <= size:
+            return size
+    return 0
 
 
 class FrameError(Exception):
@@ -60,7 +79,9 @@ class FrameError(Exception):
 
 
 class Frame:
-    """One authenticated, decrypted and decoded frame."""
+    """One authenticated, decrypted and decoded frame. `flags` holds the sealed flags, plus
+    FLAG_DOWNLINK for a downlink. `historic` is not on the wire (SPEC 3.3): a receiver that
+    tells a late record from a live one (the centre) sets it."""
 
     def __init__(self, type_code, name, flags, key_id, device_id, counter, fields, raw):
         self.type = type_code
@@ -71,10 +92,7 @@ class Frame:
         self.counter = counter
         self.fields = fields
         self.raw = raw
-
-    @property
-    def historic(self):
-        return bool(self.flags & FLAG_HISTORIC)
+        self.historic = False
 
     @property
     def ack_requested(self):
@@ -85,8 +103,8 @@ class Frame:
         return bool(self.flags & FLAG_DOWNLINK)
 
     def __repr__(self):
-        return "Frame(%s dev=%d ctr=%d flags=%d %r)" % (
-            self.name, self.device_id, self.counter, self.flags, self.fields)
+        return "Frame(%s dev=%d key=%d ctr=%d flags=%d %r)" % (
+            self.name, self.device_id, self.key_id, self.counter, self.flags, self.fields)
 
 
 class _Keys:
@@ -113,17 +131,15 @@ class Keyring:
 
 
 def default_flags(name):
-    """The flags SPEC 8 asks for: every frame but ACK asks for a transport ACK, and location
-    messages are always encrypted."""
-    flags = 0 if name == "ACK" else FLAG_ACK_REQ
-    if name in messages.ENCRYPTED:
-        flags |= FLAG_ENCRYPTED
-    return flags
+    """The flags SPEC 8 asks for: every frame but ACK asks for a transport ACK."""
+    return 0 if name == "ACK" else FLAG_ACK_REQ
 
 
 class Sender:
     """Seals frames of one device in one direction. `counter` is the next counter to use;
-    the caller persists it (reserve-ahead, SPEC 3.3)."""
+    the caller persists it (reserve-ahead, SPEC 3.3). Sealing is deterministic: the same
+    counter, message and flags give the same bytes, so a retransmission never reuses a CTR
+    keystream over a different plaintext."""
 
     def __init__(self, device_id, key_id, key, downlink=False, counter=1):
         self.device_id = device_id
@@ -142,29 +158,39 @@ class Sender:
         direction = spec[2]
         if direction != messages.BOTH and (direction == messages.DOWN) != self.downlink:
             raise messages.PayloadError("%s cannot be sent in this direction" % name)
-        if counter is None:
+        if flags & ~_KNOWN_FLAGS:
+            raise messages.PayloadError("flags: only ACK_REQ and TEST")
+        advance = counter is None
+        if advance:
             counter = self.counter
-            self.counter = counter + 1
         if not 0 < counter <= 0xFFFFFFFF:
             raise messages.PayloadError("counter out of range")
         flags |= default_flags(name)
-        if self.downlink:
-            flags |= FLAG_DOWNLINK
         buf = self._buf
+        start = HEADER_SIZE + INNER_SIZE
         try:
-            end = messages.encode_into(buf, HEADER_SIZE, name, fields)
+            end = messages.encode_into(buf, start, name, fields)
         except IndexError:
+            end = MAX_FRAME
+        size = sealed_size(end - start)
+        if not size:
             raise messages.PayloadError("%s payload exceeds %d bytes" % (name, MAX_PAYLOAD))
-        if end > MAX_FRAME - TAG_LEN - CRC_SIZE:
-            raise messages.PayloadError("%s payload exceeds %d bytes" % (name, MAX_PAYLOAD))
-        struct.pack_into(_HEADER_FORMAT, buf, 0, VERSION, spec[0], flags, self.key_id,
-                         self.device_id, counter)
-        if flags & FLAG_ENCRYPTED:
-            buf[HEADER_SIZE:end] = self._keys.ctr.xor(
-                self.device_id, self.downlink, counter, bytes(buf[HEADER_SIZE:end]))
+        if advance:
+            self.counter = counter + 1
+        sealed_end = HEADER_SIZE + size
+        for i in range(end, sealed_end):
+            buf[i] = 0
+        struct.pack_into(_HEADER_FORMAT, buf, 0, VERSION, 1 if self.downlink else 0,
+                         self.key_id, self.device_id, counter)
+        buf[HEADER_SIZE] = spec[0]
+        buf[HEADER_SIZE + 1] = flags
+        buf[HEADER_SIZE + 2] = end - start
+        buf[HEADER_SIZE:sealed_end] = self._keys.ctr.xor(
+            self.device_id, self.downlink, counter, self.key_id,
+            bytes(buf[HEADER_SIZE:sealed_end]))
         body = memoryview(buf)
-        buf[end:end + TAG_LEN] = self._keys.mac.digest(body[:end])[:TAG_LEN]
-        end += TAG_LEN
+        buf[sealed_end:sealed_end + TAG_LEN] = self._keys.mac.digest(body[:sealed_end])[:TAG_LEN]
+        end = sealed_end + TAG_LEN
         struct.pack_into(">H", buf, end, framing.crc16(body[:end]))
         end += CRC_SIZE
         return framing.cobs_encode(bytes(buf[:end])) + b"\x00"
@@ -204,7 +230,10 @@ class ReplayWindow:
 
 class Receiver:
     """Opens frames addressed to one side: `downlink=False` for the centre (receives uplinks),
-    True for a device. `test_mode` accepts TEST_INJECT under the test key id."""
+    True for a device. `test_mode` accepts TEST_INJECT under the test key id. Replay windows
+    are per (device_id, key_id): the direction is the receiver's own side (SPEC 4.4).
+    `on_accept(device_id, key_id, window)` is called whenever a window moves, before the
+    frame is returned, so a device can persist it (reserve-ahead, firmware/persist.py)."""
 
     def __init__(self, keyring, downlink=False, check_replay=True, test_mode=False):
         self.keyring = keyring
@@ -213,11 +242,12 @@ class Receiver:
         self.test_mode = test_mode
         self.windows = {}
         self.deframer = Deframer()
+        self.on_accept = None
 
-    def window(self, device_id):
-        window = self.windows.get(device_id)
+    def window(self, device_id, key_id):
+        window = self.windows.get((device_id, key_id))
         if window is None:
-            window = self.windows[device_id] = ReplayWindow()
+            window = self.windows[(device_id, key_id)] = ReplayWindow()
         return window
 
     def feed(self, data):
@@ -242,57 +272,90 @@ class Receiver:
         except ValueError as e:
             raise FrameError("bad_cobs", str(e))
         size = len(body)
-        if size < HEADER_SIZE + TAG_LEN + CRC_SIZE:
-            raise FrameError("truncated", "%d bytes" % size)
         if size > MAX_FRAME:
             raise FrameError("oversize", "%d bytes" % size)
+        if size < _V1_MIN_FRAME:
+            raise FrameError("truncated", "%d bytes" % size)
         end = size - CRC_SIZE
         mv = memoryview(body)
         if framing.crc16(mv[:end]) != (body[end] << 8 | body[end + 1]):
             raise FrameError("bad_crc")
-        version, code, flags, key_id, device_id, counter = struct.unpack_from(
+        if body[0] != VERSION:
+            raise FrameError("bad_version", _version_detail(body[0]))
+        if size < MIN_FRAME:
+            raise FrameError("truncated", "%d bytes" % size)
+        version, direction, key_id, device_id, counter = struct.unpack_from(
             _HEADER_FORMAT, body, 0)
-        if version != VERSION:
-            raise FrameError("bad_version", "version %d" % version)
-        spec = messages.BY_TYPE.get(code)
-        if spec is None:
-            raise FrameError("unknown_type", "type 0x%02x" % code)
         keys = self.keyring.get(device_id, key_id)
         if keys is None:
+            # Only the local log sees this reason. A host receiver facing strangers (the
+            # centre, host_fast) also spends an HMAC here, so timing does not tell it apart
+            # from bad_tag (SPEC 4.2); a device has one key and nothing to hide by it.
             raise FrameError("unknown_key", "device %d key %d" % (device_id, key_id))
         tag_at = end - TAG_LEN
         if keys.mac.digest(mv[:tag_at])[:TAG_LEN] != body[tag_at:end]:
-            raise FrameError("bad_tag")
-        return self._accept(spec, body, flags, key_id, device_id, counter, keys, tag_at)
+            raise FrameError("bad_tag", "device %d key %d" % (device_id, key_id))
+        inner = _check_route(direction, self.downlink, counter, tag_at - HEADER_SIZE)
+        return self._accept(body, inner, direction, key_id, device_id, counter, keys, tag_at)
 
-    def _accept(self, spec, body, flags, key_id, device_id, counter, keys, tag_at):
-        code, name, direction = spec[0], spec[1], spec[2]
-        downlink = bool(flags & FLAG_DOWNLINK)
-        if downlink != self.downlink or (direction != messages.BOTH and
-                                         (direction == messages.DOWN) != downlink):
-            raise FrameError("wrong_direction", name)
-        if flags & ~_KNOWN_FLAGS or counter == 0:
-            raise FrameError("bad_payload", "reserved flag bits or counter 0")
-        if name == "TEST_INJECT" and not (self.test_mode and key_id == TEST_KEY_ID and
-                                          flags & FLAG_TEST):
-            raise FrameError("test_only", "TEST_INJECT is refused outside test builds")
-        encrypted = name in messages.ENCRYPTED
-        if encrypted != bool(flags & FLAG_ENCRYPTED):
-            raise FrameError("bad_payload", "encryption flag does not match " + name)
-        payload = body[HEADER_SIZE:tag_at]
-        if encrypted:
-            payload = keys.ctr.xor(device_id, downlink, counter, payload)
+    def _accept(self, body, inner, direction, key_id, device_id, counter, keys, tag_at):
+        sealed = keys.ctr.xor(device_id, direction, counter, key_id, body[HEADER_SIZE:tag_at])
+        code, flags, payload = _open_inner(sealed, self.downlink, key_id, self.test_mode)
         try:
             name, fields = messages.decode(code, payload)
         except messages.PayloadError as e:
             raise FrameError("bad_payload", str(e))
-        frame = Frame(code, name, flags, key_id, device_id, counter, fields, body)
+        frame = Frame(code, name, flags | (FLAG_DOWNLINK if direction else 0), key_id,
+                      device_id, counter, fields, body)
         if self.check_replay:
-            window = self.window(device_id)
+            window = self.window(device_id, key_id)
             if window.seen(counter):
                 raise FrameError("replayed", "counter %d" % counter, frame)
             window.accept(counter)
+            if self.on_accept is not None:
+                self.on_accept(device_id, key_id, window)
         return frame
+
+
+def _check_route(direction, downlink, counter, sealed_len):
+    """The clear header's rules, checked once the tag matched (SPEC 9, steps 7-8)."""
+    if direction > 1:
+        raise FrameError("bad_payload", "direction %d" % direction)
+    if bool(direction) != downlink:
+        raise FrameError("wrong_direction")
+    if counter == 0:
+        raise FrameError("bad_payload", "counter 0")
+    if sealed_len not in SEALED_SIZES:
+        raise FrameError("bad_payload", "size %d" % sealed_len)
+    return sealed_len
+
+
+def _open_inner(sealed, downlink, key_id, test_mode):
+    """Check the decrypted type, flags, length and padding (SPEC 9, steps 9-13); return
+    (type code, flags, payload)."""
+    code, flags, length = sealed[0], sealed[1], sealed[2]
+    spec = messages.BY_TYPE.get(code)
+    if spec is None:
+        raise FrameError("unknown_type", "type 0x%02x" % code)
+    direction = spec[2]
+    if direction != messages.BOTH and (direction == messages.DOWN) != downlink:
+        raise FrameError("wrong_direction", spec[1])
+    if flags & ~_KNOWN_FLAGS:
+        raise FrameError("bad_payload", "flags %d" % flags)
+    end = INNER_SIZE + length
+    if sealed_size(length) != len(sealed):
+        raise FrameError("bad_payload", "length %d" % length)
+    for i in range(end, len(sealed)):
+        if sealed[i]:
+            raise FrameError("bad_payload", "padding")
+    if code == _TEST_INJECT and not (test_mode and key_id == TEST_KEY_ID and flags & FLAG_TEST):
+        raise FrameError("test_only", "TEST_INJECT is refused outside test builds")
+    return code, flags, sealed[INNER_SIZE:end]
+
+
+def _version_detail(version):
+    return "v%d frame, v2 expected" % version
+
 
 
 class Deframer:

@@ -55,18 +55,19 @@ def derive_keys(device_key):
     if len(device_key) != KEY_LEN:
         raise ValueError("device key must be 16 bytes")
     mac = Hmac(device_key)
-    return mac.digest(b"vigil-mac-v1"), mac.digest(b"vigil-enc-v1")[:KEY_LEN]
+    # v2 labels: a v2 frame never shares a keystream with a v1 frame of the same counter.
+    return mac.digest(b"vigil-mac-v2"), mac.digest(b"vigil-enc-v2")[:KEY_LEN]
 
 
 class Ctr:
-    """AES-128-CTR keystream: block i of frame (device, direction, counter) is
-    AES(key, device_id[4] | direction[1] | counter[4] | 0[5] | i[2])."""
+    """AES-128-CTR keystream: block i of frame (device, direction, counter, key id) is
+    AES(key, device_id[4] | direction[1] | counter[4] | key_id[1] | 0[4] | i[2])."""
 
     def __init__(self, enc_key):
         self._encrypt = _ecb(enc_key)
         self._block = bytearray(16)
 
-    def xor(self, device_id, downlink, counter, data):
+    def xor(self, device_id, downlink, counter, key_id, data):
         block = self._block
         block[0] = (device_id >> 24) & 0xFF
         block[1] = (device_id >> 16) & 0xFF
@@ -77,6 +78,7 @@ class Ctr:
         block[6] = (counter >> 16) & 0xFF
         block[7] = (counter >> 8) & 0xFF
         block[8] = counter & 0xFF
+        block[9] = key_id & 0xFF
         nblocks = (len(data) + 15) // 16
         stream = bytearray()
         for i in range(nblocks):

@@ -17,6 +17,7 @@ def _make_crc_table():
 
 
 _CRC_TABLE = _make_crc_table()
+del _make_crc_table  # run once: its bytecode would only hold heap
 
 
 def crc16(data, crc=0xFFFF):

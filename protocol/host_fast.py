@@ -1,4 +1,4 @@
-"""Host fast path of protocol v1: byte-identical to `protocol.codec`, built on C code.
+"""Host fast path of protocol v2: byte-identical to `protocol.codec`, built on C code.
 
 CPython only (never deployed). Same API shape as the portable codec:
 
@@ -32,10 +32,12 @@ from protocol import codec, messages
 from protocol.codec import (
     CRC_SIZE,
     FLAG_DOWNLINK,
-    FLAG_ENCRYPTED,
     FLAG_TEST,
     HEADER_SIZE,
+    INNER_SIZE,
     MAX_FRAME,
+    MIN_FRAME,
+    SEALED_SIZES,
     TEST_KEY_ID,
     VERSION,
     Frame,
@@ -48,21 +50,25 @@ from protocol.messages import FIX_FIELDS, PayloadError
 __all__ = ["FastSender", "FastReceiver", "Keyring", "FastKeys", "split_stream", "Frame",
            "FrameError"]
 
-_HEADER = struct.Struct(">BBBBII")
+_HEADER = struct.Struct(">BBBII")
 _CRC = struct.Struct(">H")
-_NONCE = struct.Struct(">IBI")
+_NONCE = struct.Struct(">IBIB")
 _FIX = struct.Struct(messages.FIX_FORMAT)
 _ITEM = struct.Struct(">Bi")
 # Counter blocks of n AES blocks are `prefix.join(_NONCE_TAILS[n])`: one C call for
-# prefix | 0[5] | 0 | prefix | 0[5] | 1 | ... (a 218-byte payload takes 14 blocks).
-_NONCE_TAILS = tuple((b"",) + tuple(bytes(5) + i.to_bytes(2, "big") for i in range(n))
+# prefix | 0[4] | 0 | prefix | 0[4] | 1 | ... (a 219-byte sealed part takes 14 blocks).
+_NONCE_TAILS = tuple((b"",) + tuple(bytes(4) + i.to_bytes(2, "big") for i in range(n))
                      for n in range(16))
-_MIN_BODY = HEADER_SIZE + TAG_LEN + CRC_SIZE
-_TAG_END = -CRC_SIZE
-_TAG_START = -CRC_SIZE - TAG_LEN
-_KNOWN_FLAGS = 31
+_MIN_BODY = 22  # shorter than any frame of either version: truncated before the CRC
+_KNOWN_FLAGS = 17
 _TEST_INJECT = messages.BY_NAME["TEST_INJECT"][0]
-_ENCRYPTED_CODES = frozenset(messages.BY_NAME[n][0] for n in messages.ENCRYPTED)
+# payload length -> (sealed size, zero padding), for every length that fits
+_PAD = {}
+for _n in range(codec.MAX_PAYLOAD + 1):
+    _size = codec.sealed_size(_n)
+    _PAD[_n] = (_size, bytes(_size - INNER_SIZE - _n))
+_SEALED = frozenset(SEALED_SIZES)
+_DUMMY_KEYS = None
 
 
 class FastKeys:
@@ -74,8 +80,8 @@ class FastKeys:
         key = bytes(key)
         if len(key) != KEY_LEN:
             raise ValueError("device key must be 16 bytes")
-        mac_key = hmac.digest(key, b"vigil-mac-v1", "sha256")
-        enc_key = hmac.digest(key, b"vigil-enc-v1", "sha256")[:KEY_LEN]
+        mac_key = hmac.digest(key, b"vigil-mac-v2", "sha256")
+        enc_key = hmac.digest(key, b"vigil-enc-v2", "sha256")[:KEY_LEN]
         padded = mac_key + bytes(64 - len(mac_key))
         self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
@@ -88,12 +94,12 @@ class FastKeys:
         outer.update(inner.digest())
         return outer.digest()[:TAG_LEN]
 
-    def xor(self, device_id, downlink, counter, data):
+    def xor(self, device_id, downlink, counter, key_id, data):
         """AES-128-CTR with the SPEC 4.3 counter block; its own inverse."""
         size = len(data)
         if not size:
             return b""
-        prefix = _NONCE.pack(device_id, 1 if downlink else 0, counter)
+        prefix = _NONCE.pack(device_id, 1 if downlink else 0, counter, key_id)
         stream = self._ecb(prefix.join(_NONCE_TAILS[(size + 15) >> 4]))
         return (int.from_bytes(data, "big") ^ int.from_bytes(stream[:size], "big")).to_bytes(
             size, "big")
@@ -322,26 +328,37 @@ class FastSender:
         code, direction, encode = entry
         if direction != messages.BOTH and (direction == messages.DOWN) != self.downlink:
             raise PayloadError("%s cannot be sent in this direction" % name)
-        if counter is None:
+        if not isinstance(flags, int) or flags & ~_KNOWN_FLAGS or flags < 0:
+            raise PayloadError("flags 0x%x: only ACK_REQ and TEST exist" % flags)
+        advance = counter is None
+        if advance:
             counter = self.counter
-            self.counter = counter + 1
         if not 0 < counter <= 0xFFFFFFFF:
             raise PayloadError("counter out of range")
         flags |= codec.default_flags(name)
-        if self.downlink:
-            flags |= FLAG_DOWNLINK
         payload = encode(fields)
-        if len(payload) > MAX_FRAME - HEADER_SIZE - TAG_LEN - CRC_SIZE:
+        pad = _PAD.get(len(payload))
+        if pad is None:
             raise PayloadError("%s payload exceeds %d bytes" % (name, codec.MAX_PAYLOAD))
         try:
-            head = _HEADER.pack(VERSION, code, flags, self.key_id, self.device_id, counter)
+            head = _HEADER.pack(VERSION, 1 if self.downlink else 0, self.key_id,
+                                self.device_id, counter)
         except struct.error as e:
             raise PayloadError("header out of range: %s" % e) from None
-        if flags & FLAG_ENCRYPTED:
-            payload = self._keys.xor(self.device_id, self.downlink, counter, payload)
-        body = head + payload
+        if advance:
+            self.counter = counter + 1
+        sealed = self._keys.xor(self.device_id, self.downlink, counter, self.key_id,
+                                bytes((code, flags, len(payload))) + payload + pad[1])
+        body = head + sealed
         body += self._keys.tag(body)
         return _cobs_encode(body + _CRC.pack(crc_hqx(body, 0xFFFF))) + b"\x00"
+
+
+def _dummy_keys():
+    global _DUMMY_KEYS
+    if _DUMMY_KEYS is None:
+        _DUMMY_KEYS = FastKeys(b"vigil-no-such-k!")
+    return _DUMMY_KEYS
 
 
 class FastReceiver(codec.Receiver):
@@ -353,31 +370,7 @@ class FastReceiver(codec.Receiver):
         if not isinstance(keyring, Keyring):
             raise TypeError("FastReceiver needs a host_fast.Keyring (it keeps raw-key states)")
         self._lookup = keyring._keys.get  # one C call per frame
-
-        # (type << 8 | flags) -> (name, decode, encrypted) for headers that passed every rule
-        # below once; those rules depend on nothing else (TEST_INJECT, which also depends on
-        # the key id, is never cached).
-        self._passed = {}
-
-    def _header_rules(self, code, flags, key_id, counter, entry):
-        """The header rules checked after the tag, in the codec's order (SPEC 9)."""
-        name, direction, decode = entry
-        downlink = bool(flags & FLAG_DOWNLINK)
-        if downlink != self.downlink or (direction != messages.BOTH and
-                                         (direction == messages.DOWN) != downlink):
-            raise FrameError("wrong_direction", name)
-        if flags & ~_KNOWN_FLAGS or counter == 0:
-            raise FrameError("bad_payload", "reserved flag bits or counter 0")
-        if code == _TEST_INJECT and not (self.test_mode and key_id == TEST_KEY_ID and
-                                         flags & FLAG_TEST):
-            raise FrameError("test_only", "TEST_INJECT is refused outside test builds")
-        encrypted = code in _ENCRYPTED_CODES
-        if encrypted != bool(flags & FLAG_ENCRYPTED):
-            raise FrameError("bad_payload", "encryption flag does not match " + name)
-        rules = (name, decode, encrypted)
-        if code != _TEST_INJECT:
-            self._passed[code << 8 | flags] = rules
-        return rules
+        self._side = 1 if downlink else 0
 
     def open(self, block, _cobs_decode=_cobs_decode, _crc=crc_hqx,
              _unpack_header=_HEADER.unpack_from):
@@ -388,43 +381,51 @@ class FastReceiver(codec.Receiver):
             body = _cobs_decode(block)
         except DecodeError as e:
             raise FrameError("bad_cobs", str(e)) from None
-        if not 22 <= len(body) <= 240:  # header + tag + CRC .. MAX_FRAME
-            if len(body) < _MIN_BODY:
-                raise FrameError("truncated", "%d bytes" % len(body))
-            raise FrameError("oversize", "%d bytes" % len(body))
+        size = len(body)
+        if not 22 <= size <= 240:  # no frame of either version is shorter .. MAX_FRAME
+            if size < _MIN_BODY:
+                raise FrameError("truncated", "%d bytes" % size)
+            raise FrameError("oversize", "%d bytes" % size)
         if _crc(body, 0xFFFF):  # a CRC over data + its CRC leaves 0 (no xorout)
             raise FrameError("bad_crc")
-        version, code, flags, key_id, device_id, counter = _unpack_header(body)
-        if version != 1:
-            raise FrameError("bad_version", "version %d" % version)
-        entry = _DECODERS.get(code)
-        if entry is None:
-            raise FrameError("unknown_type", "type 0x%02x" % code)
+        if body[0] != 2:
+            raise FrameError("bad_version", codec._version_detail(body[0]))
+        if size < 53:  # MIN_FRAME
+            raise FrameError("truncated", "%d bytes" % size)
+        version, direction, key_id, device_id, counter = _unpack_header(body)
         keys = self._lookup((device_id, key_id))
+        inner = (keys or _dummy_keys())._inner.copy()  # FastKeys.tag, inlined
+        inner.update(body[:-10])
+        outer = (keys or _dummy_keys())._outer.copy()
+        outer.update(inner.digest())
         if keys is None:
             raise FrameError("unknown_key", "device %d key %d" % (device_id, key_id))
-        inner = keys._inner.copy()  # FastKeys.tag, inlined
-        inner.update(body[:-10])
-        outer = keys._outer.copy()
-        outer.update(inner.digest())
-        if outer.digest()[:8] != body[-10:-2]:
-            raise FrameError("bad_tag")
-        rules = self._passed.get(code << 8 | flags)
-        if rules is None or not counter:
-            rules = self._header_rules(code, flags, key_id, counter, entry)
-        name, decode, encrypted = rules
-        payload = body[12:-10]
-        if encrypted:
-            payload = keys.xor(device_id, self.downlink, counter, payload)
+        if not hmac.compare_digest(outer.digest()[:8], body[-10:-2]):
+            raise FrameError("bad_tag", "device %d key %d" % (device_id, key_id))
+        if direction != self._side or not counter or size - 21 not in _SEALED:
+            codec._check_route(direction, self.downlink, counter, size - 21)
+        sealed = keys.xor(device_id, direction, counter, key_id, body[11:-10])
+        code, flags, length = sealed[0], sealed[1], sealed[2]
+        entry = _DECODERS.get(code)
+        if (entry is None or flags & ~_KNOWN_FLAGS or code == _TEST_INJECT or
+                _PAD.get(length, (0,))[0] != len(sealed) or
+                sealed[3 + length:] != _PAD[length][1]):
+            codec._open_inner(sealed, self.downlink, key_id, self.test_mode)
+            if entry is None:  # pragma: no cover - _open_inner raised
+                raise FrameError("unknown_type", "type 0x%02x" % code)
+        name, way, decode = entry
+        if way != messages.BOTH and (way == messages.DOWN) != self.downlink:
+            raise FrameError("wrong_direction", name)
         try:
-            fields = decode(payload)
+            fields = decode(sealed[3:3 + length])
         except PayloadError as e:
             raise FrameError("bad_payload", str(e)) from None
-        frame = Frame(code, name, flags, key_id, device_id, counter, fields, body)
+        frame = Frame(code, name, flags | (FLAG_DOWNLINK if direction else 0), key_id,
+                      device_id, counter, fields, body)
         if self.check_replay:
-            window = self.windows.get(device_id)
+            window = self.windows.get((device_id, key_id))
             if window is None:
-                window = self.windows[device_id] = ReplayWindow()
+                window = self.windows[(device_id, key_id)] = ReplayWindow()
             highest = window.highest
             if 0 < counter - highest <= 64 and highest:  # in order: ReplayWindow.accept inlined
                 window.bitmap = (((window.bitmap << (counter - highest)) |
@@ -432,8 +433,11 @@ class FastReceiver(codec.Receiver):
                 window.highest = counter
             else:
                 if window.seen(counter):
-                    raise FrameError("replayed", "counter %d" % counter, frame)
+                    raise FrameError("replayed", "device %d key %d counter %d" % (
+                        device_id, key_id, counter), frame)
                 window.accept(counter)
+            if self.on_accept is not None:
+                self.on_accept(device_id, key_id, window)
         return frame
 
 
@@ -463,7 +467,7 @@ def split_stream(buf):
 
     Splits at 0x00, unstuffs, checks sizes and CRCs and parses headers, each step mapped over
     the whole batch in C. Returns (headers, bodies, refused): `headers[i]` is the tuple
-    (version, type, flags, key_id, device_id, counter) of `bodies[i]`, for every frame whose
+    (version, direction, key_id, device_id, counter) of `bodies[i]`, for every frame whose
     framing is sound, in stream order; `refused` counts the non-empty blocks refused (bad
     COBS, size or CRC). Tags are not verified here: a FastReceiver does that per frame.
     """
@@ -475,7 +479,7 @@ def split_stream(buf):
         blocks = list(filter(None, bytes(buf).split(b"\x00")))  # 0x00 runs are idle line
         bodies = _unstuff_each(blocks)
         # Oversize blocks unstuff to over 240 bytes, so one size test covers them too.
-        good = [b for b in bodies if _MIN_BODY <= len(b) <= MAX_FRAME]
+        good = [b for b in bodies if MIN_FRAME <= len(b) <= MAX_FRAME]
         good = list(compress(good, map(not_, map(crc_hqx, good, repeat(0xFFFF)))))
         return list(map(_HEADER.unpack_from, good)), good, len(blocks) - len(good)
     finally:

@@ -1,4 +1,4 @@
-"""Generate protocol/vectors/vectors.json, the golden vectors of protocol v1 (SPEC.md 12).
+"""Generate protocol/vectors/vectors.json, the golden vectors of protocol v2 (SPEC.md 12).
 
     python -m protocol.host_make_vectors            # rewrite vectors.json
     python -m protocol.host_make_vectors --check    # exit 1 if vectors.json is stale
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from protocol import codec, framing, messages
-from protocol.crypto import TAG_LEN, Hmac, derive_keys
+from protocol.crypto import TAG_LEN, Ctr, Hmac, derive_keys
 
 VECTORS_PATH = Path(__file__).resolve().parent / "vectors" / "vectors.json"
 
@@ -25,6 +25,18 @@ KEYS = [
     {"device_id": 0xFFFFFFFF, "key_id": 0, "key": "ffffffffffffffffffffffffffffffff"},
     {"device_id": 1, "key_id": codec.TEST_KEY_ID, "key": "74657374746573747465737474657374"},
 ]
+
+
+def schema_text():
+    """The text whose CRC-32 is the schema hash (SPEC 7), built whole; the device feeds the
+    same parts to crc32 one by one (`messages.SCHEMA_HASH`)."""
+    parts = ["vigil-v2", "sealed:" + ",".join("%d" % n for n in messages.SEALED_SIZES)]
+    for code, name, direction, fmt, fields, kind in messages.MESSAGES:
+        parts.append("%02x:%s:%s:%s:%s:%s" % (code, name, direction, fmt, ",".join(fields), kind))
+    parts.append("fix:%s:%s" % (messages.FIX_FORMAT, ",".join(messages.FIX_FIELDS)))
+    for key in sorted(messages.CONFIG_KEYS):
+        parts.append("cfg:%d:%s:%d:%d" % ((key,) + messages.CONFIG_KEYS[key][:3]))
+    return ";".join(parts)
 
 
 def to_jsonable(fields):
@@ -81,7 +93,7 @@ GOOD = [
      {"battery_mv": 65535, "battery_pct": 100, "charging": 1, "link_quality": 100,
       "queue_depth": 65535, "uptime_s": 0xFFFFFFFF, "status": 63}),
     ("position-1", "POSITION", 0, False, 3, 0, {"send_time_ms": _T, "fixes": [_fix()]}),
-    ("position-7-historic", "POSITION", 1, False, 1000, codec.FLAG_HISTORIC,
+    ("position-7", "POSITION", 1, False, 1000, 0,
      {"send_time_ms": _T, "fixes": [_fix(fix_time_ms=_T - 60000 * (7 - i), lat_e7=523702000 + i)
                                     for i in range(7)]}),
     ("position-bounds", "POSITION", 2, False, 7, 0,
@@ -116,17 +128,36 @@ GOOD = [
 ]
 
 
-def seal_body(key16, version, code, flags, key_id, device_id, counter, payload):
-    """Seal any header and payload bytes (plaintext as given) with a valid tag and CRC, so
-    that bad-frame vectors fail exactly at the check they are meant to fail."""
-    mac = Hmac(derive_keys(key16)[0])
-    body = struct.pack(">BBBBII", version, code, flags, key_id, device_id, counter) + payload
-    body += mac.digest(body)[:TAG_LEN]
+def seal_body(key16, key_id, device_id, counter, plain, direction=0, version=2):
+    """Seal any header and sealed-part plaintext (type, flags, length, payload, padding, as
+    given) with a valid tag and CRC, so that bad-frame vectors fail exactly at the check they
+    are meant to fail."""
+    mac_key, enc_key = derive_keys(key16)
+    head = struct.pack(">BBBII", version, direction, key_id, device_id, counter)
+    body = head + Ctr(enc_key).xor(device_id, direction, counter, key_id, plain)
+    body += Hmac(mac_key).digest(body)[:TAG_LEN]
     return _restuff(body + struct.pack(">H", framing.crc16(body)))
+
+
+def inner(code, flags, payload, size=None, length=None, padding=0):
+    """A sealed-part plaintext: type, flags, length, payload, padding to `size` (the
+    smallest bucket by default)."""
+    size = codec.sealed_size(len(payload)) if size is None else size
+    length = len(payload) if length is None else length
+    pad = bytearray(size - codec.INNER_SIZE - len(payload))
+    if padding and pad:
+        pad[-1] = padding
+    return bytes((code, flags, length)) + payload + bytes(pad)
 
 
 def _restuff(body):
     return framing.cobs_encode(body) + b"\x00"
+
+
+# A protocol v1 HEARTBEAT (device 1, key 1, counter 9), as a v1 sender built it: v2 refuses
+# it as bad_version with a clear detail.
+V1_HEARTBEAT = bytes.fromhex(
+    "050102010101010201010105090f9351024901010f0151800843c9db97ca5049e2868a00")
 
 
 def _bad_vectors(good):
@@ -135,42 +166,63 @@ def _bad_vectors(good):
     hb = good["heartbeat"]
     hb_body = framing.cobs_decode(hb[:-1])
     flipped = bytearray(hb_body)
-    flipped[14] ^= 0x01  # payload byte; CRC left stale
+    flipped[14] ^= 0x01  # sealed byte; CRC left stale
     bad_tag = bytearray(hb_body[:-2])
     bad_tag[-1] ^= 0x80  # last tag byte; CRC recomputed so only the tag is wrong
     bad_tag = bytes(bad_tag) + struct.pack(">H", framing.crc16(bad_tag))
-    hb_payload = hb_body[codec.HEADER_SIZE:-TAG_LEN - 2]
+    hb_plain = struct.pack(messages.BY_NAME["HEARTBEAT"][3], 3987, 81, 0, 73, 0, 86400, 8)
+    short = bytes(hb_body[:40])
+    short_v2 = _restuff(short + struct.pack(">H", framing.crc16(short)))
     up = {"downlink": False, "test_mode": False}
     down = {"downlink": True, "test_mode": False}
+    hb_code, prox_code, cfg_code = 0x02, 0x84, 0x82
     return [
         ("bad-crc", _restuff(bytes(flipped)), "bad_crc", up, []),
         ("bad-cobs", bytes.fromhex("0501020300"), "bad_cobs", up, []),
         ("truncated", _restuff(hb_body[:21]), "truncated", up, []),
+        ("truncated-v2", short_v2, "truncated", up, []),
         ("empty-body", b"\x01\x00", "truncated", up, []),
         ("oversize-stuffed", b"\x01" * 243 + b"\x00", "oversize", up, []),
         ("oversize-body", _restuff(bytes(range(1, 242))), "oversize", up, []),
-        ("bad-version", seal_body(key0, 2, 0x02, 1, 1, 1, 9, hb_payload), "bad_version", up, []),
-        ("unknown-type", seal_body(key0, 1, 0x55, 1, 1, 1, 9, hb_payload), "unknown_type", up,
+        ("bad-version-v1", V1_HEARTBEAT, "bad_version", up, []),
+        ("bad-version-3", seal_body(key0, 1, 1, 9, inner(hb_code, 1, hb_plain), version=3),
+         "bad_version", up, []),
+        ("unknown-type", seal_body(key0, 1, 1, 9, inner(0x55, 1, hb_plain)), "unknown_type", up,
          []),
-        ("unknown-key", seal_body(key0, 1, 0x02, 1, 9, 1, 9, hb_payload), "unknown_key", up, []),
+        ("unknown-key", seal_body(key0, 9, 1, 9, inner(hb_code, 1, hb_plain)), "unknown_key", up,
+         []),
         ("bad-tag", _restuff(bad_tag), "bad_tag", up, []),
-        ("wrong-key", seal_body(bytes(16), 1, 0x02, 1, 1, 1, 9, hb_payload), "bad_tag", up, []),
+        ("wrong-key", seal_body(bytes(16), 1, 1, 9, inner(hb_code, 1, hb_plain)), "bad_tag", up,
+         []),
         ("replayed", hb, "replayed", up, [hb]),
         ("replayed-too-old", hb, "replayed", up, [good["heartbeat-later"]]),
-        ("bad-payload-length", seal_body(key0, 1, 0x02, 1, 1, 1, 9, hb_payload + b"\x00"),
+        ("bad-payload-length", seal_body(key0, 1, 1, 9, inner(hb_code, 1, hb_plain + b"\x00")),
          "bad_payload", up, []),
-        ("bad-payload-not-encrypted", seal_body(key0, 1, 0x04, 1, 1, 1, 9, bytes(40)),
+        ("bad-payload-length-past-bucket",
+         seal_body(key0, 1, 1, 9, inner(hb_code, 1, hb_plain, length=40)), "bad_payload", up, []),
+        ("bad-payload-padding", seal_body(key0, 1, 1, 9, inner(hb_code, 1, hb_plain, padding=1)),
          "bad_payload", up, []),
-        ("bad-payload-reserved-flag", seal_body(key0, 1, 0x02, 0x21, 1, 1, 9, hb_payload),
+        ("bad-payload-bucket", seal_body(key0, 1, 1, 9, inner(hb_code, 1, hb_plain, size=33)),
          "bad_payload", up, []),
-        ("bad-payload-counter-0", seal_body(key0, 1, 0x02, 1, 1, 1, 0, hb_payload),
+        ("bad-payload-bucket-not-smallest",
+         seal_body(key0, 1, 1, 9, inner(hb_code, 1, hb_plain, size=48)), "bad_payload", up, []),
+        ("bad-payload-reserved-flag", seal_body(key0, 1, 1, 9, inner(hb_code, 0x21, hb_plain)),
          "bad_payload", up, []),
-        ("bad-payload-config-range", seal_body(key0, 1, 0x82, 9, 1, 1, 9,
-                                               bytes.fromhex("0001010100000000")),
-         "bad_payload", down, []),
+        ("bad-payload-historic-flag", seal_body(key0, 1, 1, 9, inner(hb_code, 0x03, hb_plain)),
+         "bad_payload", up, []),
+        ("bad-payload-counter-0", seal_body(key0, 1, 1, 0, inner(hb_code, 1, hb_plain)),
+         "bad_payload", up, []),
+        ("bad-payload-direction-byte",
+         seal_body(key0, 1, 1, 9, inner(hb_code, 1, hb_plain), direction=2), "bad_payload", up,
+         []),
+        ("bad-payload-config-range",
+         seal_body(key0, 1, 1, 9, inner(cfg_code, 1, bytes.fromhex("0001010100000000")),
+                   direction=1), "bad_payload", down, []),
         ("wrong-direction", good["proximity-warning"], "wrong_direction", up, []),
-        ("wrong-direction-flag", seal_body(key0, 1, 0x02, 9, 1, 1, 9, hb_payload),
-         "wrong_direction", down, []),
+        ("wrong-direction-type", seal_body(key0, 1, 1, 9, inner(hb_code, 1, hb_plain),
+                                           direction=1), "wrong_direction", down, []),
+        ("wrong-direction-type-up", seal_body(key0, 1, 1, 9, inner(prox_code, 1, b"\x02")),
+         "wrong_direction", up, []),
         ("test-only", good["test-inject"], "test_only", down, []),
     ]
 
@@ -191,7 +243,9 @@ def build():
         frames.append({
             "name": name, "message": message, "device_id": entry["device_id"],
             "key_id": entry["key_id"], "key": entry["key"], "downlink": downlink,
-            "counter": counter, "extra_flags": flags, "flags": body[2],
+            "counter": counter, "extra_flags": flags,
+            "flags": flags | codec.default_flags(message) | (codec.FLAG_DOWNLINK if downlink
+                                                              else 0),
             "fields": to_jsonable(fields), "body": body.hex(), "wire": wire.hex(),
         })
     later = codec.Sender(1, 1, keys[(1, 1)]).seal("HEARTBEAT", GOOD[1][6], counter=2 + 65)
@@ -205,7 +259,7 @@ def build():
     stream = (b"\x00" + wires["hello"] + b"\x00" + log + b"\x00" + wires["heartbeat"] +
               b"\xa5\x5a\x13" + b"\x00" + wires["position-1"] + wires["hello"])
     return {
-        "about": "Golden vectors of vigil protocol v1; see protocol/SPEC.md section 12. "
+        "about": "Golden vectors of vigil protocol v2; see protocol/SPEC.md section 12. "
                  "Test keys only.",
         "protocol_version": codec.VERSION,
         "schema_hash": messages.SCHEMA_HASH,

@@ -1,4 +1,4 @@
-"""Reference decoder of protocol v1, written declaratively with `construct` from SPEC.md alone.
+"""Reference decoder of protocol v2, written declaratively with `construct` from SPEC.md alone.
 
 CPython only, never deployed, and slow (construct): it shares no code or tables with
 the codecs (`protocol.codec`, `protocol.messages`, `protocol.host_fast`). Its COBS, CRC (bitwise,
@@ -33,22 +33,33 @@ from construct import (
 )
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-# --- SPEC 3: header --------------------------------------------------------------------------
+# --- SPEC 3: routing header (clear) and sealed part -------------------------------------------
 Header = Struct(
     "version" / Int8ub,
-    "type" / Int8ub,
-    "flags" / Int8ub,
+    "direction" / Int8ub,
     "key_id" / Int8ub,
     "device_id" / Int32ub,
     "counter" / Int32ub,
 )
-HEADER_SIZE = 12
+HEADER_SIZE = 11
 TAG_SIZE = 8
 CRC_SIZE = 2
 MAX_BODY = 240
+MIN_BODY_ANY_VERSION = 22
 MAX_STUFFED = 242
+BUCKETS = (32, 48, 96, 144, 219)  # SPEC 3.4
 
-ACK_REQ, HISTORIC, ENCRYPTED, DOWNLINK, TEST = 1, 2, 4, 8, 16
+# The plaintext of the sealed part: type, flags, length, payload, zero padding to its bucket.
+Inner = Struct(
+    "type" / Int8ub,
+    "flags" / Int8ub,
+    "length" / Int8ub,
+    "payload" / Bytes(this.length),
+    "padding" / GreedyBytes,
+)
+
+ACK_REQ, TEST = 1, 16
+DOWNLINK_VIEW = 8  # the Frame.flags bit for a downlink; not a sealed flag
 TEST_KEY_ID = 0xFF
 
 # --- SPEC 6: payloads ------------------------------------------------------------------------
@@ -118,13 +129,12 @@ PAYLOADS = {
     0x85: ("TIME_SYNC", DOWN, Struct("utc_ms" / Int64sb, Terminated)),
     0x86: ("TEST_INJECT", DOWN, Struct("op" / Int8ub, "data" / GreedyBytes)),
 }
-ENCRYPTED_TYPES = {0x03, 0x04, 0x05}
 FIX_FIELD_NAMES = ("fix_time_ms", "lat_e7", "lon_e7", "alt_m", "speed_cmps", "course_cdeg",
                    "accuracy_m", "hdop_x10", "sats", "source")
 
 Body = Struct(
     "header" / Header,
-    "payload" / Bytes(this._.size - HEADER_SIZE - TAG_SIZE - CRC_SIZE),
+    "sealed" / Bytes(this._.size - HEADER_SIZE - TAG_SIZE - CRC_SIZE),
     "tag" / Bytes(TAG_SIZE),
     "crc" / Int16ub,
     Terminated,
@@ -163,14 +173,14 @@ def crc16_ccitt_false(data):
 
 # --- SPEC 4: security -------------------------------------------------------------------------
 def derive(key16):
-    mac_key = hmac.new(key16, b"vigil-mac-v1", hashlib.sha256).digest()
-    enc_key = hmac.new(key16, b"vigil-enc-v1", hashlib.sha256).digest()[:16]
+    mac_key = hmac.new(key16, b"vigil-mac-v2", hashlib.sha256).digest()
+    enc_key = hmac.new(key16, b"vigil-enc-v2", hashlib.sha256).digest()[:16]
     return mac_key, enc_key
 
 
-def ctr_xor(enc_key, device_id, downlink, counter, data):
+def ctr_xor(enc_key, device_id, downlink, counter, key_id, data):
     nonce = (device_id.to_bytes(4, "big") + bytes([1 if downlink else 0]) +
-             counter.to_bytes(4, "big") + bytes(7))
+             counter.to_bytes(4, "big") + bytes([key_id]) + bytes(6))
     return Cipher(algorithms.AES(enc_key), modes.CTR(nonce)).decryptor().update(data)
 
 
@@ -198,22 +208,22 @@ def _fields(code, parsed):
 
 
 def decode_frame(block, keys, downlink=False, test_mode=False):
-    """Decode one COBS block (SPEC 10 gives the order of the checks)."""
+    """Decode one COBS block (SPEC 9 gives the order of the checks)."""
     if len(block) > MAX_STUFFED:
         raise Refused("oversize")
     body = cobs_unstuff(block)
-    if len(body) < HEADER_SIZE + TAG_SIZE + CRC_SIZE:
-        raise Refused("truncated")
     if len(body) > MAX_BODY:
         raise Refused("oversize")
-    frame = Body.parse(body, size=len(body))
-    if crc16_ccitt_false(body[:-CRC_SIZE]) != frame.crc:
+    if len(body) < MIN_BODY_ANY_VERSION:
+        raise Refused("truncated")
+    if crc16_ccitt_false(body[:-CRC_SIZE]) != int.from_bytes(body[-CRC_SIZE:], "big"):
         raise Refused("bad_crc")
-    head = frame.header
-    if head.version != 1:
+    if body[0] != 2:
         raise Refused("bad_version")
-    if head.type not in PAYLOADS:
-        raise Refused("unknown_type")
+    if len(body) < HEADER_SIZE + BUCKETS[0] + TAG_SIZE + CRC_SIZE:
+        raise Refused("truncated")
+    frame = Body.parse(body, size=len(body))
+    head = frame.header
     key = keys.get((head.device_id, head.key_id))
     if key is None:
         raise Refused("unknown_key")
@@ -221,28 +231,38 @@ def decode_frame(block, keys, downlink=False, test_mode=False):
     expected = hmac.new(mac_key, body[:-CRC_SIZE - TAG_SIZE], hashlib.sha256).digest()
     if not hmac.compare_digest(expected[:TAG_SIZE], frame.tag):
         raise Refused("bad_tag")
-    name, direction, payload_struct = PAYLOADS[head.type]
-    frame_downlink = bool(head.flags & DOWNLINK)
-    if frame_downlink != downlink or (direction != BOTH and (direction == DOWN) != downlink):
+    if head.direction > 1:
+        raise Refused("bad_payload")
+    if head.direction != int(downlink):
         raise Refused("wrong_direction")
-    if head.flags >= 32 or head.counter == 0:
+    if head.counter == 0 or len(frame.sealed) not in BUCKETS:
         raise Refused("bad_payload")
-    if name == "TEST_INJECT" and not (test_mode and head.key_id == TEST_KEY_ID and
-                                      head.flags & TEST):
-        raise Refused("test_only")
-    encrypted = head.type in ENCRYPTED_TYPES
-    if encrypted != bool(head.flags & ENCRYPTED):
+    plain = ctr_xor(enc_key, head.device_id, downlink, head.counter, head.key_id, frame.sealed)
+    if plain[0] not in PAYLOADS:
+        raise Refused("unknown_type")
+    name, direction, payload_struct = PAYLOADS[plain[0]]
+    if direction != BOTH and (direction == DOWN) != downlink:
+        raise Refused("wrong_direction")
+    if plain[1] & ~(ACK_REQ | TEST):
         raise Refused("bad_payload")
-    payload = frame.payload
-    if encrypted:
-        payload = ctr_xor(enc_key, head.device_id, frame_downlink, head.counter, payload)
     try:
-        parsed = payload_struct.parse(payload)
+        inner = Inner.parse(plain)
     except ConstructError:
         raise Refused("bad_payload") from None
-    return {"name": name, "type": head.type, "flags": head.flags, "key_id": head.key_id,
+    smallest = min(b for b in BUCKETS + (1 << 16,) if b >= 3 + inner.length)
+    if smallest != len(plain) or any(inner.padding):
+        raise Refused("bad_payload")
+    if name == "TEST_INJECT" and not (test_mode and head.key_id == TEST_KEY_ID and
+                                      inner.flags & TEST):
+        raise Refused("test_only")
+    try:
+        parsed = payload_struct.parse(inner.payload)
+    except ConstructError:
+        raise Refused("bad_payload") from None
+    return {"name": name, "type": inner.type,
+            "flags": inner.flags | (DOWNLINK_VIEW if downlink else 0), "key_id": head.key_id,
             "device_id": head.device_id, "counter": head.counter,
-            "fields": _fields(head.type, parsed)}
+            "fields": _fields(inner.type, parsed)}
 
 
 # --- encoding, for the benchmark and for cross-checks: construct builds the payload ---------
@@ -281,13 +301,14 @@ def encode_frame(name, fields, device_id, key_id, key16, counter, downlink=False
         payload_fields["has_fix"] = 0 if fix is None else 1
         payload_fields[fix_name] = dict.fromkeys(FIX_FIELD_NAMES, 0) if fix is None else fix
     payload = PAYLOADS[code][2].build(payload_fields)
-    flags |= (0 if name == "ACK" else ACK_REQ) | (DOWNLINK if downlink else 0)
+    flags |= 0 if name == "ACK" else ACK_REQ
     mac_key, enc_key = derive(key16)
-    if code in ENCRYPTED_TYPES:
-        flags |= ENCRYPTED
-        payload = ctr_xor(enc_key, device_id, downlink, counter, payload)
-    body = Header.build({"version": 1, "type": code, "flags": flags, "key_id": key_id,
-                         "device_id": device_id, "counter": counter}) + payload
+    bucket = min(b for b in BUCKETS if b >= 3 + len(payload))
+    plain = Inner.build({"type": code, "flags": flags, "length": len(payload),
+                         "payload": payload, "padding": bytes(bucket - 3 - len(payload))})
+    sealed = ctr_xor(enc_key, device_id, downlink, counter, key_id, plain)
+    body = Header.build({"version": 2, "direction": int(downlink), "key_id": key_id,
+                         "device_id": device_id, "counter": counter}) + sealed
     body += hmac.new(mac_key, body, hashlib.sha256).digest()[:TAG_SIZE]
     body += crc16_ccitt_false(body).to_bytes(2, "big")
     return cobs_stuff(body) + b"\x00"

@@ -1,4 +1,4 @@
-"""The message table of protocol v1 and the payload codec (SPEC.md sections 5 and 6).
+"""The message table of protocol v2 and the payload codec (SPEC.md sections 5 and 6).
 
 Each entry: (type code, name, direction, header struct format, field names, kind). `kind`
 names the variable part that follows the fixed fields:
@@ -47,8 +47,8 @@ MESSAGES = (
     (0x86, "TEST_INJECT", DOWN, ">B", ("op",), "data"),
 )
 
-# Payloads that carry a location are always encrypted (SPEC 4.3).
-ENCRYPTED = ("POSITION", "NO_FIX", "ALARM")
+# The sizes a frame's sealed part is padded to (SPEC 3.4); part of the schema hash.
+SEALED_SIZES = (32, 48, 96, 144, 219)
 # The optional fix of NO_FIX and ALARM is named:
 FIX_NAME = {"NO_FIX": "last_fix", "ALARM": "fix"}
 
@@ -77,34 +77,27 @@ ALARM_KIND_BATTERY_5 = const(4)
 ALARM_KIND_GNSS_LOST = const(5)
 ALARM_KIND_TAMPER = const(6)
 ALARM_KIND_POWER_OFF_ATTEMPT = const(7)
-ALARM_KINDS = {1: "panic", 2: "battery_20", 3: "battery_10", 4: "battery_5", 5: "gnss_lost",
-               6: "tamper", 7: "power_off_attempt"}
 
 ALARM_STATE_RAISED = const(1)
 ALARM_STATE_CANCELLED = const(2)
 ALARM_STATE_CLEARED = const(3)
-ALARM_STATES = {1: "raised", 2: "cancelled", 3: "cleared"}
 
 EVENT_KIND_CHARGER_ON = const(1)
 EVENT_KIND_CHARGER_OFF = const(2)
 EVENT_KIND_SELF_TEST = const(3)
 EVENT_KIND_COMMS_RESTORED = const(4)
 EVENT_KIND_QUEUE_EVICTED = const(5)
-EVENT_KINDS = {1: "charger_on", 2: "charger_off", 3: "self_test", 4: "comms_restored",
-               5: "queue_evicted"}
 
 COMMAND_LOCATE_NOW = const(1)
 COMMAND_VIBRATE = const(2)
 COMMAND_SELF_TEST = const(3)
 COMMAND_REBOOT = const(4)
 COMMAND_CLEAR_ALARM = const(5)
-COMMANDS = {1: "locate_now", 2: "vibrate", 3: "self_test", 4: "reboot", 5: "clear_alarm"}
 
 PROXIMITY_CLEAR = const(0)
 PROXIMITY_UNCERTAIN = const(1)
 PROXIMITY_WARNING = const(2)
 PROXIMITY_ALARM = const(3)
-PROXIMITY_LEVELS = {0: "clear", 1: "uncertain", 2: "warning", 3: "alarm"}
 
 # CONFIG keys: id -> (name, min, max, default). Units are in the names (SPEC 6.9).
 CONFIG_KEYS = {
@@ -146,20 +139,13 @@ _RANGES = {"B": (0, 0xFF), "H": (0, 0xFFFF), "h": (-0x8000, 0x7FFF), "I": (0, 0x
            "q": (-0x8000000000000000, 0x7FFFFFFFFFFFFFFF)}
 
 
-def _schema_text():
-    parts = ["vigil-v1"]
-    for code, name, direction, fmt, fields, kind in MESSAGES:
-        parts.append("%02x:%s:%s:%s:%s:%s" % (code, name, direction, fmt, ",".join(fields), kind))
-    parts.append("fix:%s:%s" % (FIX_FORMAT, ",".join(FIX_FIELDS)))
-    for key in sorted(CONFIG_KEYS):
-        parts.append("cfg:%d:%s:%d:%d" % ((key,) + CONFIG_KEYS[key][:3]))
-    return ";".join(parts)
-
-
 def _schema_hash():
-    """crc32 of _schema_text(), fed part by part: on a 48 KiB heap the joined text (~1.2 KB)
-    may find no contiguous block at import time."""
-    crc = binascii.crc32(b"vigil-v1;")
+    """crc32 of the schema text (SPEC 7; `host_make_vectors.schema_text()` builds it whole),
+    fed part by part: on a 48 KiB heap the joined text (~1.2 KB) may find no contiguous
+    block at import time."""
+    crc = binascii.crc32(b"vigil-v2;")
+    crc = binascii.crc32(("sealed:" + ",".join("%d" % n for n in SEALED_SIZES) + ";").encode(),
+                         crc)
     for code, name, direction, fmt, fields, kind in MESSAGES:
         crc = binascii.crc32(("%02x:%s:%s:%s:" % (code, name, direction, fmt)).encode(), crc)
         crc = binascii.crc32((",".join(fields) + ":" + kind + ";").encode(), crc)
@@ -172,6 +158,8 @@ def _schema_hash():
 
 # Like MAVLink's CRC_EXTRA: any change to the table changes the hash (SPEC 7).
 SCHEMA_HASH = _schema_hash()
+del _schema_hash  # run once: its bytecode would only hold heap
+del _entry, _code, _name, _direction, _fmt, _fields, _kind, _spec
 
 
 class PayloadError(ValueError):

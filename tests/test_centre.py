@@ -112,8 +112,10 @@ def test_duplicate_acked_again_but_delivered_once():
     assert again[0].fields["highest"] == first[0].fields["highest"] == 1
     assert len(kinds(c, C.ALARM_RAISED)) == 1
     assert c.devices[7].duplicates == 1
-    outcomes = [r["outcome"] for r in c.evidence.rows("frames")]
-    assert outcomes == ["delivered", "duplicate"]
+    assert [r["outcome"] for r in c.evidence.rows("frames")] == ["delivered"]
+    c.link_closed("L", T0 + 200)  # duplicates are counted per link, one row per outcome
+    assert [(r["link"], r["outcome"], r["count"]) for r in c.evidence.rows("refusals")] == [
+        ("L", "duplicate", 1)]
 
 
 def test_duplicate_older_than_window_gets_its_own_ack():
@@ -156,8 +158,14 @@ def test_refused_frames_never_change_state():
     assert out == []
     assert c.devices == {} and c.alarms == {} and c.next_deadline_ms() is None
     assert c.refused["bad_tag"] == 2 and c.refused["unknown_key"] == 1
-    assert sum(c.refused.values()) == len(kinds(c, C.REFUSED)) == 5
-    assert all(r["outcome"].startswith("refused:") for r in c.evidence.rows("frames"))
+    assert sum(c.refused.values()) == 5
+    # One event per link and reason (the local log keeps unknown_key apart from bad_tag).
+    assert sorted(e.detail["reason"] for e in kinds(c, C.REFUSED)) == [
+        "bad_cobs", "bad_tag", "unknown_key"]
+    assert c.evidence.rows("frames") == []
+    c.link_closed("L", T0)
+    counts = {r["outcome"]: r["count"] for r in c.evidence.rows("refusals")}
+    assert counts == {"refused:bad_tag": 2, "refused:unknown_key": 1, "refused:bad_cobs": 2}
     # The genuine frame with the forged one's counter is still delivered afterwards.
     d.sender.counter = 1
     assert d.open(c.receive("L", d.seal("ALARM", alarm()), T0))[0].name == "ACK"

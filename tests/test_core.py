@@ -105,7 +105,6 @@ def test_core_imports_no_hardware_modules():
 
 
 def test_core_constants_match_protocol():
-    assert core.FLAG_HISTORIC == codec.FLAG_HISTORIC
     assert core.ALARM_PANIC == messages.ALARM_KIND_PANIC
     assert core.ALARM_GNSS_LOST == messages.ALARM_KIND_GNSS_LOST
     assert (core.ALARM_BATTERY_20, core.ALARM_BATTERY_10, core.ALARM_BATTERY_5) == (2, 3, 4)

@@ -1,9 +1,10 @@
 """Round trips of every message through the portable codec, the host fast path and the
 construct reference, with hypothesis drawing boundary values (SPEC 6)."""
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol import codec, host_fast, host_reference, messages
+from protocol import codec, host_fast, host_make_vectors, host_reference, messages
 
 KEY = bytes(range(16))
 
@@ -62,7 +63,7 @@ def sealed(draw):
     device_id = draw(st.integers(0, 0xFFFFFFFF))
     key_id = codec.TEST_KEY_ID if name == "TEST_INJECT" else draw(st.integers(0, 0xFF))
     counter = draw(st.integers(1, 0xFFFFFFFF))
-    flags = draw(st.sampled_from([0, codec.FLAG_HISTORIC]))
+    flags = draw(st.sampled_from([0, codec.FLAG_TEST]))
     if name == "TEST_INJECT":
         flags |= codec.FLAG_TEST
     sender = codec.Sender(device_id, key_id, KEY, downlink=downlink)
@@ -89,7 +90,8 @@ def test_every_message_round_trips_through_all_three(case):
         assert isinstance(frame, codec.Frame), frame
         assert (frame.name, frame.fields, frame.counter) == (name, fields, counter)
         assert (frame.device_id, frame.key_id, frame.downlink) == (device_id, key_id, downlink)
-        assert frame.historic == bool(flags & codec.FLAG_HISTORIC)
+        assert frame.historic is False  # not on the wire in v2: the centre infers it
+        assert bool(frame.flags & codec.FLAG_TEST) == bool(flags & codec.FLAG_TEST)
         assert frame.ack_requested == (name != "ACK")
     decoded = host_reference.decode_frame(wire[:-1], {(device_id, key_id): KEY},
                                           downlink=downlink, test_mode=True)
@@ -122,9 +124,64 @@ def test_location_messages_are_encrypted_on_the_wire():
     fix.update(lat_e7=523702000, lon_e7=48952000)
     wire = codec.Sender(1, 1, KEY).seal("POSITION", {"send_time_ms": 0, "fixes": [fix]})
     body = codec.framing.cobs_decode(wire[:-1])
-    assert body[2] & codec.FLAG_ENCRYPTED
     assert (523702000).to_bytes(4, "big") not in body
     assert (48952000).to_bytes(4, "big") not in body
+
+
+# Every frame of a size bucket looks alike on the wire: the same length, and no clear byte
+# that names the type, flags or payload (SPEC 3.4). An ALARM is as long as a one-fix POSITION
+# and a NO_FIX; a PROXIMITY level, OPERATOR_ACK, COMMAND or TIME_SYNC as long as an ACK.
+_SMALL_DOWN = [("PROXIMITY", {"level": 0}), ("PROXIMITY", {"level": 3}),
+               ("OPERATOR_ACK", {"alarm_id": 1, "operator_id": 1}),
+               ("COMMAND", {"command": messages.COMMAND_LOCATE_NOW, "arg": 0}),
+               ("COMMAND", {"command": messages.COMMAND_REBOOT, "arg": 0}),
+               ("TIME_SYNC", {"utc_ms": 1}), ("ACK", {"highest": 1, "bitmap": 0}),
+               ("CONFIG", {"config_version": 1, "items": []})]
+
+
+def test_metadata_is_sealed_and_padded():
+    fix = {n: 0 for n in messages.FIX_FIELDS}
+    down = codec.Sender(1, 1, KEY, downlink=True, counter=100)
+    bodies = [codec.framing.cobs_decode(down.seal(n, f)[:-1]) for n, f in _SMALL_DOWN]
+    assert {len(b) for b in bodies} == {codec.MIN_FRAME}
+    # Only the routing header is clear: version, direction, key id, device id, counter.
+    for counter, body in enumerate(bodies, 100):
+        assert body[:codec.HEADER_SIZE] == bytes([2, 1, 1]) + (1).to_bytes(4, "big") + \
+            counter.to_bytes(4, "big")
+    up = codec.Sender(1, 1, KEY)
+    alarm = up.seal("ALARM", {"alarm_id": 1, "kind": 1, "state": 1, "raised_time_ms": 0,
+                              "fix": None})
+    position = up.seal("POSITION", {"send_time_ms": 0, "fixes": [fix]})
+    no_fix = up.seal("NO_FIX", {"send_time_ms": 0, "age_s": 0, "last_fix": None})
+    sizes = {len(codec.framing.cobs_decode(w[:-1])) for w in (alarm, position, no_fix)}
+    assert len(sizes) == 1
+    # A PROXIMITY level shows nowhere: each level's frame has the same clear header and
+    # length, and its plaintext (type 0x84, flags, length 1, level) is not in the bytes.
+    levels = [codec.framing.cobs_decode(
+        codec.Sender(1, 1, KEY, True).seal("PROXIMITY", {"level": level})[:-1])
+        for level in range(4)]
+    assert len({b[:codec.HEADER_SIZE] for b in levels}) == 1
+    assert len({len(b) for b in levels}) == 1
+    for level, body in enumerate(levels):
+        assert bytes([0x84, 1, 1, level]) not in body
+
+
+def test_a_retransmission_is_the_same_bytes():
+    """No CTR keystream reuse: re-sealing a record under its counter gives the same bytes."""
+    sender = codec.Sender(1, 1, KEY)
+    fields = {"kind": 1, "time_ms": 5, "value": 2}
+    first = sender.seal("EVENT", fields)
+    assert sender.seal("EVENT", fields, counter=1) == first
+    with pytest.raises(messages.PayloadError):
+        sender.seal("EVENT", fields, flags=2, counter=1)  # no HISTORIC flag in v2
+
+
+def test_a_v1_frame_is_refused_with_a_clear_reason():
+    v1 = bytes.fromhex(host_make_vectors.V1_HEARTBEAT.hex())
+    for receiver in _receivers(1, 1, False):
+        [item] = receiver.feed(v1)
+        assert item.reason == "bad_version"
+        assert "v1 frame" in str(item) and "v2" in str(item)
 
 
 BAD_FIELDS = [
@@ -170,5 +227,5 @@ def test_oversized_test_inject_is_refused_without_growing_the_buffer():
 def test_schema_hash_is_in_hello_and_stable():
     assert 0 <= messages.SCHEMA_HASH <= 0xFFFFFFFF
     # Changing the table changes the hash (SPEC 7): the hash covers the text of the table.
-    assert messages.SCHEMA_HASH == messages.binascii.crc32(messages._schema_text().encode())
-    assert "02:HEARTBEAT:up:>HBBBHIB" in messages._schema_text()
+    assert messages.SCHEMA_HASH == messages.binascii.crc32(host_make_vectors.schema_text().encode())
+    assert "02:HEARTBEAT:up:>HBBBHIB" in host_make_vectors.schema_text()

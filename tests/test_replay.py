@@ -111,22 +111,27 @@ def test_replay_over_tcp_delivers_every_frame_of_the_direction_in_order(tmp_path
         assert result["p99_ms"] is None  # max speed schedules nothing
 
 
-def test_replay_at_1x_reports_a_small_scheduling_error(tmp_path, capsys):
+def test_replay_at_1x_takes_the_recorded_time_and_reports_the_error(tmp_path, capsys):
+    import time
+
     path = tmp_path / "s.pcapng"
-    _recording(path, 200, 1_000_000)  # 150 up-frames over 0.2 s
+    _recording(path, 200, 1_000_000)  # 150 up-frames spread over 0.2 s
     listener, got, thread = _serve()
     try:
-        assert replay_mod.main([str(path), "--to", listener.url]) == 0
+        started = time.perf_counter()
+        assert replay_mod.main([str(path), "--to", listener.url, "--json"]) == 0
+        elapsed_s = time.perf_counter() - started
         thread.join(5)
     finally:
         listener.close()
-    out = capsys.readouterr().out
-    assert out.startswith("replayed 150 up frames to %s at 1x" % listener.url)
-    p99 = float(out.split("p99 ")[1].split(" ms")[0])
-    # The 2 ms target is measured by bench/recording.py on an idle core; a shared CI core
-    # gets a looser bound here, which still fails a sleep-per-frame scheduler.
-    assert p99 < 15.0
-    assert len(got) == 150
+    result = json.loads(capsys.readouterr().out)
+    # Never early: the last up-frame is 0.199 s after the first, so the replay takes that
+    # long at least, and no frame went out before its time (errors are >= 0). The 2 ms p99
+    # target is measured by bench/recording.py: wall-clock figures on a CI machine shared
+    # with other jobs say more about the neighbours than about the scheduler.
+    assert elapsed_s >= 0.199
+    assert result["sent"] == 150 and len(got) == 150
+    assert 0 <= result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
 
 
 def test_bad_arguments_are_one_line_exit_2(tmp_path, capsys):

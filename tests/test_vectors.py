@@ -91,11 +91,12 @@ while True:
     if not line:
         break
     v = json.loads(line)
+    wire = binascii.unhexlify(v.pop("w"))
     del line
+    gc.collect()  # the JSON text and its hex are gone: room for the keys
     ring = codec.Keyring()
     for d, i, k in v["keys"]:
         ring.add(d, i, binascii.unhexlify(k))
-    wire = binascii.unhexlify(v["w"])
     rx = codec.Receiver(ring, downlink=v["dl"], test_mode=v["tm"])
     if v["t"] == "good":
         fields = conv(v["x"])

@@ -11,17 +11,32 @@ whatever the caller uses to tell connections apart; a device's downlinks go out 
 last authentic frame came from, and wait while no link is known.
 
 Frames (decisions written here because the tests pin them):
-- Refused frames (bad CRC, wrong key, forged tag, ...) are counted by reason, logged and raised
-  as "refused" events, never acked, and never change any state.
-- Dedupe: the centre keeps the replay window per device itself. An authentic frame whose
-  counter was already delivered is acked again but not delivered twice. Below the window
-  (a record queued before a reboot, whose counters then jumped ahead) the evidence log of
-  delivered counters decides, so such a record is delivered once, never dropped as old.
+- Order: authentication (tag), then the replay check, and only then any state change (the
+  device's link, last-seen time, reporting state, schema flag, handlers). A captured frame
+  replayed from anywhere is acked again on the link it came from and changes nothing else.
+- Refused frames (bad CRC, wrong key, forged tag, ...) are never acked and never change any
+  state. They are counted per link and outcome (duplicates and stale HELLOs too) and written
+  to the evidence log as one `refusals` row per link and outcome at the first tick() after
+  each `refusal_flush_ms`, when the link closes and at close() (no deadline of its own:
+  refused input never makes work); one "refused" event is raised per link and reason per interval.
+  `unknown_key` and `bad_tag` cost the same work and are told apart only in this local log.
+- Rate limit: past `refused_per_s` refusals in one second on a link, the rest of that
+  second's input from it is dropped unparsed (counted as "rate_limited" bytes), so a flood
+  costs little and genuine devices on other links are served.
+- Dedupe: the replay window is per device and key id. An authentic frame whose counter was
+  already delivered is acked again but not delivered twice. Below the window (a record
+  queued before a reboot, whose counters then jumped ahead) the evidence log of delivered
+  counters decides, so such a record is delivered once, never dropped as old. A frame that
+  arrives after a newer one from its device is marked historic (SPEC 3.3: not on the wire).
+- Restart: windows are rebuilt exactly from the evidence log, device state from the
+  `device_state` table, and downlink counters resume from their reserve-ahead reservation,
+  so a restarted centre accepts no replay and reuses no counter.
 - Transport ACK: one ACK per device per receive() call that had frames asking for one:
   `highest` and `bitmap` are that device's replay window (bit i = counter highest-1-i
   received). A duplicate too old for the window gets its own ACK (highest = its counter).
 - Schema: a HELLO whose schema_hash differs from ours marks the device "mismatched" until a
-  HELLO with the right hash. The HELLO and every later frame of that boot are refused with
+  HELLO with the right hash. Only a HELLO newer (higher counter, same key) than the last one
+  may change the flag; an older one is refused "stale_hello" (acked, nothing changes). The HELLO and every later frame of that boot are refused with
   reason "schema_mismatch": authentic, so they count as contact, but not delivered, not acked
   and not marked as seen, so the device keeps them queued and they are delivered after it is
   updated. A frame before any HELLO (the centre restarted) is trusted.
@@ -61,7 +76,7 @@ from host.centre.proximity import (
     haversine_m,
 )
 from host.keys import KeyStore
-from protocol import codec, messages
+from protocol import codec, host_fast, host_names, messages
 
 # Event kinds
 HELLO = "hello"
@@ -74,6 +89,10 @@ PROXIMITY = "proximity"
 NOT_REPORTING = "not_reporting"
 REPORTING = "reporting"
 REFUSED = "refused"
+DUPLICATE = "duplicate"
+STALE_HELLO = "stale_hello"
+RATE_LIMITED = "rate_limited"
+DOWNLINK_RESERVE = 256  # downlink counters reserved per write (reserve-ahead, SPEC 3.3)
 SCHEMA_MISMATCH = "schema_mismatch"
 DEVICE_EVENT = "device_event"
 DOWNLINK_EXPIRED = "downlink_expired"
@@ -100,6 +119,8 @@ class CentreConfig:
     downlink_retry_max_ms: int = 300_000
     downlink_expiry_ms: int = 3_600_000
     resend_on_contact_ms: int = 2_000  # resend unacked downlinks when heard, if sent this long ago
+    refusal_flush_ms: int = 60_000  # aggregated refusals are written this often per link
+    refused_per_s: int = 200  # refusals per link per second before its input is dropped
 
 
 @dataclass(frozen=True)
@@ -135,6 +156,15 @@ class Device:
     reporting: bool = True
     frames_delivered: int = 0
     duplicates: int = 0
+    hello_counter: Optional[int] = None  # counter of the HELLO that set schema_ok
+    hello_key_id: Optional[int] = None
+    highest_seen: dict = field(default_factory=dict)  # str(key_id) -> highest authentic counter
+
+    def state(self):
+        """What survives a centre restart (the link does not)."""
+        out = {k: v for k, v in self.__dict__.items() if k != "link_id"}
+        out["highest_seen"] = dict(self.highest_seen)
+        return out
 
 
 @dataclass
@@ -172,6 +202,21 @@ class Downlink:
     supersede: Optional[str] = None  # a newer downlink with the same key replaces this one
 
 
+class _Link:
+    """Per-link receive state: the deframer, the refusal budget and pending aggregates."""
+
+    __slots__ = ("deframer", "budget_start_ms", "refused_in_budget", "muted_until_ms",
+                 "pending", "flushed_ms")
+
+    def __init__(self, now_ms):
+        self.deframer = codec.Deframer()
+        self.budget_start_ms = now_ms
+        self.refused_in_budget = 0
+        self.muted_until_ms = 0
+        self.pending = {}  # outcome -> [count, bytes, first_ms, last_ms, detail]
+        self.flushed_ms = now_ms
+
+
 class Centre:
     def __init__(self, keys, config=None, evidence=":memory:",
                  on_event: Optional[Callable[[Event], None]] = None):
@@ -186,13 +231,28 @@ class Centre:
         self.refused: dict[str, int] = {}  # reason -> count
         self.frames_up = 0
         self.frames_down = 0
-        self._receiver = codec.Receiver(self.keys.keyring(), check_replay=False)
-        self._deframers: dict[Any, codec.Deframer] = {}
-        # A restarted centre must not reuse downlink counters, nor deliver old uplinks again.
-        self._windows = {d: codec.ReplayWindow(c) for d, c in self.evidence.max_counters(
-            "frames", "WHERE outcome = 'delivered'").items()}
+        ring = host_fast.Keyring()
+        for device_id in self.keys.devices():
+            for key_id in self.keys.key_ids(device_id):
+                ring.add(device_id, key_id, self.keys.get(device_id, key_id))
+        self._receiver = host_fast.FastReceiver(ring, check_replay=False)
+        self._links: dict[Any, _Link] = {}
+        # A restarted centre must not reuse downlink counters, nor deliver old uplinks again:
+        # windows as they stood, from the evidence log; devices from their saved state.
+        self._windows: dict[tuple, codec.ReplayWindow] = {}
+        for key, (highest, below) in self.evidence.windows(codec.REPLAY_WINDOW).items():
+            window = self._windows[key] = codec.ReplayWindow(highest)
+            for counter in below:
+                window.accept(counter)
+        for device_id, state in self.evidence.states().items():
+            try:
+                self.devices[device_id] = Device(**state)
+            except TypeError:  # a state saved by another version: start afresh
+                continue
+        self._dirty: set = set()
+        self._reserved = self.evidence.reservations()  # (device, key id) -> reserved counter
         self._next_down = {d: c + 1 for d, c in self.evidence.max_counters("downlinks").items()}
-        self._senders: dict[int, codec.Sender] = {}
+        self._senders: dict[int, host_fast.FastSender] = {}
         self._downlinks: list[Downlink] = []  # not yet done
         self._trackers = {}  # victim id -> ProximityTracker
         self._victims: dict[int, list] = {}  # offender id -> [victim ids]
@@ -207,32 +267,55 @@ class Centre:
     def receive(self, link_id, data, now_ms):
         """Bytes from a link; returns the wire frames to send back on that link."""
         self._now_ms = now_ms
-        deframer = self._deframers.get(link_id)
-        if deframer is None:
-            deframer = self._deframers[link_id] = codec.Deframer()
-        to_ack = {}  # device id -> counters asking for an ACK
+        link = self._links.get(link_id)
+        if link is None:
+            link = self._links[link_id] = _Link(now_ms)
+        if now_ms < link.muted_until_ms:
+            self._count(link, link_id, RATE_LIMITED, now_ms, len(data), "")
+            return []
+        to_ack = {}  # (device id, key id) -> counters asking for an ACK
         heard = []
-        for block in deframer.feed(data):
+        for block in link.deframer.feed(data):
             if isinstance(block, codec.FrameError):
-                self._refuse(link_id, now_ms, block.reason, str(block))
-                continue
-            try:
-                frame = self._receiver.open(block)
-            except codec.FrameError as e:
-                self._refuse(link_id, now_ms, e.reason, str(e))
-                continue
-            if self._frame(link_id, frame, now_ms) and frame.ack_requested:
-                to_ack.setdefault(frame.device_id, []).append(frame.counter)
-            if frame.device_id not in heard:
-                heard.append(frame.device_id)
+                self._refuse(link, link_id, now_ms, block.reason, str(block), 243)
+            else:
+                try:
+                    frame = self._receiver.open(block)
+                except codec.FrameError as e:
+                    self._refuse(link, link_id, now_ms, e.reason, str(e), len(block) + 1)
+                else:
+                    if self._frame(link, link_id, frame, now_ms) and frame.ack_requested:
+                        to_ack.setdefault((frame.device_id, frame.key_id), []).append(
+                            frame.counter)
+                    if self.devices.get(frame.device_id) is not None and \
+                            self.devices[frame.device_id].link_id == link_id and \
+                            frame.device_id not in heard:
+                        heard.append(frame.device_id)
+            if now_ms < link.muted_until_ms:
+                # Over budget: the rest of this input is dropped unparsed, and the deframer
+                # resyncs at the next delimiter after the mute.
+                link.deframer = codec.Deframer()
+                link.deframer._discarding = True
+                break
         replies = []
-        for device_id, counters in to_ack.items():
-            replies.extend(self._acks(device_id, counters))
+        for (device_id, key_id), counters in to_ack.items():
+            replies.extend(self._acks(device_id, key_id, counters))
         for device_id in heard:
             replies.extend(self._flush_device(device_id, now_ms, resend=True))
         self.frames_down += len(replies)
-        self.evidence.commit()
+        self._commit()
         return replies
+
+    def link_closed(self, link_id, now_ms=None):
+        """The link went away: write its pending refusal counts and forget its state."""
+        now_ms = self._now_ms if now_ms is None else now_ms
+        link = self._links.pop(link_id, None)
+        if link is not None:
+            self._flush_refusals(link, link_id, now_ms)
+        for device in self.devices.values():
+            if device.link_id == link_id:
+                device.link_id = None
+        self._commit()
 
     def tick(self, now_ms):
         """Run the timers due by now; returns (link_id, wire) pairs to send."""
@@ -254,12 +337,15 @@ class Centre:
                 self._event(now_ms, DOWNLINK_EXPIRED, downlink.device_id,
                             type=downlink.name, counter=downlink.counter)
         self._downlinks = [d for d in self._downlinks if not d.done]
+        for link_id, link in self._links.items():
+            if link.pending and now_ms - link.flushed_ms >= self.config.refusal_flush_ms:
+                self._flush_refusals(link, link_id, now_ms)
         for device_id in {d.device_id for d in self._downlinks}:
             link_id = self.devices[device_id].link_id if device_id in self.devices else None
             if link_id is not None:
                 out.extend((link_id, w) for w in self._flush_device(device_id, now_ms))
         self.frames_down += len(out)
-        self.evidence.commit()
+        self._commit()
         return out
 
     def next_deadline_ms(self):
@@ -280,9 +366,7 @@ class Centre:
         link with the next receive() from it or tick(). It replaces any unacked downlink of
         the same `supersede` key (by default the name, for the SUPERSEDING types)."""
         now_ms = self._now_ms if now_ms is None else now_ms
-        sender = self._sender(device_id)
-        wire = sender.seal(name, fields)
-        counter = sender.counter - 1
+        wire, counter = self._seal(device_id, name, fields)
         if supersede is None and name in SUPERSEDING:
             supersede = name
         if supersede is not None:
@@ -309,7 +393,7 @@ class Centre:
             if device is not None and device.link_id is not None:
                 out.extend((device.link_id, w) for w in self._flush_device(victim_id, now_ms))
         self.frames_down += len(out)
-        self.evidence.commit()
+        self._commit()
         return out
 
     def proximity_state(self, victim_id):
@@ -320,51 +404,106 @@ class Centre:
         return [d for d in self._downlinks if device_id is None or d.device_id == device_id]
 
     def close(self):
+        for link_id, link in self._links.items():
+            self._flush_refusals(link, link_id, self._now_ms)
+        self._commit()
         self.evidence.close()
 
     # ---- frames -----------------------------------------------------------------------------
 
-    def _refuse(self, link_id, now_ms, reason, detail, frame=None):
+    def _refuse(self, link, link_id, now_ms, reason, detail, nbytes, frame=None):
         self.refused[reason] = self.refused.get(reason, 0) + 1
-        self.evidence.frame(now_ms, link_id, "refused:" + reason, frame, detail)
-        self._event(now_ms, REFUSED, frame.device_id if frame else None, reason=reason,
-                    link=link_id, **({"type": frame.name, "counter": frame.counter} if frame else {}))
+        if self._count(link, link_id, "refused:" + reason, now_ms, nbytes, detail):
+            extra = {"type": frame.name, "counter": frame.counter} if frame else {}
+            self._event(now_ms, REFUSED, frame.device_id if frame else None, reason=reason,
+                        link=link_id, detail=detail, **extra)
 
-    def _frame(self, link_id, frame, now_ms):
-        """Handle one authentic frame; returns True if it may be acked."""
+    def _count(self, link, link_id, outcome, now_ms, nbytes, detail):
+        """Count one refused input on its link, against the link's per-second budget;
+        returns True if it is the first of its outcome since the last flush."""
+        entry = link.pending.get(outcome)
+        first = entry is None
+        if first:
+            entry = link.pending[outcome] = [0, 0, now_ms, now_ms, detail]
+        entry[0] += 1
+        entry[1] += nbytes
+        entry[3] = now_ms
+        if outcome != RATE_LIMITED:
+            if now_ms - link.budget_start_ms >= 1000:
+                link.budget_start_ms = now_ms
+                link.refused_in_budget = 0
+            link.refused_in_budget += 1
+            if link.refused_in_budget > self.config.refused_per_s:
+                link.muted_until_ms = link.budget_start_ms + 1000
+        return first
+
+    def _flush_refusals(self, link, link_id, now_ms):
+        for outcome, (count, nbytes, first_ms, last_ms, detail) in sorted(link.pending.items()):
+            self.evidence.refusals(now_ms, link_id, outcome, count, nbytes, first_ms, last_ms,
+                                   detail)
+        link.pending = {}
+        link.flushed_ms = now_ms
+
+    def _window(self, device_id, key_id):
+        window = self._windows.get((device_id, key_id))
+        if window is None:
+            window = self._windows[(device_id, key_id)] = codec.ReplayWindow()
+        return window
+
+    def _is_new(self, frame):
+        """True if this authentic frame was never delivered. Reads state, changes none.
+        Below the window (after a reboot the device's counters jump ahead, so a record it
+        queued before the reboot arrives far below) the evidence log, which knows every
+        counter ever delivered, decides."""
+        window = self._windows.get((frame.device_id, frame.key_id))
+        if window is None:
+            return not self.evidence.delivered(frame.device_id, frame.counter, frame.key_id)
+        if window.highest - frame.counter > codec.REPLAY_WINDOW:
+            return not self.evidence.delivered(frame.device_id, frame.counter, frame.key_id)
+        return not window.seen(frame.counter)
+
+    def _frame(self, link, link_id, frame, now_ms):
+        """Handle one authentic frame; returns True if it may be acked. Nothing changes
+        before the replay check (SPEC 9): a replayed frame only counts as a duplicate."""
         self.frames_up += 1
+        if not self._is_new(frame):
+            device = self.devices.get(frame.device_id)
+            if device is not None:
+                device.duplicates += 1
+                self._dirty.add(device.device_id)
+            self._count(link, link_id, DUPLICATE, now_ms, len(frame.raw), "")
+            return True
         device = self.devices.get(frame.device_id)
         if device is None:
             device = self.devices[frame.device_id] = Device(frame.device_id)
-        device.link_id = link_id
-        device.key_id = frame.key_id
-        device.last_seen_ms = now_ms
-        if not device.reporting:
-            device.reporting = True
-            self._event(now_ms, REPORTING, device.device_id)
+        self._dirty.add(device.device_id)
+        key = str(frame.key_id)
+        fresh = frame.counter > device.highest_seen.get(key, 0)
         if frame.name == "HELLO":
+            if (device.hello_counter is not None and device.hello_key_id == frame.key_id
+                    and frame.counter < device.hello_counter):
+                # Older than the HELLO that set the schema flag: a replay of a HELLO that
+                # was refused (schema_mismatch frames are not marked delivered), or one
+                # overtaken on the way. It must not flip the flag back.
+                self._count(link, link_id, STALE_HELLO, now_ms, len(frame.raw),
+                            "counter %d < %d" % (frame.counter, device.hello_counter))
+                return True
             mismatch = frame.fields["schema_hash"] != messages.SCHEMA_HASH
             if mismatch and device.schema_ok is not False:
                 self._event(now_ms, SCHEMA_MISMATCH, device.device_id,
                             theirs="0x%08x" % frame.fields["schema_hash"],
                             ours="0x%08x" % messages.SCHEMA_HASH)
             device.schema_ok = not mismatch
+            device.hello_counter, device.hello_key_id = frame.counter, frame.key_id
         if device.schema_ok is False:
-            self._refuse(link_id, now_ms, "schema_mismatch", "", frame)
+            if fresh:  # authentic and newer than anything before: it counts as contact
+                self._contact(device, link_id, frame, now_ms)
+            self._refuse(link, link_id, now_ms, "schema_mismatch", "", len(frame.raw), frame)
             return False
-        window = self._windows.get(frame.device_id)
-        if window is None:
-            window = self._windows[frame.device_id] = codec.ReplayWindow()
-        # Below the window (after a reboot the device's counters jump ahead, so a record it
-        # queued before the reboot arrives far below) the evidence log, which knows every
-        # counter ever delivered, decides.
-        below = window.highest - frame.counter > codec.REPLAY_WINDOW
-        if (self.evidence.delivered(frame.device_id, frame.counter) if below
-                else window.seen(frame.counter)):
-            device.duplicates += 1
-            self.evidence.frame(now_ms, link_id, "duplicate", frame)
-            return True
-        if not below:
+        self._contact(device, link_id, frame, now_ms)
+        window = self._window(frame.device_id, frame.key_id)
+        frame.historic = frame.counter < window.highest  # a newer one arrived first
+        if window.highest - frame.counter <= codec.REPLAY_WINDOW:
             window.accept(frame.counter)
         device.frames_delivered += 1
         self.evidence.frame(now_ms, link_id, "delivered", frame)
@@ -373,15 +512,33 @@ class Centre:
             handler(self, device, frame, now_ms)
         return True
 
-    def _acks(self, device_id, counters):
-        window = self._windows[device_id]
-        sender = self._sender(device_id)
+    def _contact(self, device, link_id, frame, now_ms):
+        key = str(frame.key_id)
+        device.highest_seen[key] = max(device.highest_seen.get(key, 0), frame.counter)
+        device.link_id = link_id
+        device.key_id = frame.key_id
+        device.last_seen_ms = now_ms
+        if not device.reporting:
+            device.reporting = True
+            self._event(now_ms, REPORTING, device.device_id)
+
+    def _commit(self):
+        for device_id in self._dirty:
+            device = self.devices.get(device_id)
+            if device is not None:
+                self.evidence.save_state(device_id, device.state())
+        self._dirty.clear()
+        self.evidence.commit()
+
+    def _acks(self, device_id, key_id, counters):
+        window = self._window(device_id, key_id)
         acks = []
         if any(window.highest - c <= codec.REPLAY_WINDOW for c in counters):
-            acks.append(sender.seal("ACK", {"highest": window.highest, "bitmap": window.bitmap}))
-        for counter in counters:
-            if window.highest - counter > codec.REPLAY_WINDOW:
-                acks.append(sender.seal("ACK", {"highest": counter, "bitmap": 0}))
+            acks.append(self._seal(device_id, "ACK", {"highest": window.highest,
+                                                      "bitmap": window.bitmap})[0])
+        old = sorted({c for c in counters if window.highest - c > codec.REPLAY_WINDOW})
+        for counter in old[-8:]:  # bounded: a replay flood of old frames gets few replies
+            acks.append(self._seal(device_id, "ACK", {"highest": counter, "bitmap": 0})[0])
         return acks
 
     def _on_hello(self, device, frame, now_ms):
@@ -427,7 +584,7 @@ class Centre:
                 alarm.ack_due_ms = now_ms + self.config.operator_ack_delay_ms
             change = "raised"
             self._event(now_ms, ALARM_RAISED, device.device_id, alarm_id=alarm.alarm_id,
-                        kind=messages.ALARM_KINDS.get(alarm.kind, alarm.kind),
+                        kind=host_names.ALARM_KINDS.get(alarm.kind, alarm.kind),
                         raised_time_ms=alarm.raised_time_ms, historic=frame.historic)
         elif state == messages.ALARM_STATE_RAISED:
             change = "repeated"
@@ -453,7 +610,7 @@ class Centre:
     def _on_event(self, device, frame, now_ms):
         f = frame.fields
         self._event(now_ms, DEVICE_EVENT, device.device_id,
-                    kind=messages.EVENT_KINDS.get(f["kind"], f["kind"]), device_time_ms=f["time_ms"],
+                    kind=host_names.EVENT_KINDS.get(f["kind"], f["kind"]), device_time_ms=f["time_ms"],
                     value=f["value"])
 
     def _on_ack(self, device, frame, now_ms):
@@ -560,19 +717,32 @@ class Centre:
     # ---- downlinks ------------------------------------------------------------------------------
 
     def _sender(self, device_id):
+        device = self.devices.get(device_id)
+        key_ids = self.keys.key_ids(device_id)
+        key_id = device.key_id if device is not None and device.key_id is not None else (
+            key_ids[-1] if key_ids else None)
         sender = self._senders.get(device_id)
-        if sender is None:
-            device = self.devices.get(device_id)
-            key_ids = self.keys.key_ids(device_id)
-            key_id = device.key_id if device is not None and device.key_id is not None else (
-                key_ids[-1] if key_ids else None)
+        if sender is None or sender.key_id != key_id:
             key = self.keys.get(device_id, key_id) if key_id is not None else None
             if key is None:
                 raise ValueError("no key for device %d" % device_id)
-            sender = codec.Sender(device_id, key_id, key, downlink=True,
-                                  counter=self._next_down.get(device_id, 1))
+            start = max(self._reserved.get((device_id, key_id), 1),
+                        self._next_down.get(device_id, 1))
+            sender = host_fast.FastSender(device_id, key_id, key, downlink=True, counter=start)
             self._senders[device_id] = sender
         return sender
+
+    def _seal(self, device_id, name, fields):
+        """Seal one downlink; returns (wire, counter). The counter is reserved in the store
+        before it is used (reserve-ahead, SPEC 3.3): a restarted centre never reuses one,
+        which under CTR would reuse keystream."""
+        sender = self._sender(device_id)
+        counter = sender.counter
+        key = (device_id, sender.key_id)
+        if counter >= self._reserved.get(key, 0):
+            self._reserved[key] = counter + DOWNLINK_RESERVE
+            self.evidence.reserve(device_id, sender.key_id, self._reserved[key])
+        return sender.seal(name, fields), counter
 
     def _flush_device(self, device_id, now_ms, resend=False):
         """Wire frames of one device due now: never sent, retry due, or (resend) any unacked

@@ -1,8 +1,14 @@
 """The centre's evidence log: an append-only SQLite database.
 
-Every frame received (refused ones too), every downlink queued and every transport ACK of one,
-every alarm state change, every proximity decision with all its inputs, and every event.
-Triggers refuse UPDATE and DELETE, so rows can only be added.
+Every authentic frame delivered, every downlink queued and every transport ACK of one, every
+alarm state change, every proximity decision with all its inputs, and every event. Refused
+frames and duplicates are counted, not logged one by one: one `refusals` row per link,
+outcome and flush interval (so a flood grows the log by O(peers), not O(frames)). Triggers
+refuse UPDATE and DELETE, so rows can only be added.
+
+Besides the evidence, the same file keeps the centre's working state, which is updated in
+place (`device_state`: per-device state as JSON; `counters`: reserve-ahead downlink counters),
+so that a restarted centre resumes its devices and never reuses a downlink counter.
 """
 import json
 import sqlite3
@@ -10,7 +16,10 @@ import sqlite3
 _TABLES = {
     "frames": """rx_ms INTEGER NOT NULL, link TEXT, device_id INTEGER, counter INTEGER,
         type TEXT, flags INTEGER, historic INTEGER, fix_times_ms TEXT, outcome TEXT NOT NULL,
-        detail TEXT""",
+        detail TEXT, key_id INTEGER""",
+    "refusals": """time_ms INTEGER NOT NULL, link TEXT, outcome TEXT NOT NULL,
+        count INTEGER NOT NULL, bytes INTEGER NOT NULL, first_ms INTEGER NOT NULL,
+        last_ms INTEGER NOT NULL, detail TEXT""",
     "downlinks": """queued_ms INTEGER NOT NULL, device_id INTEGER NOT NULL,
         counter INTEGER NOT NULL, type TEXT NOT NULL, fields TEXT NOT NULL""",
     "downlink_acks": """time_ms INTEGER NOT NULL, device_id INTEGER NOT NULL,
@@ -50,8 +59,16 @@ class EvidenceLog:
                         "CREATE TRIGGER IF NOT EXISTS %s_no_%s BEFORE %s ON %s BEGIN "
                         "SELECT RAISE(ABORT, 'the evidence log is append-only'); END"
                         % (name, verb.lower(), verb, name))
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(frames)")}
+            if "key_id" not in columns:  # a log written before protocol v2
+                self._db.execute("ALTER TABLE frames ADD COLUMN key_id INTEGER")
             self._db.execute("CREATE INDEX IF NOT EXISTS frames_by_counter "
                              "ON frames (device_id, counter)")
+            self._db.execute("CREATE TABLE IF NOT EXISTS device_state "
+                             "(device_id INTEGER PRIMARY KEY, state TEXT NOT NULL)")
+            self._db.execute("CREATE TABLE IF NOT EXISTS counters (device_id INTEGER NOT NULL, "
+                             "key_id INTEGER NOT NULL, reserved INTEGER NOT NULL, "
+                             "PRIMARY KEY (device_id, key_id))")
             self._db.commit()
         except sqlite3.Error as e:
             raise OSError("evidence log %s: %s" % (self.path, e)) from None
@@ -67,9 +84,15 @@ class EvidenceLog:
             self._insert("frames", rx_ms=rx_ms, link=str(link), outcome=outcome, detail=detail)
             return
         self._insert("frames", rx_ms=rx_ms, link=str(link), device_id=frame.device_id,
-                     counter=frame.counter, type=frame.name, flags=frame.flags,
+                     key_id=frame.key_id, counter=frame.counter, type=frame.name,
+                     flags=frame.flags,
                      historic=int(frame.historic),
                      fix_times_ms=json.dumps(fix_times(frame)), outcome=outcome, detail=detail)
+
+    def refusals(self, time_ms, link, outcome, count, nbytes, first_ms, last_ms, detail):
+        """One aggregate row: `count` frames (`nbytes` bytes) from `link` had `outcome`."""
+        self._insert("refusals", time_ms=time_ms, link=str(link), outcome=outcome, count=count,
+                     bytes=nbytes, first_ms=first_ms, last_ms=last_ms, detail=detail)
 
     def downlink(self, queued_ms, device_id, counter, name, fields):
         self._insert("downlinks", queued_ms=queued_ms, device_id=device_id, counter=counter,
@@ -110,11 +133,48 @@ class EvidenceLog:
                                 % (table, where))
         return {d: c for d, c in rows if d is not None and c is not None}
 
-    def delivered(self, device_id, counter):
-        """True if an uplink with this counter from this device was ever delivered."""
+    def windows(self, size):
+        """{(device_id, key_id): (highest, [delivered counters within `size` below it])}: the
+        uplink replay windows, exactly as they stood (SPEC 4.4)."""
+        out = {}
+        rows = self._db.execute(
+            "SELECT device_id, key_id, MAX(counter) FROM frames WHERE outcome = 'delivered' "
+            "AND device_id IS NOT NULL GROUP BY device_id, key_id")
+        for device_id, key_id, highest in rows.fetchall():
+            below = [c for (c,) in self._db.execute(
+                "SELECT DISTINCT counter FROM frames WHERE outcome = 'delivered' AND "
+                "device_id = ? AND key_id IS ? AND counter >= ? AND counter < ?",
+                (device_id, key_id, highest - size, highest))]
+            out[(device_id, key_id)] = (highest, below)
+        return out
+
+    def delivered(self, device_id, counter, key_id=None):
+        """True if an uplink with this counter from this device (and key id; rows from
+        before protocol v2 carry none and match any) was ever delivered."""
         return self._db.execute(
             "SELECT 1 FROM frames WHERE device_id = ? AND counter = ? AND outcome = 'delivered'"
-            " LIMIT 1", (device_id, counter)).fetchone() is not None
+            " AND (key_id IS NULL OR key_id = ?) LIMIT 1",
+            (device_id, counter, key_id)).fetchone() is not None
+
+    def save_state(self, device_id, state):
+        self._db.execute("INSERT OR REPLACE INTO device_state (device_id, state) VALUES (?, ?)",
+                         (device_id, json.dumps(state, sort_keys=True)))
+
+    def states(self):
+        """{device_id: state dict} as last saved."""
+        return {d: json.loads(s) for d, s in self._db.execute(
+            "SELECT device_id, state FROM device_state")}
+
+    def reserve(self, device_id, key_id, reserved):
+        """Persist a downlink counter reservation at once (reserve-ahead, SPEC 3.3): every
+        downlink counter ever used is below it."""
+        self._db.execute("INSERT OR REPLACE INTO counters (device_id, key_id, reserved) "
+                         "VALUES (?, ?, ?)", (device_id, key_id, reserved))
+        self._db.commit()
+
+    def reservations(self):
+        return {(d, k): r for d, k, r in self._db.execute(
+            "SELECT device_id, key_id, reserved FROM counters")}
 
     def rows(self, table):
         """All rows of a table as dicts, in insertion order (for tests and reports)."""

@@ -25,13 +25,13 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-from protocol import messages
+from protocol import host_names, messages
 
 CLEAR = messages.PROXIMITY_CLEAR
 UNCERTAIN = messages.PROXIMITY_UNCERTAIN
 WARNING = messages.PROXIMITY_WARNING
 ALARM = messages.PROXIMITY_ALARM
-LEVEL_NAMES = messages.PROXIMITY_LEVELS
+LEVEL_NAMES = host_names.PROXIMITY_LEVELS
 
 EARTH_RADIUS_M = 6371008.8  # IUGG mean radius
 

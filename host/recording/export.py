@@ -22,11 +22,11 @@ import xml.etree.ElementTree as ET
 
 from host.decode import Decoder, format_time
 from host.keys import KeyFileError, load_keys
-from protocol import messages
+from protocol import host_names, messages
 
 FORMATS = ("jsonl", "csv", "gpx", "geojson")
 CSV_COLUMNS = ("device_id", "kind", "time", "fix_time_ms", "lat", "lon", "alt_m", "speed_cmps",
-               "course_cdeg", "accuracy_m", "hdop_x10", "sats", "source", "historic", "counter",
+               "course_cdeg", "accuracy_m", "hdop_x10", "sats", "source", "counter",
                "alarm_id", "alarm_kind", "alarm_state", "received_time")
 KNOTS_PER_CMPS = 0.01 * 3600 / 1852
 OSMAND_ALARMS = {messages.ALARM_KIND_PANIC: "sos", messages.ALARM_KIND_TAMPER: "tampering",
@@ -72,7 +72,6 @@ def records(path, keys):
                     continue  # unverified, invalid, or a retransmission of a record kept
                 fields = result["fields"]
                 base = {"device_id": result["device_id"], "counter": result["counter"],
-                        "historic": "historic" in result["flags"],
                         "received_time": format_time(packet.time_ns)}
                 if result["name"] == "HEARTBEAT":
                     battery[result["device_id"]] = fields["battery_pct"]
@@ -82,9 +81,9 @@ def records(path, keys):
                                         battery_pct=battery.get(result["device_id"])))
                 elif result["name"] == "ALARM":
                     record = dict(base, kind="alarm", alarm_id=fields["alarm_id"],
-                                  alarm_kind=messages.ALARM_KINDS.get(fields["kind"],
+                                  alarm_kind=host_names.ALARM_KINDS.get(fields["kind"],
                                                                       fields["kind"]),
-                                  alarm_state=messages.ALARM_STATES.get(fields["state"],
+                                  alarm_state=host_names.ALARM_STATES.get(fields["state"],
                                                                         fields["state"]),
                                   alarm_kind_code=fields["kind"],
                                   battery_pct=battery.get(result["device_id"]))
