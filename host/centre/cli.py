@@ -54,6 +54,8 @@ def parser():
     p.add_argument("--prealert-m", type=float, default=None,
                    help="keep the victim's device tracking while the offender is this close "
                         "(default 3 x --warning-m; 0 = never)")
+    p.add_argument("--record", metavar="FILE.pcapng",
+                   help="record every link's frames both ways (pcapng, host/recording)")
     return p
 
 
@@ -69,6 +71,7 @@ class Server:
         self._queue = queue.Queue()
         self._next_link = 1
         self._lock = threading.Lock()
+        self.recorder = None  # a host.recording.tap.Recorder: each link is tapped when it opens
 
     def print(self, text):
         print(text, file=self.out, flush=True)
@@ -88,6 +91,8 @@ class Server:
             with self._lock:
                 link_id = "link%d" % self._next_link
                 self._next_link += 1
+            if self.recorder is not None:  # before its reader starts: no frame goes unrecorded
+                self.recorder.attach(transport, name=link_id)
             self._queue.put(("open", link_id, transport))
             threading.Thread(target=self._read, args=(link_id, transport), daemon=True).start()
 
@@ -176,6 +181,16 @@ def main(argv=None):
         print("vigil centre: %s" % e, file=sys.stderr)
         return 2
     server = Server(centre, listeners)
+    if args.record:
+        from host.recording.tap import Recorder
+
+        try:
+            server.recorder = Recorder(args.record, meta={"transport": ",".join(args.listen)})
+        except OSError as e:
+            server.close()
+            print("vigil centre: --record %s: %s" % (args.record, e.strerror or e),
+                  file=sys.stderr)
+            return 2
     server.start()
     try:
         while True:
@@ -184,6 +199,8 @@ def main(argv=None):
         pass
     finally:
         server.close()
+        if server.recorder is not None:
+            server.recorder.close()
     print("stopped: %d frames up, %d down, refused %s" % (
         centre.frames_up, centre.frames_down, centre.refused or "none"), flush=True)
     return 0
