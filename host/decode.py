@@ -35,7 +35,7 @@ import json
 import sys
 
 from host.keys import KeyFileError, load_keys
-from protocol import codec, framing, host_fast, messages
+from protocol import codec, framing, host_fast
 from protocol.host_make_vectors import to_jsonable
 
 _FLAG_NAMES = ((codec.FLAG_ACK_REQ, "ack_req"), (codec.FLAG_DOWNLINK, "downlink"),

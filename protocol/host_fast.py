@@ -30,15 +30,11 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from protocol import codec, messages
 from protocol.codec import (
-    CRC_SIZE,
     FLAG_DOWNLINK,
-    FLAG_TEST,
-    HEADER_SIZE,
     INNER_SIZE,
     MAX_FRAME,
     MIN_FRAME,
     SEALED_SIZES,
-    TEST_KEY_ID,
     VERSION,
     Frame,
     FrameError,

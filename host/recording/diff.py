@@ -96,7 +96,7 @@ def compare(items_a, items_b, keys=None, timing=True):
 
 def session_items(path):
     """[(t_ns, direction, device_id, block)] of a recording's frames; raises RecordingError."""
-    from host.recording import RecordingError, Reader
+    from host.recording import Reader, RecordingError
 
     with Reader(path) as reader:
         items = [(p.time_ns, p.direction, p.interface.device_id, p.data) for p in reader

@@ -51,7 +51,7 @@ def _fix_record(fix):
 def records(path, keys):
     """The session's records in recorded order: dicts with device_id, kind ("position",
     "alarm") and the fix fields; `battery_pct` is the latest heartbeat's."""
-    from host.recording import RecordingError, Reader
+    from host.recording import Reader, RecordingError
 
     decoder = Decoder(keys)
     battery = {}
