@@ -82,9 +82,9 @@ class _Tap:
 class RecordingRun(emulate.ScenarioRun):
     """A ScenarioRun whose centre-side traffic is tapped."""
 
-    def __init__(self, sc, seed=None):
+    def __init__(self, sc, seed=None, **options):
         self.tap = _Tap(sc["scenario"]["start_utc_ms"])
-        super().__init__(sc, seed)
+        super().__init__(sc, seed, **options)  # options: whatever ScenarioRun takes
 
     def _uplink_handler(self, device_id):
         inner = super()._uplink_handler(device_id)
@@ -135,13 +135,13 @@ def _blocks(data):
     return out
 
 
-def record(sc, seed, path, source=None):
+def record(sc, seed, path, source=None, **options):
     """Run a scenario with the centre and write its recording; returns the summary."""
     import time
 
     started = time.perf_counter()
     with emulate.one_core():
-        sim = RecordingRun(sc, seed)
+        sim = RecordingRun(sc, seed, **options)
         try:
             sim.run()
             summary = sim.summary(time.perf_counter() - started)
@@ -156,13 +156,13 @@ class ReplayRun(emulate.ScenarioRun):
     """The scenario's devices without the centre: recorded downlinks and stimuli go in at
     their recorded times, and the uplinks the firmware produces are collected."""
 
-    def __init__(self, sc, seed, downlinks, stimuli_records):
+    def __init__(self, sc, seed, downlinks, stimuli_records, **options):
         self.tap = _Tap(sc["scenario"]["start_utc_ms"])
         bare = copy.deepcopy(sc)
         for spec in bare["device"]:
             spec["button"] = []  # from the recording instead
             spec["charger"] = []
-        super().__init__(bare, seed)
+        super().__init__(bare, seed, **options)
         self.sc = sc
         utc0_ns = sc["scenario"]["start_utc_ms"] * 1_000_000
         for t_ns, device_id, wire in downlinks:
@@ -235,8 +235,9 @@ def load_session(path):
     return meta, sc, uplinks, downlinks, stimuli_records
 
 
-def check(path):
-    """Replay a recorded emulator session into the current firmware; diff the uplinks."""
+def check(path, **options):
+    """Replay a recorded emulator session into the current firmware; diff the uplinks.
+    `options` go to ScenarioRun (e.g. another firmware tree's files)."""
     import time
 
     from host.recording import diff
@@ -244,7 +245,7 @@ def check(path):
     meta, sc, uplinks, downlinks, stimuli_records = load_session(path)
     started = time.perf_counter()
     with emulate.one_core():
-        sim = ReplayRun(sc, meta["seed"], downlinks, stimuli_records)
+        sim = ReplayRun(sc, meta["seed"], downlinks, stimuli_records, **options)
         try:
             sim.run()
         finally:
