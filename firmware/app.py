@@ -90,7 +90,12 @@ class App:
         ring = codec.Keyring()
         ring.add(device_id, key_id, key)
         self.self_reader = codec.Receiver(ring, downlink=False, check_replay=False)
-        self.link = link_mod.Link(hw.link_uart, codec.Receiver(ring, downlink=True), log)
+        downlinks = codec.Receiver(ring, downlink=True)
+        # The downlink window survives resets (a floor in flash) and deep sleep (exact, RTC).
+        self.down_floor = persist.DownlinkFloor(self.root + "/state/downlink.bin")
+        self.down_floor.attach(downlinks, device_id, key_id,
+                               rtc.get("down") if isinstance(rtc, dict) else None)
+        self.link = link_mod.Link(hw.link_uart, downlinks, log)
         self.button = button_mod.Button(hw.button_pin, hw.ticks_ms)
         self.battery = battery_mod.Battery(hw.battery_adc, hw.charger_pin,
                                            hw.pins.BATTERY_DIVIDER)
@@ -156,6 +161,7 @@ class App:
             # The core's timers resume at the wake, less the time slept by the RTC.
             state = self.core.sleep_snapshot(hw.ticks_ms())
             state["deep"]["rtc_ms"] = self.rtc_ms()
+            state["down"] = self.down_floor.snapshot()
             self.rtc_state.save(state)
             log("deep sleep %d ms" % sleep_ms)
             hw.machine.deepsleep(sleep_ms)

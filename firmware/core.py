@@ -531,7 +531,7 @@ class Core:
             if hello is not None:
                 fields = dict(hello)
                 fields["config_version"] = self.config_version
-                self._send("HELLO", fields, STORE_NONE, now, out)
+                self._send("HELLO", fields, STORE_EVIDENCE, now, out)  # until acked
             due["fix"] = now                         # where are we, are we moving?
         due["battery"] = now           # every boot samples: the charger may have changed
         self._replan(now, out)

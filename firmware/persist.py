@@ -23,6 +23,15 @@ API (MicroPython and CPython; uses only `os`, `struct`, `binascii` and file I/O)
                                       `reserved`, which is what the file holds.
         Raises ValueError when the 32-bit space is used up (rotate the key).
 
+    DownlinkFloor(path, block=256)   the downlink replay window's durable floor (SPEC 4.4)
+        .attach(receiver, device_id, key_id, exact=None)   at boot: refuse every downlink
+                                      counter up to the floor (receiver.floors), or resume
+                                      `exact`, the window kept in RTC memory over deep
+                                      sleep; then persist the floor ahead of every
+                                      accepted counter
+        .snapshot() -> bytes          the exact window, for RTC memory before deep sleep
+        .reserved                     every downlink counter ever accepted is at or below it
+
     FlashState(state_dir="/state")  missing or corrupt files give the defaults shown
         .boot_count() -> int (0)      .bump_boot_count() -> the new count
         .load_config() -> (version, {key_id: value})   default (0, {})
@@ -250,6 +259,68 @@ class MessageCounter:
         self.ensure(counter)
         self.next = counter + 1
         return counter
+
+
+# ---- downlink replay floor -----------------------------------------------------------------
+
+
+class DownlinkFloor:
+    """Reserve-ahead persistence of the downlink replay window, the mirror of MessageCounter.
+
+    A window in RAM only would accept every old downlink again after a reset (a captured
+    COMMAND reboot would loop the device). Writing the window at every downlink would cost a
+    flash write per frame. So the file holds `reserved`, with every accepted counter at or
+    below it: before the window's highest passes it, `highest + block` is written (one write
+    per `block` downlinks), and the frame is acted on only after. At boot every counter up to
+    `reserved` is refused (a floor beside the window, so that the ACKs the device sends claim
+    only what it really received, and refused frames are not acked). The centre skips
+    `block` counters after each HELLO (a reset) and re-seals what it had pending, so nothing
+    new stays under the floor; over deep sleep (no HELLO) RTC memory keeps the exact window.
+    """
+
+    def __init__(self, path, block=256):
+        self.path = path
+        self.block = block
+        self.reserved = 0
+        self.key = None
+        self.window = None
+        stored = read_file(path)
+        self._stored = stored if isinstance(stored, dict) else {}
+
+    def attach(self, receiver, device_id, key_id, exact=None):
+        reserved = self._stored.get(key_id)
+        self.reserved = reserved if isinstance(reserved, int) and reserved >= 0 else 0
+        self.key = (device_id, key_id)
+        window = self.window = receiver.window(device_id, key_id)
+        if isinstance(exact, bytes) and len(exact) == 12:
+            highest, bitmap = struct.unpack("<IQ", exact)
+            window.highest, window.bitmap = highest, bitmap
+            if highest > self.reserved:  # the file was lost: never go backwards
+                self._write(highest + self.block)
+        elif self.reserved:
+            receiver.floors[self.key] = self.reserved
+        receiver.on_accept = self._accepted
+
+    def _accepted(self, device_id, key_id, window):
+        if (device_id, key_id) == self.key and window.highest > self.reserved:
+            self._write(window.highest + self.block)
+
+    def _write(self, reserved):
+        if reserved > _U32_MAX:
+            reserved = _U32_MAX
+        key = self.key
+        if key is None:
+            return
+        self._stored[key[1]] = reserved
+        slash = self.path.rfind("/")
+        if slash > 0:
+            _makedirs(self.path[:slash])
+        write_file(self.path, self._stored)  # before the frame is acted on, never after
+        self.reserved = reserved
+
+    def snapshot(self):
+        window = self.window
+        return struct.pack("<IQ", window.highest, window.bitmap) if window else None
 
 
 # ---- flash state --------------------------------------------------------------------------

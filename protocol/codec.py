@@ -50,6 +50,7 @@ FLAG_DOWNLINK = const(8)
 
 _HEADER_FORMAT = ">BBBII"
 _TEST_INJECT = const(0x86)
+_ACK = const(0x10)
 _V1_MIN_FRAME = const(22)  # no frame of either version is shorter: below is truncated
 
 REASONS = ("bad_cobs", "bad_crc", "truncated", "oversize", "bad_version", "unknown_type",
@@ -231,7 +232,9 @@ class ReplayWindow:
 class Receiver:
     """Opens frames addressed to one side: `downlink=False` for the centre (receives uplinks),
     True for a device. `test_mode` accepts TEST_INJECT under the test key id. Replay windows
-    are per (device_id, key_id): the direction is the receiver's own side (SPEC 4.4).
+    are per (device_id, key_id): the direction is the receiver's own side (SPEC 4.4). A
+    counter at or below `floors[(device_id, key_id)]` is refused "replayed" without its
+    frame, so that it is not acked (SPEC 4.4: a device's floor after a reset).
     `on_accept(device_id, key_id, window)` is called whenever a window moves, before the
     frame is returned, so a device can persist it (reserve-ahead, firmware/persist.py)."""
 
@@ -241,6 +244,9 @@ class Receiver:
         self.check_replay = check_replay
         self.test_mode = test_mode
         self.windows = {}
+        # (device_id, key_id) -> floor: counters at or below it are refused "replayed" and
+        # not acked (a device's window floor after a reset, firmware/persist.DownlinkFloor).
+        self.floors = {}
         self.deframer = Deframer()
         self.on_accept = None
 
@@ -308,6 +314,10 @@ class Receiver:
         frame = Frame(code, name, flags | (FLAG_DOWNLINK if direction else 0), key_id,
                       device_id, counter, fields, body)
         if self.check_replay:
+            # ACK is exempt: an old ACK only repeats what was true (those counters did
+            # arrive), and it is what tells a reset device that the link is back.
+            if code != _ACK and counter <= self.floors.get((device_id, key_id), 0):
+                raise FrameError("replayed", "at or below the floor")  # no frame: no ack
             window = self.window(device_id, key_id)
             if window.seen(counter):
                 raise FrameError("replayed", "counter %d" % counter, frame)

@@ -65,6 +65,8 @@ for _n in range(codec.MAX_PAYLOAD + 1):
     _PAD[_n] = (_size, bytes(_size - INNER_SIZE - _n))
 _SEALED = frozenset(SEALED_SIZES)
 _DUMMY_KEYS = None
+_IPAD = int.from_bytes(b"\x36" * 64, "big")
+_OPAD = int.from_bytes(b"\x5c" * 64, "big")
 
 
 class FastKeys:
@@ -78,9 +80,9 @@ class FastKeys:
             raise ValueError("device key must be 16 bytes")
         mac_key = hmac.digest(key, b"vigil-mac-v2", "sha256")
         enc_key = hmac.digest(key, b"vigil-enc-v2", "sha256")[:KEY_LEN]
-        padded = mac_key + bytes(64 - len(mac_key))
-        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
-        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
+        padded = int.from_bytes(mac_key + bytes(64 - len(mac_key)), "big")
+        self._inner = hashlib.sha256((padded ^ _IPAD).to_bytes(64, "big"))
+        self._outer = hashlib.sha256((padded ^ _OPAD).to_bytes(64, "big"))
         self._ecb = Cipher(algorithms.AES(enc_key), modes.ECB()).encryptor().update
 
     def tag(self, msg):
@@ -419,6 +421,9 @@ class FastReceiver(codec.Receiver):
         frame = Frame(code, name, flags | (FLAG_DOWNLINK if direction else 0), key_id,
                       device_id, counter, fields, body)
         if self.check_replay:
+            if self.floors and code != 0x10 and counter <= self.floors.get((device_id, key_id),
+                                                                            0):
+                raise FrameError("replayed", "at or below the floor")
             window = self.windows.get((device_id, key_id))
             if window is None:
                 window = self.windows[(device_id, key_id)] = ReplayWindow()

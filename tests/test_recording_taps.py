@@ -84,3 +84,13 @@ def test_centre_record_to_an_unwritable_path_is_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("vigil centre: --record ")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_frame_splitter_cuts_at_delimiters_across_reads_and_bounds_noise():
+    from host.recording.tap import FrameSplitter
+
+    splitter = FrameSplitter(limit=8)
+    assert splitter.feed(b"\x01\x02") == []
+    assert splitter.feed(b"\x03\x00\x04\x00\x00\x05") == [b"\x01\x02\x03\x00", b"\x04\x00"]
+    assert splitter.feed(b"\x05" * 20) == [b"\x05" * 8]  # noise: its first 8 bytes, once
+    assert splitter.feed(b"\x05" * 20 + b"\x00\x06\x00") == [b"\x06\x00"]

@@ -62,17 +62,23 @@ def _victim_points(sc, decoded):
     return points
 
 
-def _encodings(value):
-    """Ways a coordinate could be written in clear."""
-    e7 = round(value * 1e7)
-    out = {struct.pack(fmt, e7) for fmt in (">i", "<i")}
-    out |= {struct.pack(fmt, value) for fmt in (">d", "<d", ">f", "<f")}
-    out |= {struct.pack(fmt, round(value * 1e6)) for fmt in (">i", "<i")}
-    out |= {("%.*f" % (digits, value)).encode() for digits in (3, 4, 5, 6, 7)}
-    out.add(str(e7).encode())
-    degrees = int(abs(value))
-    minutes = (abs(value) - degrees) * 60
-    out.add(("%d%07.4f" % (degrees, minutes)).encode())  # NMEA ddmm.mmmm
+def _encodings(lat, lon):
+    """Ways a position could be written in clear. Binary forms of 4 bytes are searched for
+    as the (lat, lon) pair, as a fix record holds them: a lone 4-byte value turns up by
+    chance in a few hundred kilobytes of ciphertext (2**-32 per offset and needle)."""
+    out = set()
+    for a, b in ((lat, lon), (lon, lat)):
+        for scale in (1e7, 1e6):
+            for fmt in (">ii", "<ii"):
+                out.add(struct.pack(fmt, round(a * scale), round(b * scale)))
+        out |= {struct.pack(fmt, a, b) for fmt in (">ff", "<ff")}
+    for value in (lat, lon):
+        out |= {struct.pack(fmt, value) for fmt in (">d", "<d")}
+        out |= {("%.*f" % (digits, value)).encode() for digits in (3, 4, 5, 6, 7)}
+        out.add(str(round(value * 1e7)).encode())
+        degrees = int(abs(value))
+        minutes = (abs(value) - degrees) * 60
+        out.add(("%d%07.4f" % (degrees, minutes)).encode())  # NMEA ddmm.mmmm
     return out
 
 
@@ -99,11 +105,9 @@ def _check_no_coordinates(name, sc, data, decoded):
            for r in decoded):
         assert len(points) > len(sc["device"])  # fixes were decrypted and are searched for
     for lat, lon in points:
-        for value in (lat, lon):
-            for needle in _encodings(value):
-                if len(needle) < 4 or not math.isfinite(value):
-                    continue
-                assert needle not in data, (name, value, needle)
+        for needle in _encodings(lat, lon):
+            assert len(needle) >= 5 and math.isfinite(lat + lon)
+            assert needle not in data, (name, lat, lon, needle)
 
 
 def _words(fields, prefix=""):

@@ -200,6 +200,7 @@ class Downlink:
     acked_ms: Optional[int] = None
     done: bool = False  # acked, superseded or expired
     supersede: Optional[str] = None  # a newer downlink with the same key replaces this one
+    fields: Optional[dict] = None  # kept to re-seal it under a new counter after a reset
 
 
 class _Link:
@@ -232,9 +233,8 @@ class Centre:
         self.frames_up = 0
         self.frames_down = 0
         ring = host_fast.Keyring()
-        for device_id in self.keys.devices():
-            for key_id in self.keys.key_ids(device_id):
-                ring.add(device_id, key_id, self.keys.get(device_id, key_id))
+        for (device_id, key_id), key in self.keys._keys.items():  # O(keys), not O(devices²)
+            ring.add(device_id, key_id, key)
         self._receiver = host_fast.FastReceiver(ring, check_replay=False)
         self._links: dict[Any, _Link] = {}
         # A restarted centre must not reuse downlink counters, nor deliver old uplinks again:
@@ -253,7 +253,8 @@ class Centre:
         self._reserved = self.evidence.reservations()  # (device, key id) -> reserved counter
         self._next_down = {d: c + 1 for d, c in self.evidence.max_counters("downlinks").items()}
         self._senders: dict[int, host_fast.FastSender] = {}
-        self._downlinks: list[Downlink] = []  # not yet done
+        self._downlinks: list[Downlink] = []  # pruned of done ones at each tick()
+        self._by_device: dict[int, list] = {}  # device id -> its downlinks (pruned on access)
         self._trackers = {}  # victim id -> ProximityTracker
         self._victims: dict[int, list] = {}  # offender id -> [victim ids]
         self._locate_ms: dict[int, int] = {}  # victim id -> when the last tracking request was queued
@@ -332,7 +333,7 @@ class Centre:
                             heartbeat_s=self._heartbeat_s(device))
         out = []
         for downlink in list(self._downlinks):
-            if downlink.queued_ms + self.config.downlink_expiry_ms <= now_ms:
+            if not downlink.done and downlink.queued_ms + self.config.downlink_expiry_ms <= now_ms:
                 downlink.done = True
                 self._event(now_ms, DOWNLINK_EXPIRED, downlink.device_id,
                             type=downlink.name, counter=downlink.counter)
@@ -353,6 +354,8 @@ class Centre:
         times = [a.ack_due_ms for a in self.alarm_history if a.ack_due_ms is not None]
         times.extend(self._silence_deadline_ms(d) for d in self.devices.values())
         for downlink in self._downlinks:
+            if downlink.done:
+                continue
             times.append(downlink.queued_ms + self.config.downlink_expiry_ms)
             device = self.devices.get(downlink.device_id)
             if device is None or device.link_id is None:
@@ -370,12 +373,13 @@ class Centre:
         if supersede is None and name in SUPERSEDING:
             supersede = name
         if supersede is not None:
-            for old in self._downlinks:
-                if old.device_id == device_id and old.supersede == supersede:
+            for old in self._device_downlinks(device_id):
+                if old.supersede == supersede:
                     old.done = True
-            self._downlinks = [d for d in self._downlinks if not d.done]
-        self._downlinks.append(Downlink(device_id, counter, name, wire, now_ms,
-                                        supersede=supersede))
+        downlink = Downlink(device_id, counter, name, wire, now_ms, supersede=supersede,
+                            fields=fields)
+        self._downlinks.append(downlink)
+        self._by_device.setdefault(device_id, []).append(downlink)
         self.evidence.downlink(now_ms, device_id, counter, name, fields)
         return counter
 
@@ -401,7 +405,19 @@ class Centre:
         return None if tracker is None else tracker.state
 
     def downlinks_pending(self, device_id=None):
-        return [d for d in self._downlinks if device_id is None or d.device_id == device_id]
+        if device_id is not None:
+            return self._device_downlinks(device_id)
+        return [d for d in self._downlinks if not d.done]
+
+    def _device_downlinks(self, device_id):
+        """The device's downlinks not yet done (an index: scanning every device's downlinks
+        for each frame would cost O(devices) per frame)."""
+        live = [d for d in self._by_device.get(device_id, ()) if not d.done]
+        if live:
+            self._by_device[device_id] = live
+        else:
+            self._by_device.pop(device_id, None)
+        return live
 
     def close(self):
         for link_id, link in self._links.items():
@@ -542,6 +558,7 @@ class Centre:
         return acks
 
     def _on_hello(self, device, frame, now_ms):
+        self._after_reset(device.device_id, now_ms)
         f = frame.fields
         device.firmware = "%d.%d.%d" % (f["fw_major"], f["fw_minor"], f["fw_patch"])
         device.boot_count = f["boot_count"]
@@ -615,9 +632,7 @@ class Centre:
 
     def _on_ack(self, device, frame, now_ms):
         highest, bitmap = frame.fields["highest"], frame.fields["bitmap"]
-        for downlink in self._downlinks:
-            if downlink.device_id != device.device_id or downlink.done:
-                continue
+        for downlink in self._device_downlinks(device.device_id):
             offset = highest - downlink.counter
             if offset == 0 or 0 < offset <= 64 and bitmap >> (offset - 1) & 1:
                 downlink.done = True
@@ -625,7 +640,6 @@ class Centre:
                 self.evidence.downlink_ack(now_ms, device.device_id, downlink.counter,
                                            downlink.name, downlink.queued_ms)
                 self._downlink_acked(downlink, now_ms)
-        self._downlinks = [d for d in self._downlinks if not d.done]
 
     def _downlink_acked(self, downlink, now_ms):
         if downlink.name != "OPERATOR_ACK":
@@ -718,9 +732,10 @@ class Centre:
 
     def _sender(self, device_id):
         device = self.devices.get(device_id)
-        key_ids = self.keys.key_ids(device_id)
-        key_id = device.key_id if device is not None and device.key_id is not None else (
-            key_ids[-1] if key_ids else None)
+        key_id = device.key_id if device is not None else None
+        if key_id is None:
+            key_ids = self.keys.key_ids(device_id)
+            key_id = key_ids[-1] if key_ids else None
         sender = self._senders.get(device_id)
         if sender is None or sender.key_id != key_id:
             key = self.keys.get(device_id, key_id) if key_id is not None else None
@@ -731,6 +746,28 @@ class Centre:
             sender = host_fast.FastSender(device_id, key_id, key, downlink=True, counter=start)
             self._senders[device_id] = sender
         return sender
+
+    def _after_reset(self, device_id, now_ms):
+        """A HELLO: the device reset, and its downlink window restarted at its flash floor,
+        which may lie up to DOWNLINK_RESERVE above the last counter it accepted (SPEC 4.4).
+        Skip past it, and re-seal every pending downlink under a new counter: the old bytes
+        would now be refused as replays (a new counter, never the old one with new bytes,
+        so no CTR keystream is reused)."""
+        sender = self._sender(device_id)
+        sender.counter += DOWNLINK_RESERVE
+        for downlink in self._device_downlinks(device_id):
+            if downlink.fields is None:
+                continue
+            old = downlink.counter
+            downlink.wire, downlink.counter = self._seal(device_id, downlink.name,
+                                                         downlink.fields)
+            downlink.sent_ms = downlink.next_retry_ms = None
+            downlink.tries = 0
+            self.evidence.downlink(now_ms, device_id, downlink.counter, downlink.name,
+                                   downlink.fields)
+            for alarm in self.alarm_history:
+                if alarm.device_id == device_id and alarm.ack_counter == old:
+                    alarm.ack_counter = downlink.counter
 
     def _seal(self, device_id, name, fields):
         """Seal one downlink; returns (wire, counter). The counter is reserved in the store
@@ -749,9 +786,7 @@ class Centre:
         one sent at least resend_on_contact_ms ago, because the device is listening now."""
         out = []
         config = self.config
-        for downlink in self._downlinks:
-            if downlink.device_id != device_id or downlink.done:
-                continue
+        for downlink in self._device_downlinks(device_id):
             due = (downlink.sent_ms is None or downlink.next_retry_ms <= now_ms or
                    resend and now_ms - downlink.sent_ms >= config.resend_on_contact_ms)
             if not due:

@@ -2,20 +2,21 @@
 
     vigil centre --listen tcp://127.0.0.1:7000 --keys keys.json [--db evidence.sqlite]
 
-Each accepted connection is one link (one or more devices behind it). Prints one line per
-event; Ctrl-C stops it cleanly. The key file format is in host/keys.py.
+Each accepted connection is one link (one or more devices behind it), served on one asyncio
+loop (host/centre/server.py). Prints one line per event; Ctrl-C stops it cleanly. The key file format is in host/keys.py.
 """
 import argparse
+import asyncio
 import datetime
-import queue
+import signal
 import sys
-import threading
 import time
 
 from host.centre.centre import Centre, CentreConfig
+from host.centre.server import CentreServer
 from host.centre.proximity import ProximityConfig
 from host.keys import KeyFileError, load_keys
-from host.transport import BadUrl, TransportClosed, listen
+from host.transport import BadUrl, listen
 
 
 def utc_ms():
@@ -59,91 +60,6 @@ def parser():
     return p
 
 
-class Server:
-    """Runs a Centre over listeners: one reader thread per link and per listener feed one
-    queue; only the main thread touches the Centre."""
-
-    def __init__(self, centre, listeners, out=sys.stdout):
-        self.centre = centre
-        self.listeners = listeners
-        self.out = out
-        self.links = {}
-        self._queue = queue.Queue()
-        self._next_link = 1
-        self._lock = threading.Lock()
-        self.recorder = None  # a host.recording.tap.Recorder: each link is tapped when it opens
-
-    def print(self, text):
-        print(text, file=self.out, flush=True)
-
-    def start(self):
-        for listener in self.listeners:
-            threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def _accept(self, listener):
-        while True:
-            try:
-                transport = listener.accept(timeout_ms=None)
-            except (OSError, ValueError):
-                return
-            if transport is None:
-                return
-            with self._lock:
-                link_id = "link%d" % self._next_link
-                self._next_link += 1
-            if self.recorder is not None:  # before its reader starts: no frame goes unrecorded
-                self.recorder.attach(transport, name=link_id)
-            self._queue.put(("open", link_id, transport))
-            threading.Thread(target=self._read, args=(link_id, transport), daemon=True).start()
-
-    def _read(self, link_id, transport):
-        while True:
-            try:
-                frame = transport.recv(timeout_ms=None)
-            except OSError as e:
-                self._queue.put(("closed", link_id, e))
-                return
-            self._queue.put(("data", link_id, frame))
-
-    def step(self, max_wait_s=0.5):
-        """Wait for one input or the centre's next deadline, and handle it."""
-        deadline = self.centre.next_deadline_ms()
-        wait_s = max_wait_s if deadline is None else min(
-            max_wait_s, max(0.0, (deadline - utc_ms()) / 1000))
-        try:
-            kind, link_id, payload = self._queue.get(timeout=wait_s)
-        except queue.Empty:
-            kind = None
-        now_ms = utc_ms()
-        if kind == "open":
-            self.links[link_id] = payload
-            self.print("%s link_open %s %s" % (format_time(now_ms), link_id, payload.url))
-        elif kind == "closed":
-            self.links.pop(link_id, None)
-            self.print("%s link_closed %s" % (format_time(now_ms), link_id))
-        elif kind == "data":
-            for wire in self.centre.receive(link_id, payload, now_ms):
-                self._send(link_id, wire)
-        for target, wire in self.centre.tick(now_ms):
-            self._send(target, wire)
-
-    def _send(self, link_id, wire):
-        transport = self.links.get(link_id)
-        if transport is None:
-            return  # the link went away; the centre retries when the device is heard again
-        try:
-            transport.send(wire)
-        except (TransportClosed, OSError):
-            self.links.pop(link_id, None)
-
-    def close(self):
-        for listener in self.listeners:
-            listener.close()
-        for transport in list(self.links.values()):
-            transport.close()
-        self.centre.close()
-
-
 def main(argv=None):
     args = parser().parse_args(argv)
     try:
@@ -166,43 +82,70 @@ def main(argv=None):
     def on_event(event):
         print(format_time(event.time_ms) + " " + event.line().split(" ", 1)[1], flush=True)
 
-    listeners = []
     try:
         centre = Centre(keys, config, evidence=args.db, on_event=on_event)
-        for url in args.listen:
-            listener = listen(url)
-            listeners.append(listener)
-            peer = getattr(getattr(listener, "transport", None), "peer_path", None)
-            print("listening on %s%s" % (listener.url, " (peer %s)" % peer if peer else ""),
-                  flush=True)
-    except (BadUrl, OSError) as e:
-        for listener in listeners:
-            listener.close()
+    except OSError as e:
         print("vigil centre: %s" % e, file=sys.stderr)
         return 2
-    server = Server(centre, listeners)
+    recorder = None
     if args.record:
         from host.recording.tap import Recorder
 
         try:
-            server.recorder = Recorder(args.record, meta={"transport": ",".join(args.listen)})
+            recorder = Recorder(args.record, meta={"transport": ",".join(args.listen)})
         except OSError as e:
-            server.close()
+            centre.close()
             print("vigil centre: --record %s: %s" % (args.record, e.strerror or e),
                   file=sys.stderr)
             return 2
-    server.start()
     try:
-        while True:
-            server.step()
-    except KeyboardInterrupt:
-        pass
+        code = asyncio.run(_serve(centre, args.listen, recorder))
     finally:
-        server.close()
-        if server.recorder is not None:
-            server.recorder.close()
+        centre.close()
+        if recorder is not None:
+            recorder.close()
+    if code:
+        return code
     print("stopped: %d frames up, %d down, refused %s" % (
         centre.frames_up, centre.frames_down, centre.refused or "none"), flush=True)
+    return 0
+
+
+async def _serve(centre, urls, recorder=None):
+    """Listen on every URL (TCP natively on the loop, others through host.transport), then
+    serve until Ctrl-C or SIGTERM."""
+    def on_link(what, link_id, peer):
+        now = format_time(utc_ms())
+        print("%s link_%s %s%s" % (now, what, link_id, " " + peer if peer else ""), flush=True)
+
+    server_class = CentreServer
+    if recorder is not None:
+        from host.recording.tap import recording_centre_server
+
+        server_class = recording_centre_server(recorder)
+    server = server_class(centre, clock=utc_ms, on_link=on_link)
+    try:
+        for url in urls:
+            if url.startswith("tcp://"):
+                print("listening on %s" % await server.start_tcp(url), flush=True)
+                continue
+            listener = listen(url)
+            peer = getattr(getattr(listener, "transport", None), "peer_path", None)
+            server.add_listener(listener)
+            print("listening on %s%s" % (listener.url, " (peer %s)" % peer if peer else ""),
+                  flush=True)
+    except (BadUrl, OSError) as e:
+        await server.close()
+        print("vigil centre: %s" % e, file=sys.stderr)
+        return 2
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await server.run(stop)
+    finally:
+        await server.close()
     return 0
 
 

@@ -6,7 +6,9 @@
     recorder.close()
 
 A transport calls its taps with ("rx" | "tx", frame, time_ns) from whichever thread moved
-the frame; host-side "rx" is device -> host ("up"). Every packet is flushed at once, so a
+the frame; host-side "rx" is device -> host ("up"). `vigil centre --record` serves its links
+with `recording_centre_server(recorder)`, which records what each link's peer sent (split
+into frames at the delimiters) and every frame the centre sent. Every packet is flushed at once, so a
 recording of a process that is killed holds everything up to the kill.
 """
 import threading
@@ -37,11 +39,14 @@ class Recorder:
                                            meta=meta)
 
         def tap(direction, frame, time_ns):
-            with self._lock:
-                if not self._closed:
-                    self._writer.frame(index, time_ns, frame, _DIRECTIONS[direction])
+            self._write(index, time_ns, frame, _DIRECTIONS[direction])
         transport.add_tap(tap)
         return index
+
+    def _write(self, index, time_ns, frame, direction):
+        with self._lock:
+            if not self._closed:
+                self._writer.frame(index, time_ns, frame, direction)
 
     @property
     def packets(self):
@@ -52,3 +57,65 @@ class Recorder:
             if not self._closed:
                 self._closed = True
                 self._writer.close()
+
+
+class FrameSplitter:
+    """Bytes as they arrive -> wire frames (each ending in its 0x00). A run of more than
+    `limit` bytes with no delimiter (noise, a flood) is recorded as one packet of its first
+    `limit` bytes and the rest is dropped until the next delimiter."""
+
+    def __init__(self, limit=4096):
+        self.limit = limit
+        self._pending = bytearray()
+        self._discarding = False
+
+    def feed(self, data):
+        out = []
+        parts = bytes(data).split(b"\x00")
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if not self._discarding:
+                self._pending += part
+                if len(self._pending) > self.limit:
+                    out.append(bytes(self._pending[:self.limit]))
+                    self._pending.clear()
+                    self._discarding = True
+            if not last:
+                if self._pending:
+                    out.append(bytes(self._pending) + b"\x00")
+                self._pending.clear()
+                self._discarding = False
+        return out
+
+
+def recording_centre_server(recorder):
+    """A host.centre.server.CentreServer class whose links are recorded by `recorder`: what
+    each link's peer sent ("up") and every frame the centre sent it ("down")."""
+    import time
+
+    from host.centre.server import CentreServer
+
+    class RecordingCentreServer(CentreServer):
+        def _open(self, link_id, peer, send, close):
+            with recorder._lock:
+                index = recorder._writer.interface(
+                    link_id, description="vigil link %s" % peer, meta={"transport": peer})
+            self._recorded = getattr(self, "_recorded", {})
+            self._recorded[link_id] = (index, FrameSplitter())
+            super()._open(link_id, peer, send, close)
+
+        def _data(self, link_id, data):
+            entry = getattr(self, "_recorded", {}).get(link_id)
+            if entry is not None and link_id in self.links:
+                now_ns = time.time_ns()
+                for frame in entry[1].feed(data):
+                    recorder._write(entry[0], now_ns, frame, "up")
+            super()._data(link_id, data)
+
+        def _send(self, link_id, wire):
+            entry = getattr(self, "_recorded", {}).get(link_id)
+            if entry is not None and link_id in self.links:
+                recorder._write(entry[0], time.time_ns(), wire, "down")
+            super()._send(link_id, wire)
+
+    return RecordingCentreServer
