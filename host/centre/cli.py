@@ -13,8 +13,8 @@ import sys
 import time
 
 from host.centre.centre import Centre, CentreConfig
-from host.centre.server import CentreServer
 from host.centre.proximity import ProximityConfig
+from host.centre.server import CentreServer
 from host.keys import KeyFileError, load_keys
 from host.transport import BadUrl, listen
 
