@@ -397,7 +397,7 @@ def _decode_recording(reader, decoder, output):
                           else _invalid("bad_cobs", "packet is not one frame"))
                 if packet.direction and "direction" in result and \
                         packet.direction != result["direction"]:
-                    result["detail"] = "recorded as %s" % packet.direction
+                    result["recorded_direction"] = packet.direction  # the tap disagrees
             result["index"] = index
             result["offset"] = packet.offset
             result["time_ns"] = packet.time_ns

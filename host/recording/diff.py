@@ -41,6 +41,8 @@ def _index(items, keys):
     occurrences = {}
     for t_ns, direction, device_id, block in items:
         name, counter, decoded = _identity(block, decoder)
+        if decoded is not None:  # the frame's own device id (a centre link carries several)
+            device_id = decoded["device_id"]
         base = (direction, device_id, name, counter)
         n = occurrences[base] = occurrences.get(base, 0) + 1
         out[base + (n,)] = (t_ns, block, decoded)
