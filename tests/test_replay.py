@@ -146,3 +146,23 @@ def test_bad_arguments_are_one_line_exit_2(tmp_path, capsys):
         assert replay_mod.main(argv) == 2, argv
         err = capsys.readouterr().err.strip()
         assert err and "Traceback" not in err, argv
+
+
+def test_replay_record_keeps_what_was_sent(tmp_path, capsys):
+    from host.recording import read_all
+
+    path = tmp_path / "s.pcapng"
+    _recording(path, 40, 1000)
+    out = tmp_path / "replayed.pcapng"
+    listener, got, thread = _serve()
+    try:
+        assert replay_mod.main([str(path), "--to", listener.url, "--speed", "max",
+                                "--record", str(out)]) == 0
+        thread.join(5)
+    finally:
+        listener.close()
+    reader, packets = read_all(str(out))
+    assert reader.error is None and reader.meta["replay_of"] == str(path)
+    # Uplinks were replayed: this side played the devices, so what it sent is "up".
+    assert [p.data for p in packets if p.direction == "up"] == got
+    assert len(got) == 30

@@ -1,6 +1,7 @@
 """`vigil replay`: send a recorded session into a transport, or into the emulated firmware.
 
     vigil replay FILE.pcapng --to tcp://host:port [--speed 1|N|max] [--direction up|down]
+                 [--record OUT.pcapng]
     vigil replay FILE.pcapng... --to emu:// --check    # golden sessions: exit 1 on a difference
     vigil replay FILE.pcapng... --to emu:// --update   # re-record them from their scenario
 
@@ -156,6 +157,8 @@ def main(argv=None):
     mode.add_argument("--update", action="store_true",
                       help="emu:// only: re-record each session from its scenario and seed")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--record", metavar="FILE.pcapng",
+                        help="record the replay itself: what was sent and what came back")
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:
@@ -183,13 +186,23 @@ def main(argv=None):
         print("vigil replay: %s: %s (replaying the packets before it)"
               % (args.files[0], reader.error), file=sys.stderr)
     frames = frames_to_send(packets, args.direction)
+    recorder = None
     try:
+        if args.record:
+            from host.recording.tap import Recorder
+
+            recorder = Recorder(args.record, meta={"transport": args.to,
+                                                   "replay_of": args.files[0]})
+            recorder.attach(transport, sent=args.direction)  # this side plays the sender
         result = replay(frames, transport, args.speed, _progress("to " + args.to))
     except OSError as e:
-        print("vigil replay: %s: %s" % (args.to, e), file=sys.stderr)
+        print("vigil replay: %s: %s" % (args.record if recorder is None and args.record
+                                        else args.to, e.strerror or e), file=sys.stderr)
         return 2
     finally:
         transport.close()
+        if recorder is not None:
+            recorder.close()
     if args.json:
         import json
         print(json.dumps(result, sort_keys=True))

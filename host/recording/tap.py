@@ -16,8 +16,6 @@ import threading
 from host.recording import Writer
 from protocol import messages
 
-_DIRECTIONS = {"rx": "up", "tx": "down"}
-
 
 class Recorder:
     def __init__(self, target, meta=None):
@@ -28,8 +26,11 @@ class Recorder:
         self._lock = threading.Lock()
         self._closed = False
 
-    def attach(self, transport, name=None, device_id=None):
-        """Record every frame `transport` sends or returns from now on."""
+    def attach(self, transport, name=None, device_id=None, sent="down"):
+        """Record every frame `transport` sends or returns from now on. `sent` is the
+        direction of what this side sends: "down" for a host, "up" where this side plays
+        the device (vigil replay of uplinks)."""
+        directions = {"tx": sent, "rx": "up" if sent == "down" else "down"}
         meta = {"transport": transport.url}
         if device_id is not None:
             meta["device_id"] = device_id
@@ -39,7 +40,7 @@ class Recorder:
                                            meta=meta)
 
         def tap(direction, frame, time_ns):
-            self._write(index, time_ns, frame, _DIRECTIONS[direction])
+            self._write(index, time_ns, frame, directions[direction])
         transport.add_tap(tap)
         return index
 
