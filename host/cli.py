@@ -12,6 +12,9 @@ COMMANDS = {
     "centre": ("host.centre.cli", "run the monitoring-centre emulator on a transport URL"),
     "emulate": ("host.emulate", "run a scenario on emulated devices against the emulated centre"),
     "scenarios": ("host.emulate", "list the built-in scenarios"),
+    "replay": ("host.recording.replay", "replay a recording to a URL, or check it on emu://"),
+    "diff": ("host.recording.diff", "compare two recordings frame by frame"),
+    "export": ("host.recording.export", "export positions and alarms (jsonl, csv, gpx, geojson, osmand://)"),
 }
 
 

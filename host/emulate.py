@@ -430,11 +430,16 @@ def firmware_tree(path):
     return files
 
 
-def run(sc, seed=None, progress=None, trace_path=None, firmware_files=None):
-    """Run a loaded scenario; returns (summary dict, timeline rows)."""
+def run(sc, seed=None, progress=None, trace_path=None, record_path=None, source=None,
+        firmware_files=None):
+    """Run a loaded scenario; returns (summary dict, timeline rows). With record_path, the
+    centre's traffic and the stimuli are written there as pcapng (host/recording)."""
     started = time.perf_counter()
+    run_class = ScenarioRun
+    if record_path:
+        from host.recording.emu import RecordingRun as run_class
     with one_core():
-        sim = ScenarioRun(sc, seed, firmware_files=firmware_files)
+        sim = run_class(sc, seed, firmware_files=firmware_files)
         try:
             sim.run(progress)
             wall_s = time.perf_counter() - started
@@ -444,6 +449,8 @@ def run(sc, seed=None, progress=None, trace_path=None, firmware_files=None):
                 with open(trace_path, "w", encoding="utf-8") as f:
                     for line in sim.trace_lines():
                         f.write(line + "\n")
+            if record_path:
+                sim.write(record_path, source or sc["scenario"]["name"])
             return summary, timeline
         finally:
             sim.close()
@@ -525,6 +532,8 @@ def main(argv):
     parser.add_argument("--firmware", metavar="DIR", help=(
         "run another firmware tree: a checkout with firmware/ and protocol/, or a firmware "
         "folder; its stdout, tracebacks and REPL show in --trace as device_log events"))
+    parser.add_argument("--record", metavar="FILE.pcapng",
+                        help="record every device's link and the stimuli (pcapng)")
     args = parser.parse_args(argv)
     firmware_files = None
     if args.firmware:
@@ -547,8 +556,15 @@ def main(argv):
         except OSError as e:
             print("vigil emulate: --trace %s: %s" % (args.trace, e.strerror), file=sys.stderr)
             return 2
+    if args.record:
+        try:
+            open(args.record, "w").close()
+        except OSError as e:
+            print("vigil emulate: --record %s: %s" % (args.record, e.strerror), file=sys.stderr)
+            return 2
     progress = None if args.json else _progress_bar(sc["scenario"]["duration_s"])
     summary, timeline = run(sc, seed=args.seed, progress=progress, trace_path=args.trace,
+                            record_path=args.record, source=args.scenario,
                             firmware_files=firmware_files)
     if args.json:
         print(json.dumps(summary, sort_keys=True))

@@ -1,5 +1,6 @@
 """`vigil decode` through `host.decode.main(argv)`: lines, JSON, exit codes, and no traceback
 or hang on any input."""
+import io
 import json
 import os
 import tempfile
@@ -49,7 +50,8 @@ def test_bad_frames_name_their_reason_and_exit_1(tmp_path, capsys):
     keys = _keys(tmp_path)
     # decode opens each frame with the receiver of the direction its flag names, so a good
     # downlink is not "wrong_direction" there, and TEST_INJECT needs --test-mode.
-    skip = {"wrong-direction", "test-only"}
+    # The same bytes twice are a retransmission, not a replay (test below).
+    skip = {"wrong-direction", "test-only", "replayed"}
     for vector in VECTORS["bad_frames"]:
         if vector["name"] in skip:
             continue
@@ -133,15 +135,189 @@ def test_any_input_gives_lines_and_0_or_1(capsys, parts, as_hex, as_json, keyed)
     out = capsys.readouterr().out.splitlines()
     assert code in (0, 1)
     assert (code == 1) == any(
-        ("INVALID" in line) if not as_json else not json.loads(line)["ok"] for line in out)
+        ("INVALID" in line) if not as_json else json.loads(line)["status"] == "invalid"
+        for line in out)
+    if not keyed:  # never "ok" without a key
+        assert not any("tag verified" in line if not as_json else json.loads(line)["ok"]
+                       for line in out)
     stream = decode.parse_hex(data.hex(), "x") if as_hex and data else data
     assert len(out) == len(list(decode.blocks(stream)))
 
 
-def test_replay_is_reported_but_the_frame_still_shown(tmp_path, capsys):
+def test_a_retransmission_is_reported_as_such_not_as_a_replay(tmp_path, capsys):
     path = _write(tmp_path, "dup.bin", GOOD_WIRES[1] * 2)
+    assert decode.main([path, "--json", "--key-file", _keys(tmp_path)]) == 0
+    first, second = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert first["status"] == "ok" and second["status"] == "retransmission"
+    assert second["fields"] == first["fields"] and second["detail"] == "same bytes as #1"
+    assert decode.main([path, "--key-file", _keys(tmp_path)]) == 0
+    assert "[retransmission: same bytes as #1, tag verified]" in capsys.readouterr().out
+
+
+def test_a_counter_reused_with_other_content_is_a_replay(tmp_path, capsys):
+    key = bytes(range(16))
+    keys = _write(tmp_path, "k.json", json.dumps([{"device_id": 9, "key_id": 0,
+                                                    "key": key.hex()}]))
+    sender = codec.Sender(9, 0, key)
+    fields = dict(GOOD[1]["fields"])
+    first = sender.seal("HEARTBEAT", fields)
+    fields["battery_mv"] += 1
+    forged = sender.seal("HEARTBEAT", fields, counter=1)
+    path = _write(tmp_path, "replay.bin", first + forged)
+    assert decode.main([path, "--json", "--key-file", keys]) == 1
+    one, two = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert one["status"] == "ok"
+    assert (two["status"], two["reason"]) == ("invalid", "replayed")
+    assert "reused with different content" in two["detail"]
+    assert codec.REASONS  # every reason printed comes from this list
+
+
+def test_without_a_key_frames_are_unverified_never_ok(tmp_path, capsys):
+    path = _write(tmp_path, "capture.bin", b"".join(GOOD_WIRES))
+    assert decode.main([path]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines and all("[UNVERIFIED: no key for device 1 key 1, tag not checked]" in line
+                         for line in lines)
+    assert decode.main([path, "--json"]) == 0
+    objects = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {(o["status"], o["ok"]) for o in objects} == {("unverified", False)}
+
+
+# ---- streaming, bounded input, Ctrl-C, recordings -------------------------------------------
+def _vigil(*args, **kwargs):
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "host.cli", "decode", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=os.path.dirname(os.path.dirname(__file__)), **kwargs)
+
+
+def _readline(stream, timeout_s=20):
+    import select
+
+    ready, _, _ = select.select([stream], [], [], timeout_s)
+    return stream.readline() if ready else b""
+
+
+def test_decode_stdin_prints_each_frame_as_it_arrives(tmp_path):
+    import subprocess
+
+    proc = _vigil("-", "--key-file", _keys(tmp_path), stdin=subprocess.PIPE)
+    try:
+        for wire in GOOD_WIRES[:3]:
+            proc.stdin.write(wire)
+            proc.stdin.flush()
+            line = _readline(proc.stdout)  # before any more input, and before EOF
+            assert b"[tag verified]" in line, line
+        proc.stdin.close()
+        assert proc.wait(20) == 0
+    finally:
+        proc.kill()
+
+
+def test_decode_of_dev_zero_stays_small_and_ctrl_c_exits_130():
+    import signal
+    import time
+
+    proc = _vigil("/dev/zero")
+    try:
+        time.sleep(1.5)  # it has read /dev/zero for a while by now
+        with open("/proc/%d/status" % proc.pid) as f:
+            rss_kb = int(next(line for line in f if line.startswith("VmRSS")).split()[1])
+        assert rss_kb < 150_000, rss_kb
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 130
+        err = proc.stderr.read().decode()
+        assert err.strip() == "vigil decode: interrupted"
+    finally:
+        proc.kill()
+
+
+def test_closed_stdin_stdout_and_a_full_disk_are_one_line_exit_2(tmp_path):
+    import subprocess
+
+    proc = _vigil("-", stdin=subprocess.DEVNULL)
+    assert proc.wait(20) == 0  # empty input: nothing to decode, nothing invalid
+    path = _write(tmp_path, "capture.bin", b"".join(GOOD_WIRES))
+    for args, kwargs, message in (
+            (["-"], dict(preexec_fn=lambda: os.close(0)), "vigil decode: <stdin>: no standard "
+                                                         "input"),
+            ([path], dict(preexec_fn=lambda: os.close(1)), "vigil decode: no standard output "
+                                                          "to write to"),
+            ([path], dict(stdout=open("/dev/full", "wb")), "vigil decode: cannot write the "
+                                                           "output (No space left on device)")):
+        import sys
+
+        kwargs.setdefault("stdout", subprocess.PIPE)
+        proc = subprocess.Popen([sys.executable, "-m", "host.cli", "decode", *args],
+                                stderr=subprocess.PIPE,
+                                cwd=os.path.dirname(os.path.dirname(__file__)), **kwargs)
+        _out, err = proc.communicate(timeout=20)
+        assert proc.returncode == 2, (args, err)
+        assert err.decode().strip() == message
+
+
+def test_a_long_run_without_delimiter_is_one_oversize_line(tmp_path, capsys):
+    path = _write(tmp_path, "noise.bin", b"\x01" * 100_000 + b"\x00" + GOOD_WIRES[0])
     assert decode.main([path, "--json", "--key-file", _keys(tmp_path)]) == 1
     first, second = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert first["ok"] and not second["ok"]
-    assert second["reason"] == "replayed" and second["fields"] == first["fields"]
-    assert codec.REASONS  # every reason printed comes from this list
+    assert (first["reason"], first["detail"]) == ("oversize", "100000 stuffed bytes")
+    assert second["status"] == "ok" and second["offset"] == 100_001
+
+
+def test_stream_blocks_match_blocks_at_every_chunk_size():
+    data = b"".join(GOOD_WIRES) + b"\x00\x00noise\x00" + b"\x07" * 300 + b"\x00tail"
+    want = [(o, b if len(b) <= codec.MAX_WIRE - 1 else len(b), d)
+            for o, b, d in decode.blocks(data)]
+    for chunk in (1, 2, 3, 7, 64, 4096):
+        stream = io.BytesIO(data)
+        got = [(o, b if isinstance(b, bytes) else len(b), d)
+               for o, b, d in decode.stream_blocks(stream.read, chunk)]
+        assert got == want, chunk
+
+
+def _recording(tmp_path, wires, name="s.pcapng"):
+    from host.recording import Writer
+
+    path = str(tmp_path / name)
+    with Writer(path, meta={"clock": "wall"}) as writer:
+        link = writer.interface("dev1", meta={"device_id": 1})
+        for i, wire in enumerate(wires):
+            writer.frame(link, 1_767_225_600_000_000_000 + i * 1_500_000, wire,
+                         "down" if GOOD[i]["downlink"] else "up")
+    return path
+
+
+def test_decode_a_recording_with_times_and_csv(tmp_path, capsys):
+    import csv
+
+    path = _recording(tmp_path, GOOD_WIRES)
+    assert decode.main([path, "--key-file", _keys(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(GOOD_WIRES)
+    assert " 2026-01-01T00:00:00.001500Z HEARTBEAT " in lines[1]
+    assert decode.main([path, "--csv", "--key-file", _keys(tmp_path)]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["name"] for r in rows] == [f["message"] for f in GOOD]
+    assert {r["status"] for r in rows} == {"ok"}
+    assert rows[1]["time"] == "2026-01-01T00:00:00.001500Z"
+
+
+def test_decode_a_truncated_recording_keeps_the_frames_before_the_cut(tmp_path, capsys):
+    path = _recording(tmp_path, GOOD_WIRES)
+    with open(path, "rb") as f:
+        data = f.read()
+    cut = _write(tmp_path, "cut.pcapng", data[:-10])
+    assert decode.main([cut, "--key-file", _keys(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == len(GOOD_WIRES) - 1
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "stopped at byte" in err[0] and "truncated block" in err[0]
+    with open(path, "rb") as f:  # the same from a pipe: detection needs no seek
+        import subprocess
+
+        proc = _vigil("-", "--json", "--key-file", _keys(tmp_path), stdin=f)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and len(out.splitlines()) == len(GOOD_WIRES)
+    assert subprocess  # imported for the pipe above

@@ -55,6 +55,8 @@ def parser():
     p.add_argument("--prealert-m", type=float, default=None,
                    help="keep the victim's device tracking while the offender is this close "
                         "(default 3 x --warning-m; 0 = never)")
+    p.add_argument("--record", metavar="FILE.pcapng",
+                   help="record every link's frames both ways (pcapng, host/recording)")
     return p
 
 
@@ -85,10 +87,23 @@ def main(argv=None):
     except OSError as e:
         print("vigil centre: %s" % e, file=sys.stderr)
         return 2
+    recorder = None
+    if args.record:
+        from host.recording.tap import Recorder
+
+        try:
+            recorder = Recorder(args.record, meta={"transport": ",".join(args.listen)})
+        except OSError as e:
+            centre.close()
+            print("vigil centre: --record %s: %s" % (args.record, e.strerror or e),
+                  file=sys.stderr)
+            return 2
     try:
-        code = asyncio.run(_serve(centre, args.listen))
+        code = asyncio.run(_serve(centre, args.listen, recorder))
     finally:
         centre.close()
+        if recorder is not None:
+            recorder.close()
     if code:
         return code
     print("stopped: %d frames up, %d down, refused %s" % (
@@ -96,14 +111,19 @@ def main(argv=None):
     return 0
 
 
-async def _serve(centre, urls):
+async def _serve(centre, urls, recorder=None):
     """Listen on every URL (TCP natively on the loop, others through host.transport), then
     serve until Ctrl-C or SIGTERM."""
     def on_link(what, link_id, peer):
         now = format_time(utc_ms())
         print("%s link_%s %s%s" % (now, what, link_id, " " + peer if peer else ""), flush=True)
 
-    server = CentreServer(centre, clock=utc_ms, on_link=on_link)
+    server_class = CentreServer
+    if recorder is not None:
+        from host.recording.tap import recording_centre_server
+
+        server_class = recording_centre_server(recorder)
+    server = server_class(centre, clock=utc_ms, on_link=on_link)
     try:
         for url in urls:
             if url.startswith("tcp://"):
