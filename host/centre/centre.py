@@ -377,11 +377,18 @@ class Centre:
         window = self._windows[device_id]
         sender = self._sender(device_id)
         acks = []
+        fields = []
         if any(window.highest - c <= codec.REPLAY_WINDOW for c in counters):
-            acks.append(sender.seal("ACK", {"highest": window.highest, "bitmap": window.bitmap}))
+            fields.append({"highest": window.highest, "bitmap": window.bitmap})
         for counter in counters:
             if window.highest - counter > codec.REPLAY_WINDOW:
-                acks.append(sender.seal("ACK", {"highest": counter, "bitmap": 0}))
+                fields.append({"highest": counter, "bitmap": 0})
+        for ack in fields:
+            acks.append(sender.seal("ACK", ack))
+            # Logged like every downlink, so a restarted centre starts its downlink counters
+            # above every one used: a reused counter would be a reused CTR nonce, and the
+            # device would refuse the new frame as a replay.
+            self.evidence.downlink(self._now_ms, device_id, sender.counter - 1, "ACK", ack)
         return acks
 
     def _on_hello(self, device, frame, now_ms):
