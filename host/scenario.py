@@ -106,6 +106,9 @@ def _one_line(e, source):
     problem = _problem(chosen, _fields_of)
     others = len({_where(err["loc"]) for err in errors}) - 1
     more = " (and %d more problem%s)" % (others, "s" if others > 1 else "") if others else ""
+    if chosen["type"] == "extra_forbidden":  # the wording the hand-written checks used
+        return ("%s: unknown field %s%s%s" % (source, first, problem[len("unknown field"):],
+                                              more)).replace("\n", " ")
     if not first:
         return "%s: the file %s%s" % (source, problem, more)
     return ("%s: %s: %s%s" % (source, first, problem, more)).replace("\n", " ")
