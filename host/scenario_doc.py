@@ -156,7 +156,7 @@ def field_rows(model):
     """(name, type, unit, default, range, example, description) of each field of a model."""
     rows = []
     for name, info in model.model_fields.items():
-        bounds: dict = {}
+        bounds = {}
         for meta in info.metadata:
             _bound(meta, bounds)
         kind, bounds = _unwrap(info.annotation, bounds)
