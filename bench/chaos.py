@@ -40,6 +40,7 @@ import os
 import random
 import resource
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -252,13 +253,26 @@ def one(args):
             pass
 
 
+def _add(result, totals, failures, out):
+    for key in COUNTS + FIGURES:
+        totals[key] += result[key]
+    if any(result[key] for key in FIGURES):
+        failures.append({k: result[k] for k in ("seed",) + FIGURES + ("crash_lines",)})
+        print("run seed %d: %s %s" % (result["seed"], ", ".join(
+            "%s %d" % (k, result[k]) for k in FIGURES if result[k]),
+            "; ".join(result["crash_lines"])), file=out, flush=True)
+
+
 def campaign(runs, base_seed, workers, out=sys.stdout, only=None):
+    """Run the campaign; Ctrl-C stops it and the summary covers the runs that finished
+    (`interrupted` true)."""
     seeds = [only] if only is not None else [run_seed(base_seed, i) for i in range(runs)]
     workdir = tempfile.mkdtemp(prefix="vigil-chaos-")
     totals = dict.fromkeys(COUNTS + FIGURES, 0)
     failures = []
     started = time.perf_counter()
     done = 0
+    interrupted = False
     step = max(1, len(seeds) // 10)
     try:
         jobs = [(seed, workdir) for seed in seeds]
@@ -266,21 +280,26 @@ def campaign(runs, base_seed, workers, out=sys.stdout, only=None):
             results = map(one, jobs)
             pool = None
         else:
-            pool = multiprocessing.get_context("fork").Pool(workers, maxtasksperchild=200)
+            # Workers ignore Ctrl-C: the parent stops the campaign and reports what finished.
+            pool = multiprocessing.get_context("fork").Pool(
+                workers, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN),
+                maxtasksperchild=200)
             results = pool.imap_unordered(one, jobs, chunksize=4)
-        for result in results:
-            done += 1
-            for key in COUNTS + FIGURES:
-                totals[key] += result[key]
-            if any(result[key] for key in FIGURES):
-                failures.append({k: result[k] for k in ("seed",) + FIGURES + ("crash_lines",)})
-                print("run seed %d: %s %s" % (result["seed"], ", ".join(
-                    "%s %d" % (k, result[k]) for k in FIGURES if result[k]),
-                    "; ".join(result["crash_lines"])), file=out, flush=True)
-            if done % step == 0 or done == len(seeds):
-                elapsed = time.perf_counter() - started
-                print("%d/%d runs, %.0f s, %.2f runs/s" % (done, len(seeds), elapsed,
-                                                          done / elapsed), file=out, flush=True)
+        try:
+            for result in results:
+                done += 1
+                _add(result, totals, failures, out)
+                if done % step == 0 or done == len(seeds):
+                    elapsed = time.perf_counter() - started
+                    print("%d/%d runs, %.0f s, %.2f runs/s" % (
+                        done, len(seeds), elapsed, done / elapsed), file=out, flush=True)
+        except KeyboardInterrupt:
+            interrupted = True
+            print("interrupted after %d runs" % done, file=out, flush=True)
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+                pool = None
         if pool is not None:
             pool.close()
             pool.join()
@@ -291,10 +310,10 @@ def campaign(runs, base_seed, workers, out=sys.stdout, only=None):
     # says more about the neighbours than about the campaign.
     cpu_s = sum(getattr(resource.getrusage(who), field) for who in (
         resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN) for field in ("ru_utime", "ru_stime"))
-    summary = {"runs": len(seeds), "seed": base_seed, "workers": workers,
+    summary = {"runs": done, "seed": base_seed, "workers": workers, "interrupted": interrupted,
                "run_virtual_s": RUN_S, **totals, "wall_s": round(wall_s, 1),
-               "runs_per_s": round(len(seeds) / wall_s, 3), "cpu_s": round(cpu_s, 1),
-               "cpu_s_per_run": round(cpu_s / len(seeds), 3),
+               "runs_per_s": round(done / wall_s, 3), "cpu_s": round(cpu_s, 1),
+               "cpu_s_per_run": round(cpu_s / max(1, done), 3),
                "failing_seeds": [f["seed"] for f in failures][:50]}
     return summary
 
