@@ -6,7 +6,6 @@ end to end against the emulated monitoring centre, in virtual time.
 The summary holds the figures of issue 4 (frames, alarms, latencies, energy) and
 `trace_sha256`, a hash of every event of the run, so two runs can be compared.
 """
-import argparse
 import binascii
 import contextlib
 import hashlib
@@ -14,17 +13,21 @@ import json
 import math
 import os
 import re
+import signal
 import struct
 import sys
+import threading
 import time
 from pathlib import Path
 
 from firmware import persist
 from host import scenario as scenarios
 from host.centre import Centre, CentreConfig, ProximityConfig
+from host.cliutil import OneLineParser
 from host.deploy import device_files
 from host.emulator import Route, World
 from host.keys import KeyStore
+from host.keys_cli import write_private
 from protocol import codec, messages
 
 REPO = Path(__file__).resolve().parent.parent
@@ -83,6 +86,18 @@ def percentiles(values):
     def rank(p):
         return ordered[min(len(ordered) - 1, max(0, math.ceil(p * len(ordered)) - 1))]
     return {"p50": rank(0.50), "p95": rank(0.95), "max": ordered[-1], "n": len(ordered)}
+
+
+STEP_MS = 60_000  # how much virtual time may pass between two looks at Ctrl-C
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped (Ctrl-C) at virtual time `.args[0]` ms; the trace so far is
+    written."""
+
+
+class TraceError(OSError):
+    """The --trace file could not be written (disk full, /dev/full, ...)."""
 
 
 class ScenarioRun:
@@ -192,10 +207,21 @@ class ScenarioRun:
         self._send(self.centre.tick(self.utc_ms()))
 
     # --- running -----------------------------------------------------------------------
-    def run(self, progress=None):
+    def run(self, progress=None, stop=None):
+        """Run to the end. With `stop` (a function), it is asked between steps of at most
+        STEP_MS of virtual time, and a True answer ends the run early with Interrupted:
+        between steps no firmware thread holds the baton, so the world can close cleanly."""
         steps = 100 if progress else 1
         for i in range(1, steps + 1):
-            self.world.run_until(self.duration_ms * i / steps)
+            end_ms = self.duration_ms * i / steps
+            if stop is not None:
+                while self.world.now_ms + STEP_MS < end_ms:
+                    self.world.run_until(self.world.now_ms + STEP_MS)
+                    if stop():
+                        raise Interrupted(self.world.now_ms)
+            self.world.run_until(end_ms)
+            if stop is not None and stop():
+                raise Interrupted(self.world.now_ms)
             if progress:
                 progress(i / steps, self.world.now_ms)
 
@@ -431,9 +457,10 @@ def firmware_tree(path):
 
 
 def run(sc, seed=None, progress=None, trace_path=None, record_path=None, source=None,
-        firmware_files=None):
+        firmware_files=None, stop=None):
     """Run a loaded scenario; returns (summary dict, timeline rows). With record_path, the
-    centre's traffic and the stimuli are written there as pcapng (host/recording)."""
+    centre's traffic and the stimuli are written there as pcapng (host/recording). When
+    `stop()` says so, the run ends early: the trace so far is written and Interrupted raised."""
     started = time.perf_counter()
     run_class = ScenarioRun
     if record_path:
@@ -441,19 +468,37 @@ def run(sc, seed=None, progress=None, trace_path=None, record_path=None, source=
     with one_core():
         sim = run_class(sc, seed, firmware_files=firmware_files)
         try:
-            sim.run(progress)
+            try:
+                sim.run(progress, stop)
+            except Interrupted:
+                if trace_path:
+                    write_trace(trace_path, sim.trace_lines())
+                raise
             wall_s = time.perf_counter() - started
             summary = sim.summary(wall_s)
             timeline = sim.timeline()
             if trace_path:
-                with open(trace_path, "w", encoding="utf-8") as f:
-                    for line in sim.trace_lines():
-                        f.write(line + "\n")
+                write_trace(trace_path, sim.trace_lines())
             if record_path:
                 sim.write(record_path, source or sc["scenario"]["name"])
             return summary, timeline
         finally:
             sim.close()
+
+
+def write_trace(path, lines):
+    """JSON lines to `path`, flushed and synced; any failure is a one-line TraceError."""
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            for line in lines:
+                f.write(line + "\n")
+            f.flush()
+            try:
+                os.fsync(f.fileno())
+            except OSError:
+                pass  # a pipe or a character device cannot sync; its writes went through
+    except OSError as e:
+        raise TraceError("--trace %s: %s" % (path, e.strerror or e)) from None
 
 
 def _clock(t_ms):
@@ -521,8 +566,29 @@ def _progress_bar(duration_s):
     return show
 
 
+@contextlib.contextmanager
+def _ctrl_c():
+    """Turn the first Ctrl-C into a request to stop, answered between run steps (a
+    KeyboardInterrupt raised inside the scheduler could leave a firmware thread holding the
+    baton, and the trace unwritten). A second Ctrl-C interrupts at once."""
+    pressed = []
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+
+    def on_sigint(_signum, _frame):
+        if pressed:
+            raise KeyboardInterrupt
+        pressed.append(True)
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield lambda: bool(pressed)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def main(argv):
-    parser = argparse.ArgumentParser(prog="vigil emulate", description=(
+    parser = OneLineParser(prog="vigil emulate", description=(
         "Run a scenario (a built-in name or a TOML file) on emulated devices against the "
         "emulated monitoring centre, in virtual time."))
     parser.add_argument("scenario", help="built-in name (see `vigil scenarios`) or FILE.toml")
@@ -534,6 +600,9 @@ def main(argv):
         "folder; its stdout, tracebacks and REPL show in --trace as device_log events"))
     parser.add_argument("--record", metavar="FILE.pcapng",
                         help="record every device's link and the stimuli (pcapng)")
+    parser.add_argument("--keys", metavar="FILE", help=(
+        "write the run's device keys here (mode 0600; the key file format of `vigil decode "
+        "--key-file` and `vigil centre --keys`)"))
     args = parser.parse_args(argv)
     firmware_files = None
     if args.firmware:
@@ -562,10 +631,25 @@ def main(argv):
         except OSError as e:
             print("vigil emulate: --record %s: %s" % (args.record, e.strerror), file=sys.stderr)
             return 2
+    if args.keys:
+        seed = sc["scenario"]["seed"] if args.seed is None else args.seed
+        keys = KeyStore((d["id"], KEY_ID, device_key(seed, d["id"])) for d in sc["device"])
+        try:
+            write_private(args.keys, keys.to_json() + "\n")
+        except OSError as e:
+            print("vigil emulate: --keys %s: %s" % (args.keys, e.strerror or e),
+                  file=sys.stderr)
+            return 2
     progress = None if args.json else _progress_bar(sc["scenario"]["duration_s"])
-    summary, timeline = run(sc, seed=args.seed, progress=progress, trace_path=args.trace,
-                            record_path=args.record, source=args.scenario,
-                            firmware_files=firmware_files)
+    try:
+        with _ctrl_c() as stop:
+            summary, timeline = run(sc, seed=args.seed, progress=progress,
+                                    trace_path=args.trace, record_path=args.record,
+                                    source=args.scenario, firmware_files=firmware_files,
+                                    stop=stop)
+    except TraceError as e:
+        print("vigil emulate: %s" % e, file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:
@@ -574,7 +658,7 @@ def main(argv):
 
 
 def main_scenarios(argv):
-    parser = argparse.ArgumentParser(prog="vigil scenarios",
+    parser = OneLineParser(prog="vigil scenarios",
                                      description="List the built-in scenarios.")
     parser.parse_args(argv)
     for name in scenarios.builtin_names():

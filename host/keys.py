@@ -14,6 +14,7 @@ import json
 from protocol import codec
 
 KEY_LEN = 16
+MAX_FILE_BYTES = 16 << 20  # about 150,000 keys; more is a mistake (or /dev/zero)
 
 
 class KeyFileError(ValueError):
@@ -108,9 +109,14 @@ def parse_keys(text, source="<keys>"):
 def load_keys(path):
     try:
         with open(path, encoding="utf-8") as f:
-            text = f.read()
+            text = f.read(MAX_FILE_BYTES + 1)  # bounded: never a device read into memory
     except OSError as e:
         raise KeyFileError("%s: cannot read (%s)" % (path, e.strerror or e)) from None
     except UnicodeDecodeError:
         raise KeyFileError("%s: not a UTF-8 text file" % path) from None
-    return parse_keys(text, str(path))
+    if len(text) > MAX_FILE_BYTES:
+        raise KeyFileError("%s: larger than %d bytes; not a key file" % (path, MAX_FILE_BYTES))
+    try:
+        return parse_keys(text, str(path))
+    except RecursionError:  # json nested tens of thousands deep
+        raise KeyFileError("%s: not JSON (nested too deeply)" % path) from None

@@ -1,11 +1,14 @@
 """Scenario files: TOML describing devices, routes, offenders, button scripts, battery, link
-faults, duration and seed. `load(path_or_name)` validates against SCHEMA and returns plain
+faults, duration and seed. `load(path_or_name)` validates against the pydantic schema in
+`host.scenario_schema` (documented in docs/SCENARIOS.md, generated from it) and returns plain
 dicts with defaults filled in; any problem is a ScenarioError whose message is one line naming
-the file, the field and what is wrong.
+the file, the field path and what is wrong. Files are read bounded (MAX_FILE_BYTES).
 """
 import os
 
-from protocol.messages import CONFIG_KEYS
+from pydantic import ValidationError
+
+from host import scenario_schema as schema
 
 try:
     import tomllib
@@ -19,175 +22,96 @@ class ScenarioError(ValueError):
     """A scenario file cannot be used; the message is one line for the user."""
 
 
-# --- a small schema language: each field is (check, default); REQUIRED marks no default.
-REQUIRED = object()
+MAX_FILE_BYTES = 1 << 20  # a scenario is a few kB; more is a mistake (or /dev/zero)
+MAX_GPX_BYTES = 64 << 20
 
 
-def number(low=None, high=None, integer=False):
-    def check(value):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return "must be a number"
-        if integer and not isinstance(value, int):
-            return "must be a whole number"
-        if low is not None and value < low:
-            return "must be >= %s" % low
-        if high is not None and value > high:
-            return "must be <= %s" % high
-        return None
-    return check
-
-
-def text(choices=None):
-    def check(value):
-        if not isinstance(value, str):
-            return "must be a string"
-        if choices and value not in choices:
-            return "must be one of " + ", ".join(choices)
-        return None
-    return check
-
-
-def boolean(value):
-    return None if isinstance(value, bool) else "must be true or false"
-
-
-def latlon(value):
-    if (not isinstance(value, list) or len(value) != 2 or
-            any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value)):
-        return "must be [latitude, longitude] in degrees"
-    if not -90 <= value[0] <= 90 or not -180 <= value[1] <= 180:
-        return "latitude must be within ±90 and longitude within ±180"
-    return None
-
-
-def waypoints(value):
-    """[latitude, longitude] points; [latitude, longitude, dwell_s] stands still there first."""
-    if not isinstance(value, list) or len(value) < 2:
-        return "must list at least two [latitude, longitude] points"
-    for point in value:
-        if isinstance(point, list) and len(point) == 3:
-            dwell = point[2]
-            if isinstance(dwell, bool) or not isinstance(dwell, (int, float)) or dwell < 0:
-                return "a third value is the dwell in seconds and must be a number >= 0"
-            point = point[:2]
-        problem = latlon(point)
-        if problem:
-            return "every point " + problem
-    return None
-
-
-def table(fields):
-    return ("table", fields)
-
-
-def array_of(fields):
-    return ("array", fields)
-
-
-SPAN = {"start_s": (number(0), REQUIRED), "duration_s": (number(0, integer=False), REQUIRED)}
-
-ROUTE = {
-    "start_s": (number(0), 0),
-    "speed_kmh": (number(0.1, 200), 5.0),
-    "waypoints": (waypoints, None),
-    "gpx": (text(), None),  # a GPX file's track, relative to the scenario file
-}
-
-# [device.config]: CONFIG settings provisioned on the device's flash before its first boot, by
-# their protocol.messages.CONFIG_KEYS names, range-checked as the firmware would; None (left
-# out) = the firmware's default.
-DEVICE_CONFIG = {name: (number(low, high, integer=True), None)
-                 for name, low, high, _default in CONFIG_KEYS.values()}
-
-SCHEMA = {
-    "scenario": (table({
-        "name": (text(), REQUIRED),
-        "description": (text(), ""),
-        "duration_s": (number(1, 30 * 86400), REQUIRED),
-        "seed": (number(0, 2**32 - 1, integer=True), 1),
-        "profile": (text(), "esp32-devkitc"),
-        "start_utc_ms": (number(0, integer=True), 1767600000000),  # 2026-01-05 08:00 UTC
-    }), REQUIRED),
-    "centre": (table({
-        "operator_ack_delay_s": (number(0, 3600), 5),
-        "warning_m": (number(1, 100000), 1000),
-        "alarm_m": (number(1, 100000), 500),
-        "heartbeat_s": (number(60, 86400), 900),
-    }), {}),
-    "link": (table({
-        "loss": (number(0, 0.95), 0.0),
-        "duplicate": (number(0, 1), 0.0),
-        "reorder": (number(0, 1), 0.0),
-        "corrupt": (number(0, 1), 0.0),
-        "latency_ms": (number(0, 60000), 50),
-        "jitter_ms": (number(0, 60000), 20),
-        "outages": (array_of(SPAN), []),
-    }), {}),
-    "device": (array_of({
-        "id": (number(1, 2**32 - 1, integer=True), REQUIRED),
-        "offender": (number(1, 2**32 - 1, integer=True), None),
-        "location": (latlon, REQUIRED),
-        "route": (table(ROUTE), None),
-        "battery_pct": (number(0, 100), 90),
-        "battery_mah": (number(1, 100000), 1500),
-        "indoor": (array_of(SPAN), []),
-        "button": (array_of({"at_s": (number(0), REQUIRED),
-                             "hold_ms": (number(0, 60000, integer=True), 2000)}), []),
-        "charger": (array_of({"at_s": (number(0), REQUIRED),
-                              "plugged": (boolean, REQUIRED)}), []),
-        "config": (table(DEVICE_CONFIG), {}),
-    }), REQUIRED),
-    "offender": (array_of({
-        "id": (number(1, 2**32 - 1, integer=True), REQUIRED),
-        "location": (latlon, REQUIRED),
-        "route": (table(ROUTE), None),
-        "report_s": (number(15, 60), 30),
-        "accuracy_m": (number(1, 1000), 10),
-    }), []),
-}
-
-
-def _validate(fields, data, where, source):
-    if not isinstance(data, dict):
-        raise ScenarioError("%s: %s must be a table" % (source, where or "the file"))
-    for key in data:
-        if key not in fields:
-            known = ", ".join(sorted(fields))
-            raise ScenarioError("%s: unknown field %s (expected one of: %s)" % (
-                source, _join(where, key), known))
-    out = {}
-    for key, (check, default) in fields.items():
-        name = _join(where, key)
-        if key not in data:
-            if default is REQUIRED:
-                raise ScenarioError("%s: missing required field %s" % (source, name))
-            if isinstance(check, tuple) and default is not None:
-                default = _validate_nested(check, default, name, source)
-            out[key] = default
+def _where(loc):
+    """A pydantic error location -> `device[0].button[1].hold_ms`. Union branches add a tag
+    (`int`, `float`, `function-after[...]`) to the path; those are not fields."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += "[%d]" % part
+        elif part in ("int", "float", "str", "bool") or "[" in part or "(" in part:
             continue
-        out[key] = _validate_nested(check, data[key], name, source) if isinstance(check, tuple) \
-            else _checked(check, data[key], name, source)
+        else:
+            out += ("." if out else "") + part
     return out
 
 
-def _validate_nested(check, value, name, source):
-    kind, fields = check
-    if kind == "table":
-        return _validate(fields, value, name, source)
-    if not isinstance(value, list):
-        raise ScenarioError("%s: %s must be an array of tables" % (source, name))
-    return [_validate(fields, item, "%s[%d]" % (name, i), source) for i, item in enumerate(value)]
+def _problem(error, fields_of):
+    kind, ctx = error["type"], error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        known = fields_of(error["loc"][:-1])
+        return "unknown field" + (" (expected one of: %s)" % ", ".join(known) if known else "")
+    if kind == "missing":
+        return "missing required field"
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        sign = {"greater_than_equal": ">=", "less_than_equal": "<=", "greater_than": ">",
+                "less_than": "<"}[kind]
+        bound = next(iter(ctx.values()))
+        return "must be %s %s, got %r" % (sign, bound, error["input"])
+    if kind == "finite_number":
+        return "must be a finite number, got %r" % (error["input"],)
+    if kind in ("int_type", "int_from_float"):
+        return "must be a whole number, got %r" % (error["input"],)
+    if kind == "float_type":
+        return "must be a number, got %r" % (error["input"],)
+    if kind == "bool_type":
+        return "must be true or false, got %r" % (error["input"],)
+    if kind == "string_type":
+        return "must be a string, got %r" % (error["input"],)
+    if kind in ("model_type", "dict_type"):
+        return "must be a table"
+    if kind == "list_type":
+        return "must be an array"
+    if kind in ("too_short", "too_long"):
+        return "must have %s %s item(s)" % (
+            "at least" if kind == "too_short" else "at most",
+            ctx.get("min_length", ctx.get("max_length")))
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    return error["msg"][:1].lower() + error["msg"][1:]
 
 
-def _checked(check, value, name, source):
-    problem = check(value)
-    if problem:
-        raise ScenarioError("%s: %s %s, got %r" % (source, name, problem, value))
-    return value
+def _fields_of(loc):
+    """The field names of the model at a location, for "expected one of"."""
+    model = schema.ScenarioFile
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        info = model.model_fields.get(part)
+        if info is None:
+            return []
+        inner = info.annotation
+        for _ in range(4):  # unwrap Optional[...] and list[...]
+            if isinstance(inner, type) and issubclass(inner, schema.BaseModel):
+                break
+            args = [a for a in getattr(inner, "__args__", ()) if a is not type(None)]
+            inner = args[0] if args else None
+        if not (isinstance(inner, type) and issubclass(inner, schema.BaseModel)):
+            return []
+        model = inner
+    return sorted(model.model_fields)
 
 
-def _join(where, key):
-    return key if not where else where + "." + key
+def _one_line(e, source):
+    """The first error of a pydantic ValidationError as one line naming file and field.
+    Union branches report one error each for the same field: the last (float) one is the
+    most telling ("must be a finite number" rather than "must be a whole number")."""
+    errors = e.errors()
+    first = _where(errors[0]["loc"])
+    chosen = [err for err in errors if _where(err["loc"]) == first][-1]
+    problem = _problem(chosen, _fields_of)
+    others = len({_where(err["loc"]) for err in errors}) - 1
+    more = " (and %d more problem%s)" % (others, "s" if others > 1 else "") if others else ""
+    if chosen["type"] == "extra_forbidden":  # the wording the hand-written checks used
+        return ("%s: unknown field %s%s%s" % (source, first, problem[len("unknown field"):],
+                                              more)).replace("\n", " ")
+    if not first:
+        return "%s: the file %s%s" % (source, problem, more)
+    return ("%s: %s: %s%s" % (source, first, problem, more)).replace("\n", " ")
 
 
 def _routes(scenario):
@@ -198,6 +122,7 @@ def _routes(scenario):
 
 
 def _cross_check(scenario, source):
+    """Rules between fields, which the schema cannot say field by field."""
     for where, route in _routes(scenario):
         if (route["waypoints"] is None) == (route["gpx"] is None):
             raise ScenarioError("%s: %s needs either waypoints or gpx (one of them)" % (
@@ -211,8 +136,18 @@ def _cross_check(scenario, source):
         if device["offender"] is not None and device["offender"] not in offenders:
             raise ScenarioError("%s: device[%d].offender %d names no [[offender]]" % (
                 source, i, device["offender"]))
-    if not scenario["device"]:
-        raise ScenarioError("%s: a scenario needs at least one [[device]]" % source)
+    named = {d["offender"] for d in scenario["device"]}
+    seen = set()
+    for i, offender in enumerate(scenario["offender"]):
+        if offender["id"] in seen:
+            raise ScenarioError("%s: offender[%d].id %d is used twice" % (
+                source, i, offender["id"]))
+        seen.add(offender["id"])
+        if offender["id"] not in named:
+            # It would walk about and report, and nothing would ever be compared with it.
+            raise ScenarioError("%s: offender[%d].id %d: no [[device]] names this offender "
+                                "(set offender = %d on the victim's device)" % (
+                                    source, i, offender["id"], offender["id"]))
     centre = scenario["centre"]
     if centre["alarm_m"] >= centre["warning_m"]:
         raise ScenarioError("%s: centre.alarm_m must be below centre.warning_m" % source)
@@ -240,11 +175,28 @@ def resolve(name_or_path):
 
 
 def parse(text_toml, source="<scenario>"):
+    if len(text_toml) > MAX_FILE_BYTES:
+        raise ScenarioError("%s: larger than %d bytes; a scenario is a few kB" % (
+            source, MAX_FILE_BYTES))
     try:
         data = tomllib.loads(text_toml)
     except tomllib.TOMLDecodeError as e:
         raise ScenarioError("%s: not valid TOML: %s" % (source, e)) from None
-    scenario = _validate(SCHEMA, data, "", source)
+    except RecursionError:
+        raise ScenarioError("%s: not valid TOML: arrays or tables nested too deeply" %
+                            source) from None
+    return validate(data, source)
+
+
+def validate(data, source="<scenario>"):
+    """Parsed TOML (plain dicts and lists) -> the scenario with defaults filled in."""
+    try:
+        model = schema.ScenarioFile.model_validate(data)
+    except ValidationError as e:
+        raise ScenarioError(_one_line(e, source)) from None
+    except RecursionError:
+        raise ScenarioError("%s: values nested too deeply" % source) from None
+    scenario = model.model_dump()
     _cross_check(scenario, source)
     return scenario
 
@@ -253,9 +205,12 @@ def load(name_or_path):
     path = resolve(name_or_path)
     try:
         with open(path, "rb") as f:
-            raw = f.read()
+            raw = f.read(MAX_FILE_BYTES + 1)  # bounded: a device or /dev/zero is no scenario
     except OSError as e:
         raise ScenarioError("%s: cannot read scenario: %s" % (path, e.strerror or e)) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ScenarioError("%s: larger than %d bytes; a scenario is a few kB" % (
+            path, MAX_FILE_BYTES))
     try:
         text_toml = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -267,9 +222,12 @@ def load(name_or_path):
             route["gpx"] = os.path.join(base, route["gpx"])
             if not os.path.isfile(route["gpx"]):
                 raise ScenarioError("%s: %s.gpx: no such file %s" % (path, where, route["gpx"]))
+            if os.path.getsize(route["gpx"]) > MAX_GPX_BYTES:
+                raise ScenarioError("%s: %s.gpx: %s is larger than %d bytes" % (
+                    path, where, route["gpx"], MAX_GPX_BYTES))
             from host.emulator import Route
             try:
-                Route.from_gpx(route["gpx"])
+                Route.from_gpx(route["gpx"])  # checks every point's range (nan too)
             except (ValueError, OSError, UnicodeDecodeError) as e:
                 raise ScenarioError("%s: %s.gpx: %s" % (path, where, e)) from None
     return scenario

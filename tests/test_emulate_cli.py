@@ -185,11 +185,14 @@ def test_scenarios_lists_every_builtin_with_duration_and_description(capsys):
 
 @pytest.mark.parametrize("argv", [[], ["--help"], ["-h"], ["help"]])
 def test_vigil_help_lists_the_commands(capsys, argv):
-    code, out, _err = vigil(capsys, *argv)
-    assert code == 0
-    assert out.startswith("usage: vigil COMMAND")
-    for command in ("emulate", "scenarios", "centre", "decode"):
-        assert "\n  %s " % command in out
+    code, out, err = vigil(capsys, *argv)
+    # `vigil` alone is a usage error: the help goes to stderr and the exit code is 2.
+    assert code == (2 if not argv else 0)
+    text = err if not argv else out
+    assert (out if not argv else err) == ""
+    assert text.startswith("usage: vigil [--version] COMMAND")
+    for command in ("emulate", "scenarios", "centre", "decode", "keys"):
+        assert "\n  %s " % command in text
 
 
 def test_unknown_command_is_one_line(capsys):

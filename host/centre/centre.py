@@ -262,6 +262,7 @@ class Centre:
             self._trackers[victim] = ProximityTracker(self.config.proximity)
             self._victims.setdefault(offender, []).append(victim)
         self._now_ms = 0
+        self._restore_alarms()
 
     # ---- public API -------------------------------------------------------------------------
 
@@ -425,6 +426,41 @@ class Centre:
         self._commit()
         self.evidence.close()
 
+    def _restore_alarms(self):
+        """A restarted centre takes its alarms back from the evidence log (found by
+        bench/chaos.py): without them, an alarm the device repeats after the restart was
+        shown to the operator a second time, and one that was waiting for the operator's ack
+        never got it. An open alarm that was not acked is due at once (the process that timed
+        its delay is gone); one acked but not confirmed by the device gets its OPERATOR_ACK
+        again, since the queued downlink died with the process. No event is raised: the
+        operator has seen these alarms."""
+        for row in self.evidence.rows("alarms"):
+            key = (row["device_id"], row["alarm_id"])
+            alarm = self.alarms.get(key)
+            if alarm is None or alarm.closed and alarm.raised_time_ms != row["raised_time_ms"]:
+                alarm = Alarm(row["device_id"], row["alarm_id"], row["kind"],
+                              row["raised_time_ms"], row["time_ms"],
+                              historic=bool(row["historic"]))
+                self.alarms[key] = alarm
+                self.alarm_history.append(alarm)
+            change = row["change"]
+            if change in ("raised", "repeated") and alarm.acked_ms is None:
+                alarm.ack_due_ms = row["time_ms"]
+            elif change in ("acked", "acked_again"):
+                if alarm.acked_ms is None:
+                    alarm.acked_ms = row["time_ms"]
+                alarm.ack_counter = row["counter"]
+                alarm.ack_due_ms = row["time_ms"]  # its downlink is gone: send it again
+            elif change == "ack_delivered":
+                alarm.ack_delivered_ms = row["time_ms"]
+                alarm.ack_due_ms = None
+            elif change == "cancelled":
+                alarm.cancelled_ms = row["time_ms"]
+            elif change == "cleared":
+                alarm.cleared_ms = row["time_ms"]
+            if alarm.closed and alarm.acked_ms is None:
+                alarm.ack_due_ms = None
+
     # ---- frames -----------------------------------------------------------------------------
 
     def _refuse(self, link, link_id, now_ms, reason, detail, nbytes, frame=None):
@@ -549,6 +585,7 @@ class Centre:
     def _acks(self, device_id, key_id, counters):
         window = self._window(device_id, key_id)
         acks = []
+        fields = []
         if any(window.highest - c <= codec.REPLAY_WINDOW for c in counters):
             acks.append(self._seal(device_id, "ACK", {"highest": window.highest,
                                                       "bitmap": window.bitmap})[0])

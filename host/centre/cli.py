@@ -15,6 +15,7 @@ import time
 from host.centre.centre import Centre, CentreConfig
 from host.centre.proximity import ProximityConfig
 from host.centre.server import CentreServer
+from host.cliutil import OneLineParser, finite, whole
 from host.keys import KeyFileError, load_keys
 from host.transport import BadUrl, listen
 
@@ -36,7 +37,7 @@ def _pair(text):
 
 
 def parser():
-    p = argparse.ArgumentParser(prog="vigil centre", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="vigil centre", description=__doc__.split("\n\n")[0])
     p.add_argument("--listen", action="append", required=True, metavar="URL",
                    help="where devices connect: tcp://HOST:PORT (PORT 0 picks one), pty://, "
                         "serial:///dev/... (repeatable)")
@@ -44,15 +45,17 @@ def parser():
                    help='JSON list of {"device_id", "key_id", "key": 32 hex digits}')
     p.add_argument("--db", default=":memory:", metavar="PATH",
                    help="SQLite evidence log (append-only; default: in memory)")
-    p.add_argument("--operator-delay-s", type=float, default=5.0,
+    p.add_argument("--operator-delay-s", type=finite(0, 86400), default=5.0,
                    help="the operator acks each alarm this long after it arrives (default 5)")
-    p.add_argument("--heartbeat-s", type=int, default=900,
+    p.add_argument("--heartbeat-s", type=whole(1, 86400), default=900,
                    help="expected heartbeat interval; 2 missed = NOT_REPORTING (default 900)")
     p.add_argument("--pair", type=_pair, action="append", default=[], metavar="VICTIM:OFFENDER",
                    help="pair a victim device with an offender's ankle tag (repeatable)")
-    p.add_argument("--warning-m", type=float, default=1000.0)
-    p.add_argument("--alarm-m", type=float, default=500.0)
-    p.add_argument("--prealert-m", type=float, default=None,
+    p.add_argument("--warning-m", type=finite(high=1e6, above=0), default=1000.0,
+                   help="proximity warning radius (default 1000)")
+    p.add_argument("--alarm-m", type=finite(high=1e6, above=0), default=500.0,
+                   help="proximity alarm radius, below --warning-m (default 500)")
+    p.add_argument("--prealert-m", type=finite(0, 1e7), default=None,
                    help="keep the victim's device tracking while the offender is this close "
                         "(default 3 x --warning-m; 0 = never)")
     p.add_argument("--record", metavar="FILE.pcapng",
@@ -62,6 +65,10 @@ def parser():
 
 def main(argv=None):
     args = parser().parse_args(argv)
+    if args.alarm_m >= args.warning_m:
+        print("vigil centre: --alarm-m %g must be below --warning-m %g" % (
+            args.alarm_m, args.warning_m), file=sys.stderr)
+        return 2
     try:
         keys = load_keys(args.keys)
     except KeyFileError as e:
