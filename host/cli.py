@@ -12,6 +12,7 @@ COMMANDS = {
     "centre": ("host.centre.cli", "run the monitoring-centre emulator on a transport URL"),
     "emulate": ("host.emulate", "run a scenario on emulated devices against the emulated centre"),
     "scenarios": ("host.emulate", "list the built-in scenarios"),
+    "report": ("host.report.cli", "one self-contained HTML report of a run's --trace file"),
 }
 
 

@@ -436,8 +436,9 @@ def one_core():
             os.sched_setaffinity(0, allowed)
 
 
-def run(sc, seed=None, progress=None, trace_path=None):
-    """Run a loaded scenario; returns (summary dict, timeline rows)."""
+def run(sc, seed=None, progress=None, trace_path=None, report_path=None):
+    """Run a loaded scenario; returns (summary dict, timeline rows). With report_path, also
+    write the session report (host.report) of the run's trace there."""
     started = time.perf_counter()
     with one_core():
         sim = ScenarioRun(sc, seed)
@@ -446,10 +447,15 @@ def run(sc, seed=None, progress=None, trace_path=None):
             wall_s = time.perf_counter() - started
             summary = sim.summary(wall_s)
             timeline = sim.timeline()
+            if trace_path or report_path:
+                lines = sim.trace_lines()
             if trace_path:
                 with open(trace_path, "w", encoding="utf-8") as f:
-                    for line in sim.trace_lines():
+                    for line in lines:
                         f.write(line + "\n")
+            if report_path:
+                from host.report import write_report
+                write_report([json.loads(line) for line in lines], report_path)
             return summary, timeline
         finally:
             sim.close()
@@ -523,6 +529,8 @@ def main(argv):
     parser.add_argument("--seed", type=int, help="override the scenario's seed")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--trace", metavar="FILE.jsonl", help="write every event as JSON lines")
+    parser.add_argument("--report", metavar="FILE.html",
+                        help="write the session report (one self-contained HTML file)")
     args = parser.parse_args(argv)
     try:
         sc = scenarios.load(args.scenario)
@@ -532,14 +540,17 @@ def main(argv):
     if args.seed is not None and not 0 <= args.seed < 2**32:
         print("vigil emulate: --seed %d: must be 0 to 2**32-1" % args.seed, file=sys.stderr)
         return 2
-    if args.trace:
+    for option, path in (("--trace", args.trace), ("--report", args.report)):
+        if not path:
+            continue
         try:
-            open(args.trace, "w").close()
+            open(path, "w").close()
         except OSError as e:
-            print("vigil emulate: --trace %s: %s" % (args.trace, e.strerror), file=sys.stderr)
+            print("vigil emulate: %s %s: %s" % (option, path, e.strerror), file=sys.stderr)
             return 2
     progress = None if args.json else _progress_bar(sc["scenario"]["duration_s"])
-    summary, timeline = run(sc, seed=args.seed, progress=progress, trace_path=args.trace)
+    summary, timeline = run(sc, seed=args.seed, progress=progress, trace_path=args.trace,
+                            report_path=args.report)
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:
