@@ -12,6 +12,7 @@ LABEL_W = 130  # px of lane labels left of the plot
 PLOT_W = 860
 ROW_H = 9
 LANE_GAP = 6
+MERGE_PER_VIEW = 5000  # spans closer than 1/5000 of the run merge (about a pixel at full view)
 
 # (lane id, label, colour of its items)
 LANES = [
@@ -44,6 +45,18 @@ def _spans(events, end_s):
             since = None
     if since is not None:
         out.append((since, end_s))
+    return out
+
+
+def _merge(spans, gap_s):
+    """[(t0, t1, count, seconds on)]: spans joined where the gap between them is < gap_s."""
+    out = []
+    for t0, t1 in spans:
+        if out and t0 - out[-1][1] < gap_s:
+            a, _b, n, on_s = out[-1]
+            out[-1] = (a, t1, n + 1, on_s + t1 - t0)
+        else:
+            out.append((t0, t1, 1, t1 - t0))
     return out
 
 
@@ -91,9 +104,12 @@ def lanes(run):
         for t0, t1 in _spans(haptic, end_s):
             items["haptic"].append((device, "haptic", t0, t1, "#8c510a", "%s device %s haptic %.1f s" % (
                 _clock(t0 * 1000), device, t1 - t0)))
-        for t0, t1 in _spans(gnss, end_s):
-            items["gnss"].append((device, "gnss", t0, t1, "#35978f", "%s device %s GNSS on %.0f s" % (
-                _clock(t0 * 1000), device, t1 - t0)))
+        # A fix every 15 s while tracking is thousands of sessions a week: sessions closer
+        # than a pixel of the full view become one span (the title keeps the count).
+        for t0, t1, n, on_s in _merge(_spans(gnss, end_s), end_s / MERGE_PER_VIEW):
+            items["gnss"].append((device, "gnss", t0, t1, "#35978f", "%s device %s GNSS on %s" % (
+                _clock(t0 * 1000), device, "%.0f s" % on_s if n == 1 else
+                "%d times, %.0f s in all" % (n, on_s))))
         for t0, t1 in _spans(silent, end_s):
             items["not_reporting"].append((device, "not_reporting", t0, t1, "#b2182b",
                                            "%s device %s NOT_REPORTING for %.0f s" % (
