@@ -4,6 +4,7 @@ library, needs no JavaScript and no network to show its output, and writes small
 files that are byte-identical run to run once its SVG hash salt and date are fixed."""
 import io
 import math
+import re
 
 import matplotlib
 from matplotlib.figure import Figure
@@ -12,6 +13,7 @@ STATE_COLOURS = {"active": "#d73027", "boot": "#fc8d59", "light_sleep": "#4575b4
                  "deep_sleep": "#313695", "off": "#bbbbbb"}
 COMPONENT_COLOURS = {"cpu": "#4575b4", "gnss": "#35978f", "radio": "#f46d43",
                      "haptic": "#8c510a", "led": "#fee090"}
+_METADATA = re.compile(r"\s*<metadata>.*?</metadata>", re.S)
 MAX_POWER_BINS = 600  # enough for a readable plot, few enough for a week in a small file
 _RC = {"svg.hashsalt": "vigil-report", "svg.fonttype": "none", "font.size": 9,
        "font.family": "sans-serif", "axes.spines.top": False, "axes.spines.right": False}
@@ -23,7 +25,8 @@ def _svg(fig):
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None},
                     bbox_inches="tight")
     text = buf.getvalue()
-    return text[text.index("<svg"):]
+    # The RDF metadata block only names namespaces (URLs a reader might take for requests).
+    return _METADATA.sub("", text[text.index("<svg"):])
 
 
 def _time_axis(end_s):
