@@ -36,7 +36,7 @@ def _fixes(run):
     receiver = codec.Receiver(keyring, check_replay=False)
     seen = set()
     out = {device_id: [] for device_id in run.devices}
-    for t_ms, device_id, kind, detail in run.world.trace:
+    for t_ms, _device, kind, detail in run.world.trace:
         if kind != "uplink":
             continue
         for frame in receiver.feed(bytes.fromhex(detail)):
