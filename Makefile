@@ -36,6 +36,7 @@ firmware-check: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/codec.py
 	$(BIN)/python bench/emulator.py
+	$(BIN)/python bench/report.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
