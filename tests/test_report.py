@@ -7,8 +7,12 @@ real browser (headless Chromium from Debian, driven by Playwright)."""
 import html
 import io
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +21,7 @@ from host import scenario as scenarios
 from host.report import ReportError, build_html, load, write_report
 from host.report.figures import power_bins
 
+REPO = Path(__file__).resolve().parent.parent
 LATENCY_KEYS = ["panic_to_ack_ms", "proximity_warn_latency_ms",
                 "proximity_observed_latency_ms", "downlink_wait_ms"]
 
@@ -92,6 +97,19 @@ def test_same_seed_same_bytes_other_seed_other_bytes(approach, tmp_path):
     emulate.run(scenarios.load("offender-approach"), seed=summary["seed"] + 1,
                 report_path=str(other))
     assert other.read_bytes() != report.read_bytes()
+
+
+def test_same_bytes_in_fresh_processes_whatever_the_hash_seed(approach, tmp_path):
+    # Set order and matplotlib's ids must not leak into the page.
+    _summary, trace, report = approach
+    for hash_seed in ("1", "2"):
+        out = tmp_path / ("hash%s.html" % hash_seed)
+        done = subprocess.run([sys.executable, "-m", "host.cli", "report", str(trace), "-o",
+                               str(out)], cwd=REPO, capture_output=True, text=True, timeout=120,
+                              env=dict(os.environ, PYTHONHASHSEED=hash_seed),
+                              stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, done.stderr
+        assert out.read_bytes() == report.read_bytes()
 
 
 def test_report_is_self_contained_and_small(approach):

@@ -105,7 +105,8 @@ def power_svg(run):
                                label=name, color=COMPONENT_COLOURS.get(name), linewidth=0)
             bottom = top
         ax_ma.set_ylabel("current, mA" + (" (mean of %d devices)" % n if n > 1 else ""))
-        ax_ma.legend(loc="upper right", fontsize=7, frameon=False, ncol=len(components))
+        ax_ma.legend(loc="upper right", fontsize=7, frameon=True, framealpha=0.9,
+                     ncol=len(components))
         bottom = [0.0] * (len(x) - 1)
         for name in states:
             values = [sum(r[3].get(name, [0.0] * len(bottom))[i] for r in binned.values()) / n
@@ -118,7 +119,9 @@ def power_svg(run):
         ax_state.set_ylim(0, 1)
         ax_state.set_ylabel("CPU state")
         ax_state.set_yticks([0, 1], ["0", "100 %"])
-        ax_state.legend(loc="upper right", fontsize=7, frameon=False, ncol=len(states))
+        # A framed legend: over a band that is all light sleep, a bare blue swatch vanishes.
+        ax_state.legend(loc="upper right", fontsize=7, frameon=True, framealpha=0.9,
+                        ncol=len(states))
         ax_state.set_xlabel("time since start, %s" % unit)
         ax_state.set_xlim(0, end_s / div)
         fig.align_ylabels()
