@@ -143,6 +143,10 @@ def render(run):
         height = rows * ROW_H
         labels.append('<text class="lane-label" x="4" y="%d">%s</text>' % (
             y + height / 2 + 4, escape(label)))
+        if len(devices) > 1:  # which thin row is which device
+            labels.extend('<text class="row-label" x="%d" y="%d">%s</text>' % (
+                LABEL_W - 3, y + n * ROW_H + ROW_H - 2, escape(str(d)))
+                for n, d in enumerate(devices))
         body.append('<rect class="lane-bg" x="0" y="%d" width="%.1f" height="%d"/>' % (
             y, end_s, height))
         for device, _kind, t0, t1, colour, title in items[lane]:
