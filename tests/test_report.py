@@ -208,6 +208,15 @@ def test_bad_input_is_one_line_not_a_traceback(tmp_path, capsys):
     wrong.write_text('{"time": 0}\n')
     code, err = _vigil(["report", str(wrong), "-o", str(tmp_path / "r.html")], capsys)
     assert code == 2 and "line 1: not a trace record" in err
+    kind = tmp_path / "kind.jsonl"
+    kind.write_text('{"t_ms": 0, "kind": 3}\n')
+    code, err = _vigil(["report", str(kind), "-o", str(tmp_path / "r.html")], capsys)
+    assert code == 2 and "kind must be a string" in err
+    malformed = tmp_path / "malformed.jsonl"
+    malformed.write_text('{"t_ms": 0, "kind": "run.fixes", "device": 1, '
+                         '"detail": {"fixes": [[1, 2]]}}\n')
+    code, err = _vigil(["report", str(malformed), "-o", str(tmp_path / "r.html")], capsys)
+    assert code == 2 and err.count("\n") == 1 and "run.fixes record at t_ms 0" in err
     code, err = _vigil(["report", str(tmp_path / "x.pcapng")], capsys)
     assert code == 2 and "pcapng" in err
     good = tmp_path / "good.jsonl"

@@ -129,7 +129,7 @@ def build_html(source, tiles=None):
     rows.sort()
     if start:
         subtitle = "%s. %s of virtual time, %d device(s), %d offender(s)." % (
-            start.get("description") or start["scenario"], _duration(run.end_ms / 1000),
+            start.get("description") or start.get("scenario", "?"), _duration(run.end_ms / 1000),
             len(start["devices"]), len(start["offenders"]))
     else:
         subtitle = "A raw trace without run.* records: %s of events." % (

@@ -69,7 +69,8 @@ def power_svg(run):
     """The power figure (battery %, current per component, CPU state), or None."""
     if not run.power:
         return None
-    start_pct = {d["id"]: d["battery_pct"] for d in (run.start or {}).get("devices", [])}
+    start_pct = {d["id"]: d["battery_pct"] for d in (run.start or {}).get("devices", [])
+                 if isinstance(d.get("battery_pct"), (int, float))}
     binned = {}
     for device, power in sorted(run.power.items(), key=lambda kv: str(kv[0])):
         first = power["battery_pct"][0] if power["battery_pct"] else 0.0

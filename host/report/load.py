@@ -30,6 +30,10 @@ class RunData:
             self.end_ms = max(self.end_ms, float(r["t_ms"]))
             if not kind.startswith("run."):
                 continue
+            problem = _shape_problem(kind, detail)
+            if problem:
+                raise ReportError("%s: %s record at t_ms %s: %s" % (
+                    source or "trace", kind, r["t_ms"], problem))
             if kind == "run.start":
                 self.start = detail
             elif kind == "run.route":
@@ -55,13 +59,63 @@ class RunData:
     @property
     def title(self):
         if self.start is not None:
-            return "%s (seed %s)" % (self.start["scenario"], self.start["seed"])
+            return "%s (seed %s)" % (self.start.get("scenario", "?"), self.start.get("seed", "?"))
         return os.path.basename(str(self.source)) if self.source else "trace"
+
+
+def _rows(value, width):
+    return isinstance(value, list) and all(
+        isinstance(row, list) and len(row) == width and all(
+            v is None or isinstance(v, (int, float)) for v in row) for row in value)
+
+
+def _series(value):
+    return isinstance(value, list) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+
+
+def _shape_problem(kind, detail):
+    """What is wrong with a run.* record's detail (None when it is usable)."""
+    if not isinstance(detail, dict):
+        return "detail must be an object"
+    if kind == "run.start":
+        if not isinstance(detail.get("devices"), list) or not isinstance(
+                detail.get("offenders"), list) or "duration_s" not in detail:
+            return "needs duration_s, devices and offenders"
+        if not all(isinstance(d, dict) and "id" in d for d in
+                   detail["devices"] + detail["offenders"]):
+            return "each device and offender needs an id"
+        if not _rows(detail.get("outages", []), 2):
+            return "outages must be [start_ms, end_ms] pairs"
+    elif kind == "run.route":
+        if not _rows(detail.get("points"), 3) or not detail.get("points"):
+            return "points must be [t_ms, lat, lon] rows"
+    elif kind == "run.fixes":
+        if not _rows(detail.get("fixes"), 6):
+            return "fixes must be [t_ms, age_ms, lat, lon, accuracy_m, historic] rows"
+    elif kind == "run.tag":
+        if not _rows(detail.get("reports"), 3):
+            return "reports must be [t_ms, lat, lon] rows"
+    elif kind == "run.power":
+        series = [detail.get("t_ms"), detail.get("battery_pct")]
+        for group in ("mah", "cpu_s"):
+            if not isinstance(detail.get(group), dict):
+                return "needs t_ms, battery_pct, mah and cpu_s"
+            series += list(detail[group].values())
+        if not all(_series(v) and len(v) == len(series[0]) for v in series):
+            return "its series must be lists of numbers of one length"
+    elif kind == "run.latency":
+        for key, value in detail.items():
+            if key != "proximity_warnings_missed" and not _rows(value, 3):
+                return "%s must be [device, t_ms, ms] rows" % key
+    return None
 
 
 def _check(record, where):
     if not isinstance(record, dict) or not {"t_ms", "kind"} <= set(record):
         raise ReportError("%s: not a trace record (needs t_ms and kind)" % where)
+    if not isinstance(record["kind"], str):
+        raise ReportError("%s: kind must be a string" % where)
     if isinstance(record["t_ms"], bool) or not isinstance(record["t_ms"], (int, float)):
         raise ReportError("%s: t_ms must be a number" % where)
     record.setdefault("device", None)
