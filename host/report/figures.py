@@ -144,5 +144,5 @@ def histogram_svg(values, stats, label):
                        label="%s %.0f ms" % (key, stats[key]))
         ax.set_xlabel(label + ", s")
         ax.set_ylabel("count")
-        ax.legend(fontsize=7, frameon=False)
+        ax.legend(loc="upper right", fontsize=7, frameon=False)
     return _svg(fig)
