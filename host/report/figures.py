@@ -14,6 +14,8 @@ STATE_COLOURS = {"active": "#d73027", "boot": "#fc8d59", "light_sleep": "#4575b4
 COMPONENT_COLOURS = {"cpu": "#4575b4", "gnss": "#35978f", "radio": "#f46d43",
                      "haptic": "#8c510a", "led": "#fee090"}
 _METADATA = re.compile(r"\s*<metadata>.*?</metadata>", re.S)
+# For components a board profile adds (board:usb_bridge, board:power_led...), in name order.
+SPARE_COLOURS = ["#abd9e9", "#e0f3f8", "#c2a5cf", "#a6dba0", "#d9d9d9", "#fdb863", "#b2abd2"]
 MAX_POWER_BINS = 600  # enough for a readable plot, few enough for a week in a small file
 _RC = {"svg.hashsalt": "vigil-report", "svg.fonttype": "none", "font.size": 9,
        "font.family": "sans-serif", "axes.spines.top": False, "axes.spines.right": False}
@@ -98,16 +100,18 @@ def power_svg(run):
         # Mean over devices per bin; devices share their bin edges when they share a run.
         x = [e / div for e in first[0]]
         bottom = [0.0] * (len(x) - 1)
+        spare = iter(SPARE_COLOURS * 4)
+        colours = {name: COMPONENT_COLOURS.get(name) or next(spare) for name in components}
         for name in components:
             values = [sum(r[2].get(name, [0.0] * len(bottom))[i] for r in binned.values()) / n
                       for i in range(len(bottom))]
             top = [b + v for b, v in zip(bottom, values, strict=True)]
             ax_ma.fill_between(x, bottom + bottom[-1:], top + top[-1:], step="post",
-                               label=name, color=COMPONENT_COLOURS.get(name), linewidth=0)
+                               label=name, color=colours[name], linewidth=0)
             bottom = top
         ax_ma.set_ylabel("current, mA" + (" (mean of %d devices)" % n if n > 1 else ""))
         ax_ma.legend(loc="upper right", fontsize=7, frameon=True, framealpha=0.9,
-                     ncol=len(components))
+                     ncol=min(len(components), 5))
         bottom = [0.0] * (len(x) - 1)
         for name in states:
             values = [sum(r[3].get(name, [0.0] * len(bottom))[i] for r in binned.values()) / n
