@@ -19,6 +19,7 @@ COMMANDS = {
     "diff": ("host.recording.diff", "compare two recordings frame by frame"),
     "export": ("host.recording.export", "export positions and alarms (jsonl, csv, gpx, geojson, osmand://)"),
     "keys": ("host.keys_cli", "make, list and export device keys (a key store file)"),
+    "report": ("host.report.cli", "one self-contained HTML report of a run's --trace file"),
 }
 
 

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from firmware import persist
+from host import run_records
 from host import scenario as scenarios
 from host.centre import Centre, CentreConfig, ProximityConfig
 from host.cliutil import OneLineParser
@@ -166,6 +167,9 @@ class ScenarioRun:
                 self.world.at(first_ms + k * period_ms, self._offender_fix, spec["id"], rng)
 
     # --- wiring ------------------------------------------------------------------------
+    def key_for(self, device_id):
+        return device_key(self.seed, device_id)
+
     def utc_ms(self):
         return self.utc0_ms + int(self.world.now_ms)
 
@@ -232,7 +236,9 @@ class ScenarioRun:
     # --- results -----------------------------------------------------------------------
     def trace_lines(self):
         """Every event of the run as JSON lines, in time order: the emulator's trace (boots,
-        sleeps, pins, frames on the link, firmware output) and the centre's events."""
+        sleeps, pins, frames on the link, firmware output) and the centre's events. After
+        summary(), the run.* records of host/run_records.py frame them: the scenario first,
+        then tracks, fixes, power samples, latency samples and the --json figures last."""
         items = [(t, 0, {"t_ms": round(t, 3), "device": dev, "kind": kind, "detail": detail})
                  for t, dev, kind, detail in self.world.trace]
         for event in self.centre.events:
@@ -240,7 +246,13 @@ class ScenarioRun:
                 "t_ms": event.time_ms - self.utc0_ms, "device": event.device_id,
                 "kind": "centre." + event.kind, "detail": event.detail}))
         items.sort(key=lambda item: (item[0], item[1]))
-        return [json.dumps(item[2], sort_keys=True, default=str) for item in items]
+        lines = [json.dumps(item[2], sort_keys=True, default=str) for item in items]
+        figures = getattr(self, "_figures", None)
+        if figures is None:
+            return lines
+        head, tail = run_records.records(self, figures, self._samples)
+        return ([json.dumps(r, sort_keys=True, default=str) for r in head] + lines +
+                [json.dumps(r, sort_keys=True, default=str) for r in tail])
 
     def _device_alarms(self):
         """Alarms as the firmware raised them: (device, alarm_id) -> (t_ms, kind, counter)."""
@@ -272,8 +284,9 @@ class ScenarioRun:
         return acks
 
     def _proximity_latencies(self):
-        """For each time an offender truly comes within the warning radius: the delay until
-        the wearer's haptic motor starts, and the crossings never followed by one."""
+        """For each time an offender truly comes within the warning radius: (device, t_ms,
+        delay until the wearer's haptic motor starts), and the crossings never followed by
+        one."""
         warning_m = self.sc["centre"]["warning_m"]
         latencies, missed = [], 0
         for spec in self.sc["device"]:
@@ -288,7 +301,7 @@ class ScenarioRun:
                 if d <= warning_m and not inside:
                     later = [t for t in haptic_on if t >= t_ms]
                     if later:
-                        latencies.append(later[0] - t_ms)
+                        latencies.append((spec["id"], t_ms, later[0] - t_ms))
                     else:
                         missed += 1
                 inside = d <= warning_m
@@ -315,31 +328,19 @@ class ScenarioRun:
                             and distance_m(*victim.at(t)[:2], lat, lon) <= warning_m]
                     later = [t for t in haptic_on if seen and t >= seen[0]]
                     if later:
-                        latencies.append(later[0] - seen[0])
+                        latencies.append((spec["id"], seen[0], later[0] - seen[0]))
                 inside = d <= warning_m
         return latencies
 
     def summary(self, wall_s):
         raised = self._device_alarms()
         at_centre = {(a.device_id, a.alarm_id): a for a in self.centre.alarm_history}
-        acks = self._acks_delivered()
-        panic_to_ack = []
-        for (device_id, _alarm_id), (t_ms, kind, counter) in raised.items():
-            if kind != 1:
-                continue
-            for ack_t, counters in acks.get(device_id, ()):
-                if ack_t >= t_ms and counter in counters:
-                    panic_to_ack.append(ack_t - t_ms)
-                    break
-        prox_latency, prox_missed = self._proximity_latencies()
+        samples = self.latency_samples()
+        prox_missed = samples.pop("proximity_warnings_missed")
         reports = [dev.energy.report(capacity_mah=spec["battery_mah"])
                    for dev, spec in zip(self.devices.values(), self.sc["device"], strict=True)]
-        lines = self.trace_lines()
-        digest = hashlib.sha256()
-        for line in lines:
-            digest.update(line.encode() + b"\n")
         n = len(reports)
-        return {
+        figures = {
             "scenario": self.sc["scenario"]["name"],
             "seed": self.seed,
             "virtual_s": self.world.now_ms / 1000,
@@ -352,13 +353,14 @@ class ScenarioRun:
             "alarms_acked": sum(1 for key in raised if key in at_centre and
                                 at_centre[key].ack_delivered_ms is not None),
             "alarms_lost": sum(1 for key in raised if key not in at_centre),
-            "panic_to_ack_ms": percentiles(panic_to_ack),
-            "proximity_warn_latency_ms": percentiles(prox_latency),
+            "panic_to_ack_ms": percentiles([x[2] for x in samples["panic_to_ack_ms"]]),
+            "proximity_warn_latency_ms": percentiles(
+                [x[2] for x in samples["proximity_warn_latency_ms"]]),
             "proximity_warnings_missed": prox_missed,
-            "proximity_observed_latency_ms": percentiles(self._proximity_observed_latencies()),
+            "proximity_observed_latency_ms": percentiles(
+                [x[2] for x in samples["proximity_observed_latency_ms"]]),
             # How long the link held each downlink for a sleeping device (listen windows).
-            "downlink_wait_ms": percentiles([w[2] for d in self.devices.values()
-                                             for w in d.link.downlink_waits]),
+            "downlink_wait_ms": percentiles([x[2] for x in samples["downlink_wait_ms"]]),
             "profile": self.sc["scenario"]["profile"],
             "energy_mah": round(sum(r["energy_mah"] for r in reports), 4),
             "board_mah": round(sum(r["board_mah"] for r in reports), 4),
@@ -372,7 +374,39 @@ class ScenarioRun:
                                "detail": detail}
                               for device_id, d in self.devices.items()
                               for t_ms, kind, detail in d.faults],
-            "trace_sha256": digest.hexdigest(),
+        }
+        # The trace ends with these figures (less wall_s, which varies by machine), so a
+        # report made from the trace alone shows the same numbers as --json.
+        self._figures = {k: v for k, v in figures.items() if k != "wall_s"}
+        self._samples = samples
+        digest = hashlib.sha256()
+        for line in self.trace_lines():
+            digest.update(line.encode() + b"\n")
+        figures["trace_sha256"] = digest.hexdigest()
+        return figures
+
+    def latency_samples(self):
+        """Each latency that --json summarises, one (device, start t_ms, ms) per sample:
+        panic -> transport ack, true crossing -> haptic, first tag report inside -> haptic,
+        downlink held for a sleeping device; plus proximity_warnings_missed (a count)."""
+        raised = self._device_alarms()
+        acks = self._acks_delivered()
+        panic_to_ack = []
+        for (device_id, _alarm_id), (t_ms, kind, counter) in raised.items():
+            if kind != 1:
+                continue
+            for ack_t, counters in acks.get(device_id, ()):
+                if ack_t >= t_ms and counter in counters:
+                    panic_to_ack.append((device_id, t_ms, ack_t - t_ms))
+                    break
+        prox_latency, prox_missed = self._proximity_latencies()
+        return {
+            "panic_to_ack_ms": panic_to_ack,
+            "proximity_warn_latency_ms": prox_latency,
+            "proximity_warnings_missed": prox_missed,
+            "proximity_observed_latency_ms": self._proximity_observed_latencies(),
+            "downlink_wait_ms": [(device_id, w[0], w[2]) for device_id, d in self.devices.items()
+                                 for w in d.link.downlink_waits],
         }
 
     def timeline(self):
@@ -457,10 +491,11 @@ def firmware_tree(path):
 
 
 def run(sc, seed=None, progress=None, trace_path=None, record_path=None, source=None,
-        firmware_files=None, stop=None):
+        firmware_files=None, stop=None, report_path=None):
     """Run a loaded scenario; returns (summary dict, timeline rows). With record_path, the
-    centre's traffic and the stimuli are written there as pcapng (host/recording). When
-    `stop()` says so, the run ends early: the trace so far is written and Interrupted raised."""
+    centre's traffic and the stimuli are written there as pcapng (host/recording); with
+    report_path, the session report (host.report) of the run's trace. When `stop()` says so,
+    the run ends early: the trace so far is written and Interrupted raised."""
     started = time.perf_counter()
     run_class = ScenarioRun
     if record_path:
@@ -477,10 +512,15 @@ def run(sc, seed=None, progress=None, trace_path=None, record_path=None, source=
             wall_s = time.perf_counter() - started
             summary = sim.summary(wall_s)
             timeline = sim.timeline()
+            if trace_path or report_path:
+                lines = sim.trace_lines()
             if trace_path:
-                write_trace(trace_path, sim.trace_lines())
+                write_trace(trace_path, lines)
             if record_path:
                 sim.write(record_path, source or sc["scenario"]["name"])
+            if report_path:
+                from host.report import write_report
+                write_report([json.loads(line) for line in lines], report_path)
             return summary, timeline
         finally:
             sim.close()
@@ -603,6 +643,8 @@ def main(argv):
     parser.add_argument("--keys", metavar="FILE", help=(
         "write the run's device keys here (mode 0600; the key file format of `vigil decode "
         "--key-file` and `vigil centre --keys`)"))
+    parser.add_argument("--report", metavar="FILE.html",
+                        help="write the session report (one self-contained HTML file)")
     args = parser.parse_args(argv)
     firmware_files = None
     if args.firmware:
@@ -619,11 +661,13 @@ def main(argv):
     if args.seed is not None and not 0 <= args.seed < 2**32:
         print("vigil emulate: --seed %d: must be 0 to 2**32-1" % args.seed, file=sys.stderr)
         return 2
-    if args.trace:
+    for option, path in (("--trace", args.trace), ("--report", args.report)):
+        if not path:
+            continue
         try:
-            open(args.trace, "w").close()
+            open(path, "w").close()
         except OSError as e:
-            print("vigil emulate: --trace %s: %s" % (args.trace, e.strerror), file=sys.stderr)
+            print("vigil emulate: %s %s: %s" % (option, path, e.strerror), file=sys.stderr)
             return 2
     if args.record:
         try:
@@ -646,7 +690,7 @@ def main(argv):
             summary, timeline = run(sc, seed=args.seed, progress=progress,
                                     trace_path=args.trace, record_path=args.record,
                                     source=args.scenario, firmware_files=firmware_files,
-                                    stop=stop)
+                                    stop=stop, report_path=args.report)
     except TraceError as e:
         print("vigil emulate: %s" % e, file=sys.stderr)
         return 2

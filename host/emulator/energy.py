@@ -63,6 +63,7 @@ class Energy:
         self._state = {}  # component -> state name
         self._since_us = {}
         self._mauss = {}  # component -> accumulated mA*us
+        self._state_us = {}  # (component, state) -> us spent in it before the current stretch
         self.start_us = clock_us()
         self._board = board_draws(profile)
         self._powered = False
@@ -73,6 +74,8 @@ class Energy:
         now = self._clock_us()
         if component in self._ma:
             self._mauss[component] += self._ma[component] * (now - self._since_us[component])
+            key = (component, self._state[component])
+            self._state_us[key] = self._state_us.get(key, 0) + now - self._since_us[component]
         else:
             self._mauss[component] = 0.0
         self._ma[component] = ma
@@ -86,6 +89,16 @@ class Energy:
 
     def state(self, component):
         return self._state.get(component, "")
+
+    def state_seconds(self, component):
+        """{state: seconds} the component has spent in each state so far (for the report's
+        sleep-state band); a component that only ever got pulses has none."""
+        out = {state: us / 1e6 for (name, state), us in self._state_us.items()
+               if name == component}
+        if component in self._state:
+            state = self._state[component]
+            out[state] = out.get(state, 0.0) + (self._clock_us() - self._since_us[component]) / 1e6
+        return out
 
     def pulse(self, component, ma, duration_us):
         self._mauss[component] = self._mauss.get(component, 0.0) + ma * duration_us

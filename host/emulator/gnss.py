@@ -93,6 +93,16 @@ class Route:
             raise ValueError("GPX %s: no trkpt/rtept/wpt points" % str(gpx)[:60])
         return cls(points, speed_mps=speed_mps, start_ms=start_ms)
 
+    def vertices(self):
+        """[(t_ms, lat, lon)]: where the route turns or stops, in time order; straight lines
+        between them are the whole track (what the session report draws)."""
+        if not self._legs:
+            return [(self.start_ms, self._first[0], self._first[1])]
+        out = [(leg[0], leg[2], leg[3]) for leg in self._legs]
+        last = self._legs[-1]
+        out.append((last[1], last[4], last[5]))
+        return out
+
     def at(self, t_ms):
         """(lat, lon, alt_m, speed_mps, course_deg) at virtual time t_ms."""
         if not self._legs or t_ms <= self._legs[0][0]:

@@ -137,6 +137,9 @@ class Battery:
         self.sense_pin = sense_pin
         self.browned_out = False
         self.check_interval_us = int(check_interval_s * 1_000_000)
+        # One sample per check for the session report: (t_ms, soc_pct, {component: mAh so
+        # far}, {cpu state: seconds so far}); differences give each interval's current.
+        self.samples = []
         dev.drive_pin(sense_pin, 1 if self.plugged else 0)
         dev.set_analog(adc_pin, lambda: self.voltage_mv() * 1000 // 2)
         dev.world.at_us(dev.world.now_us + self.check_interval_us, self._check)
@@ -196,6 +199,9 @@ class Battery:
             self.dev.world.at(at_ms, self._set_plugged, False)
 
     def _check(self, _=None):
+        energy = self.dev.energy
+        self.samples.append((self.dev.world.now_ms, self.soc_pct, energy.mah_by_component(),
+                             energy.state_seconds("cpu")))
         if self.soc_pct <= 0 and not self.plugged and not self.browned_out:
             self.browned_out = True
             self.dev.world.record(self.dev.device_id, "brownout", "battery empty")
