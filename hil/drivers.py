@@ -13,6 +13,8 @@ Emu*: an in-process emulated board (host.emulator). Side*: the pty board's side 
 """
 import time
 
+EN_PULSE_MS = 10  # how long a reset holds EN low (esptool holds it ~100 ms; any will do)
+
 
 class EmuButton:
     def __init__(self, device):
@@ -58,8 +60,9 @@ class EmuPower:
 
     def reset(self):
         # EN pulls CHIP_PU low: the whole chip, RTC domain included, restarts (PWRON_RESET).
+        # The cut takes effect when the board next runs, so power returns a pulse later.
         self.device.power_cut()
-        self.device.power_on()
+        self.device.world.after(EN_PULSE_MS, self.device.power_on)
 
     def cut_after_flash_writes(self, n):
         self.device.cut_power_after_flash_writes(n)

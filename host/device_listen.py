@@ -36,6 +36,7 @@ import tty
 LINK_WAKE_PIN = 32   # docs/LINK.md: in, pull-up, active low
 LINK_READY_PIN = 27  # docs/LINK.md: out, 1 = listening
 _MAX_WAIT_S = 0.05
+EN_PULSE_MS = 10  # a reset holds EN low this long (the cut lands when the board next runs)
 
 
 class UsageError(Exception):
@@ -174,7 +175,7 @@ class PtyBoard:
                 (dev.power_on if args[0] == "1" else dev.power_cut)()
             elif op == "RESET":
                 dev.power_cut()
-                dev.power_on()
+                self.world.after(EN_PULSE_MS, dev.power_on)
             elif op == "CUT_AFTER_WRITES":
                 dev.cut_power_after_flash_writes(int(args[0]))
             elif op == "ROUTE":
