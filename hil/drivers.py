@@ -6,6 +6,7 @@ fake of each (labgrid's drivers). The Dut only ever calls these protocols:
     Battery  set_pct(pct)
     Power    cut(); on(); reset()                      reset = EN / esptool DTR-RTS reset
     Console  lines() -> [str]                          the console text so far
+             write(data)                               type into the console (the REPL UART)
     Outputs  pulses(name, since_ms) -> [(start_ms, duration_ms or None)]   haptic, led
 
 Emu*: an in-process emulated board (host.emulator). Side*: the pty board's side channel
@@ -71,9 +72,18 @@ class EmuPower:
 class EmuConsole:
     def __init__(self, device):
         self.device = device
+        self._text = bytearray()
+        device.on_console(self._text.extend)  # the whole session, not the device's last 64 KiB
 
     def lines(self):
-        return [line for _t, line in self.device.log]
+        return _lines(bytes(self._text).decode("utf-8", "replace"))
+
+    def write(self, data):
+        self.device.console_in(bytes(data))
+
+
+def _lines(text):
+    return [line.rstrip("\r") for line in text.split("\n") if line.strip()]
 
 
 class EmuOutputs:
@@ -137,7 +147,11 @@ class SerialConsole:
         waiting = self.port.in_waiting
         if waiting:
             self._text += self.port.read(waiting).decode("utf-8", "replace")
-        return [line.rstrip("\r") for line in self._text.split("\n") if line.strip()]
+        return _lines(self._text)
+
+    def write(self, data):
+        self.port.write(bytes(data))
+        self.port.flush()
 
 
 class Fake:
@@ -196,6 +210,9 @@ class FakeConsole(Fake):
 
     def lines(self):
         return list(self.text)
+
+    def write(self, data):
+        self._record("write", bytes(data))
 
 
 class RealClock:

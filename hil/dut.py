@@ -11,6 +11,7 @@ centre (host.centre.Centre, the `centre` fixture) whose replies go back down the
 are decoded with the device key so tests can expect them. Waiting always means pumping
 that loop on the rig's clock, so ACKs and operator acks flow while a test waits.
 """
+from host.transport import TransportTimeout
 from protocol import codec
 
 KEY_ID = 0
@@ -37,6 +38,7 @@ class Dut:
         self.refused = []  # (t_ms, reason) uplink bytes that did not decode
         self.lost = []  # (t_ms, wire) downlinks the rig dropped on purpose (lose_downlinks)
         self.lose_downlinks = 0
+        self.unsent = []  # (t_ms, wire) the device never got ready for
         self._used = set()
         ring = codec.Keyring()
         ring.add(device_id, KEY_ID, key)
@@ -91,6 +93,23 @@ class Dut:
         """Drop the next n frames the centre sends (ACKs included): loss on the way down,
         on any board, without touching the board."""
         self.lose_downlinks = n
+
+    def console_write(self, data):
+        """Type into the console (the REPL UART): a key for safe mode, a line at the REPL."""
+        self._driver("console").write(data.encode() if isinstance(data, str) else data)
+
+    def wait_for_log(self, text, timeout=5_000, step_ms=50, since=0):
+        """Pump until a console line (from line `since` on) contains `text`; returns the
+        line or raises ExpectTimeout."""
+        deadline = self.clock.now_ms() + timeout
+        while True:
+            for line in self.log[since:]:
+                if text in line:
+                    return line
+            if self.clock.now_ms() >= deadline:
+                raise ExpectTimeout("no console line with %r within %d ms; last: %r"
+                                    % (text, timeout, self.log[-3:]))
+            self.wait(step_ms)
 
     @property
     def log(self):
@@ -158,8 +177,14 @@ class Dut:
             self.lose_downlinks -= 1
             self.lost.append((self.clock.now_ms(), wire))
             return
+        try:
+            self.link.send(wire)
+        except TransportTimeout:
+            # LINK_READY never rose: the bytes were not sent (docs/LINK.md step 5). The
+            # centre keeps the downlink and retries it; the wake line stays asserted.
+            self.unsent.append((self.clock.now_ms(), wire))
+            return
         self.downlinks.append((self.clock.now_ms(), wire))
-        self.link.send(wire)
 
     def _on_uplink(self, data):
         now_ms = self.clock.now_ms()

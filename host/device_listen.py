@@ -72,6 +72,9 @@ class PtyBoard:
         self.raw_link = _has_ready_line(self.device)
         self.device.link.connect(self._on_uplink)
         self.device.on_output(LINK_READY_PIN, self._on_ready)
+        self._console_bytes = hasattr(self.device, "on_console")
+        if self._console_bytes:  # everything the REPL UART sends, the REPL included
+            self.device.on_console(lambda data: self._write(self.console_fd, data, "console"))
         self.console_fd, self._console_slave, self.console_path = _pty()
         self.link_fd, self._link_slave, self.link_path = _pty()
         self._dir = None
@@ -106,6 +109,8 @@ class PtyBoard:
             self.dropped[name] += len(data)
 
     def _pump_console(self):
+        if self._console_bytes:
+            return
         log = self.device.log
         while self._log_sent < len(log):
             self._write(self.console_fd, (log[self._log_sent][1] + "\r\n").encode(), "console")
@@ -222,7 +227,9 @@ class PtyBoard:
                 elif fd == self.link_fd:
                     self._from_link(_read(self.link_fd))
                 elif fd == self.console_fd:
-                    _read(self.console_fd)  # the REPL is not emulated: input is ignored
+                    data = _read(self.console_fd)
+                    if data and self._console_bytes:
+                        self.device.console_in(data)  # typed into the REPL UART
                 else:
                     self._serve_client(fd)
 
