@@ -20,6 +20,10 @@ COMMANDS = {
     "export": ("host.recording.export", "export positions and alarms (jsonl, csv, gpx, geojson, osmand://)"),
     "keys": ("host.keys_cli", "make, list and export device keys (a key store file)"),
     "report": ("host.report.cli", "one self-contained HTML report of a run's --trace file"),
+    "device": ("host.device_listen", "an emulated board on two ptys (console, link)"),
+    "flash": ("host.flash", "write MicroPython to a board with esptool"),
+    "deploy": ("host.deploy_cmd", "copy the firmware to a board (mpy-cross, mpremote)"),
+    "provision": ("host.provision", "write a device id and a fresh key to a board"),
 }
 
 
