@@ -22,7 +22,7 @@ from .flash import Flash
 from .world import EmulatorError
 
 MPY_DIR = Path(__file__).resolve().parent / "mpy"
-_HW_MODULES = ("machine", "esp32", "time", "micropython")
+_HW_MODULES = ("machine", "esp32", "time", "micropython", "bluetooth")
 _ALIASES = {"utime": "time", "uos": "os", "usys": "sys", "ucryptolib": "cryptolib",
             "urandom": "random", "ustruct": "struct", "ubinascii": "binascii",
             "uhashlib": "hashlib", "ujson": "json", "uerrno": "errno",
@@ -200,6 +200,7 @@ class EmulatedDevice:
         self._wake_reason = 0
         self._reset_us = 0
         self._stdout_buf = ""
+        self._ble = None
         self._modules = {}
         self._hw_modules = {}
         self._loaded_files = set()
@@ -569,6 +570,8 @@ class EmulatedDevice:
         for uart in self.uarts.values():
             uart.open = False
             uart.rx = bytearray()
+        if self._ble is not None:
+            self._ble.on_reset()
 
     def _clear_irqs(self):
         for p in self._pins.values():
@@ -734,6 +737,8 @@ class EmulatedDevice:
             module = self._hw_modules[name]
         elif name == "_board":
             module = self._hw_modules[name] = self._board_module()
+        elif name == "_ble":
+            module = self._hw_modules[name] = self._ble_module()
         elif name in _HW_MODULES:
             path = str(MPY_DIR / (name + ".py"))
             module = self._exec_module(name, name + ".py", _hw_source(path))
@@ -765,6 +770,28 @@ class EmulatedDevice:
             if not attr.startswith("_"):
                 setattr(module, attr, getattr(self, "bus_" + attr))
         return module
+
+    @property
+    def ble(self):
+        """The board's Bluetooth host and controller (host/emulator/ble.py), made on first use."""
+        if self._ble is None:
+            from .ble import BleHost
+            self._ble = BleHost(self)
+        return self._ble
+
+    def _ble_module(self):
+        module = types.ModuleType("_ble")
+        ble = self.ble
+        for attr in dir(ble):
+            if attr.startswith("bus_"):
+                setattr(module, attr[4:], getattr(ble, attr))
+        return module
+
+    def post_irq(self, fn):
+        """Run fn in the firmware thread like a soft IRQ (BLE sync events): at once if it waits."""
+        self._pending.append(fn)
+        if self._state in (WAIT, IDLE):
+            self._kick()
 
     def _sys_module(self):
         module = types.ModuleType("sys")
@@ -830,6 +857,8 @@ class EmulatedDevice:
             self._record("lightsleep", time_ms)
         self._set_cpu(LIGHT)
         self._state = LIGHT
+        if self._ble is not None:
+            self._ble.on_light_sleep(True)
         reason = self._wake_level_reason()
         if not reason:
             until = None if time_ms is None else start + max(0, int(time_ms)) * 1000
@@ -837,6 +866,8 @@ class EmulatedDevice:
         self._state = RUN
         self._set_cpu(RUN)
         slept = world.now_us - start
+        if self._ble is not None:
+            self._ble.on_light_sleep(False, slept)
         self._wake_reason = reason
         self.energy.count("wakes")
         if self._wdt_timeout_us is not None:

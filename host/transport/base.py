@@ -74,7 +74,7 @@ class Transport:
             raise TransportClosed("%s is closed" % self.url)
         if timeout_ms is DEFAULT:
             timeout_ms = self.timeout_ms
-        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
+        deadline = None if timeout_ms is None else self._clock() + timeout_ms / 1000
         while True:
             if self._frames:
                 frame = self._frames.popleft()
@@ -82,7 +82,7 @@ class Transport:
                 return frame
             if self._peer_gone:
                 raise TransportClosed("%s: the peer closed the connection" % self.url)
-            remaining_s = None if deadline is None else max(0.0, deadline - time.monotonic())
+            remaining_s = None if deadline is None else max(0.0, deadline - self._clock())
             try:
                 data = self._recv_internal(remaining_s)
             except TransportClosed:
@@ -92,7 +92,7 @@ class Transport:
                 continue
             if data:
                 self._split(data)
-            elif deadline is not None and time.monotonic() >= deadline:
+            elif deadline is not None and self._clock() >= deadline:
                 return None
 
     def close(self):
@@ -149,6 +149,11 @@ class Transport:
             start = zero + 1
 
     # ---- backends -------------------------------------------------------------------------------
+
+    def _clock(self):
+        """Seconds for recv timeouts: real time, or a backend's virtual clock (BLE on the
+        emulator's radio)."""
+        return time.monotonic()
 
     def _recv_internal(self, timeout_s):
         raise NotImplementedError
