@@ -153,7 +153,7 @@ def test_disconnect_mid_indication_loses_nothing(world):
 
 
 def test_phone_out_of_range_for_minutes_loses_nothing(world):
-    dev = make_device(world)
+    dev = make_device(world, max_queued=256)
     world.run_until(2000)
     t = open_ble(world, dev)
     rx = uplink_receiver()
@@ -199,3 +199,16 @@ def test_device_reset_drops_the_link(world):
     t2 = open_ble(world, dev)
     assert t2.mtu == 247
     t2.close()
+
+
+def test_ram_queue_is_bounded_and_counts_what_it_drops(world):
+    dev = make_device(world, max_queued=8)
+    world.run_until(20_500)
+    t = open_ble(world, dev)
+    ticks = [f.fields["time_ms"] for f in read_frames(t, uplink_receiver(), 3000)
+             if f.fields["value"] == 0]
+    # The 8 newest wait in RAM; older ones were dropped (resending them is the flash
+    # queue's job in the app), never a newer one.
+    assert ticks[:8] == list(range(13, 21))
+    assert min(ticks) == 13
+    t.close()
