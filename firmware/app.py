@@ -48,6 +48,16 @@ def _make_gnss(hw):
     return gnss.Gnss(hw.gnss_uart, hw.gnss_en)
 
 
+def _make_link(hw, receiver):
+    """The link the pin table names: LINK_KIND "uart" (default) or "ble"."""
+    if getattr(hw.pins, "LINK_KIND", "uart") == "ble":
+        import bluetooth
+
+        from firmware import ble
+        return ble.BleLink(bluetooth.BLE(), bluetooth.UUID, receiver, log, ticks_ms=hw.ticks_ms)
+    return link_mod.Link(hw.link_uart, receiver, log)
+
+
 class App:
     def __init__(self, hw, root=""):
         self.hw = hw
@@ -90,7 +100,7 @@ class App:
         ring = codec.Keyring()
         ring.add(device_id, key_id, key)
         self.self_reader = codec.Receiver(ring, downlink=False, check_replay=False)
-        self.link = link_mod.Link(hw.link_uart, codec.Receiver(ring, downlink=True), log)
+        self.link = _make_link(hw, codec.Receiver(ring, downlink=True))
         self.button = button_mod.Button(hw.button_pin, hw.ticks_ms)
         self.battery = battery_mod.Battery(hw.battery_adc, hw.charger_pin,
                                            hw.pins.BATTERY_DIVIDER)
@@ -143,6 +153,9 @@ class App:
         gc.collect()
         now = hw.ticks_ms()
         mode, sleep_ms = self.core.sleep_plan(now)
+        plan = getattr(self.link, "plan_sleep", None)
+        if plan is not None:                           # BLE: listen windows (firmware/ble.py)
+            mode, sleep_ms = plan(mode, sleep_ms, now)
         out_next = self.outputs.step(now)
         if out_next is not None:
             mode = "idle"

@@ -5,8 +5,8 @@
     link.poll() -> [Frame, ...]       frames the central wrote; bad ones logged and dropped
     link.duplicates -> [Frame, ...]   authentic repeats seen by the last poll (ack again)
     link.connected, link.queued       a central is ready; frames not yet confirmed
-    link.stop() / link.start()        radio off / on (light sleep with the radio on drops
-                                      the link on an ESP32 without a 32 kHz crystal)
+    link.stop() / link.start()        radio off / on
+    link.plan_sleep(mode, ms, now)    the app's sleep, adjusted for the radio (below)
 
 The same interface as firmware/link.py's Link, so the app can use either.
 
@@ -18,6 +18,16 @@ piece lost to a disconnect is known and the frame is sent again, from its start,
 connection (the centre drops the duplicate by its counter). A central writes one 0x00 after
 it has subscribed to TX; until then nothing is sent (NimBLE's indicate does not check the
 CCCD, and a central that is not subscribed would confirm and drop the piece).
+
+Sleep: light sleep with the radio on drops the link on an ESP32 without a 32 kHz crystal
+(docs/HARDWARE.md), so the radio works in listen windows, like the UART link: after each wake
+the radio comes on (poll() starts it), advertises fast, and the device stays awake while a
+central connects and exchanges frames: until the queue is empty and linger_ms have passed
+since the last byte, or window_ms after the radio came on if no central came. Then the
+radio goes off and the device sleeps as the core planned (light sleep is at most the
+reachability bound, 25 s). stay_connected=True keeps the radio and the CPU up instead
+(time.sleep, never light sleep): a downlink then waits one connection event, not a window,
+at ~40 times the current.
 
 Privacy: the advertisement carries only the flags: no name, no service UUID, no
 manufacturer data, no TX power. The GAP name (readable by anyone who connects; "MPY ESP32"
@@ -49,9 +59,15 @@ _ATT_HEADER = const(3)
 _DEFAULT_MTU = const(23)
 
 
+def _ticks_diff(a, b):
+    # time.ticks_diff for the ESP32's 2**30 ms tick period, without importing time here.
+    return ((a - b + 0x20000000) & 0x3FFFFFFF) - 0x20000000
+
+
 class BleLink:
-    def __init__(self, ble, uuid, receiver, log=None, mtu=247, adv_interval_us=1000000,
-                 rx_buffer=512, max_queued=32, private=True):
+    def __init__(self, ble, uuid, receiver, log=None, mtu=247, adv_interval_us=100000,
+                 rx_buffer=512, max_queued=32, private=True, ticks_ms=None,
+                 stay_connected=False, window_ms=2000, linger_ms=300):
         self.ble = ble
         self.uuid = uuid
         self.receiver = receiver
@@ -61,6 +77,13 @@ class BleLink:
         self.rx_buffer = rx_buffer
         self.max_queued = max_queued
         self.private = private
+        self.ticks_ms = ticks_ms
+        self.stay_connected = stay_connected
+        self.window_ms = window_ms
+        self.linger_ms = linger_ms
+        self.windows = 0
+        self._on_since = 0
+        self._last_io = 0
         self.frames_in = 0
         self.errors_in = 0
         self.dropped_out = 0
@@ -104,6 +127,8 @@ class BleLink:
         self._on = True
         self._conn = None
         self._ready = False
+        self.windows += 1
+        self._on_since = self._last_io = self._now()
         self._advertise()
 
     def stop(self):
@@ -117,6 +142,27 @@ class BleLink:
         self._inflight = 0
         self.ble.irq(None)
         self.ble.active(False)
+
+    def _now(self):
+        return self.ticks_ms() if self.ticks_ms is not None else 0
+
+    def plan_sleep(self, mode, sleep_ms, now):
+        """(mode, sleep_ms) for the app's sleep: stay awake ("idle", short) while the radio
+        has work in this window; otherwise the radio goes off before a light or deep sleep."""
+        if mode not in ("light", "deep") or not self._on:
+            return mode, sleep_ms
+        if self.stay_connected:
+            return "idle", sleep_ms
+        if self.connected:
+            busy = bool(self._queue) or _ticks_diff(now, self._last_io) < self.linger_ms
+        else:                                          # no central yet, or not subscribed
+            busy = _ticks_diff(now, self._on_since) < self.window_ms
+        if busy:
+            return "idle", min(sleep_ms, 20)
+        if self._conn is not None:
+            self.ble.gap_disconnect(self._conn)
+        self.stop()
+        return mode, sleep_ms
 
     def _advertise(self):
         self.ble.gap_advertise(self.adv_interval_us, _ADV_FLAGS_ONLY)
@@ -144,6 +190,8 @@ class BleLink:
         self._pump()
 
     def poll(self):
+        if not self._on:
+            self.start()                               # a new listen window
         frames = []
         self.duplicates = []
         pieces = self._rx
@@ -164,9 +212,11 @@ class BleLink:
 
     # --- events (the port's IRQ handler) ---------------------------------------------------
     def _irq(self, event, data):
+        now = self._now()                              # first: reading ticks may run IRQs
         if event == _IRQ_CENTRAL_CONNECT:
             if self._conn is None:
                 self._conn = data[0]
+                self._last_io = now
                 self._ready = False
                 self._mtu = _DEFAULT_MTU
                 self._offset = 0                       # a cut frame starts over
@@ -186,6 +236,7 @@ class BleLink:
                 piece = self.ble.gatts_read(self._rx_handle)
                 if piece:
                     self._rx.append(bytes(piece))
+                    self._last_io = now
                 if not self._ready:
                     self._ready = True
                     self._pump()
@@ -197,6 +248,7 @@ class BleLink:
                 n = self._inflight
                 self._inflight = 0
                 if data[2] == 0:
+                    self._last_io = now
                     self._offset += n
                     if self._queue and self._offset >= len(self._queue[0]):
                         self._queue.pop(0)

@@ -115,6 +115,7 @@ SCHEMA = {
         "heartbeat_s": (number(60, 86400), 900),
     }), {}),
     "link": (table({
+        "kind": (text(choices=("uart", "ble")), "uart"),  # ble: the phone over BLE (phone.py)
         "loss": (number(0, 0.95), 0.0),
         "duplicate": (number(0, 1), 0.0),
         "reorder": (number(0, 1), 0.0),

@@ -11,6 +11,7 @@ below cites the port in docs/HARDWARE.md "## bluetooth".
 Faults for tests: `drop_connections(reason)`, `out_of_range(duration_ms)`,
 `central_mtu(...)` lives on the central; `stats` counts what happened.
 """
+import collections
 import hashlib
 
 from bumble import gatt, hci
@@ -80,6 +81,8 @@ class BleHost:
                                      "adverts")}
         self.conn = dict(DEFAULT_CONN)
         self.adv_log = []                # (t_ms, adv_data bytes, address) per gap_advertise
+        self._events = collections.deque()
+        self._draining = False
         self._reset_state()
 
     def _reset_state(self):
@@ -93,6 +96,9 @@ class BleHost:
         self.chars = {}                  # value handle -> bumble Characteristic
         self.connections = {}            # conn handle -> bumble Connection
         self.indicating = set()          # conn handles with an indication in flight
+        if hasattr(self, "_events"):
+            self._events.clear()         # a reset loses the events not yet handled
+            self._draining = False
         self.advertising = None          # (interval_us, adv_data, resp_data, connectable)
         self.device = None
         self.controller = None
@@ -488,7 +494,22 @@ class BleHost:
             self.stats["irqs_lost"] += 1
             return
         self.stats["irqs"] += 1
-        dev.post_irq(lambda: handler(event, data))
+        self._events.append((handler, event, data))
+        dev.post_irq(self._drain)
+
+    def _drain(self):
+        # The port runs one event's handler to completion before the next (sync events under
+        # the GIL interlock), in order. A handler that reads ticks lets the emulator serve
+        # pending IRQs; this keeps BLE events from nesting inside one another.
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while self._events:
+                handler, event, data = self._events.popleft()
+                handler(event, data)
+        finally:
+            self._draining = False
 
     # ------------------------------------------------------------------------------------
     # Addresses, energy, faults
