@@ -33,6 +33,7 @@ class PhoneGateway:
         self.uplinks = []
         self.downlink_waits = []
         self.connections = []              # (connected_ms, disconnected_ms or None)
+        self.away_spans = []               # (start_ms, end_ms)
         self.stats = {"up_sent": 0, "down_sent": 0, "up_delivered": 0, "down_delivered": 0,
                       "connects": 0, "connect_failures": 0}
         self._held = deque()               # (arrival_ms, wire)
@@ -60,7 +61,20 @@ class PhoneGateway:
         self.world.at(start_ms, self._leave, duration_ms)
 
     def _leave(self, duration_ms):
-        self.dev.ble.out_of_range(duration_ms)
+        # Nothing reaches either side: adverts, data, the phone's scans. A connection that
+        # was up ends by supervision timeout on both sides.
+        controller = self.radio.controllers[self.central]
+        self.radio.block(controller)
+        self.away_spans.append((self.world.now_ms, self.world.now_ms + duration_ms))
+        ble = self.dev.ble
+        timeout_ms = ble.conn["supervision_timeout_ms"]
+        if duration_ms >= timeout_ms:
+            self.world.after(timeout_ms, ble.drop_connections)
+        self.world.after(duration_ms, self._back, controller)
+
+    def _back(self, controller):
+        self.radio.unblock(controller)
+        self.radio.kick()
 
     # --- the phone app (radio loop) ------------------------------------------------------
     async def _run(self):

@@ -94,6 +94,7 @@ class Radio:
         self.link = _GatedLink()
         self._armed_us = None
         self._stepping = False
+        self.controllers = {}             # central Device -> its Controller
         self._n = 0
 
     # --- driving the loop from the World -----------------------------------------------
@@ -172,6 +173,7 @@ class Radio:
     def add_central(self, address="C0:00:00:00:00:01", name="central"):
         controller, device = self.new_device(name, address)
         self.run(device.power_on(), timeout_ms=1000)
+        self.controllers[device] = controller
         return device
 
     def block(self, controller):
