@@ -95,7 +95,7 @@ class PhoneGateway:
             finally:
                 await scanner.stop()
             gone = asyncio.Event()
-            client = BleakClient(device, disconnected_callback=lambda _c: gone.set(),
+            client = BleakClient(device, disconnected_callback=lambda _c, gone=gone: gone.set(),
                                  backend=BumbleClient, bumble_device=self.central, irks=irks,
                                  mtu=self.mtu, timeout=5.0)
             try:
