@@ -212,3 +212,42 @@ def test_ram_queue_is_bounded_and_counts_what_it_drops(world):
     assert ticks[:8] == list(range(13, 21))
     assert min(ticks) == 13
     t.close()
+
+
+def test_the_centre_listens_on_ble_one_link_per_listen_window(world):
+    from firmware import persist
+    from host.centre import Centre
+    from host.emulate import KEY_ID, KeyStore, device_key
+    from host.transport import listen
+
+    files = device_files(REPO)
+    files["/lib/firmware/pins.py"] += b'\nLINK_KIND = "ble"\n'
+    files["/keys/device.key"] = persist.key_file_bytes(1001, {KEY_ID: device_key(1, 1001)})
+    dev = world.add_device(1001, files=files)
+    world.run_until(500)
+    keys = KeyStore()
+    keys.add(1001, KEY_ID, device_key(1, 1001))
+    centre = Centre(keys)
+    radio = radio_of(world)
+    listener = listen("ble://" + dev.ble.identity_address, timeout_ms=1000, runner=radio,
+                      backend=BumbleBackends, bumble_device=radio.add_central(),
+                      irks=[(dev.ble.irk, dev.ble.identity_address)])
+    links = 0
+    while world.now_ms < 80_000:
+        link = listener.accept(timeout_ms=30_000)
+        assert link is not None                          # a window at least every 30 s
+        links += 1
+        try:
+            while True:
+                frame = link.recv(timeout_ms=5000)
+                if frame is None:
+                    break
+                for wire in centre.receive("ble", frame, 1_767_225_600_000 + int(world.now_ms)):
+                    link.send(wire)
+        except TransportClosed:
+            pass                                         # the window closed
+        link.close()
+    listener.close()
+    assert links >= 3
+    assert centre.devices[1001].schema_ok is True         # HELLO arrived and was checked
+    assert centre.frames_up >= 2

@@ -203,3 +203,47 @@ class BleTransport(Transport):
     def _shutdown_runner(self):
         if self._own_runner:
             self.runner.close()
+
+
+class BleListener:
+    """listen("ble://…"): the centre's (or a gateway's) side. A device in listen windows
+    connects for seconds at a time, so each connection is one link: accept() scans until the
+    device advertises, connects, and returns that link as a BleTransport (None after
+    timeout_ms). The centre serves each link until it closes, then accepts the next."""
+
+    def __init__(self, url, timeout_ms=1000, runner=None, **kwargs):
+        parse_target(url)
+        self.url = url
+        self.timeout_ms = timeout_ms
+        self._own_runner = runner is None
+        self.runner = runner or ThreadRunner()
+        self.kwargs = kwargs
+        self._closed = False
+
+    def accept(self, timeout_ms=None):
+        if self._closed:
+            raise TransportClosed("%s is closed" % self.url)
+        start = self.runner.clock_s()
+        while not self._closed:
+            left_ms = None if timeout_ms is None else timeout_ms - (self.runner.clock_s() - start) * 1000
+            if left_ms is not None and left_ms <= 0:
+                return None
+            try:
+                return BleTransport(self.url, self.timeout_ms, runner=self.runner,
+                                    connect_timeout_ms=min(left_ms or 30_000, 30_000),
+                                    **self.kwargs)
+            except TransportError as exc:
+                if exc.errno != 110:            # not "not seen yet": a real failure
+                    raise
+        raise TransportClosed("%s is closed" % self.url)
+
+    def close(self):
+        self._closed = True
+        if self._own_runner:
+            self.runner.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
