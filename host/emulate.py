@@ -88,7 +88,7 @@ def percentiles(values):
 class ScenarioRun:
     """One scenario: a World of emulated devices, their links plugged into one Centre."""
 
-    def __init__(self, sc, seed=None):
+    def __init__(self, sc, seed=None, firmware_files=None):
         self.sc = sc
         self.seed = sc["scenario"]["seed"] if seed is None else seed
         self.utc0_ms = sc["scenario"]["start_utc_ms"]
@@ -106,7 +106,7 @@ class ScenarioRun:
                                       alarm_m=centre_cfg["alarm_m"]),
         ))
         self._centre_tick_at = None
-        base_files = device_files(REPO)
+        base_files = device_files(REPO) if firmware_files is None else firmware_files
         self.devices = {}
         self.peers = {}  # device id -> the centre's side of its link (UART gateway or phone)
         self.routes = {}
@@ -132,7 +132,7 @@ class ScenarioRun:
             self.routes[device_id] = route
             dev = self.world.add_device(
                 device_id, key=device_key(self.seed, device_id), files=files,
-                link=link_options,
+                profile=sc["scenario"]["profile"], link=link_options,
                 gnss=dict(route=route,
                           indoor=[(s["start_s"] * 1000, (s["start_s"] + s["duration_s"]) * 1000)
                                   for s in spec["indoor"]]),
@@ -343,11 +343,19 @@ class ScenarioRun:
             # How long the link held each downlink for a sleeping device (listen windows).
             "downlink_wait_ms": percentiles([w[2] for p in self.peers.values()
                                              for w in p.downlink_waits]),
+            "profile": self.sc["scenario"]["profile"],
             "energy_mah": round(sum(r["energy_mah"] for r in reports), 4),
+            "board_mah": round(sum(r["board_mah"] for r in reports), 4),
             "avg_current_ma": round(sum(r["avg_current_ma"] for r in reports) / n, 4),
             "floor_ratio": round(sum(r["floor_ratio"] for r in reports) / n, 3),
             "projected_battery_days": round(min(r["projected_battery_days"] for r in reports), 2),
             "crashes": sum(len(d.crashes) for d in self.devices.values()),
+            # What left a board unable to run its firmware: at the REPL, stuck in the ROM
+            # (strapping), out of heap (docs/HARDWARE.md).
+            "device_faults": [{"device": device_id, "t_ms": round(t_ms, 3), "kind": kind,
+                               "detail": detail}
+                              for device_id, d in self.devices.items()
+                              for t_ms, kind, detail in d.faults],
             "trace_sha256": digest.hexdigest(),
         }
 
@@ -412,11 +420,31 @@ def one_core():
             os.sched_setaffinity(0, allowed)
 
 
-def run(sc, seed=None, progress=None, trace_path=None):
+def firmware_tree(path):
+    """Device files from another firmware tree: a checkout (with firmware/ and protocol/) or a
+    firmware/ folder alone (the protocol then comes from this repository)."""
+    root = Path(path)
+    if not root.is_dir():
+        raise ValueError("--firmware %s: not a directory" % path)
+    if (root / "firmware").is_dir():
+        return device_files(root)
+    if not (root / "main.py").is_file():
+        raise ValueError("--firmware %s: neither a checkout with firmware/ nor a firmware "
+                         "folder with main.py" % path)
+    files = {path: data for path, data in device_files(REPO).items()
+             if path.startswith("/lib/protocol/")}
+    for src in sorted(root.glob("*.py")):
+        name = src.name
+        files["/" + name if name in ("boot.py", "main.py") else "/lib/firmware/" + name] = \
+            src.read_bytes()
+    return files
+
+
+def run(sc, seed=None, progress=None, trace_path=None, firmware_files=None):
     """Run a loaded scenario; returns (summary dict, timeline rows)."""
     started = time.perf_counter()
     with one_core():
-        sim = ScenarioRun(sc, seed)
+        sim = ScenarioRun(sc, seed, firmware_files=firmware_files)
         try:
             sim.run(progress)
             wall_s = time.perf_counter() - started
@@ -467,12 +495,17 @@ def format_summary(summary, timeline):
         "first tag report inside the radius to haptic warning: " + _ms(
             s["proximity_observed_latency_ms"]),
         "downlinks held for a sleeping device: " + _ms(s["downlink_wait_ms"]),
-        "energy: %.2f mAh, average %.3f mA, %.1fx the physical floor, battery lasts %.1f days" % (
-            s["energy_mah"], s["avg_current_ma"], s["floor_ratio"], s["projected_battery_days"]),
+        "energy: %.2f mAh on %s (%.2f of it the board's constant draws), average %.3f mA, "
+        "%.1fx the physical floor, battery lasts %.1f days" % (
+            s["energy_mah"], s["profile"], s["board_mah"], s["avg_current_ma"], s["floor_ratio"],
+            s["projected_battery_days"]),
         "trace sha256: " + s["trace_sha256"],
     ]
     if s["crashes"]:
         lines.append("firmware crashes: %d (see the timeline)" % s["crashes"])
+    for fault in s["device_faults"]:
+        lines.append("device %s fault at %s: %s: %s" % (
+            fault["device"], _clock(fault["t_ms"]), fault["kind"], fault["detail"]))
     return "\n".join(lines)
 
 
@@ -499,7 +532,17 @@ def main(argv):
     parser.add_argument("--seed", type=int, help="override the scenario's seed")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--trace", metavar="FILE.jsonl", help="write every event as JSON lines")
+    parser.add_argument("--firmware", metavar="DIR", help=(
+        "run another firmware tree: a checkout with firmware/ and protocol/, or a firmware "
+        "folder; its stdout, tracebacks and REPL show in --trace as device_log events"))
     args = parser.parse_args(argv)
+    firmware_files = None
+    if args.firmware:
+        try:
+            firmware_files = firmware_tree(args.firmware)
+        except (ValueError, OSError) as e:
+            print("vigil emulate: %s" % e, file=sys.stderr)
+            return 2
     try:
         sc = scenarios.load(args.scenario)
     except scenarios.ScenarioError as e:
@@ -515,7 +558,8 @@ def main(argv):
             print("vigil emulate: --trace %s: %s" % (args.trace, e.strerror), file=sys.stderr)
             return 2
     progress = None if args.json else _progress_bar(sc["scenario"]["duration_s"])
-    summary, timeline = run(sc, seed=args.seed, progress=progress, trace_path=args.trace)
+    summary, timeline = run(sc, seed=args.seed, progress=progress, trace_path=args.trace,
+                            firmware_files=firmware_files)
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:

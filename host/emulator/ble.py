@@ -490,7 +490,7 @@ class BleHost:
         dev = self.dev
         if handler is None:
             return
-        if not dev.listening:
+        if not dev.awake:
             self.stats["irqs_lost"] += 1
             return
         self.stats["irqs"] += 1
