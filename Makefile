@@ -25,6 +25,8 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n auto tests
+	$(BIN)/python -m pytest -n auto hil/tests --vigil-board=emu --vigil-report=hil-report/emu
+	$(BIN)/python -m pytest -n auto hil/tests --vigil-board=pty --vigil-report=hil-report/pty
 
 lint: $(STAMP)
 	$(BIN)/ruff check protocol firmware host hil tests bench

@@ -12,6 +12,10 @@ COMMANDS = {
     "centre": ("host.centre.cli", "run the monitoring-centre emulator on a transport URL"),
     "emulate": ("host.emulate", "run a scenario on emulated devices against the emulated centre"),
     "scenarios": ("host.emulate", "list the built-in scenarios"),
+    "device": ("host.device_listen", "an emulated board on two ptys (console, link)"),
+    "flash": ("host.flash", "write MicroPython to a board with esptool"),
+    "deploy": ("host.deploy_cmd", "copy the firmware to a board (mpy-cross, mpremote)"),
+    "provision": ("host.provision", "write a device id and a fresh key to a board"),
 }
 
 

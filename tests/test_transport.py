@@ -111,7 +111,17 @@ def _rfc2217():
     return master, client
 
 
-PAIRS = {"loop": _loop, "tcp": _tcp, "pty+serial": _pty_serial, "pty+rfc2217": _rfc2217}
+def _socket():
+    """socket:// (pyserial's raw TCP handler, what ser2net serves) against a TCP server."""
+    listener = listen("tcp://127.0.0.1:0", timeout_ms=2000)
+    client = open_transport("socket://127.0.0.1:%d" % listener.port, timeout_ms=2000)
+    server = listener.accept(timeout_ms=2000)
+    listener.close()
+    return server, client
+
+
+PAIRS = {"loop": _loop, "tcp": _tcp, "pty+serial": _pty_serial, "pty+rfc2217": _rfc2217,
+         "tcp+socket": _socket}
 
 
 @pytest.fixture(params=list(PAIRS))
@@ -282,7 +292,9 @@ def test_taps_record_both_directions(pair):
     ("gopher://x", "unknown scheme gopher://"),
     ("tcp://localhost", "expected tcp://HOST:PORT"),
     ("tcp://localhost:99999", "expected tcp://HOST:PORT"),
-    ("emu://board1", "not available yet"),
+    ("emu://board1", "expected emu://[DEVICE_ID]"),
+    ("emu://7?speed=2", "unknown option speed"),
+    ("socket://nohost", "expected socket://HOST:PORT"),
     ("replay://file.pcapng", "not available yet"),
     ("pty://foo", "pty:// takes no path"),
     ("serial://dev/ttyUSB0", "three slashes"),

@@ -7,9 +7,12 @@
 Backends are imported only when their scheme is used, from BACKENDS (like pyserial's
 serial_for_url and python-can's interfaces). Other parts register theirs with register() or by
 providing the module named in the table; until then the scheme fails with a one-line
-"not available yet".
+"not available yet". An installed package adds a scheme with an entry point in the group
+`vigil.transports` (name = the scheme, value = "module:Class"), like python-can's
+`can.interface` plugins; the table wins over a plugin of the same name.
 """
 import importlib
+from importlib import metadata
 
 from host.transport.base import (
     BadUrl,
@@ -24,6 +27,7 @@ BACKENDS = {
     "pty": "host.transport.pty:PtyTransport",
     "serial": "host.transport.serial:SerialTransport",
     "rfc2217": "host.transport.serial:SerialTransport",
+    "socket": "host.transport.serial:SerialTransport",
     "loop": "host.transport.loop:LoopTransport",
     "emu": "host.emulator.transport:EmuTransport",
     "ble": "host.transport.ble:BleTransport",
@@ -48,9 +52,21 @@ def _scheme(url):
     return url.split("://", 1)[0].lower()
 
 
+ENTRY_POINT_GROUP = "vigil.transports"
+
+
+def _plugin(scheme):
+    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name == scheme:
+            return entry.value
+    return None
+
+
 def _resolve(table, url):
     scheme = _scheme(url)
     target = table.get(scheme)
+    if target is None and table is BACKENDS:
+        target = _plugin(scheme)
     if target is None:
         raise BadUrl("%s: unknown scheme %s:// (known: %s)"
                      % (url, scheme, ", ".join(s + "://" for s in BACKENDS)))

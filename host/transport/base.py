@@ -8,6 +8,16 @@ Backends implement three small methods and nothing else:
     _close_internal()                    release the resource; wake a blocked receiver
 The base class owns frame splitting at 0x00 delimiters, timeouts, close state and recording
 taps, so every backend behaves the same (tests/test_transport.py runs one suite over all).
+It also owns three things a bench link needs (docs/LINK.md, hil/README.md):
+- `clock`: timeouts run on it. None is wall time; a virtual clock (an emulated board's)
+  has now_s() and advance_s(s) -> True when the board did something before s passed, so a
+  recv() on an emulated board spends virtual time, not wall time.
+- `wake_line`: the LINK_WAKE / LINK_READY handshake. When set, send() pulls the wake line,
+  waits up to ready_timeout_ms for the ready line, writes, then releases the wake line; if
+  ready never rises the frame is not written (TransportTimeout) and wake stays asserted,
+  so the device is never sent bytes while its UART sleeps.
+- `reconnect_ms`: a port that vanishes (a reset re-enumerates the USB bridge) is reopened
+  by the backend's `_reopen_internal()` for up to reconnect_ms before the link counts as gone.
 """
 import time
 from collections import deque
@@ -38,9 +48,14 @@ class Transport:
     max_pending = 65536  # bytes without a delimiter before they are dropped as noise
     peer_close_visible = True  # False for serial lines, where a peer's close is not seen
 
-    def __init__(self, url, timeout_ms=1000):
+    def __init__(self, url, timeout_ms=1000, ready_timeout_ms=2000, reconnect_ms=0):
         self.url = url
         self.timeout_ms = timeout_ms
+        self.ready_timeout_ms = ready_timeout_ms
+        self.reconnect_ms = reconnect_ms
+        self.clock = None
+        self.wake_line = None
+        self.reconnects = 0
         self.taps = []
         self.dropped_bytes = 0
         self._pending = bytearray()
@@ -63,7 +78,17 @@ class Transport:
             raise ValueError("a frame must not contain 0x00 before its end (COBS-encode it)")
         if self._closed:
             raise TransportClosed("%s is closed" % self.url)
-        self._send_internal(frame)
+        if self.wake_line is not None:
+            self._await_ready()
+        try:
+            self._send_internal(frame)
+        except TransportClosed:
+            if self._closed or not self.reconnect_ms:
+                raise
+            self._reconnect()
+            self._send_internal(frame)
+        if self.wake_line is not None:
+            self.wake_line.set_wake(False)
         self._tap("tx", frame)
 
     def recv(self, timeout_ms=DEFAULT):
@@ -74,7 +99,8 @@ class Transport:
             raise TransportClosed("%s is closed" % self.url)
         if timeout_ms is DEFAULT:
             timeout_ms = self.timeout_ms
-        deadline = None if timeout_ms is None else self._clock() + timeout_ms / 1000
+        now_s = self._now_s
+        deadline = None if timeout_ms is None else now_s() + timeout_ms / 1000
         while True:
             if self._frames:
                 frame = self._frames.popleft()
@@ -82,17 +108,20 @@ class Transport:
                 return frame
             if self._peer_gone:
                 raise TransportClosed("%s: the peer closed the connection" % self.url)
-            remaining_s = None if deadline is None else max(0.0, deadline - self._clock())
+            remaining_s = None if deadline is None else max(0.0, deadline - now_s())
             try:
-                data = self._recv_internal(remaining_s)
+                data = self._receive_some(remaining_s)
             except TransportClosed:
                 if self._closed:
                     raise
+                if self.reconnect_ms:
+                    self._reconnect()
+                    continue
                 self._peer_gone = True
                 continue
             if data:
                 self._split(data)
-            elif deadline is not None and self._clock() >= deadline:
+            elif deadline is not None and now_s() >= deadline:
                 return None
 
     def close(self):
@@ -120,6 +149,56 @@ class Transport:
         return "<%s %s%s>" % (type(self).__name__, self.url, " closed" if self._closed else "")
 
     # ---- helpers ------------------------------------------------------------------------------
+
+    def _now_s(self):
+        return time.monotonic() if self.clock is None else self.clock.now_s()
+
+    def _receive_some(self, remaining_s):
+        clock = self.clock
+        if clock is None:
+            return self._recv_internal(remaining_s)
+        # A virtual clock: take what is there, else let the board run until it does something
+        # (or the time is up), then look again; bytes a board process just wrote to a pty
+        # may need a moment of wall time to cross it.
+        data = self._recv_internal(0)
+        if data or remaining_s == 0:
+            return data
+        active = clock.advance_s(remaining_s if remaining_s is not None else 3600.0)
+        return self._recv_internal(clock.settle_s if active else 0)
+
+    def _await_ready(self):
+        line = self.wake_line
+        line.set_wake(True)
+        if line.ready():
+            return
+        now_s = self._now_s
+        deadline = now_s() + self.ready_timeout_ms / 1000
+        while not line.ready():
+            remaining_s = deadline - now_s()
+            if remaining_s <= 0:
+                raise TransportTimeout(
+                    "%s: LINK_READY did not rise within %d ms of LINK_WAKE; frame kept, not sent"
+                    % (self.url, self.ready_timeout_ms))
+            if self.clock is None:
+                line.wait_ready(remaining_s)
+            else:
+                self.clock.advance_s(min(remaining_s, 0.005))
+
+    def _reconnect(self):
+        deadline = time.monotonic() + self.reconnect_ms / 1000
+        last = None
+        while time.monotonic() < deadline and not self._closed:
+            try:
+                self._reopen_internal()
+            except TransportError as e:
+                last = e
+                time.sleep(0.02)
+                continue
+            self.reconnects += 1
+            self._pending.clear()  # a torn frame from before the reset is noise
+            return
+        raise TransportClosed("%s: the port went away and did not come back within %d ms%s"
+                              % (self.url, self.reconnect_ms, " (%s)" % last if last else ""))
 
     def _tap(self, direction, frame):
         if self.taps:
@@ -150,11 +229,6 @@ class Transport:
 
     # ---- backends -------------------------------------------------------------------------------
 
-    def _clock(self):
-        """Seconds for recv timeouts: real time, or a backend's virtual clock (BLE on the
-        emulator's radio)."""
-        return time.monotonic()
-
     def _recv_internal(self, timeout_s):
         raise NotImplementedError
 
@@ -163,3 +237,51 @@ class Transport:
 
     def _close_internal(self):
         raise NotImplementedError
+
+    def _reopen_internal(self):
+        """Open the same port again after it vanished; raise TransportError while it is not
+        back. Backends that cannot reopen leave this alone (no reconnect)."""
+        raise TransportClosed("%s cannot be reopened" % self.url)
+
+
+class WakeLine:
+    """The LINK_WAKE / LINK_READY pair as the peer sees it (docs/LINK.md). Implementations:
+    a USB-serial adapter's RTS/CTS (host.transport.serial.ModemLines), the pty board's side
+    channel (host.transport.sidechannel.SideChannel), and FakeWakeLine for tests."""
+
+    def set_wake(self, asserted):
+        raise NotImplementedError
+
+    def ready(self):
+        raise NotImplementedError
+
+    def wait_ready(self, timeout_s):
+        """Block (wall time) until ready() or timeout_s passed."""
+        deadline = time.monotonic() + timeout_s
+        while not self.ready() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        return self.ready()
+
+
+class FakeWakeLine(WakeLine):
+    """A wake line whose device raises READY `delay_s` after WAKE (None: never), for tests."""
+
+    def __init__(self, delay_s=0.0, clock=None):
+        self.delay_s = delay_s
+        self.clock = clock
+        self.wake = False
+        self.history = []
+        self._asserted_at = None
+
+    def _now(self):
+        return time.monotonic() if self.clock is None else self.clock.now_s()
+
+    def set_wake(self, asserted):
+        self.wake = bool(asserted)
+        self.history.append(("wake", self.wake))
+        self._asserted_at = self._now() if asserted else None
+
+    def ready(self):
+        return (self.delay_s is not None and self._asserted_at is not None and
+                self._now() - self._asserted_at >= self.delay_s)
+

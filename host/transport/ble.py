@@ -72,10 +72,31 @@ def parse_target(url):
     return target.upper() if is_address else target, is_address
 
 
+class _RadioClock:
+    """The base class's virtual clock for a BLE link on the emulator's radio: advancing it
+    runs the World until data arrives or the time is up."""
+
+    settle_s = 0
+
+    def __init__(self, transport):
+        self.transport = transport
+
+    def now_s(self):
+        return self.transport.runner.clock_s()
+
+    def advance_s(self, s):
+        t = self.transport
+        if t._rx or t._gone:
+            return True
+        t.runner.run(t._wait(s), s * 1000 + 1000)
+        return bool(t._rx or t._gone)
+
+
 class BleTransport(Transport):
     def __init__(self, url, timeout_ms=1000, runner=None, backend=None, connect_timeout_ms=10000,
-                 **bleak_kwargs):
-        super().__init__(url, timeout_ms)
+                 reconnect_ms=0, ready_timeout_ms=2000, **bleak_kwargs):
+        super().__init__(url, timeout_ms, ready_timeout_ms=ready_timeout_ms,
+                         reconnect_ms=reconnect_ms)
         self.target, self.is_address = parse_target(url)
         try:
             import bleak
@@ -90,6 +111,9 @@ class BleTransport(Transport):
         self._event = None
         self._gone = False
         self.client = None
+        self.connect_timeout_ms = connect_timeout_ms
+        if hasattr(self.runner, "world"):   # the emulator's radio: timeouts in virtual time
+            self.clock = _RadioClock(self)
         try:
             self.runner.run(self._open(connect_timeout_ms / 1000), connect_timeout_ms + 1000)
         except TransportError:
@@ -152,9 +176,6 @@ class BleTransport(Transport):
         return self.client.mtu_size if self.client is not None else 23
 
     # --- Transport backend ----------------------------------------------------------------
-    def _clock(self):
-        return self.runner.clock_s()
-
     async def _wait(self, timeout_s):
         event = self._event
         if not self._rx and not self._gone:
@@ -165,7 +186,7 @@ class BleTransport(Transport):
                 pass
 
     def _recv_internal(self, timeout_s):
-        if not self._rx and not self._gone:
+        if not self._rx and not self._gone and self.clock is None:
             self.runner.run(self._wait(timeout_s), None if timeout_s is None
                             else timeout_s * 1000 + 1000)
         if self._rx:
@@ -190,6 +211,19 @@ class BleTransport(Transport):
             if self._gone:
                 raise TransportClosed("%s: the device disconnected" % self.url) from None
             raise TransportError(5, "%s: %s" % (self.url, exc)) from None
+
+    def _reopen_internal(self):
+        """The device's next listen window (reconnect_ms > 0): scan and connect again."""
+        self._gone = False
+        self._rx.clear()
+        try:
+            self.runner.run(self._open(self.connect_timeout_ms / 1000),
+                            self.connect_timeout_ms + 1000)
+        except TransportError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - BleakError, timeouts: not back yet
+            raise TransportError(5, "%s: %s" % (self.url, exc)) from None
+        self._peer_gone = False
 
     def _close_internal(self):
         client = self.client
