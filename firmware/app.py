@@ -102,6 +102,9 @@ class App:
         refused = config_mod.apply(cfg, list(items.items()))
         for reason in refused:
             log(reason)
+        if getattr(hw.pins, "LINK_KIND", "uart") == "ble":
+            # BLE has no wake line: the device is reached only in its own listen windows.
+            cfg["wake_line"] = 0
         state["config_version"] = version
         keys = persist.load_keys(self.root + "/keys")
         if keys is None:

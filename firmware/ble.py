@@ -83,6 +83,7 @@ class BleLink:
         self.windows = 0
         self._on_since = 0
         self._last_io = 0
+        self._pass_done = True
         self.frames_in = 0
         self.errors_in = 0
         self.dropped_out = 0
@@ -148,6 +149,8 @@ class BleLink:
     def plan_sleep(self, mode, sleep_ms, now):
         """(mode, sleep_ms) for the app's sleep: stay awake ("idle", short) while the radio
         has work in this window; otherwise the radio goes off before a light or deep sleep."""
+        self._pass_done = True
+        self._pump()
         if mode not in ("light", "deep") or not self._on:
             return mode, sleep_ms
         if self.stay_connected:
@@ -186,11 +189,15 @@ class BleLink:
             self._inflight = 0
             self.dropped_out += 1
         self._queue.append(b"\x00" + bytes(frame))
-        self._pump()
+        # Nothing leaves until this pass of the app ends (poll or plan_sleep): a frame sent
+        # in a pass goes after the flash writes of that pass, so an ACK never reaches the
+        # centre before what it acknowledges is stored (BLE is fast enough to win that race).
+        self._pass_done = False
 
     def poll(self):
         if not self._on:
             self.start()                               # a new listen window
+        self._pass_done = True
         frames = []
         self.duplicates = []
         pieces = self._rx
@@ -255,7 +262,8 @@ class BleLink:
                 self._pump()
 
     def _pump(self):
-        if self._inflight or not self._queue or self._conn is None or not self._ready:
+        if (self._inflight or not self._queue or self._conn is None or not self._ready
+                or not self._pass_done):
             return
         head = self._queue[0]
         n = min(len(head) - self._offset, self._mtu - _ATT_HEADER)

@@ -70,9 +70,9 @@ def uplink_receiver():
 
 def read_frames(t, rx, ms):
     out = []
-    end = t._clock() + ms / 1000
-    while t._clock() < end:
-        frame = t.recv(timeout_ms=max(1, int((end - t._clock()) * 1000)))
+    end = t._now_s() + ms / 1000
+    while t._now_s() < end:
+        frame = t.recv(timeout_ms=max(1, int((end - t._now_s()) * 1000)))
         if frame is None:
             break
         out.extend(f for f in rx.feed(frame) if hasattr(f, "fields"))

@@ -37,7 +37,7 @@ def test_gps_cadence_moving_vs_stationary(dut):
     # moving: a fix a minute (moving_fix_s), uploaded every 5 min (moving_upload_s)
     assert len(moving) >= 20, len(moving)
     times = sorted(fix["fix_time_ms"] for fix in moving)
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     assert max(gaps) <= 120_000, gaps
     lats = [fix["lat_e7"] for fix in moving]
     assert lats == sorted(lats), "the fixes do not follow the walk north"

@@ -37,6 +37,7 @@ class PhoneGateway:
         self.stats = {"up_sent": 0, "down_sent": 0, "up_delivered": 0, "down_delivered": 0,
                       "connects": 0, "connect_failures": 0}
         self._held = deque()               # (arrival_ms, wire)
+        self._tail = b""                   # an uplink frame cut by the MTU, so far
         self._wake = asyncio.Event()
         self._client = None
         self._task = self.radio.loop.create_task(self._run())
@@ -142,8 +143,12 @@ class PhoneGateway:
         data = bytes(data)
         self.uplinks.append((self.world.now_ms, data))
         self.world.record(self.dev.device_id, "uplink", data.hex())
-        self.stats["up_sent"] += data.count(0)      # frames end in 0x00 (pieces may not)
-        self.stats["up_delivered"] += data.count(0)
+        # Count frames, not pieces: each is 0x00 + frame + 0x00, cut at the MTU anywhere.
+        parts = (self._tail + data).split(b"\x00")
+        self._tail = parts[-1]
+        frames = sum(1 for p in parts[:-1] if p)
+        self.stats["up_sent"] += frames
+        self.stats["up_delivered"] += frames
         if self.on_uplink is not None:
             self.on_uplink(data, self.world.now_ms)
 
