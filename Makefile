@@ -14,7 +14,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	@echo "installing vigil and its development tools into $(VENV) (log: $(VENV)/install.log)"
-	@$(BIN)/python -m pip install -q -e '.[dev,flash]' > $(VENV)/install.log 2>&1 || \
+	@$(BIN)/python -m pip install -q -e '.[dev,flash,ble]' > $(VENV)/install.log 2>&1 || \
 		{ tail -30 $(VENV)/install.log; exit 1; }
 	@touch $(STAMP)
 

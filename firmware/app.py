@@ -40,6 +40,16 @@ def log(text):
     print("vigil:", text)
 
 
+def _make_link(hw, receiver):
+    """The link the pin table names: LINK_KIND "uart" (default) or "ble"."""
+    if getattr(hw.pins, "LINK_KIND", "uart") == "ble":
+        import bluetooth
+
+        from firmware import ble
+        return ble.BleLink(bluetooth.BLE(), bluetooth.UUID, receiver, log, ticks_ms=hw.ticks_ms)
+    return link_mod.Link(hw.link_uart, receiver, log)
+
+
 class App:
     def __init__(self, hw, root="", guard=None):
         self.hw = hw
@@ -71,6 +81,9 @@ class App:
         refused = config_mod.apply(cfg, list(items.items()))
         for reason in refused:
             log(reason)
+        if getattr(hw.pins, "LINK_KIND", "uart") == "ble":
+            # BLE has no wake line: the device is reached only in its own listen windows.
+            cfg["wake_line"] = 0
         state["config_version"] = version
         keys = persist.load_keys(self.root + "/keys")
         if keys is None:
@@ -89,7 +102,7 @@ class App:
         self.down_floor = persist.DownlinkFloor(self.root + "/state/downlink.bin")
         self.down_floor.attach(downlinks, device_id, key_id,
                                rtc.get("down") if isinstance(rtc, dict) else None)
-        self.link = link_mod.Link(hw.link_uart, downlinks, log)
+        self.link = _make_link(hw, downlinks)
         self.button = button_mod.Button(hw.button_pin, hw.ticks_ms)
         self.battery = battery_mod.Battery(hw.battery_adc, hw.charger_pin,
                                            hw.pins.BATTERY_DIVIDER)
@@ -159,6 +172,9 @@ class App:
                 now, self._last_traffic) < _LISTEN_AFTER_TRAFFIC_MS:
             mode = "light"
             sleep_ms = min(sleep_ms, _LISTEN_AFTER_TRAFFIC_MS)
+        plan = getattr(self.link, "plan_sleep", None)
+        if plan is not None:                    # BLE: listen windows (firmware/ble.py)
+            mode, sleep_ms = plan(mode, sleep_ms, now)
         return mode, sleep_ms
 
     def sleep(self, mode, sleep_ms):

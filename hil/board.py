@@ -35,7 +35,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 BOARDS_DIR = Path(__file__).resolve().parent / "boards"
-KINDS = ("emu", "pty", "serial", "rfc2217", "labgrid")
+KINDS = ("emu", "pty", "serial", "rfc2217", "labgrid", "ble")
 CAPABILITIES = ("button", "gps", "battery", "power", "test_inject", "ble", "deep_sleep")
 WAKES = ("rts", "side-channel", "none")
 RESETS = ("dtr_rts", "power", "none")

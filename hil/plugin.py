@@ -39,7 +39,8 @@ CAPABILITY_MARKERS = {
 def pytest_addoption(parser):
     group = parser.getgroup("vigil", "vigil HIL rig")
     group.addoption("--vigil-board", default=None,
-                    help="emu (default) | pty | serial:CONSOLE,LINK | rfc2217:HOST:PORT | "
+                    help="emu (default) | pty | ble | ble:NAME-or-ADDRESS | "
+                         "serial:CONSOLE,LINK | rfc2217:HOST:PORT | "
                          "labgrid:PLACE | path/to/board.toml")
     group.addoption("--vigil-seed", type=int, default=0, help="seed of emulated boards")
     group.addoption("--vigil-report", default="hil-report",
@@ -67,9 +68,12 @@ def capabilities(spec):
     from hil.rig import parse_spec
 
     kind, arg = parse_spec(spec)
-    if kind in ("emu", "pty"):
+    if kind in ("emu", "pty") or (kind == "ble" and not arg):
         found = boards.load(kind)
         return found.name, set(found.capabilities) | {"outputs", "deep_sleep"}
+    if kind == "ble":
+        found = boards.load("ble")
+        return "ble:%s" % arg, {"ble"}           # a real board: only its link is known
     if kind == "toml":
         found = boards.load(arg)
         return found.name, set(found.capabilities)

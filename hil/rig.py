@@ -30,23 +30,26 @@ def centre_for(device_id, key, **config):
 
 def parse_spec(spec):
     """('emu'|'pty'|'serial'|'rfc2217'|'labgrid'|'toml', argument)"""
-    if spec in ("emu", "pty"):
+    if spec in ("emu", "pty", "ble"):
         return spec, ""
     kind, sep, arg = spec.partition(":")
-    if kind in ("serial", "rfc2217", "labgrid") and sep and arg:
+    if kind in ("serial", "rfc2217", "labgrid", "ble") and sep and arg:
         if kind == "serial" and "," not in arg:
             raise RigError("--vigil-board=%s: expected serial:CONSOLE,LINK (two ports)" % spec)
         return kind, arg
     if spec.endswith(".toml"):
         return "toml", spec
-    raise RigError("--vigil-board=%s: expected emu, pty, serial:CONSOLE,LINK, "
-                   "rfc2217:HOST:PORT, labgrid:PLACE or a board .toml" % spec)
+    raise RigError("--vigil-board=%s: expected emu, pty, ble, ble:NAME-or-ADDRESS, "
+                   "serial:CONSOLE,LINK, rfc2217:HOST:PORT, labgrid:PLACE or a board .toml"
+                   % spec)
 
 
 def open_dut(spec="emu", seed=0, centre_config=None, board_options=None):
     kind, arg = parse_spec(spec)
     if kind == "emu":
         return _emu_dut(seed, centre_config or {}, board_options or {})
+    if kind == "ble":
+        return _ble_dut(arg, seed, centre_config or {}, board_options or {})
     if kind == "pty":
         from hil.ptyboard import pty_dut
         return pty_dut(seed, centre_config or {}, board_options or {})
@@ -68,13 +71,35 @@ def _as_url(port):
     return port if "://" in port else "serial://" + port
 
 
-def _emu_dut(seed, centre_config, board_options):
+def _ble_dut(target, seed, centre_config, board_options):
+    """ble: the emulated board over BLE through the emulated phone (virtual time);
+    ble:NAME-or-ADDRESS: a real board over the OS's Bluetooth (wall time), reconnecting to
+    each of its listen windows."""
+    if not target:
+        return _emu_dut(seed, centre_config, board_options, over_ble=True)
+    board = boards.load("ble")
+    from host import emulate
+    from host.transport import open_transport
+    key = emulate.device_key(seed, board.device_id)
+    try:
+        link = open_transport("ble://" + target, timeout_ms=1000, reconnect_ms=60_000,
+                              connect_timeout_ms=30_000)
+    except OSError as e:
+        raise RigError("board ble:%s: %s" % (target, e)) from None
+    clock = drv.RealClock()
+    dut = Dut(board, link, clock, centre_for(board.device_id, key, **centre_config), {},
+              board.device_id, key, int(time.time() * 1000), Strategy({}, state="booted"))
+    dut.strategy.steps["linked"] = lambda: dut.expect("HELLO", timeout=HELLO_TIMEOUT_MS)
+    return dut
+
+
+def _emu_dut(seed, centre_config, board_options, over_ble=False):
     from firmware import persist
     from host import emulate
     from host.deploy import device_files
     from host.emulator.transport import EmuBoard, EmuTransport
 
-    board = boards.load("emu")
+    board = boards.load("ble" if over_ble else "emu")
     device_id = board.device_id
     key = emulate.device_key(seed, device_id)
     made = {}
@@ -84,12 +109,19 @@ def _emu_dut(seed, centre_config, board_options):
 
     def provision():
         made["files"]["/keys/device.key"] = persist.key_file_bytes(device_id, {0: key})
+        if over_ble:  # the same firmware, told by its pin table to link over BLE
+            made["files"]["/lib/firmware/pins.py"] += b'\nLINK_KIND = "ble"\n'
         made["files"].update(board_options.pop("files", {}))
 
     def boot():
         emu = EmuBoard(device_id, seed, key=key, files=made["files"], **board_options)
         made["board"] = emu
-        made["link"] = EmuTransport("emu://%d" % device_id, timeout_ms=1000, board=emu)
+        if over_ble:
+            from host.emulator.ble_transport import EmuBleTransport
+            made["link"] = EmuBleTransport("emu-ble://%d" % device_id, timeout_ms=1000,
+                                           board=emu)
+        else:
+            made["link"] = EmuTransport("emu://%d" % device_id, timeout_ms=1000, board=emu)
 
     strategy = Strategy({"deployed": deploy, "provisioned": provision, "booted": boot})
     strategy.transition("booted")

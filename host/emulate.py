@@ -124,8 +124,10 @@ class ScenarioRun:
         self._centre_tick_at = None
         base_files = device_files(REPO) if firmware_files is None else firmware_files
         self.devices = {}
+        self.peers = {}  # device id -> the centre's side of its link (UART gateway or phone)
         self.routes = {}
         link = sc["link"]
+        over_ble = link.get("kind") == "ble"
         link_options = dict(
             loss=link["loss"], duplicate=link["duplicate"], reorder=link["reorder"],
             corrupt=link["corrupt"], latency_ms=link["latency_ms"], jitter_ms=link["jitter_ms"],
@@ -136,6 +138,9 @@ class ScenarioRun:
             files = dict(base_files)
             files["/keys/device.key"] = persist.key_file_bytes(
                 device_id, {KEY_ID: device_key(self.seed, device_id)})
+            if over_ble:  # the same firmware, told by its pin table to link over BLE
+                files["/lib/firmware/pins.py"] = (files["/lib/firmware/pins.py"]
+                                                  + b'\nLINK_KIND = "ble"\n')
             items = provisioned_config(spec["config"])
             if items:
                 files[CONFIG_PATH] = config_file_bytes(PROVISIONED_CONFIG_VERSION, items)
@@ -148,7 +153,12 @@ class ScenarioRun:
                           indoor=[(s["start_s"] * 1000, (s["start_s"] + s["duration_s"]) * 1000)
                                   for s in spec["indoor"]]),
                 battery=dict(capacity_mah=spec["battery_mah"], soc_pct=spec["battery_pct"]))
-            dev.link.connect(self._uplink_handler(device_id))
+            peer = dev.link
+            if over_ble:
+                from host.emulator.phone import PhoneGateway
+                peer = PhoneGateway(dev)
+            peer.connect(self._uplink_handler(device_id))
+            self.peers[device_id] = peer
             for press in spec["button"]:
                 dev.button.hold(press["hold_ms"], at_ms=press["at_s"] * 1000)
             for step in spec["charger"]:
@@ -175,7 +185,7 @@ class ScenarioRun:
 
     def _send(self, pairs):
         for link_id, wire in pairs:
-            self.devices[link_id].link.send_downlink(wire)
+            self.peers[link_id].send_downlink(wire)
         self._schedule_centre()
 
     def _uplink_handler(self, device_id):
@@ -346,8 +356,8 @@ class ScenarioRun:
             "virtual_s": self.world.now_ms / 1000,
             "wall_s": round(wall_s, 3),
             "devices": n,
-            "frames_up": sum(d.link.stats["up_sent"] for d in self.devices.values()),
-            "frames_down": sum(d.link.stats["down_sent"] for d in self.devices.values()),
+            "frames_up": sum(p.stats["up_sent"] for p in self.peers.values()),
+            "frames_down": sum(p.stats["down_sent"] for p in self.peers.values()),
             "frames_refused": dict(self.centre.refused),
             "alarms_raised": len(raised),
             "alarms_acked": sum(1 for key in raised if key in at_centre and
@@ -405,8 +415,8 @@ class ScenarioRun:
             "proximity_warn_latency_ms": prox_latency,
             "proximity_warnings_missed": prox_missed,
             "proximity_observed_latency_ms": self._proximity_observed_latencies(),
-            "downlink_wait_ms": [(device_id, w[0], w[2]) for device_id, d in self.devices.items()
-                                 for w in d.link.downlink_waits],
+            "downlink_wait_ms": [(device_id, w[0], w[2]) for device_id, p in self.peers.items()
+                                 for w in p.downlink_waits],
         }
 
     def timeline(self):

@@ -13,7 +13,7 @@ allows nan, inf and integers past 2**63); `extra="forbid"` so a misspelt field i
 not a silently ignored one; strict types, so `true` is not 1 and "5" is not 5. An integer is
 accepted where a float is expected.
 """
-from typing import Annotated, Optional, Union
+from typing import Annotated, Literal, Optional, Union
 
 from annotated_types import Ge, Le
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
@@ -190,6 +190,9 @@ class Centre(Strict):
 
 class Link(Strict):
     """[link]: faults of every device's link to the centre, both ways."""
+    kind: Literal["uart", "ble"] = _field(
+        "uart", "the link: the link UART's peer (docs/LINK.md), or the wearer's phone over BLE",
+        "ble")
     loss: Annotated[Num, Ge(0), Le(0.95)] = _field(0.0, "probability a frame is lost", 0.3)
     duplicate: Annotated[Num, Ge(0), Le(1)] = _field(
         0.0, "probability a frame arrives twice", 0.05)

@@ -54,9 +54,9 @@ def test_proximity_warning_runs_the_haptic(dut):
     acked_ms = wait_acked(dut, counter, REACHABILITY_MS, mark)
     dut.wait(3_000)
     pulses = dut.haptic_pulses(since_ms)
-    # proximity_warning: 500, 300 off, 500 (firmware/outputs.py); nothing else buzzed
-    assert len(pulses) == 2 and all(d is not None and abs(d - 500) <= 20 for _s, d in pulses), \
-        pulses
+    # proximity_warning: 500, 300 off, 500 (firmware/outputs.py); nothing else buzzed. A few
+    # ms of firmware jitter is the board's (BLE events wake the loop), not a wrong pattern.
+    assert len(pulses) == 2 and all(abs((d or 0) - 500) <= 10 for _s, d in pulses), pulses
     assert pulses[0][0] <= acked_ms + 1_000
 
 

@@ -11,6 +11,7 @@ runtime.py), mixed into `EmulatedDevice`; every rule is in docs/HARDWARE.md with
 import ctypes
 import hashlib
 import threading
+import types
 
 from .energy import Energy, load_profile
 from .flash import Flash
@@ -130,6 +131,7 @@ class EmulatedDevice(GpioBus, UartBus, FirmwareRuntime):
         self._wake_reason = 0
         self._reset_us = 0
         self._at_repl = False
+        self._ble = None
         self._init_runtime()
         self._set_cpu(OFF)
 
@@ -399,6 +401,34 @@ class EmulatedDevice(GpioBus, UartBus, FirmwareRuntime):
             except DeviceReset as again:  # e.g. power cut during deep sleep
                 r = again
 
+    # --- Bluetooth (host/emulator/ble.py) -----------------------------------------------
+    @property
+    def ble(self):
+        """The board's Bluetooth host and controller, made on first use."""
+        if self._ble is None:
+            from .ble import BleHost
+            self._ble = BleHost(self)
+        return self._ble
+
+    def _ble_module(self):
+        module = types.ModuleType("_ble")
+        ble = self.ble
+        for attr in dir(ble):
+            if attr.startswith("bus_"):
+                setattr(module, attr[4:], getattr(ble, attr))
+        return module
+
+    @property
+    def awake(self):
+        """The CPU runs (or waits awake): an IRQ is served, not lost."""
+        return self._state in _AWAKE
+
+    def post_irq(self, fn):
+        """Run fn in the firmware thread like a soft IRQ (BLE sync events): at once if it waits."""
+        self._pending.append(fn)
+        if self._state in (WAIT, IDLE):
+            self._kick()
+
     def _handle_reset(self, r):
         self._unwinding = None
         self._interrupt = None
@@ -406,6 +436,8 @@ class EmulatedDevice(GpioBus, UartBus, FirmwareRuntime):
         self._record("reset", "%s%s" % (RESET_NAMES[r.cause], (" " + r.why) if r.why else ""))
         self._timers.clear()
         self._pending.clear()
+        if self._ble is not None:
+            self._ble.on_reset()                  # every reset, soft too, deinits the stack
         keep_wdt = r.cause == SOFT_RESET          # the task watchdog outlives a soft reset
         if not keep_wdt:
             self._wdt_timeout_us = None
@@ -481,7 +513,7 @@ class EmulatedDevice(GpioBus, UartBus, FirmwareRuntime):
         except BaseException as exc:  # noqa: BLE001 - the board prints it and goes to the REPL
             if self.flash.context.cut:  # the flash error came from the power cut
                 self.flash.clear_fault()
-                raise DeviceReset(PWRON_RESET, power_cut=True, why="power cut mid-write")
+                raise DeviceReset(PWRON_RESET, power_cut=True, why="power cut mid-write") from None
             self._crash(exc)
         self._repl(main.__dict__)
 
@@ -585,6 +617,8 @@ class EmulatedDevice(GpioBus, UartBus, FirmwareRuntime):
         self._pause_tx()
         self._set_cpu(LIGHT)
         self._state = LIGHT
+        if self._ble is not None:
+            self._ble.on_light_sleep(True)
         reason = self._wake_level_reason()
         if not reason:
             until = None if time_ms is None else start + max(0, int(time_ms)) * 1000
@@ -594,6 +628,8 @@ class EmulatedDevice(GpioBus, UartBus, FirmwareRuntime):
         self._resume_tx()
         self._after_light_sleep_pads()
         slept = world.now_us - start
+        if self._ble is not None:
+            self._ble.on_light_sleep(False, slept)
         self._wake_reason = reason
         self.energy.count("wakes")
         if self._wdt_timeout_us is not None:

@@ -14,7 +14,7 @@ from . import cryptolib as _cryptolib
 from .heap import mpy_size
 
 MPY_DIR = Path(__file__).resolve().parent / "mpy"
-HW_MODULES = ("machine", "esp32", "time", "micropython")
+HW_MODULES = ("machine", "esp32", "time", "micropython", "bluetooth")
 _ALIASES = {"utime": "time", "uos": "os", "usys": "sys", "ucryptolib": "cryptolib",
             "urandom": "random", "ustruct": "struct", "ubinascii": "binascii",
             "uhashlib": "hashlib", "ujson": "json", "uerrno": "errno",
@@ -224,6 +224,8 @@ class FirmwareRuntime:
             module = self._hw_modules[name]
         elif name == "_board":
             module = self._hw_modules[name] = self._board_module()
+        elif name == "_ble":
+            module = self._hw_modules[name] = self._ble_module()
         elif name in HW_MODULES:
             module = self._exec_module(name, name + ".py", hw_source(name), charge=False)
             self._hw_modules[name] = module

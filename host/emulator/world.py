@@ -107,6 +107,9 @@ class World:
         self._closed = True
         for dev in self.devices.values():
             dev._shutdown()
+        radio = getattr(self, "radio", None)  # host/emulator/radio.py, made on first use
+        if radio is not None:
+            radio.close()
 
     def __enter__(self):
         return self

@@ -34,7 +34,7 @@ BACKENDS = {
     "replay": "host.transport.replay:ReplayTransport",
 }
 # Schemes that listen for links (the centre); others give one link: the transport itself.
-LISTENERS = {"tcp": "host.transport.tcp:TcpListener"}
+LISTENERS = {"tcp": "host.transport.tcp:TcpListener", "ble": "host.transport.ble:BleListener"}
 
 __all__ = ["BACKENDS", "BadUrl", "Transport", "TransportClosed", "TransportError",
            "TransportTimeout", "listen", "open_transport", "register"]
@@ -111,10 +111,10 @@ class SingleLink:
         self.transport.close()
 
 
-def listen(url, timeout_ms=1000):
+def listen(url, timeout_ms=1000, **kwargs):
     """A listener: .url (with the real port), .accept(timeout_ms) -> Transport or None,
-    .close()."""
+    .close(). Keyword arguments go to the backend (e.g. ble://'s runner and backend)."""
     scheme = _scheme(url)
     if scheme in LISTENERS:
-        return _resolve(LISTENERS, url)(url, timeout_ms=timeout_ms)
+        return _resolve(LISTENERS, url)(url, timeout_ms=timeout_ms, **kwargs)
     return SingleLink(url, timeout_ms)

@@ -1,0 +1,277 @@
+"""Protocol frames over BLE GATT, on MicroPython's `bluetooth` (NimBLE on the ESP32).
+
+    link = BleLink(bluetooth.BLE(), bluetooth.UUID, receiver, log=print)
+    link.write(frame_bytes)           queued; sent when a central is connected and ready
+    link.poll() -> [Frame, ...]       frames the central wrote; bad ones logged and dropped
+    link.duplicates -> [Frame, ...]   authentic repeats seen by the last poll (ack again)
+    link.connected, link.queued       a central is ready; frames not yet confirmed
+    link.stop() / link.start()        radio off / on
+    link.plan_sleep(mode, ms, now)    the app's sleep, adjusted for the radio (below)
+
+The same interface as firmware/link.py's Link, so the app can use either.
+
+GATT: one service with RX (write, write without response: host -> device) and TX (indicate
+only, so every OS subscribes to indications: device -> host). The byte stream is the UART's: each frame is sent as 0x00 + frame, cut into
+MTU - 3 byte pieces; the receiver splits at 0x00, so no other framing is needed. TX uses
+indications, not notifications: each piece is confirmed by the central's ATT layer, so a
+piece lost to a disconnect is known and the frame is sent again, from its start, on the next
+connection (the centre drops the duplicate by its counter). A central writes one 0x00 after
+it has subscribed to TX; until then nothing is sent (NimBLE's indicate does not check the
+CCCD, and a central that is not subscribed would confirm and drop the piece).
+
+Sleep: light sleep with the radio on drops the link on an ESP32 without a 32 kHz crystal
+(docs/HARDWARE.md), so the radio works in listen windows, like the UART link: after each wake
+the radio comes on (poll() starts it), advertises fast, and the device stays awake while a
+central connects and exchanges frames: until the queue is empty and linger_ms have passed
+since the last byte, or window_ms after the radio came on if no central came. Then the
+radio goes off and the device sleeps as the core planned (light sleep is at most the
+reachability bound, 25 s). stay_connected=True keeps the radio and the CPU up instead
+(time.sleep, never light sleep): a downlink then waits one connection event, not a window,
+at ~40 times the current.
+
+Privacy: the advertisement carries only the flags: no name, no service UUID, no
+manufacturer data, no TX power. The GAP name (readable by anyone who connects; "MPY ESP32"
+by default) is set empty. The address is resolvable private (addr_mode 2, rotated by NimBLE)
+where the port allows it, else the identity address (the worse case: the tests use it).
+"""
+try:
+    from micropython import const
+except ImportError:                                    # CPython (tests)
+    const = lambda x: x  # noqa: E731  (a def would clash with the stub's signature)
+
+_IRQ_CENTRAL_CONNECT = const(1)
+_IRQ_CENTRAL_DISCONNECT = const(2)
+_IRQ_GATTS_WRITE = const(3)
+_IRQ_GATTS_INDICATE_DONE = const(20)
+_IRQ_MTU_EXCHANGED = const(21)
+
+_FLAG_WRITE_NO_RESPONSE = const(0x0004)
+_FLAG_WRITE = const(0x0008)
+_FLAG_INDICATE = const(0x0020)
+
+SERVICE_UUID = "5a1e0001-7669-6769-6c00-000000000000"
+RX_UUID = "5a1e0002-7669-6769-6c00-000000000000"
+TX_UUID = "5a1e0003-7669-6769-6c00-000000000000"
+
+_ADV_FLAGS_ONLY = b"\x02\x01\x06"                      # LE General Discoverable, no BR/EDR
+_ATT_HEADER = const(3)
+_DEFAULT_MTU = const(23)
+
+
+def _ticks_diff(a, b):
+    # time.ticks_diff for the ESP32's 2**30 ms tick period, without importing time here.
+    return ((a - b + 0x20000000) & 0x3FFFFFFF) - 0x20000000
+
+
+class BleLink:
+    def __init__(self, ble, uuid, receiver, log=None, mtu=247, adv_interval_us=100000,
+                 rx_buffer=512, max_queued=32, private=True, ticks_ms=None,
+                 stay_connected=False, window_ms=2000, linger_ms=300):
+        self.ble = ble
+        self.uuid = uuid
+        self.receiver = receiver
+        self.log = log
+        self.mtu_wanted = mtu
+        self.adv_interval_us = adv_interval_us
+        self.rx_buffer = rx_buffer
+        self.max_queued = max_queued
+        self.private = private
+        self.ticks_ms = ticks_ms
+        self.stay_connected = stay_connected
+        self.window_ms = window_ms
+        self.linger_ms = linger_ms
+        self.windows = 0
+        self._on_since = 0
+        self._last_io = 0
+        self._pass_done = True
+        self.frames_in = 0
+        self.errors_in = 0
+        self.dropped_out = 0
+        self.duplicates = []
+        self.private_address = False
+        self._queue = []            # frames (bytes, 0x00 + frame), oldest first
+        self._offset = 0            # bytes of _queue[0] confirmed by the central
+        self._inflight = 0          # length of the piece awaiting its confirmation
+        self._rx = []               # pieces the central wrote, not yet polled
+        self._conn = None
+        self._ready = False
+        self._mtu = _DEFAULT_MTU
+        self._on = False
+        self.start()
+
+    # --- radio on/off -----------------------------------------------------------------------
+    def start(self):
+        if self._on:
+            return
+        ble = self.ble
+        ble.active(True)
+        ble.config(gap_name=b"")
+        ble.config(mtu=self.mtu_wanted)
+        self.private_address = False
+        if self.private:
+            try:
+                ble.config(addr_mode=2)                # resolvable private, rotated by NimBLE
+                self.private_address = True
+            except (OSError, ValueError):
+                pass
+        ble.irq(self._irq)
+        uuid = self.uuid
+        service = (uuid(SERVICE_UUID), (
+            (uuid(RX_UUID), _FLAG_WRITE | _FLAG_WRITE_NO_RESPONSE),
+            (uuid(TX_UUID), _FLAG_INDICATE),
+        ))
+        ((self._rx_handle, self._tx_handle),) = ble.gatts_register_services((service,))
+        # A characteristic buffer holds 20 bytes unless told otherwise, and a longer write is
+        # cut silently; append keeps several writes until gatts_read takes them.
+        ble.gatts_set_buffer(self._rx_handle, self.rx_buffer, True)
+        self._on = True
+        self._conn = None
+        self._ready = False
+        self.windows += 1
+        self._on_since = self._last_io = self._now()
+        self._advertise()
+
+    def stop(self):
+        """Radio off. Unconfirmed frames stay queued and go out after the next start()."""
+        if not self._on:
+            return
+        self._on = False
+        self._conn = None
+        self._ready = False
+        self._offset = 0
+        self._inflight = 0
+        self.ble.irq(None)
+        self.ble.active(False)
+
+    def _now(self):
+        return self.ticks_ms() if self.ticks_ms is not None else 0
+
+    def plan_sleep(self, mode, sleep_ms, now):
+        """(mode, sleep_ms) for the app's sleep: stay awake ("idle", short) while the radio
+        has work in this window; otherwise the radio goes off before a light or deep sleep."""
+        self._pass_done = True
+        self._pump()
+        if mode not in ("light", "deep") or not self._on:
+            return mode, sleep_ms
+        if self.stay_connected:
+            return "idle", sleep_ms
+        if self.connected:
+            busy = bool(self._queue) or _ticks_diff(now, self._last_io) < self.linger_ms
+        else:                                          # no central yet, or not subscribed
+            busy = _ticks_diff(now, self._on_since) < self.window_ms
+        if busy:
+            return "idle", min(sleep_ms, 20)
+        if self._conn is not None:
+            self.ble.gap_disconnect(self._conn)
+        self.stop()
+        return mode, sleep_ms
+
+    def _advertise(self):
+        self.ble.gap_advertise(self.adv_interval_us, _ADV_FLAGS_ONLY)
+
+    # --- Link interface ---------------------------------------------------------------------
+    @property
+    def connected(self):
+        return self._conn is not None and self._ready
+
+    @property
+    def queued(self):
+        return len(self._queue)
+
+    def write(self, frame):
+        # The leading delimiter ends any piece the central holds from a frame cut short by a
+        # disconnect, as on the UART (SPEC 2.3).
+        if len(self._queue) >= self.max_queued:
+            # The oldest goes: it is in the flash queue (or a heartbeat that a newer one
+            # replaces), and the core resends what the centre never acked.
+            self._queue.pop(0)
+            self._offset = 0
+            self._inflight = 0
+            self.dropped_out += 1
+        self._queue.append(b"\x00" + bytes(frame))
+        # Nothing leaves until this pass of the app ends (poll or plan_sleep): a frame sent
+        # in a pass goes after the flash writes of that pass, so an ACK never reaches the
+        # centre before what it acknowledges is stored (BLE is fast enough to win that race).
+        self._pass_done = False
+
+    def poll(self):
+        if not self._on:
+            self.start()                               # a new listen window
+        self._pass_done = True
+        frames = []
+        self.duplicates = []
+        pieces = self._rx
+        self._rx = []
+        for piece in pieces:
+            for item in self.receiver.feed(piece):
+                if hasattr(item, "fields"):
+                    frames.append(item)
+                    self.frames_in += 1
+                elif getattr(item, "frame", None) is not None:
+                    self.duplicates.append(item.frame)
+                else:
+                    self.errors_in += 1
+                    if self.log:
+                        self.log("ble: dropped frame: %s" % item)
+        self._pump()
+        return frames
+
+    # --- events (the port's IRQ handler) ---------------------------------------------------
+    def _irq(self, event, data):
+        now = self._now()                              # first: reading ticks may run IRQs
+        if event == _IRQ_CENTRAL_CONNECT:
+            if self._conn is None:
+                self._conn = data[0]
+                self._last_io = now
+                self._ready = False
+                self._mtu = _DEFAULT_MTU
+                self._offset = 0                       # a cut frame starts over
+                self._inflight = 0
+            else:
+                self.ble.gap_disconnect(data[0])       # one central at a time
+        elif event == _IRQ_CENTRAL_DISCONNECT:
+            if data[0] == self._conn:
+                self._conn = None
+                self._ready = False
+                self._offset = 0
+                self._inflight = 0
+                if self._on:
+                    self._advertise()
+        elif event == _IRQ_GATTS_WRITE:
+            if data[0] == self._conn and data[1] == self._rx_handle:
+                piece = self.ble.gatts_read(self._rx_handle)
+                if piece:
+                    self._rx.append(bytes(piece))
+                    self._last_io = now
+                if not self._ready:
+                    self._ready = True
+                    self._pump()
+        elif event == _IRQ_MTU_EXCHANGED:
+            if data[0] == self._conn:
+                self._mtu = data[1]
+        elif event == _IRQ_GATTS_INDICATE_DONE:
+            if data[0] == self._conn and self._inflight:
+                n = self._inflight
+                self._inflight = 0
+                if data[2] == 0:
+                    self._last_io = now
+                    self._offset += n
+                    if self._queue and self._offset >= len(self._queue[0]):
+                        self._queue.pop(0)
+                        self._offset = 0
+                self._pump()
+
+    def _pump(self):
+        if (self._inflight or not self._queue or self._conn is None or not self._ready
+                or not self._pass_done):
+            return
+        head = self._queue[0]
+        n = min(len(head) - self._offset, self._mtu - _ATT_HEADER)
+        try:
+            self.ble.gatts_indicate(self._conn, self._tx_handle,
+                                    head[self._offset:self._offset + n])
+        except OSError as exc:                         # ENOTCONN/ENOMEM: try again later
+            if self.log:
+                self.log("ble: indicate: %s" % exc)
+            return
+        self._inflight = n
