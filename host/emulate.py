@@ -88,8 +88,9 @@ def percentiles(values):
 class ScenarioRun:
     """One scenario: a World of emulated devices, their links plugged into one Centre."""
 
-    def __init__(self, sc, seed=None):
+    def __init__(self, sc, seed=None, runtime="cpython", heap_bytes=None):
         self.sc = sc
+        self.runtime = runtime
         self.seed = sc["scenario"]["seed"] if seed is None else seed
         self.utc0_ms = sc["scenario"]["start_utc_ms"]
         self.duration_ms = int(sc["scenario"]["duration_s"] * 1000)
@@ -131,7 +132,8 @@ class ScenarioRun:
                 gnss=dict(route=route,
                           indoor=[(s["start_s"] * 1000, (s["start_s"] + s["duration_s"]) * 1000)
                                   for s in spec["indoor"]]),
-                battery=dict(capacity_mah=spec["battery_mah"], soc_pct=spec["battery_pct"]))
+                battery=dict(capacity_mah=spec["battery_mah"], soc_pct=spec["battery_pct"]),
+                runtime=runtime, heap_bytes=heap_bytes)
             dev.link.connect(self._uplink_handler(device_id))
             for press in spec["button"]:
                 dev.button.hold(press["hold_ms"], at_ms=press["at_s"] * 1000)
@@ -339,6 +341,7 @@ class ScenarioRun:
             "projected_battery_days": round(min(r["projected_battery_days"] for r in reports), 2),
             "crashes": sum(len(d.crashes) for d in self.devices.values()),
             "trace_sha256": digest.hexdigest(),
+            **runtime_summary(self.runtime, self.devices),
         }
 
     def timeline(self):
@@ -402,11 +405,27 @@ def one_core():
             os.sched_setaffinity(0, allowed)
 
 
-def run(sc, seed=None, progress=None, trace_path=None):
+def runtime_summary(runtime, devices):
+    """`runtime`, `peak_heap_bytes` ({device id: bytes}, from gc.mem_alloc() at each wake;
+    None under CPython, which has no firmware heap to measure) and `device_faults`
+    ([{device, t_ms, fault}]: MemoryError and VM deaths). Kept out of trace_sha256, which
+    must be the same under both runtimes."""
+    peaks, faults = {}, []
+    for device_id, dev in devices.items():
+        if dev.vm is None:
+            continue
+        peaks[str(device_id)] = dev.vm.peak_heap_bytes
+        faults.extend({"device": device_id, "t_ms": t_ms, "fault": text}
+                      for t_ms, text in dev.vm.faults)
+    return {"runtime": runtime, "peak_heap_bytes": peaks if runtime != "cpython" else None,
+            "device_faults": faults}
+
+
+def run(sc, seed=None, progress=None, trace_path=None, runtime="cpython", heap_bytes=None):
     """Run a loaded scenario; returns (summary dict, timeline rows)."""
     started = time.perf_counter()
     with one_core():
-        sim = ScenarioRun(sc, seed)
+        sim = ScenarioRun(sc, seed, runtime=runtime, heap_bytes=heap_bytes)
         try:
             sim.run(progress)
             wall_s = time.perf_counter() - started
@@ -463,6 +482,12 @@ def format_summary(summary, timeline):
     ]
     if s["crashes"]:
         lines.append("firmware crashes: %d (see the timeline)" % s["crashes"])
+    if s.get("runtime") == "micropython":
+        lines.append("MicroPython VM: peak heap %s bytes (gc.mem_alloc() at each wake)" % (
+            ", ".join("device %s %s" % kv for kv in sorted(s["peak_heap_bytes"].items()))))
+        for fault in s["device_faults"][:10]:
+            lines.append("device fault: device %s at %s: %s" % (
+                fault["device"], _clock(fault["t_ms"]), fault["fault"]))
     return "\n".join(lines)
 
 
@@ -489,7 +514,30 @@ def main(argv):
     parser.add_argument("--seed", type=int, help="override the scenario's seed")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--trace", metavar="FILE.jsonl", help="write every event as JSON lines")
+    parser.add_argument("--runtime", choices=("cpython", "micropython"), default="cpython",
+                        help="run the firmware under CPython (default) or in the real "
+                        "MicroPython VM, one process per boot, on littlefs")
+    parser.add_argument("--heap", metavar="SIZE", help="the VM's heap (-X heapsize), e.g. "
+                        "96K (micropython runtime only; default 256K)")
     args = parser.parse_args(argv)
+    heap_bytes = None
+    if args.heap is not None:
+        from host.emulator.vm import parse_heap
+        if args.runtime != "micropython":
+            print("vigil emulate: --heap needs --runtime micropython", file=sys.stderr)
+            return 2
+        try:
+            heap_bytes = parse_heap(args.heap)
+        except ValueError as e:
+            print("vigil emulate: --heap: %s" % e, file=sys.stderr)
+            return 2
+    if args.runtime == "micropython":
+        from host.emulator.vm import VmUnavailable, check_available
+        try:
+            check_available()
+        except VmUnavailable as e:
+            print("vigil emulate: --runtime micropython: %s" % e, file=sys.stderr)
+            return 2
     try:
         sc = scenarios.load(args.scenario)
     except scenarios.ScenarioError as e:
@@ -505,7 +553,8 @@ def main(argv):
             print("vigil emulate: --trace %s: %s" % (args.trace, e.strerror), file=sys.stderr)
             return 2
     progress = None if args.json else _progress_bar(sc["scenario"]["duration_s"])
-    summary, timeline = run(sc, seed=args.seed, progress=progress, trace_path=args.trace)
+    summary, timeline = run(sc, seed=args.seed, progress=progress, trace_path=args.trace,
+                            runtime=args.runtime, heap_bytes=heap_bytes)
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:

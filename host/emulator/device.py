@@ -153,7 +153,8 @@ class EmulatedDevice:
 
     def __init__(self, world, device_id, key=None, profile="esp32-devkitc", files=None,
                  image=None, ticks_start_ms=None, rtc_utc_ms=None, link=None, gnss=None,
-                 battery=None, echo_stdout_to_link=False, trace_sleeps=False):
+                 battery=None, echo_stdout_to_link=False, trace_sleeps=False,
+                 runtime="cpython", heap_bytes=None):
         from .gnss import Gnss
         from .link import Link
         from .peripherals import Battery, Button, OutputRecorder
@@ -165,6 +166,15 @@ class EmulatedDevice:
         self.energy = Energy(self.profile, lambda: world.now_us)
         self.rng = world.rng(device_id, "device")
         self.unique = hashlib.sha256(str(device_id).encode()).digest()[:6]
+        # runtime="micropython": each boot runs in a real MicroPython VM (vm.py).
+        self.vm = None
+        if runtime == "micropython":
+            from .vm import DEFAULT_HEAP_BYTES, VmBridge, compiled_files
+            self.vm = VmBridge(self, heap_bytes or DEFAULT_HEAP_BYTES)
+            files = compiled_files(files or {}) if image is None else files
+        elif runtime != "cpython":
+            raise ValueError("runtime %r: cpython or micropython" % (runtime,))
+        self.runtime = runtime
         if image is None:
             from host.deploy import build_image
             image = build_image(files or {})
@@ -327,6 +337,8 @@ class EmulatedDevice:
         if ident is not None and self._thread.is_alive():
             ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident),
                                                        ctypes.py_object(_Shutdown))
+            if self.vm is not None:  # the thread waits on the VM's pipe, not on bytecode
+                self.vm.kill()
             self._thread.join(timeout=5)
 
     def _shutdown(self):
@@ -334,6 +346,8 @@ class EmulatedDevice:
             self._interrupt = _Shutdown()
             self._go.release()
             self._thread.join(timeout=5)
+        if self.vm is not None:
+            self.vm.kill()
 
     def _edge(self, pin, p, level):
         trig = p.irq_trigger
@@ -531,6 +545,8 @@ class EmulatedDevice:
     def _handle_reset(self, r):
         self._unwinding = None
         self._interrupt = None
+        if self.vm is not None:
+            self.vm.kill()  # a reset ends the VM process; flash and RTC memory are here
         self._flush_stdout()
         self._record("reset", "%s%s" % (RESET_NAMES[r.cause], (" " + r.why) if r.why else ""))
         self._stop_activity()
@@ -596,6 +612,9 @@ class EmulatedDevice:
         self._set_cpu(RUN)
         self._record("boot", RESET_NAMES[cause])
         self.link.on_wake()
+        if self.vm is not None:
+            self.vm.run_boot()
+            return
         main = self._new_module("__main__", None)
         for path in ("/boot.py", "/main.py"):
             source = self.flash.read_file(path)
@@ -610,6 +629,7 @@ class EmulatedDevice:
         for frame in traceback.extract_tb(exc.__traceback__):
             if frame.filename in self._loaded_files:
                 lines.append('  File "%s", line %d, in %s' % (frame.filename, frame.lineno, frame.name))
+        lines.extend(getattr(exc, "vm_traceback", "").splitlines()[1:-1])  # the VM's frames
         lines.append("%s: %s" % (type(exc).__name__, exc))
         for line in lines:
             self._log_line(line)

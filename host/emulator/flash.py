@@ -117,6 +117,19 @@ class Flash:
         self._fs = fs
         self.cwd = "/"
 
+    def forget(self):
+        """Blocks changed under the mounted filesystem (the MicroPython VM writes them
+        directly): drop the cache and remount before the host reads files again."""
+        self._files.clear()
+        self._stale = True
+
+    def _fresh(self):
+        if getattr(self, "_stale", False):
+            self._stale = False
+            cwd = self.cwd
+            self.mount()
+            self.cwd = cwd
+
     def cut_after_writes(self, n):
         """Drop every flash program/erase after the next `n` (a power cut mid-write)."""
         self.context.progs_left = n
@@ -143,6 +156,7 @@ class Flash:
 
     def read_file(self, path):
         """Contents of a file, or None if there is none (cached for the import system)."""
+        self._fresh()
         if path in self._files:
             return self._files[path]
         try:
@@ -165,6 +179,7 @@ class Flash:
             return False
 
     def is_dir(self, path):
+        self._fresh()
         try:
             return self._fs.stat(path).type == 2
         except (LittleFSError, OSError):
