@@ -12,6 +12,7 @@ COMMANDS = {
     "centre": ("host.centre.cli", "run the monitoring-centre emulator on a transport URL"),
     "emulate": ("host.emulate", "run a scenario on emulated devices against the emulated centre"),
     "scenarios": ("host.emulate", "list the built-in scenarios"),
+    "flash-image": ("host.flash_image", "list, print or extract the files of a flash image"),
 }
 
 
@@ -35,7 +36,7 @@ def main(argv=None):
         print("vigil: unknown command %r (try `vigil --help`)" % name, file=sys.stderr)
         return 2
     module = importlib.import_module(entry[0])
-    runner = getattr(module, "main_" + name, None) or module.main
+    runner = getattr(module, "main_" + name.replace("-", "_"), None) or module.main
     try:
         return runner(argv[1:])
     except KeyboardInterrupt:

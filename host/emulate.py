@@ -421,8 +421,10 @@ def runtime_summary(runtime, devices):
             "device_faults": faults}
 
 
-def run(sc, seed=None, progress=None, trace_path=None, runtime="cpython", heap_bytes=None):
-    """Run a loaded scenario; returns (summary dict, timeline rows)."""
+def run(sc, seed=None, progress=None, trace_path=None, runtime="cpython", heap_bytes=None,
+        save_flash=None):
+    """Run a loaded scenario; returns (summary dict, timeline rows). `save_flash`: a
+    directory that gets each device's flash image as device-ID.img at the end."""
     started = time.perf_counter()
     with one_core():
         sim = ScenarioRun(sc, seed, runtime=runtime, heap_bytes=heap_bytes)
@@ -435,6 +437,9 @@ def run(sc, seed=None, progress=None, trace_path=None, runtime="cpython", heap_b
                 with open(trace_path, "w", encoding="utf-8") as f:
                     for line in sim.trace_lines():
                         f.write(line + "\n")
+            if save_flash:
+                for device_id, dev in sim.devices.items():
+                    Path(save_flash, "device-%s.img" % device_id).write_bytes(dev.flash.image)
             return summary, timeline
         finally:
             sim.close()
@@ -519,7 +524,13 @@ def main(argv):
                         "MicroPython VM, one process per boot, on littlefs")
     parser.add_argument("--heap", metavar="SIZE", help="the VM's heap (-X heapsize), e.g. "
                         "96K (micropython runtime only; default 256K)")
+    parser.add_argument("--save-flash", metavar="DIR", help="write each device's flash image "
+                        "to DIR/device-ID.img at the end (read it with `vigil flash-image`)")
     args = parser.parse_args(argv)
+    if args.save_flash and not os.path.isdir(args.save_flash):
+        print("vigil emulate: --save-flash %s: not a directory" % args.save_flash,
+              file=sys.stderr)
+        return 2
     heap_bytes = None
     if args.heap is not None:
         from host.emulator.vm import parse_heap
@@ -554,7 +565,8 @@ def main(argv):
             return 2
     progress = None if args.json else _progress_bar(sc["scenario"]["duration_s"])
     summary, timeline = run(sc, seed=args.seed, progress=progress, trace_path=args.trace,
-                            runtime=args.runtime, heap_bytes=heap_bytes)
+                            runtime=args.runtime, heap_bytes=heap_bytes,
+                            save_flash=args.save_flash)
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:
