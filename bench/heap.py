@@ -38,9 +38,10 @@ def trial(name, hours, heap_kib):
             while t < duration_ms:
                 t = min(duration_ms, t + step_ms)
                 sim.world.run_until(t)
-                if any(d.vm.faults or d.crashes for d in sim.devices.values()):
+                if any(d.faults or d.crashes for d in sim.devices.values()):
                     break
-            faults = [text for d in sim.devices.values() for _t, text in d.vm.faults]
+            faults = ["%s: %s" % (kind, detail) for d in sim.devices.values()
+                      for _t, kind, detail in d.faults]
             crashes = [text for d in sim.devices.values() for _t, text in d.crashes]
             peaks = [d.vm.peak_heap_bytes or 0 for d in sim.devices.values()]
         finally:

@@ -4,6 +4,11 @@ the other. `main.py` builds the board and calls `App(hw).run()`.
 One pass of the superloop (`step`): feed the watchdog, collect events (button edges, link
 frames, GNSS fixes, then a tick), hand each to the core, carry out its actions, then ask
 the core how long and how deeply to sleep. Log lines are short and go to stdout.
+
+How it sleeps follows docs/LINK.md: awake (polling the UARTs) while the GNSS is on or the
+link's peer holds the wake line low; otherwise LINK_READY goes low, a guard time lets a
+packet already on the wire land, the link UART is flushed, and the board light- or
+deep-sleeps until a timer, the button (ext0) or the wake line (ext1).
 """
 import gc
 
@@ -17,9 +22,17 @@ from firmware import persist
 from firmware.store import Queue
 from protocol import codec, messages
 
-FW_VERSION = (1, 0, 0)
+FW_VERSION = (1, 1, 0)
 _MAX_ALARM_FRAMES = 8
 _DEV_KEY = bytes(16)
+# After LINK_READY drops, a packet the peer had already started still lands: the longest
+# frame (243 bytes + delimiter) takes 21 ms at 115200 baud.
+_READY_GUARD_MS = 25
+# No deep sleep this soon after link traffic: the ACK of what was sent is on its way, and
+# waking from light sleep for it costs far less than a boot.
+_LISTEN_AFTER_TRAFFIC_MS = 3000
+# While the peer holds the wake line low, look at the UART at least this often.
+_WAKE_LINE_POLL_MS = 20
 
 
 def log(text):
@@ -49,9 +62,11 @@ def _make_gnss(hw):
 
 
 class App:
-    def __init__(self, hw, root=""):
+    def __init__(self, hw, root="", guard=None):
         self.hw = hw
         self.root = root
+        self.guard = guard                     # bootguard.BootGuard, cleared at the first sleep
+        self._last_traffic = None              # ticks of the last frame in or out
         self.flash = persist.FlashState(root + "/state")
         self.rtc_state = persist.RtcState(hw.rtc)
         self.counter = persist.MessageCounter(root + "/state/counter.bin")
@@ -106,8 +121,13 @@ class App:
             slept_at = slept_at if isinstance(slept_at, int) else self.rtc_ms()
             deep["slept_ms"] = max(0, self.rtc_ms() - slept_at)
         self.core = core_mod.Core(cfg, state)
-        hw.arm_button_wake()
+        hw.arm_wakes()
         self.wdt = hw.watchdog()
+        import select
+        self._poller = select.poll()
+        self._poller.register(hw.link_uart, select.POLLIN)
+        self._poller.register(hw.gnss_uart, select.POLLIN)
+        hw.ready(1)
         log("boot %d cause %d device %d counter %d queue %d" % (
             boots, cause, device_id, state["counter"], len(self.queue)))
         hello = {"fw_major": FW_VERSION[0], "fw_minor": FW_VERSION[1],
@@ -133,7 +153,10 @@ class App:
         self.outputs.wake(now)
         for pressed, ticks in self.button.events():
             self.dispatch(("button", pressed), ticks)
-        for frame in self.link.poll():
+        frames = self.link.poll()
+        if frames or self.link.duplicates:
+            self._last_traffic = now
+        for frame in frames:
             self.dispatch(("rx", frame.name, frame.fields, frame.counter, frame.flags), now)
         for frame in self.link.duplicates:
             self.dispatch(("rx_duplicate", frame.counter, frame.flags), now)
@@ -147,10 +170,27 @@ class App:
         if out_next is not None:
             mode = "idle"
             sleep_ms = min(sleep_ms, max(0, core_mod.ticks_diff(out_next, now)))
+        if self.gnss.powered:
+            mode = "idle"                       # the GNSS UART hears nothing in light sleep
+        if hw.link_wake_asserted():
+            mode = "idle"                       # the peer is waiting to send
+            sleep_ms = min(sleep_ms, _WAKE_LINE_POLL_MS)
+        if mode == "deep" and self._last_traffic is not None and core_mod.ticks_diff(
+                now, self._last_traffic) < _LISTEN_AFTER_TRAFFIC_MS:
+            mode = "light"
+            sleep_ms = min(sleep_ms, _LISTEN_AFTER_TRAFFIC_MS)
         return mode, sleep_ms
 
     def sleep(self, mode, sleep_ms):
         hw = self.hw
+        if mode == "idle" or sleep_ms <= 0:
+            if sleep_ms > 0:
+                self._poller.poll(sleep_ms)     # awake: returns early on bytes or an IRQ
+            return
+        if not self._quiet_link():
+            return
+        if self.guard is not None:
+            self.guard.clear()                  # a full pass ran: not a crash loop
         if mode == "deep":
             self.gnss.power(0)
             # The core's timers resume at the wake, less the time slept by the RTC.
@@ -158,11 +198,25 @@ class App:
             state["deep"]["rtc_ms"] = self.rtc_ms()
             self.rtc_state.save(state)
             log("deep sleep %d ms" % sleep_ms)
+            hw.link_uart.flush()
+            hw.hold_outputs()
             hw.machine.deepsleep(sleep_ms)
-        elif mode == "light" and sleep_ms > 0:
-            hw.machine.lightsleep(sleep_ms)
-        elif sleep_ms > 0:
-            hw.time.sleep_ms(sleep_ms)
+        hw.link_uart.flush()
+        hw.machine.lightsleep(sleep_ms)
+        hw.after_light_sleep()
+        hw.ready(1)
+
+    def _quiet_link(self):
+        """Stop listening before a sleep: LINK_READY low, then a guard time for a packet the
+        peer had already started. Bytes that came in meanwhile (or a wake line still held)
+        mean another pass instead of the sleep."""
+        hw = self.hw
+        hw.ready(0)
+        hw.time.sleep_ms(_READY_GUARD_MS)
+        if hw.link_uart.any() or hw.link_wake_asserted():
+            hw.ready(1)
+            return False
+        return True
 
     def rtc_ms(self):
         """The RTC in ms: unlike ticks, it keeps counting through deep sleep."""
@@ -186,7 +240,7 @@ class App:
         # snapshot (which follows the send in the same batch) is saved: a power cut at any
         # write before that leaves no alarm the centre has but the device forgot.
         for frame in self._alarm_writes:
-            self.link.write(frame)
+            self._write(frame)
         self._alarm_writes = []
 
     def act(self, action, now):
@@ -198,7 +252,7 @@ class App:
             if frame is None:
                 log("resend %d: not stored" % action[1])
             else:
-                self.link.write(frame)
+                self._write(frame)
         elif kind == "flush":
             self._flush(action[1], action[2], action[3])
         elif kind == "acked":
@@ -208,6 +262,7 @@ class App:
                 self.events.append(("queue_depth", len(self.queue)))
         elif kind == "gnss":
             self.gnss.power(action[1])
+            self.hw.cpu_slow(action[1])
         elif kind == "haptic":
             self.outputs.haptic(action[1])
         elif kind == "led":
@@ -228,6 +283,10 @@ class App:
         elif kind == "log":
             log(action[1])
 
+    def _write(self, frame):
+        self.link.write(frame)
+        self._last_traffic = self.hw.ticks_ms()
+
     def _send(self, action):
         _, name, fields, flags, counter, store = action
         self.counter.ensure(counter + 1)               # reserve before the counter is used
@@ -247,7 +306,7 @@ class App:
                 del self.alarm_frames[min(self.alarm_frames)]
             self._alarm_writes.append(frame)
         else:
-            self.link.write(frame)
+            self._write(frame)
 
     def _restore_panic(self, state):
         """A power cut after a panic ALARM reached the flash queue but before the core's
@@ -300,7 +359,7 @@ class App:
             except ValueError as exc:                  # FrameError/PayloadError: bad record
                 log("flush %d: %s" % (counter, exc))
                 continue
-            self.link.write(again)
+            self._write(again)
             sent += 1
         if sent:
             log("flushed %d queued record(s)" % sent)

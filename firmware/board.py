@@ -2,10 +2,12 @@
 
     hw = board.build()            # imports machine/esp32/time now, not at import time
     hw.button_pin, hw.gnss_uart, hw.gnss_en, hw.battery_adc, hw.charger_pin, hw.led_pin,
-    hw.haptic_pin, hw.link_uart, hw.rtc, hw.machine, hw.esp32, hw.time
+    hw.haptic_pin, hw.link_uart, hw.link_wake, hw.link_ready, hw.rtc, hw.machine, hw.esp32,
+    hw.time
 
 Everything the firmware touches on the hardware goes through this object, so the emulator
-(which provides the same modules) and tests can hand in their own.
+(which provides the same modules) and tests can hand in their own. The rules it follows are
+in docs/HARDWARE.md and docs/LINK.md.
 """
 
 
@@ -16,22 +18,27 @@ class Board:
         self.esp32 = esp32
         self.time = time
         self.pins = pins
+        # Outputs first, releasing the hold that kept them low through deep sleep (a held pad
+        # ignores writes until gpio_hold_dis).
+        self.gnss_en = Pin(pins.GNSS_EN_PIN, Pin.OUT, value=0, hold=False)
+        self.led_pin = Pin(pins.LED_PIN, Pin.OUT, value=0, hold=False)
+        self.haptic_pin = Pin(pins.HAPTIC_PIN, Pin.OUT, value=0, hold=False)
+        self.link_ready = Pin(pins.LINK_READY_PIN, Pin.OUT, value=0, hold=False)
         self.button_pin = Pin(pins.PANIC_BUTTON_PIN, Pin.IN, Pin.PULL_UP)
-        self.gnss_en = Pin(pins.GNSS_EN_PIN, Pin.OUT, value=0)
+        self.link_wake = Pin(pins.LINK_WAKE_PIN, Pin.IN, Pin.PULL_UP)
         self.gnss_uart = machine.UART(pins.GNSS_UART_ID, baudrate=pins.GNSS_BAUD,
                                       tx=pins.GNSS_TX_PIN, rx=pins.GNSS_RX_PIN,
                                       rxbuf=pins.GNSS_RXBUF)
         self.battery_adc = machine.ADC(Pin(pins.BATTERY_ADC_PIN))
-        # The divided cell voltage (up to 2.1 V) needs the 11 dB range (150..2450 mV);
-        # at the 0 dB default the ADC saturates at 950 mV and reads an empty battery.
+        # The divided cell voltage (up to 2.1 V) needs the 11 dB range (150..2450 mV). It is
+        # the port's default, but a board file must not depend on a default.
         self.battery_adc.atten(machine.ADC.ATTN_11DB)
         self.charger_pin = Pin(pins.CHARGER_SENSE_PIN, Pin.IN)
-        self.led_pin = Pin(pins.LED_PIN, Pin.OUT, value=0)
-        self.haptic_pin = Pin(pins.HAPTIC_PIN, Pin.OUT, value=0)
         self.link_uart = machine.UART(pins.LINK_UART_ID, baudrate=pins.LINK_BAUD,
                                       tx=pins.LINK_TX_PIN, rx=pins.LINK_RX_PIN,
                                       rxbuf=pins.LINK_RXBUF)
         self.rtc = machine.RTC()
+        self._held = (self.gnss_en, self.led_pin, self.haptic_pin, self.link_ready)
 
     def ticks_ms(self):
         return self.time.ticks_ms()
@@ -39,10 +46,41 @@ class Board:
     def watchdog(self):
         return self.machine.WDT(timeout=self.pins.WDT_TIMEOUT_MS)
 
-    def arm_button_wake(self):
-        # Wake from light and deep sleep when the panic button goes low (pressed).
+    def cpu_slow(self, slow):
+        """80 MHz while the CPU mostly waits awake for the GNSS (it cannot light-sleep then):
+        25.5 instead of 35.5 mA (ESP32 datasheet, Modem-sleep); 160 MHz, MicroPython's
+        default, otherwise."""
+        self.machine.freq(80000000 if slow else 160000000)
+
+    def arm_wakes(self):
+        """Wake from light and deep sleep on a press (ext0, level 0) or when the link's peer
+        pulls the wake line low (ext1, ALL_LOW on its one pin). Nothing else can wake the
+        chip: a UART hears nothing in sleep (docs/LINK.md)."""
+        esp32 = self.esp32
         # The stub declares wake_on_ext0 positional-only; the port takes pin=, level= too.
-        self.esp32.wake_on_ext0(self.button_pin, self.esp32.WAKEUP_ALL_LOW)
+        esp32.wake_on_ext0(self.button_pin, esp32.WAKEUP_ALL_LOW)
+        esp32.wake_on_ext1((self.link_wake,), esp32.WAKEUP_ALL_LOW)
+
+    def ready(self, listening):
+        """LINK_READY: 1 while the link UART is heard, 0 before any sleep."""
+        self.link_ready.value(1 if listening else 0)
+
+    def link_wake_asserted(self):
+        return self.link_wake.value() == 0
+
+    def after_light_sleep(self):
+        """ext0/ext1 leave their pads on the RTC mux; only a mode-setting init gives them back
+        to the GPIO matrix (machine_pin.c rtc_gpio_deinit). Until then the button can read
+        pressed and fire no edges."""
+        Pin = self.machine.Pin
+        self.button_pin.init(Pin.IN, Pin.PULL_UP)
+        self.link_wake.init(Pin.IN, Pin.PULL_UP)
+
+    def hold_outputs(self):
+        """Before deep sleep: the digital outputs stop, so each output pad would float.
+        Hold their levels (all four are RTC GPIOs, which keep a hold through deep sleep)."""
+        for pin in self._held:
+            pin.init(hold=True)
 
     def reset_cause(self):
         """The HELLO reset cause (protocol.messages RESET_*)."""

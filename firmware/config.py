@@ -30,13 +30,17 @@ CONFIG_KEYS = {
 
 # Local settings: name -> (min, max, default). Not settable over the air.
 LOCAL_KEYS = {
+    # 1: the board has the link's wake line (docs/LINK.md): the peer wakes the device when it
+    # has a downlink, so there are no listen windows. 0: listen before each reachability
+    # bound runs out (a board whose peer cannot wake it).
+    "wake_line": (0, 1, 1),
     # Wake this long before the reachability bound runs out, so a held downlink is drained
     # within the bound even with boot/wake jitter: 30 s bound -> a listen window every 25 s.
     "listen_margin_ms": (0, 60000, 5000),
     # Deep sleep only when the next wake is at least this far away. Waking from deep sleep
-    # is a full boot (~0.3-1 s at 40-60 mA, i.e. 12-60 mAs) while light sleep costs ~0.8 mA
-    # (20 mAs per 25 s window): with the default 30 s reachability bound deep sleep never
-    # pays, so the device light-sleeps. A bound of several minutes lets it deep-sleep.
+    # is a full boot (~0.6-1 s at 25-40 mA, i.e. 15-40 mAs) while light sleep costs ~0.8 mA:
+    # deep sleep pays for gaps above about a minute. The wake line keeps the device
+    # reachable in deep sleep too (a boot, ~1 s).
     "deep_sleep_min_s": (0, 86400, 120),
     # Button contacts bounce for a few ms; a release shorter than this is not a release.
     "debounce_ms": (0, 500, 30),

@@ -270,9 +270,11 @@ class Core:
 
     def _fast_wake(self):
         """Wake every poll_ms: the GNSS streams NMEA at 1 Hz into a UART buffer that holds
-        a few seconds, and while tracking a downlink must reach the wearer within seconds.
-        A light-sleep wake costs ~0.5 ms of CPU (~0.02 mAs): far below the GNSS current."""
-        return self.gnss_on or self.mode() in _TRACKING
+        a few seconds. Without a wake line, also while tracking: a downlink must reach the
+        wearer within seconds. A light-sleep wake costs ~0.5 ms of CPU (~0.02 mAs)."""
+        if self.gnss_on:
+            return True
+        return not self.cfg["wake_line"] and self.mode() in _TRACKING
 
     def sleep_plan(self, now):
         """(mode, sleep_ms): "idle" = stay awake (short waits, button held), "light" = light
@@ -521,7 +523,7 @@ class Core:
         if resume is not None:
             self._resume(resume, now, out)           # a deep-sleep wake: no HELLO
         else:
-            due["listen"] = self._listen_at(now)
+            self._plan_listen(now)
             due["heartbeat"] = self._at(now, "heartbeat_s")
             due["self_test"] = self._at(now, "self_test_s")
             due["no_contact"] = self._at(now, "no_contact_s")
@@ -569,9 +571,14 @@ class Core:
             out.append(("led", "no_contact"))          # the LED state did not survive
         out.append(("log", "resume after %d s of deep sleep" % (slept_ms // 1000)))
 
-    def _listen_at(self, now):
-        return ticks_add(now, max(1000, self.cfg["reachability_s"] * 1000
-                                  - self.cfg["listen_margin_ms"]))
+    def _plan_listen(self, now):
+        """A board without a wake line listens by itself: a window before each
+        reachability bound runs out. With the wake line (docs/LINK.md) the peer wakes it."""
+        if self.cfg["wake_line"]:
+            self._due.pop("listen", None)
+            return
+        self._due["listen"] = ticks_add(now, max(1000, self.cfg["reachability_s"] * 1000
+                                                 - self.cfg["listen_margin_ms"]))
 
     # --- timers -----------------------------------------------------------------------------
     def _run_timers(self, now, out):
@@ -605,7 +612,7 @@ class Core:
                 self._due["press"] = ticks_add(self._press_at, self.cfg["long_press_ms"])
 
     def _t_listen(self, now, out):
-        self._due["listen"] = self._listen_at(now)
+        self._plan_listen(now)
 
     def _t_battery(self, now, out):
         self._due["battery"] = self._at(now, "battery_sample_s")
@@ -682,6 +689,11 @@ class Core:
                   "link_quality": quality, "queue_depth": min(self.queue_depth, 0xFFFF),
                   "uptime_s": self._uptime_s(now), "status": self.status()}
         self._send("HEARTBEAT", fields, STORE_NONE, now, out)
+        # A fix due soon rides this wake and this radio connection: a boot and a modem
+        # connection each cost more than a fix taken a little early.
+        fix_due = self._due.get("fix")
+        if fix_due is not None and ticks_diff(fix_due, now) < self.cfg["deep_sleep_min_s"] * 1000:
+            self._due["fix"] = now
 
     def _uptime_ms(self, now):
         return self._uptime_base_ms + max(0, ticks_diff(now, self._boot_at))
@@ -701,7 +713,7 @@ class Core:
         self._boot(event[1], now, out)
 
     def _e_tick(self, event, now, out):
-        self._due["listen"] = self._listen_at(now)
+        self._plan_listen(now)
 
     def _e_button(self, event, now, out):
         pressed = 1 if event[1] else 0
@@ -877,7 +889,7 @@ class Core:
         due = self._due
         due["heartbeat"] = self._at(now, "low_battery_heartbeat_s" if self.low_power
                                     else "heartbeat_s")
-        due["listen"] = self._listen_at(now)
+        self._plan_listen(now)
         due.pop("fix", None)
         due.pop("upload", None)
         self._replan(now, out)

@@ -6,9 +6,14 @@ in the emulator is what `vigil deploy` would put on the board.
 """
 from pathlib import Path
 
-DEFAULT_BLOCK_SIZE = 4096
-# 2 MiB: the size of MicroPython's default vfs partition on a 4 MiB ESP32 module.
-DEFAULT_BLOCK_COUNT = 512
+from host.emulator.flash import BLOCK_COUNT, BLOCK_SIZE, VFS_OFFSET, board_littlefs
+
+# The board's vfs partition (host/emulator/flash.py, docs/HARDWARE.md "flash geometry"):
+# 512 blocks of 4096 bytes at VFS_OFFSET of a 4 MiB ESP32-WROOM-32E, with MicroPython's
+# littlefs config, so an image written at VFS_OFFSET mounts on the board as it does here.
+DEFAULT_BLOCK_SIZE = BLOCK_SIZE
+DEFAULT_BLOCK_COUNT = BLOCK_COUNT
+IMAGE_OFFSET = VFS_OFFSET
 
 
 class DeployError(ValueError):
@@ -38,11 +43,13 @@ def device_files(repo_root):
 
 def build_image(files, block_count=DEFAULT_BLOCK_COUNT, block_size=DEFAULT_BLOCK_SIZE):
     """Return a littlefs v2 image (bytes) holding `files` ({device path: bytes})."""
-    from littlefs import LittleFS, LittleFSError
+    from littlefs import LittleFSError
 
     if block_count < 2 or block_size < 128:
         raise DeployError("image of %d blocks of %d bytes is too small" % (block_count, block_size))
-    fs = LittleFS(block_size=block_size, block_count=block_count)
+    fs = board_littlefs(block_count=block_count, block_size=block_size, mount=False)
+    fs.format()
+    fs.mount()
     try:
         for path in sorted(files):
             if not path.startswith("/"):

@@ -88,7 +88,7 @@ def percentiles(values):
 class ScenarioRun:
     """One scenario: a World of emulated devices, their links plugged into one Centre."""
 
-    def __init__(self, sc, seed=None, runtime="cpython", heap_bytes=None):
+    def __init__(self, sc, seed=None, firmware_files=None, runtime="cpython", heap_bytes=None):
         self.sc = sc
         self.runtime = runtime
         self.seed = sc["scenario"]["seed"] if seed is None else seed
@@ -107,7 +107,7 @@ class ScenarioRun:
                                       alarm_m=centre_cfg["alarm_m"]),
         ))
         self._centre_tick_at = None
-        base_files = device_files(REPO)
+        base_files = device_files(REPO) if firmware_files is None else firmware_files
         self.devices = {}
         self.routes = {}
         link = sc["link"]
@@ -128,7 +128,7 @@ class ScenarioRun:
             self.routes[device_id] = route
             dev = self.world.add_device(
                 device_id, key=device_key(self.seed, device_id), files=files,
-                link=link_options,
+                profile=sc["scenario"]["profile"], link=link_options,
                 gnss=dict(route=route,
                           indoor=[(s["start_s"] * 1000, (s["start_s"] + s["duration_s"]) * 1000)
                                   for s in spec["indoor"]]),
@@ -335,11 +335,19 @@ class ScenarioRun:
             # How long the link held each downlink for a sleeping device (listen windows).
             "downlink_wait_ms": percentiles([w[2] for d in self.devices.values()
                                              for w in d.link.downlink_waits]),
+            "profile": self.sc["scenario"]["profile"],
             "energy_mah": round(sum(r["energy_mah"] for r in reports), 4),
+            "board_mah": round(sum(r["board_mah"] for r in reports), 4),
             "avg_current_ma": round(sum(r["avg_current_ma"] for r in reports) / n, 4),
             "floor_ratio": round(sum(r["floor_ratio"] for r in reports) / n, 3),
             "projected_battery_days": round(min(r["projected_battery_days"] for r in reports), 2),
             "crashes": sum(len(d.crashes) for d in self.devices.values()),
+            # What left a board unable to run its firmware: at the REPL, stuck in the ROM
+            # (strapping), out of heap (docs/HARDWARE.md).
+            "device_faults": [{"device": device_id, "t_ms": round(t_ms, 3), "kind": kind,
+                               "detail": detail}
+                              for device_id, d in self.devices.items()
+                              for t_ms, kind, detail in d.faults],
             "trace_sha256": digest.hexdigest(),
             **runtime_summary(self.runtime, self.devices),
         }
@@ -405,29 +413,43 @@ def one_core():
             os.sched_setaffinity(0, allowed)
 
 
+def firmware_tree(path):
+    """Device files from another firmware tree: a checkout (with firmware/ and protocol/) or a
+    firmware/ folder alone (the protocol then comes from this repository)."""
+    root = Path(path)
+    if not root.is_dir():
+        raise ValueError("--firmware %s: not a directory" % path)
+    if (root / "firmware").is_dir():
+        return device_files(root)
+    if not (root / "main.py").is_file():
+        raise ValueError("--firmware %s: neither a checkout with firmware/ nor a firmware "
+                         "folder with main.py" % path)
+    files = {path: data for path, data in device_files(REPO).items()
+             if path.startswith("/lib/protocol/")}
+    for src in sorted(root.glob("*.py")):
+        name = src.name
+        files["/" + name if name in ("boot.py", "main.py") else "/lib/firmware/" + name] = \
+            src.read_bytes()
+    return files
+
+
 def runtime_summary(runtime, devices):
-    """`runtime`, `peak_heap_bytes` ({device id: bytes}, from gc.mem_alloc() at each wake;
-    None under CPython, which has no firmware heap to measure) and `device_faults`
-    ([{device, t_ms, fault}]: MemoryError and VM deaths). Kept out of trace_sha256, which
-    must be the same under both runtimes."""
-    peaks, faults = {}, []
-    for device_id, dev in devices.items():
-        if dev.vm is None:
-            continue
-        peaks[str(device_id)] = dev.vm.peak_heap_bytes
-        faults.extend({"device": device_id, "t_ms": t_ms, "fault": text}
-                      for t_ms, text in dev.vm.faults)
-    return {"runtime": runtime, "peak_heap_bytes": peaks if runtime != "cpython" else None,
-            "device_faults": faults}
+    """`runtime` and `peak_heap_bytes` ({device id: bytes}, gc.mem_alloc() sampled in the VM
+    at each wake; None under CPython, whose heap is a model). Kept out of trace_sha256, which
+    must be the same under both runtimes; a MemoryError is a device fault (device_faults)."""
+    peaks = {str(device_id): dev.vm.peak_heap_bytes for device_id, dev in devices.items()
+             if dev.vm is not None}
+    return {"runtime": runtime, "peak_heap_bytes": peaks if runtime != "cpython" else None}
 
 
-def run(sc, seed=None, progress=None, trace_path=None, runtime="cpython", heap_bytes=None,
-        save_flash=None):
+def run(sc, seed=None, progress=None, trace_path=None, firmware_files=None, runtime="cpython",
+        heap_bytes=None, save_flash=None):
     """Run a loaded scenario; returns (summary dict, timeline rows). `save_flash`: a
     directory that gets each device's flash image as device-ID.img at the end."""
     started = time.perf_counter()
     with one_core():
-        sim = ScenarioRun(sc, seed, runtime=runtime, heap_bytes=heap_bytes)
+        sim = ScenarioRun(sc, seed, firmware_files=firmware_files, runtime=runtime,
+                          heap_bytes=heap_bytes)
         try:
             sim.run(progress)
             wall_s = time.perf_counter() - started
@@ -481,8 +503,10 @@ def format_summary(summary, timeline):
         "first tag report inside the radius to haptic warning: " + _ms(
             s["proximity_observed_latency_ms"]),
         "downlinks held for a sleeping device: " + _ms(s["downlink_wait_ms"]),
-        "energy: %.2f mAh, average %.3f mA, %.1fx the physical floor, battery lasts %.1f days" % (
-            s["energy_mah"], s["avg_current_ma"], s["floor_ratio"], s["projected_battery_days"]),
+        "energy: %.2f mAh on %s (%.2f of it the board's constant draws), average %.3f mA, "
+        "%.1fx the physical floor, battery lasts %.1f days" % (
+            s["energy_mah"], s["profile"], s["board_mah"], s["avg_current_ma"], s["floor_ratio"],
+            s["projected_battery_days"]),
         "trace sha256: " + s["trace_sha256"],
     ]
     if s["crashes"]:
@@ -490,9 +514,9 @@ def format_summary(summary, timeline):
     if s.get("runtime") == "micropython":
         lines.append("MicroPython VM: peak heap %s bytes (gc.mem_alloc() at each wake)" % (
             ", ".join("device %s %s" % kv for kv in sorted(s["peak_heap_bytes"].items()))))
-        for fault in s["device_faults"][:10]:
-            lines.append("device fault: device %s at %s: %s" % (
-                fault["device"], _clock(fault["t_ms"]), fault["fault"]))
+    for fault in s["device_faults"]:
+        lines.append("device %s fault at %s: %s: %s" % (
+            fault["device"], _clock(fault["t_ms"]), fault["kind"], fault["detail"]))
     return "\n".join(lines)
 
 
@@ -511,6 +535,34 @@ def _progress_bar(duration_s):
     return show
 
 
+def _runtime_options(args):
+    """--runtime/--heap/--save-flash checked: the heap in bytes (None: the default), or False
+    after printing a one-line error."""
+    if args.save_flash and not os.path.isdir(args.save_flash):
+        print("vigil emulate: --save-flash %s: not a directory" % args.save_flash,
+              file=sys.stderr)
+        return False
+    heap_bytes = None
+    if args.heap is not None:
+        from host.emulator.vm import parse_heap
+        if args.runtime != "micropython":
+            print("vigil emulate: --heap needs --runtime micropython", file=sys.stderr)
+            return False
+        try:
+            heap_bytes = parse_heap(args.heap)
+        except ValueError as e:
+            print("vigil emulate: --heap: %s" % e, file=sys.stderr)
+            return False
+    if args.runtime == "micropython":
+        from host.emulator.vm import VmUnavailable, check_available
+        try:
+            check_available()
+        except VmUnavailable as e:
+            print("vigil emulate: --runtime micropython: %s" % e, file=sys.stderr)
+            return False
+    return heap_bytes
+
+
 def main(argv):
     parser = argparse.ArgumentParser(prog="vigil emulate", description=(
         "Run a scenario (a built-in name or a TOML file) on emulated devices against the "
@@ -519,6 +571,9 @@ def main(argv):
     parser.add_argument("--seed", type=int, help="override the scenario's seed")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--trace", metavar="FILE.jsonl", help="write every event as JSON lines")
+    parser.add_argument("--firmware", metavar="DIR", help=(
+        "run another firmware tree: a checkout with firmware/ and protocol/, or a firmware "
+        "folder; its stdout, tracebacks and REPL show in --trace as device_log events"))
     parser.add_argument("--runtime", choices=("cpython", "micropython"), default="cpython",
                         help="run the firmware under CPython (default) or in the real "
                         "MicroPython VM, one process per boot, on littlefs")
@@ -527,27 +582,15 @@ def main(argv):
     parser.add_argument("--save-flash", metavar="DIR", help="write each device's flash image "
                         "to DIR/device-ID.img at the end (read it with `vigil flash-image`)")
     args = parser.parse_args(argv)
-    if args.save_flash and not os.path.isdir(args.save_flash):
-        print("vigil emulate: --save-flash %s: not a directory" % args.save_flash,
-              file=sys.stderr)
+    heap_bytes = _runtime_options(args)
+    if heap_bytes is False:
         return 2
-    heap_bytes = None
-    if args.heap is not None:
-        from host.emulator.vm import parse_heap
-        if args.runtime != "micropython":
-            print("vigil emulate: --heap needs --runtime micropython", file=sys.stderr)
-            return 2
+    firmware_files = None
+    if args.firmware:
         try:
-            heap_bytes = parse_heap(args.heap)
-        except ValueError as e:
-            print("vigil emulate: --heap: %s" % e, file=sys.stderr)
-            return 2
-    if args.runtime == "micropython":
-        from host.emulator.vm import VmUnavailable, check_available
-        try:
-            check_available()
-        except VmUnavailable as e:
-            print("vigil emulate: --runtime micropython: %s" % e, file=sys.stderr)
+            firmware_files = firmware_tree(args.firmware)
+        except (ValueError, OSError) as e:
+            print("vigil emulate: %s" % e, file=sys.stderr)
             return 2
     try:
         sc = scenarios.load(args.scenario)
@@ -565,8 +608,8 @@ def main(argv):
             return 2
     progress = None if args.json else _progress_bar(sc["scenario"]["duration_s"])
     summary, timeline = run(sc, seed=args.seed, progress=progress, trace_path=args.trace,
-                            runtime=args.runtime, heap_bytes=heap_bytes,
-                            save_flash=args.save_flash)
+                            firmware_files=firmware_files, runtime=args.runtime,
+                            heap_bytes=heap_bytes, save_flash=args.save_flash)
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:

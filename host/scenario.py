@@ -216,6 +216,12 @@ def _cross_check(scenario, source):
     centre = scenario["centre"]
     if centre["alarm_m"] >= centre["warning_m"]:
         raise ScenarioError("%s: centre.alarm_m must be below centre.warning_m" % source)
+    from host.emulator.energy import profile_names  # the board profiles the emulator has
+
+    profile = scenario["scenario"]["profile"]
+    if profile not in profile_names():
+        raise ScenarioError("%s: scenario.profile %r is no board profile (expected one of: %s)"
+                            % (source, profile, ", ".join(profile_names())))
 
 
 def builtin_names():

@@ -29,8 +29,12 @@ def boot(world, main, device_id="d1", extra=None, **options):
     return world.add_device(device_id, files=files, **options)
 
 
+_REPL_LINES = ("MicroPython v", 'Type "help()"', ">>> ")
+
+
 def lines(dev):
-    return [line for _, line in dev.log]
+    """What the firmware printed, without the REPL's banner and prompt that follow main.py."""
+    return [line for _, line in dev.log if not line.startswith(_REPL_LINES)]
 
 
 # --- the time module on its own ---------------------------------------------------------
@@ -159,7 +163,8 @@ def test_deep_sleep_discards_ram_but_keeps_rtc_memory_and_flash(world):
     assert [g[7] for g in got] == ["1", "2", "3", "4"]  # RTC memory survives
     assert [g[9] for g in got] == ["1", "2", "3", "4"]  # flash survives
     boots = [t for t, _, kind, _ in world.trace if kind == "boot"]
-    assert boots[1] - boots[0] == pytest.approx(10_000 + 600, abs=1)  # sleep + boot time
+    # sleep + boot time + importing lib_state (HARDWARE.md "RAM and boot time")
+    assert boots[1] - boots[0] == pytest.approx(10_000 + 600, abs=5)
 
 
 def test_power_cut_loses_rtc_memory_but_not_flash(world):
@@ -197,7 +202,7 @@ if machine.reset_cause() != machine.WDT_RESET:
     assert resets == [(pytest.approx(600 + 5000 + 5000 + 0.5 + 2000, abs=1), "WDT_RESET watchdog expired")]
 
 
-def test_crash_is_reported_and_resets_the_board(world):
+def test_crash_is_reported_and_drops_to_the_repl(world):
     dev = boot(world, """
 import machine
 print("cause", machine.reset_cause())
@@ -208,7 +213,9 @@ if machine.reset_cause() == machine.PWRON_RESET:
     world.run_until(5000)
     assert dev.crashes and dev.crashes[0][1] == "ValueError: boom"
     assert '  File "/lib/helper.py", line 2, in fail' in lines(dev)
-    assert lines(dev)[-1] == "cause %d" % HARD_RESET
+    # ports/esp32/main.c: the traceback, then the REPL; no reset (HARDWARE.md)
+    assert dev.at_repl and [line for line in lines(dev) if line.startswith("cause")] == \
+        ["cause %d" % PWRON_RESET]
 
 
 def test_soft_reset_and_machine_reset_causes(world):
@@ -247,7 +254,7 @@ import machine, time
 hits = []
 def on_press(pin):
     hits.append(time.ticks_ms())
-btn = machine.Pin(0, machine.Pin.IN, machine.Pin.PULL_UP)
+btn = machine.Pin(33, machine.Pin.IN, machine.Pin.PULL_UP)
 btn.irq(handler=on_press, trigger=machine.Pin.IRQ_FALLING, wake=WAKE)
 t0 = time.ticks_ms()
 machine.lightsleep(60000)
@@ -255,14 +262,25 @@ print("slept", time.ticks_diff(time.ticks_ms(), t0), "hits", len(hits), "reason"
 """
 
 
-def test_pin_irq_with_wake_ends_lightsleep_early(world):
+def test_pin_irq_wake_with_an_edge_trigger_is_ignored_as_on_the_port(world):
+    # machine_pin.c takes `wake` only with a level trigger; with an edge it is dropped
+    # silently, so the board sleeps on and the edge is lost (HARDWARE.md, Pin.irq).
     dev = boot(world, IRQ_MAIN.replace("WAKE", "machine.SLEEP"))
     dev.button.press(at_ms=10_600)
     dev.button.release(at_ms=10_800)
     world.run_until(70_000)
     slept = lines(dev)[0].split()
+    assert 60_000 <= int(slept[1]) <= 60_002 and slept[3] == "0" and slept[5] == "4"
+
+
+def test_pin_irq_level_trigger_with_wake_is_ext0_and_installs_no_handler(world):
+    dev = boot(world, IRQ_MAIN.replace("IRQ_FALLING", "WAKE_LOW").replace("WAKE)", "machine.SLEEP)"))
+    dev.button.press(at_ms=10_600)
+    dev.button.release(at_ms=10_800)
+    world.run_until(70_000)
+    slept = lines(dev)[0].split()
     assert 10_000 <= int(slept[1]) <= 10_002
-    assert slept[3] == "1" and slept[5] == "2"  # handler ran; EXT0/PIN wake
+    assert slept[3] == "0" and slept[5] == "2"  # no handler ran; EXT0 wake
 
 
 def test_pin_irq_without_wake_is_lost_in_lightsleep(world):
@@ -277,7 +295,7 @@ def test_pin_irq_without_wake_is_lost_in_lightsleep(world):
 def test_irq_runs_during_time_sleep_and_ext0_wakes_deep_sleep(world):
     dev = boot(world, """
 import machine, time, esp32
-btn = machine.Pin(0, machine.Pin.IN, machine.Pin.PULL_UP)
+btn = machine.Pin(33, machine.Pin.IN, machine.Pin.PULL_UP)
 print("boot", machine.reset_cause(), machine.wake_reason())
 if machine.reset_cause() == machine.PWRON_RESET:
     seen = []
@@ -380,12 +398,17 @@ print(sorted(os.listdir("/")))
 
 LOSSY_MAIN = """
 import machine, time, random
-u = machine.UART(0, baudrate=115200, tx=1, rx=3)
+u = machine.UART(1, baudrate=115200, tx=18, rx=19)
+ready = machine.Pin(27, machine.Pin.OUT, value=1)
 machine.Pin(4, machine.Pin.OUT).on()
 g = machine.UART(2, baudrate=9600, tx=17, rx=16, rxbuf=1024)
 for i in range(40):
+    ready.on()
     u.write(bytes([1, i, random.getrandbits(8), 0]))
+    time.sleep_ms(200 + random.getrandbits(7))   # listening: the echo comes back
     n = g.any()
+    ready.off()
+    u.flush()
     machine.lightsleep(1000 + random.getrandbits(8))
     print(i, n, u.read())
 """
@@ -410,7 +433,7 @@ def test_same_seed_gives_the_same_trace_and_another_seed_does_not():
 def test_one_device_day_of_a_light_sleep_superloop_is_fast(world):
     dev = boot(world, """
 import machine, time
-led = machine.Pin(2, machine.Pin.OUT)
+led = machine.Pin(26, machine.Pin.OUT)
 while True:
     led.on()
     time.sleep_ms(2)

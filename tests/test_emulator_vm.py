@@ -20,7 +20,7 @@ def sleep_us(us, mode=0):
     _now[0] += us
 def pin_check(pin):
     return True
-def pin_init(pin, mode, pull, value):
+def pin_init(pin, mode, pull, value, hold=None):
     if value is not None:
         _pins[pin] = value
 def pin_set(pin, level):

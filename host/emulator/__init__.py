@@ -19,7 +19,8 @@ World(seed=0, utc_start_ms=2026-01-01T00:00Z, hang_timeout_s=30)
     now_us / now_ms           virtual time since the world began
     run_until(t_ms), run_for(ms)
     at(t_ms, fn, *args), after(delay_ms, fn, *args), at_us(t_us, fn, arg)
-    add_device(device_id, key=None, profile="esp32-devkitc", files=None | image=None,
+    add_device(device_id, key=None, profile="esp32-devkitc" | "product" | path to a TOML,
+               files=None | image=None,
                ticks_start_ms=None, rtc_utc_ms=None, link={...}, gnss={...},
                battery={...}, echo_stdout_to_link=False, trace_sleeps=False)
         -> EmulatedDevice (powered on at once; boots when the world runs)
@@ -43,7 +44,8 @@ EmulatedDevice
     link      Link: connect(on_uplink(data, t_ms)), uplinks, send_downlink(data),
               downlink_waits [(arrival_ms, delivered_ms, waited_ms)], stats, outage()
     energy    Energy: report() -> energy_mah, by_component_mah, avg_current_ma,
-              projected_battery_days, floor_mah, floor_ratio, counters
+              projected_battery_days, floor_mah, floor_ratio, board_mah, counters
+              (the profile's [board] draws count while the board has power)
     uarts     {id: Uart}: overflow_bytes, rx_bytes, tx_bytes, capacity
     power_cut(), power_on(), cut_power_after_flash_writes(n), drive_pin(pin, level),
     pin_level(pin), feed_uart(uart_id, data), state, listening, reset_cause, rtc_memory,

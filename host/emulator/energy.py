@@ -14,6 +14,20 @@ class ProfileError(ValueError):
     """A board profile that is missing or malformed."""
 
 
+def profile_names():
+    """The built-in board profiles, by name (profiles/*.toml)."""
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
+
+
+def board_draws(profile):
+    """[(component, mA)]: what the board draws whenever it has power, whatever the CPU does
+    (a regulator's quiescent current, a USB bridge, a power LED, a modem idling in eDRX):
+    the `[board]` keys ending in `_ma`, as components named `board:<key less _ma>`."""
+    board = profile.get("board", {})
+    return [("board:" + key[:-3], float(value)) for key, value in sorted(board.items())
+            if key.endswith("_ma")]
+
+
 def load_profile(name_or_path="esp32-devkitc"):
     """A profile as a dict, from a name in profiles/ or a path to a TOML file."""
     if isinstance(name_or_path, dict):
@@ -50,6 +64,8 @@ class Energy:
         self._since_us = {}
         self._mauss = {}  # component -> accumulated mA*us
         self.start_us = clock_us()
+        self._board = board_draws(profile)
+        self._powered = False
         self.counters = {"fixes": 0, "tx_frames": 0, "tx_bytes": 0, "rx_frames": 0,
                          "rx_bytes": 0, "wakes": 0, "boots": 0}
 
@@ -62,6 +78,11 @@ class Energy:
         self._ma[component] = ma
         self._state[component] = state
         self._since_us[component] = now
+        if component == "cpu" and (state != "off") != self._powered:
+            # The board's constant draws follow its power, not the CPU's sleep state.
+            self._powered = state != "off"
+            for name, draw in self._board:
+                self.set(name, draw if self._powered else 0.0, "on" if self._powered else "off")
 
     def state(self, component):
         return self._state.get(component, "")
@@ -87,12 +108,18 @@ class Energy:
     def current_ma(self):
         return sum(self._ma.values())
 
+    def board_mah(self):
+        """What the board's constant draws ([board] in the profile) have used so far."""
+        by_component = self.mah_by_component()
+        return sum(by_component.get(name, 0.0) for name, _ in self._board)
+
     def floor_mah(self):
-        """The physical floor for the same cadence: the device deep-asleep all the time with
-        the GNSS on backup power, plus each fix at hot-start cost and each frame's TX cost."""
+        """The physical floor for the same cadence on this board: the device deep-asleep all
+        the time with the GNSS on backup power, plus each fix at hot-start cost, each frame's
+        TX cost, and the board's constant draws (no firmware can avoid those)."""
         p = self.profile
         elapsed_h = (self._clock_us() - self.start_us) / _US_PER_HOUR
-        idle = (p["cpu"]["deep_sleep_ma"] + p["gnss"]["backup_ma"]) * elapsed_h
+        idle = (p["cpu"]["deep_sleep_ma"] + p["gnss"]["backup_ma"]) * elapsed_h + self.board_mah()
         fix = self.counters["fixes"] * p["gnss"]["acquisition_ma"] * p["gnss"]["hot_ttff_s"] / 3600
         radio = p["radio"]
         tx_us = self.counters["tx_frames"] * radio["frame_us"] + self.counters["tx_bytes"] * radio["per_byte_us"]
@@ -114,6 +141,7 @@ class Energy:
             "avg_current_ma": avg_ma,
             "projected_battery_days": capacity / avg_ma / 24 if avg_ma else float("inf"),
             "floor_mah": floor,
+            "board_mah": self.board_mah(),
             "floor_ratio": used / floor if floor else float("inf"),
             "counters": dict(self.counters),
         }

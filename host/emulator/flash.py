@@ -21,6 +21,38 @@ def _close_once(self):
 
 littlefs.FileHandle.close = _close_once  # type: ignore[method-assign]  # the workaround above
 
+# The littlefs an ESP32_GENERIC 4 MiB build mounts at "/" (docs/HARDWARE.md, flash geometry):
+# - the "vfs" partition: offset 0x200000, size 0x200000 (ports/esp32/partitions-4MiB.csv up to
+#   v1.25; from v1.26 partitions-4MiBplus.csv has none and main.c registers one from the end
+#   of the factory app, 0x200000, to the end of the 4 MiB flash: the same span);
+# - 4096-byte blocks (esp32_partition.c, the flash sector);
+# - the config extmod/vfs_lfsx.c gives littlefs when inisetup.py runs VfsLfs2.mkfs(bdev) and
+#   _boot.py mounts it with the defaults of extmod/vfs_lfs.c: readsize=32, progsize=32,
+#   lookahead=32; cache_size = min(block_size, 4 * max(read, prog)) = 128; block_cycles=100;
+#   name_max 255 (LFS_NAME_MAX); on-disk version 2.1 (lib/littlefs LFS2_DISK_VERSION).
+VFS_OFFSET = 0x200000
+VFS_SIZE = 0x200000
+BLOCK_SIZE = 4096
+BLOCK_COUNT = VFS_SIZE // BLOCK_SIZE
+LFS_CONFIG = {
+    "read_size": 32,
+    "prog_size": 32,
+    "cache_size": 128,
+    "lookahead_size": 32,
+    "block_cycles": 100,
+    "name_max": 255,
+    "disk_version": 0x00020001,
+}
+
+
+def board_littlefs(context=None, block_count=BLOCK_COUNT, block_size=BLOCK_SIZE, mount=True):
+    """A littlefs-python LittleFS configured as MicroPython configures the board's."""
+    config = dict(LFS_CONFIG)
+    config["cache_size"] = min(block_size, config["cache_size"])
+    return LittleFS(context=context, block_size=block_size, block_count=block_count,
+                    mount=mount, **config)
+
+
 _S_IFDIR = 0x4000
 _S_IFREG = 0x8000
 _WRITE_MODE_CHARS = frozenset("wax+")
@@ -88,10 +120,43 @@ def _os_error(exc):
     return OSError(code, errno.errorcode.get(code, "EIO"))
 
 
+class _File:
+    """A file on the emulated flash: littlefs-python's handle, with its errors turned into
+    MicroPython's OSError(errno) (a full flash is OSError 28, ENOSPC, as on the board)."""
+
+    __slots__ = ("_f", "_flash")
+
+    def __init__(self, handle, flash):
+        self._f = handle
+        self._flash = flash
+
+    def __getattr__(self, name):
+        attr = getattr(self._f, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            self._flash.check_power()
+            try:
+                return attr(*args, **kwargs)
+            except (LittleFSError, OSError) as e:
+                raise _os_error(e) from None
+        return call
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __iter__(self):
+        return iter(self._f)
+
+
 class Flash:
     """One device's flash. The bytearray survives resets; the mounted filesystem does not."""
 
-    def __init__(self, image, block_size=4096):
+    def __init__(self, image, block_size=BLOCK_SIZE):
         if len(image) % block_size or not image:
             raise ValueError("flash image of %d bytes is not a whole number of %d-byte blocks"
                              % (len(image), block_size))
@@ -108,8 +173,7 @@ class Flash:
 
     def mount(self):
         """(Re)mount from the raw blocks, as the board does at boot: open files are lost."""
-        fs = LittleFS(context=self.context, block_size=self.block_size,
-                      block_count=self.block_count, mount=False)
+        fs = board_littlefs(self.context, self.block_count, self.block_size, mount=False)
         try:
             fs.mount()
         except LittleFSError as e:
@@ -129,6 +193,8 @@ class Flash:
             cwd = self.cwd
             self.mount()
             self.cwd = cwd
+
+    on_power_lost = None          # set by the device: raises its power-cut reset
 
     def cut_after_writes(self, n):
         """Drop every flash program/erase after the next `n` (a power cut mid-write)."""
@@ -159,6 +225,7 @@ class Flash:
         self._fresh()
         if path in self._files:
             return self._files[path]
+        self.check_power()
         try:
             st = self._fs.stat(path)
             if st.type != 1:
@@ -198,11 +265,19 @@ class Flash:
             if "a" in mode and not self._exists(path):
                 # MicroPython's append mode creates the file; littlefs-python 0.19's does not.
                 self._fs.open(path, "wb").close()
-            return self._fs.open(path, mode)
+            self.check_power()
+            return _File(self._fs.open(path, mode), self)
         except (LittleFSError, OSError) as e:
             raise _os_error(e) from None
 
+    def check_power(self):
+        """After the power was cut mid-write the CPU has stopped: nothing more reaches the
+        filesystem (littlefs would also assert on its half-programmed cache)."""
+        if self.context.cut and self.on_power_lost is not None:
+            self.on_power_lost()
+
     def _call(self, fn, *args):
+        self.check_power()
         try:
             return fn(*args)
         except (LittleFSError, OSError) as e:

@@ -150,6 +150,7 @@ class Gnss:
         self._session_fixed = False
         self._set_energy()
         dev.on_output(en_pin, self._enable)
+        dev.attach_uart(uart_id, self.on_device_write)
 
     def set_route(self, route, start_ms=None):
         if isinstance(route, (list, tuple)):
@@ -182,6 +183,10 @@ class Gnss:
     def _enable(self, level):
         world = self.dev.world
         self._gen += 1
+        if level is None:
+            # A floating enable line: the worse case is a receiver that stays powered.
+            world.record(self.dev.device_id, "gnss", "enable floating")
+            level = 1
         if not level:
             self.state = "off"
             self.backup = True

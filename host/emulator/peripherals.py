@@ -1,15 +1,16 @@
 """Virtual peripherals on the board's pins: the panic button, LED and haptic outputs, battery."""
 import bisect
 
-BUTTON_PIN = 0
-LED_PIN = 2
+# The emulated board's wiring (device.WIRING, docs/LINK.md).
+BUTTON_PIN = 33
+LED_PIN = 26
 HAPTIC_PIN = 25
 BATTERY_ADC_PIN = 34
 CHARGER_SENSE_PIN = 35
 
 
 class Button:
-    """An active-low push button with an external pull-up (the DevKitC's BOOT button).
+    """An active-low push button to ground, with the pin's pull-up.
 
     `press`, `release`, `hold` and `click` act now or at a virtual time `at_ms`;
     `script([(t_ms, "press"|"release"), ...])` schedules a sequence.
@@ -77,9 +78,13 @@ class OutputRecorder:
         if level == self.level:
             return
         self.level = level
-        self.edges.append((self.dev.world.now_ms, level))
-        self.dev.world.record(self.dev.device_id, self.name, level)
-        self.dev.energy.set(self.name, self.on_ma if level else 0.0, "on" if level else "off")
+        self.edges.append((self.dev.world.now_ms, 1 if level else 0))
+        self.dev.world.record(self.dev.device_id, self.name, "floating" if level is None else level)
+        if level is None:
+            # A floating gate: the worse case is a driver that conducts (docs/HARDWARE.md).
+            self.dev.energy.set(self.name, self.on_ma, "floating")
+        else:
+            self.dev.energy.set(self.name, self.on_ma if level else 0.0, "on" if level else "off")
 
     def pulses(self, since_ms=0):
         """(start_ms, duration_ms) of each on period that started at or after since_ms; an

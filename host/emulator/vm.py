@@ -4,7 +4,7 @@
 The VM side (mpy/_vm.py) forwards every `_board.<name>(...)` call over a pipe; the board's
 firmware thread here serves it with the same `EmulatedDevice.bus_<name>` method the CPython
 runtime calls directly, so the two runtimes share every rule of the emulated hardware. The
-forwarding is generic over the names of `_BoardBus`: a new bus call needs no change here.
+forwarding is generic over the names of `BoardBus`: a new bus call needs no change here.
 
 Lockstep: the VM blocks on every bus call until the host answers, and virtual time moves only
 inside bus calls that wait, so a run is as deterministic as under CPython. A reset (deep
@@ -36,7 +36,7 @@ HEAP_SAMPLED_CALLS = ("lightsleep", "deepsleep", "sleep_us")
 DEFAULT_HEAP_BYTES = 256 * 1024
 
 _CALL, _CB_DONE, _CB_RAISED, _EXITED, _CRASHED = 0x43, 0x44, 0x52, 0x58, 0x45
-_REPLY, _ERROR, _RUN_CB, _RERAISE = b"r", b"e", b"c", b"x"
+_REPLY, _ERROR, _RUN_CB, _RERAISE, _EXEC = b"r", b"e", b"c", b"x", b"p"
 _Q = struct.Struct("<q")
 _I = struct.Struct("<I")
 _D = struct.Struct("<d")
@@ -268,11 +268,11 @@ class VmBridge:
     """Runs one emulated board's firmware in MicroPython processes, one per boot."""
 
     def __init__(self, device, heap_bytes=DEFAULT_HEAP_BYTES):
-        from .device import _BoardBus
+        from .device import BoardBus
 
         self.dev = device
         self.heap_bytes = heap_bytes
-        names = [a for a in dir(_BoardBus) if not a.startswith("_")]
+        names = [a for a in dir(BoardBus) if not a.startswith("_")]
         extras = ("flash_read", "flash_write", "flash_erase")
         self.names = names + [n for n in extras if n not in names]
         self._table = [getattr(device, "bus_" + n, None) or getattr(self, n) for n in self.names]
@@ -283,7 +283,6 @@ class VmBridge:
         self._decoder = None
         self.peak_heap_bytes = None
         self.heap_samples = []  # (t_ms, bytes): one per wake
-        self.faults = []  # (t_ms, text): MemoryError and VM deaths
         self.calls = 0
 
     # --- process ---------------------------------------------------------------------
@@ -379,7 +378,7 @@ class VmBridge:
         code = proc.wait() if proc is not None else None
         self.kill()
         text = "the MicroPython VM exited (code %s) without a reset" % code
-        self.faults.append((self.dev.world.now_ms, text))
+        self.dev._fault("vm_exited", text)
         raise VmExited(text)
 
     def _drain(self):
@@ -395,11 +394,13 @@ class VmBridge:
         if not data:
             return
         text = self._decoder.decode(data) if self._decoder else data.decode("utf-8", "replace")
-        for line in text.splitlines():
-            if "MemoryError" in line and not line.startswith(" "):
-                self.faults.append((self.dev.world.now_ms, line.strip()))
-                break
         self.dev._stdout_write(text)
+        for line in text.splitlines():
+            # The firmware caught it (main.py logs a crash and resets), but a heap too small
+            # for the firmware is a fault of the device all the same.
+            if line.startswith("MemoryError"):
+                self.dev._fault("memory_error", line.strip())
+                break
 
     def _callback(self, cb_id):
         return _VmCallback(self, cb_id)
@@ -437,17 +438,25 @@ class VmBridge:
             elif kind == _CB_RAISED and nested:
                 raise CallbackRaised()
             elif kind == _EXITED and not nested:
+                if _decode(body, 1, None)[0] == "SystemExit":
+                    raise SystemExit()
                 return
             elif kind == _CRASHED:
                 name, i = _decode(body, 1, None)
                 message, i = _decode(body, i, None)
                 text, i = _decode(body, i, None)
-                if name == "MemoryError":
-                    self.faults.append((self.dev.world.now_ms, "MemoryError: %s" % message))
                 raise _vm_exception(name, message, text)
             else:
                 self.kill()
                 raise VmExited("unexpected message %r from the VM" % bytes(body[:1]))
+
+    def repl_run(self, source):
+        """A line typed at the REPL (main.py has ended): the VM runs it, as the board's
+        REPL would, and prints the result or the traceback itself."""
+        out = bytearray(_EXEC)
+        _encode(out, source)
+        self.send(bytes(out))
+        self.serve(nested=True)
 
     def _sample(self, alloc):
         if alloc < 0:
@@ -482,8 +491,13 @@ _crash_types: dict = {}
 
 
 def _vm_exception(name, message, traceback_text):
-    """An exception of the VM's type name (so the crash reads the same as under CPython)."""
-    cls = _crash_types.get(name)
+    """An exception of the VM's type name (so the crash reads the same as under CPython, and
+    a MemoryError is one)."""
+    import builtins
+
+    cls = getattr(builtins, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Exception)):
+        cls = _crash_types.get(name)
     if cls is None:
         cls = _crash_types[name] = type(name, (Exception,), {"__module__": "micropython"})
     exc = cls(message)

@@ -29,6 +29,7 @@ _REPLY = 0x72       # r value
 _ERROR = 0x65       # e type args: the bus call raised
 _RUN_CB = 0x63      # c <I id: run a callback now
 _RERAISE = 0x78     # x: the bus call ended because a callback raised
+_EXEC = 0x70        # p source: a line typed at the REPL
 
 _fin = open("/proc/self/fd/" + sys.argv[1], "rb")
 _fout = open("/proc/self/fd/" + sys.argv[2], "wb")
@@ -36,6 +37,7 @@ _hdr = bytearray(4)
 _callbacks = []
 _cb_ids = {}
 _raised = [None]
+_scope = {"__name__": "__main__"}
 
 
 def _read_exact(buf):
@@ -152,6 +154,9 @@ def _await_reply():
                 _send(bytearray(b"R"))
                 continue
             _send(bytearray(b"D"))
+        elif kind == _EXEC:
+            _repl_line(_dec(msg, 1)[0])
+            _send(bytearray(b"D"))
         elif kind == _ERROR:
             name, i = _dec(msg, 1)
             args = _dec(msg, i)[0]
@@ -162,6 +167,17 @@ def _await_reply():
             raise e
         else:
             raise ValueError("bad message %d from the host" % kind)
+
+
+def _repl_line(source):
+    try:
+        try:
+            code = compile(source, "<stdin>", "single")
+        except SyntaxError:
+            code = compile(source, "<stdin>", "exec")
+        exec(code, _scope)
+    except Exception as e:  # noqa: BLE001 - the REPL prints it and carries on
+        sys.print_exception(e)
 
 
 def _call(op, args, sample_heap):
@@ -253,7 +269,7 @@ def _main():
     sys.path[:] = ["", ".frozen", "/lib"]
     sys.argv[:] = []
     gc.collect()
-    scope = {"__name__": "__main__"}
+    scope = _scope
     try:
         for path in ("/boot.py", "/main.py"):
             try:
@@ -267,11 +283,16 @@ def _main():
             source = None
             exec(code, scope)
             code = None
+    except SystemExit:
+        out = bytearray(b"X")
+        _enc(out, "SystemExit")
+        _send(out)
+        _await_reply()
+        return
     except Exception as e:  # noqa: BLE001 - the board's REPL would print it; the host decides
         out = bytearray(b"E")
         _enc(out, type(e).__name__)
         _enc(out, str(e))
-        scope = None
         gc.collect()
         try:
             text = _traceback_text(e)
@@ -281,7 +302,9 @@ def _main():
         _send(out)
         _await_reply()
         return
-    _send(bytearray(b"X"))
+    out = bytearray(b"X")
+    _enc(out, "")
+    _send(out)
     _await_reply()  # at the REPL: the host still runs IRQ handlers and timers
 
 

@@ -30,13 +30,49 @@ DEEPSLEEP = const(4)
 _RTC_MEMORY_MAX = const(2048)
 
 
+# GPIOs that can be RTC wake sources (ports/esp32/modesp32.h RTC_VALID_EXT_PINS, ESP32)
+_RTC_EXT_PINS = (0, 2, 4, 12, 13, 14, 15, 25, 26, 27, 32, 33, 34, 35, 36, 37, 38, 39)
+
+
+def _protected(fn, arg):
+    """A callable for the scheduler that runs fn(arg) as mp_sched_run_pending does, through
+    mp_call_function_1_protected: an exception is printed and the program goes on."""
+    def run():
+        try:
+            fn(arg)
+        except Exception as e:  # noqa: BLE001 - the port catches everything and prints it
+            import sys
+            sys.print_exception(e)
+    return run
+
+
+def _no_kwargs(kw):
+    if kw:  # py/argcheck.c mp_arg_parse_all, with MICROPY_ERROR_REPORTING_NORMAL
+        raise TypeError("extra keyword arguments given")
+
+
+class _PinIRQ:
+    """What Pin.irq() returns (machine_pin_irq_type): call it to run the handler."""
+
+    def __init__(self, pin):
+        self._pin = pin
+
+    def __call__(self):
+        handler = self._pin._handler
+        if handler is not None:
+            handler(self._pin)
+
+    def trigger(self, trigger=None):
+        return self._pin._trigger
+
+
 class Pin:
+    # ports/esp32/machine_pin.c locals: no PULL_HOLD on the ESP32 (pad hold is `hold=`)
     IN = const(1)
     OUT = const(3)
     OPEN_DRAIN = const(7)
     PULL_DOWN = const(1)
     PULL_UP = const(2)
-    PULL_HOLD = const(4)
     IRQ_RISING = const(1)
     IRQ_FALLING = const(2)
     WAKE_LOW = const(4)
@@ -46,13 +82,18 @@ class Pin:
     DRIVE_2 = const(2)
     DRIVE_3 = const(3)
 
-    def __init__(self, id, mode=-1, pull=-1, value=None, drive=None, hold=None):
+    def __init__(self, id, *args, **kw):
         self._id = id
+        self._handler = None
+        self._trigger = 0
         _board.pin_check(id)
-        self.init(mode, pull, value)
+        if args or kw:  # machine_pin_make_new: only a Pin(id, ...) with arguments is an init
+            self.init(*args, **kw)
 
-    def init(self, mode=-1, pull=-1, value=None, drive=None, hold=None):
-        _board.pin_init(self._id, mode, pull, value)
+    def init(self, mode=None, pull=-1, *, value=None, drive=None, hold=None):
+        # mode None leaves the direction alone; pull -1 leaves the pulls alone (None clears)
+        _board.pin_init(self._id, -1 if mode is None else mode,
+                        -1 if pull == -1 else (0 if pull is None else pull), value, hold)
 
     def value(self, x=None):
         if x is None:
@@ -68,14 +109,35 @@ class Pin:
     def off(self):
         _board.pin_set(self._id, 0)
 
-    def irq(self, handler=None, trigger=3, priority=1, wake=None, hard=False):
-        pin = self
+    def toggle(self):
+        _board.pin_set(self._id, 0 if _board.pin_get(self._id) else 1)
 
-        def fire():
-            handler(pin)
-
-        _board.pin_irq(self._id, trigger, fire if handler is not None else None, wake or 0)
-        return None
+    def irq(self, handler=None, trigger=3, wake=None, **kw):
+        """machine_pin_irq: only handler, trigger and wake (hard= and priority= are TypeErrors,
+        all pin IRQs are soft). A level trigger with `wake` makes the pin the ext0 wake source
+        and installs no handler; `wake` with an edge trigger is ignored."""
+        _no_kwargs(kw)
+        pin_id = self._id
+        if trigger in (Pin.WAKE_LOW, Pin.WAKE_HIGH) and wake is not None:
+            if not isinstance(wake, int) or wake < 2 or wake > 7:
+                raise ValueError("bad wake value")
+            if pin_id not in _RTC_EXT_PINS:
+                raise ValueError("invalid pin for wake")
+            ext0 = _board.ext0()
+            if ext0 is not None and ext0[0] != pin_id:
+                raise ValueError("no resources")
+            _board.wake_ext0(pin_id, 1 if trigger == Pin.WAKE_HIGH else 0, wake)
+        else:
+            ext0 = _board.ext0()
+            if ext0 is not None and ext0[0] == pin_id:
+                _board.wake_ext0(None, 0)
+            if handler is None:
+                trigger = 0
+            self._handler = handler
+            self._trigger = trigger
+            fire = _protected(handler, self) if handler is not None else None
+            _board.pin_irq(pin_id, trigger, fire, 0)
+        return _PinIRQ(self)
 
     def __repr__(self):
         return "Pin(%d)" % self._id
@@ -102,17 +164,32 @@ class UART:
     INV_TX = const(1)
     INV_RX = const(2)
 
-    def __init__(self, id, baudrate=115200, bits=8, parity=None, stop=1, tx=None, rx=None,
-                 rts=None, cts=None, txbuf=256, rxbuf=256, timeout=0, timeout_char=0,
+    # machine_uart.c: baudrate, bits, parity and stop may be positional, the rest keyword-only
+    def __init__(self, id, baudrate=115200, bits=8, parity=None, stop=1, *, tx=None, rx=None,
+                 rts=None, cts=None, txbuf=-1, rxbuf=-1, timeout=0, timeout_char=0,
                  invert=0, flow=0):
         self._id = id
         self._timeout_ms = 0
-        self.init(baudrate, bits, parity, stop, tx=tx, rx=rx, rxbuf=rxbuf, timeout=timeout)
+        self.init(baudrate, bits, parity, stop, tx=tx, rx=rx, rts=rts, cts=cts, txbuf=txbuf,
+                  rxbuf=rxbuf, timeout=timeout, timeout_char=timeout_char, invert=invert,
+                  flow=flow)
 
-    def init(self, baudrate=115200, bits=8, parity=None, stop=1, tx=None, rx=None, rts=None,
-             cts=None, txbuf=256, rxbuf=256, timeout=0, timeout_char=0, invert=0, flow=0):
+    def init(self, baudrate=115200, bits=8, parity=None, stop=1, *, tx=None, rx=None, rts=None,
+             cts=None, txbuf=-1, rxbuf=-1, timeout=0, timeout_char=0, invert=0, flow=0):
+        # txbuf/rxbuf -1: keep the current size (256 on a fresh UART). machine_uart.c argument
+        # checks, then ESP-IDF uart_driver_install (not on the REPL UART 0, which has no
+        # driver): both buffers must exceed the 128-byte hardware FIFO (a TX buffer may be 0),
+        # else ESP_FAIL, which check_esp_err raises as OSError 1.
+        if bits not in (5, 6, 7, 8):
+            raise ValueError("invalid data bits")
+        if stop not in (1, 2):
+            raise ValueError("invalid stop bits")
+        if flow & ~3:
+            raise ValueError("invalid flow control mask")
+        if self._id != 0 and (0 <= rxbuf <= 128 or 0 < txbuf <= 128):
+            raise OSError(1, "ESP_FAIL")
         self._timeout_ms = timeout
-        _board.uart_init(self._id, baudrate, rxbuf)
+        _board.uart_init(self._id, baudrate, rxbuf, txbuf)
 
     def deinit(self):
         _board.uart_deinit(self._id)
@@ -153,16 +230,26 @@ class UART:
         return _board.uart_write(self._id, bytes(buf))
 
     def flush(self):
-        pass
+        _board.uart_flush(self._id)
 
     def txdone(self):
-        return True
+        return _board.uart_txdone(self._id)
+
+    def irq(self, handler=None, trigger=0, hard=False):
+        _board.uart_irq(self._id)
+        raise OSError("emulator: UART IRQs are not modelled")
 
     def sendbreak(self):
         pass
 
 
+# GPIOs with an ADC channel (ports/esp32/machine_adc.c madc_obj, ESP32): ADC1 then ADC2
+_ADC_PINS = (36, 37, 38, 39, 32, 33, 34, 35, 4, 0, 2, 15, 13, 12, 14, 27, 25, 26)
+
+
 class ADC:
+    """machine_adc.c (v1.26+, esp_adc oneshot API): the default attenuation is the maximum
+    (ATTN_11DB, ~150-2450 mV), width 12 bits; read_uv() goes through the eFuse calibration."""
     ATTN_0DB = const(0)
     ATTN_2_5DB = const(1)
     ATTN_6DB = const(2)
@@ -171,31 +258,48 @@ class ADC:
     WIDTH_10BIT = const(10)
     WIDTH_11BIT = const(11)
     WIDTH_12BIT = const(12)
-    # Upper end of the calibrated range per attenuation, in uV (ESP32 datasheet ADC table).
+    # Upper end of the calibrated range per attenuation, in uV (ESP-IDF ADC oneshot guide,
+    # ESP32: 0 dB 100-950 mV, 2.5 dB 100-1250 mV, 6 dB 150-1750 mV, 11 dB 150-2450 mV).
     _RANGE_UV = (950000, 1250000, 1750000, 2450000)
 
-    def __init__(self, pin, atten=None):
-        self._pin = pin._id if isinstance(pin, Pin) else pin
-        self._atten = 0 if atten is None else atten
-        self._width = 12
+    def __init__(self, pin, *, atten=-1):
+        pin_id = pin._id if isinstance(pin, Pin) else pin
+        if pin_id not in _ADC_PINS:
+            raise ValueError("invalid pin")
+        self._pin = pin_id
+        self._width = 12  # madc_init_helper resets the block's width to ADC_WIDTH_MAX
+        self.atten(self.ATTN_11DB if atten == -1 else atten)
+
+    def init(self, *, atten=-1):
+        self.atten(self.ATTN_11DB if atten == -1 else atten)
 
     def atten(self, atten):
+        if atten < self.ATTN_0DB or atten > self.ATTN_11DB:
+            raise ValueError("invalid attenuation")
         self._atten = atten
 
     def width(self, width):
+        if width < 9 or width > 12:
+            raise ValueError("invalid bit-width")
         self._width = width
 
-    def read_uv(self):
+    def _raw(self):
         uv = _board.adc_uv(self._pin)
         top = self._RANGE_UV[self._atten]
-        return top if uv > top else (0 if uv < 0 else uv)
+        uv = top if uv > top else (0 if uv < 0 else uv)
+        return uv * ((1 << self._width) - 1) // top
+
+    def read_uv(self):
+        # adc.c madcblock_read_uv_helper: the raw reading scaled to 12 bits, then calibrated
+        raw12 = self._raw() << (12 - self._width)
+        return raw12 * self._RANGE_UV[self._atten] // 4095
 
     def read_u16(self):
-        raw12 = self.read_uv() * 4095 // self._RANGE_UV[self._atten]
-        return (raw12 << 4) | (raw12 >> 8)
+        raw, bits = self._raw(), self._width
+        return (raw << (16 - bits)) | (raw >> (2 * bits - 16))
 
     def read(self):
-        return self.read_u16() >> (16 - self._width)
+        return self._raw()
 
 
 class RTC:
@@ -224,7 +328,13 @@ class RTC:
 
 
 class WDT:
+    """machine_wdt.c: only id 0; the task watchdog cannot be stopped (no deinit)."""
+
     def __init__(self, id=0, timeout=5000):
+        if id != 0:
+            raise ValueError()
+        if timeout <= 0:
+            raise ValueError("WDT timeout too short")
         _board.wdt_start(timeout)
 
     def feed(self):
@@ -232,25 +342,27 @@ class WDT:
 
 
 class Timer:
+    """machine_timer.c: hardware timers 0-3 only (virtual timers, Timer(-1), exist only on
+    master after v1.28); callbacks go through the scheduler, soft only."""
     ONE_SHOT = const(0)
     PERIODIC = const(1)
 
-    def __init__(self, id=-1, mode=1, period=-1, callback=None, freq=-1):
+    def __init__(self, id, *args, **kw):
+        if not 0 <= id < 4:
+            raise ValueError("invalid Timer number")
         self._id = id
-        if period > 0 or freq > 0:
-            self.init(mode=mode, period=period, callback=callback, freq=freq)
+        if args or kw:
+            self.init(*args, **kw)
 
-    def init(self, mode=1, period=-1, callback=None, freq=-1):
-        if freq > 0:
-            period_us = 1000000 // freq
+    def init(self, *, mode=1, callback=None, period=0xffffffff, tick_hz=1000, freq=None,
+             hard=False):
+        if hard:
+            raise ValueError("hard Timers are not implemented")
+        if freq is not None:
+            period_us = int(1000000 / freq)
         else:
-            period_us = period * 1000
-        timer = self
-
-        def fire():
-            if callback is not None:
-                callback(timer)
-
+            period_us = period * 1000000 // tick_hz
+        fire = _protected(callback, self) if callback is not None else (lambda: None)
         _board.timer_start(self._id, max(1, period_us), mode == 1, fire)
 
     def deinit(self):
@@ -299,7 +411,9 @@ def freq(hz=None):
 
 
 def idle():
-    _board.sleep_us(None, 1)
+    # modmachine.c mp_machine_idle is taskYIELD(): it returns at once and the CPU stays
+    # active, so a loop around idle() saves no power.
+    _board.idle()
 
 
 def disable_irq():

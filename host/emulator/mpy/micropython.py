@@ -15,14 +15,23 @@ def viper(f):
 
 
 def schedule(func, arg):
-    # Runs at the firmware's next wait point, like a soft IRQ between bytecodes.
-    _board.schedule(lambda: func(arg))
+    """py/modmicropython.c: the queue is MICROPY_SCHEDULER_DEPTH (8 on the ESP32) deep and
+    shared with pin IRQs and timers; a full queue raises. The callback runs protected, as
+    mp_sched_run_pending does: an exception in it is printed, not raised."""
+    def run():
+        try:
+            func(arg)
+        except Exception as e:  # noqa: BLE001 - mp_call_function_1_protected prints any
+            import sys
+            sys.print_exception(e)
+    _board.schedule(run)
 
 
 def mem_info(verbose=None):
     free = _board.mem_free()
+    used = _board.mem_alloc()
     print("stack: 736 out of 15360")
-    print("GC: total: %d, used: %d, free: %d" % (111168, 111168 - free, free))
+    print("GC: total: %d, used: %d, free: %d" % (used + free, used, free))
 
 
 def qstr_info(verbose=None):
