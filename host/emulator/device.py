@@ -100,6 +100,7 @@ class EmulatedDevice(GpioBus, UartBus, FirmwareRuntime):
         if runtime == "micropython":
             from .vm import DEFAULT_HEAP_BYTES, VmBridge, compiled_files
             self.vm = VmBridge(self, heap_bytes or DEFAULT_HEAP_BYTES)
+            self.vm.sources = dict(files or {})
             files = compiled_files(files or {}) if image is None else files
         elif runtime != "cpython":
             raise ValueError("runtime %r: cpython or micropython" % (runtime,))

@@ -264,6 +264,17 @@ class _VmCallback:
         self.bridge.serve(nested=True)
 
 
+class _UartStandIn:
+    __slots__ = ("_dev", "_id")
+
+    def __init__(self, dev, uart_id):
+        self._dev = dev
+        self._id = uart_id
+
+    def any(self):
+        return self._dev.bus_uart_any(self._id)
+
+
 class VmBridge:
     """Runs one emulated board's firmware in MicroPython processes, one per boot."""
 
@@ -273,11 +284,15 @@ class VmBridge:
         self.dev = device
         self.heap_bytes = heap_bytes
         names = [a for a in dir(BoardBus) if not a.startswith("_")]
-        extras = ("flash_read", "flash_write", "flash_erase")
+        extras = ("flash_read", "flash_write", "flash_erase", "vm_poll", "vm_import",
+                  "vm_gc_collect")
         self.names = names + [n for n in extras if n not in names]
         self._table = [getattr(device, "bus_" + n, None) or getattr(self, n) for n in self.names]
         self._sampled = [n in HEAP_SAMPLED_CALLS for n in self.names]
         self.proc = None
+        self.sources = {}  # device path of each .py -> source, for import costs
+        self._imported = set()
+        self._host_gc = None
         self._flash_file = None
         self._rfd = self._wfd = self._outfd = None
         self._decoder = None
@@ -298,6 +313,7 @@ class VmBridge:
 
     def start(self):
         self.kill()
+        self._imported = set()
         dev = self.dev
         flash = dev.flash
         flash_fd = self._share_flash()
@@ -464,6 +480,42 @@ class VmBridge:
         self.heap_samples.append((self.dev.world.now_ms, alloc))
         if self.peak_heap_bytes is None or alloc > self.peak_heap_bytes:
             self.peak_heap_bytes = alloc
+
+    def vm_import(self, names):
+        """The VM is about to load these modules (those that are files on the flash): charge
+        their load time as the CPython runtime does, from the same source (the heap is the
+        VM's own and is not modelled here)."""
+        from .heap import mpy_size
+        from .runtime import IMPORT_US_PER_MPY_BYTE
+
+        for name in names:
+            if name in self._imported:
+                continue
+            base = name.replace(".", "/")
+            for path in ("/%s.py" % base, "/lib/%s.py" % base, "/%s/__init__.py" % base,
+                         "/lib/%s/__init__.py" % base):
+                source = self.sources.get(path)
+                if source is not None:
+                    self._imported.add(name)
+                    self.dev._spin(int(mpy_size(source, path) * IMPORT_US_PER_MPY_BYTE))
+                    break
+
+    def vm_gc_collect(self):
+        """gc.collect() in the VM: the virtual time the CPython runtime's gc charges."""
+        if self._host_gc is None:
+            self._host_gc = self.dev._gc_module()
+        self._host_gc.collect()
+
+    def vm_poll(self, keys, timeout_ms):
+        """select.poll() in the VM, over sys.stdin (-1) and UART ids: the CPython runtime's
+        poll, on stand-ins that ask the board what the VM's objects would."""
+        from .runtime import _Poll, _Stdin
+
+        poll = _Poll(self.dev)
+        objs = [_Stdin(self.dev) if key < 0 else _UartStandIn(self.dev, key) for key in keys]
+        for obj in objs:
+            poll.register(obj)
+        return [objs.index(obj) for obj, _mask in poll.poll(timeout_ms)]
 
     # --- the flash's blocks, served from the board's image ----------------------------
     def flash_read(self, block, off, n):

@@ -240,6 +240,95 @@ class _FlashBlocks:
         return 0
 
 
+class _Poll:
+    """select.poll() as the board has it (sys.stdin and UARTs): the host waits in virtual
+    time, as under CPython (host/emulator/runtime.py _Poll)."""
+
+    def __init__(self, board):
+        self._board = board
+        self._objs = []
+
+    def register(self, obj, mask=1):
+        if obj is not sys.stdin and not hasattr(obj, "_id"):
+            raise OSError("emulator: select.poll supports sys.stdin and machine.UART only")
+        if obj not in self._objs:
+            self._objs.append(obj)
+
+    def unregister(self, obj):
+        if obj in self._objs:
+            self._objs.remove(obj)
+
+    def modify(self, obj, mask):
+        self.register(obj, mask)
+
+    def poll(self, timeout_ms=-1):
+        keys = [-1 if o is sys.stdin else o._id for o in self._objs]
+        return [(self._objs[i], 1) for i in self._board.vm_poll(keys, timeout_ms)]
+
+    def ipoll(self, timeout_ms=-1, flags=0):
+        return iter(self.poll(timeout_ms))
+
+
+class _Select:
+    POLLIN = 1
+    POLLOUT = 4
+    POLLERR = 8
+    POLLHUP = 16
+
+    def __init__(self, board):
+        self._board = board
+
+    def poll(self):
+        return _Poll(self._board)
+
+
+class _Gc:
+    """The VM's own gc, but a collection also takes virtual time on the host (a full
+    collection of the ESP32's heap takes ~2 ms), as under the CPython runtime."""
+
+    def __init__(self, board):
+        self._board = board
+        self.enable = gc.enable
+        self.disable = gc.disable
+        self.isenabled = gc.isenabled
+        self.mem_alloc = gc.mem_alloc
+        self.mem_free = gc.mem_free
+        self.threshold = gc.threshold
+
+    def collect(self):
+        gc.collect()
+        self._board.vm_gc_collect()
+
+
+def _hook_imports(board):
+    """Tell the host which modules an import is about to load, before they load: loading a
+    .mpy costs the board CPU time, which the host charges in virtual time exactly as the
+    CPython runtime does (host/emulator/runtime.py _exec_module)."""
+    import builtins
+    real_import = builtins.__import__
+    modules = sys.modules
+
+    def vm_import(name, globals=None, locals=None, fromlist=None, level=0):
+        if not level:
+            wanted = []
+            parts = name.split(".")
+            for i in range(len(parts)):
+                prefix = ".".join(parts[:i + 1])
+                if prefix not in modules:
+                    wanted.append(prefix)
+            if isinstance(fromlist, (tuple, list)):  # MicroPython may pass a bool
+                parent = modules.get(name)
+                for item in fromlist:
+                    full = name + "." + item
+                    if full not in modules and (parent is None or not hasattr(parent, item)):
+                        wanted.append(full)
+            if wanted:
+                board.vm_import(wanted)
+        return real_import(name, globals, locals, fromlist, level)
+
+    builtins.__import__ = vm_import
+
+
 def _traceback_text(e):
     import io
     s = io.StringIO()
@@ -252,6 +341,9 @@ def _main():
     names, sampled, blocks, block_size, here = _dec(_recv(), 0)[0]
     board = _make_board(names, sampled)
     sys.modules["_board"] = board
+    sys.modules["select"] = _Select(board)
+    _hook_imports(board)
+    sys.modules["gc"] = _Gc(board)
     sys.path.insert(0, here)
     # The board's own modules are in ROM on an ESP32: load them before the host filesystem
     # is replaced by the flash.
