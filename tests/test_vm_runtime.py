@@ -101,7 +101,7 @@ def test_a_new_bus_call_is_forwarded_without_changing_the_bridge(monkeypatch):
             raise ValueError("probe says no", 3)
         return list(args)
 
-    monkeypatch.setattr(device._BoardBus, "probe_echo", None, raising=False)
+    monkeypatch.setattr(device.BoardBus, "probe_echo", None, raising=False)
     monkeypatch.setattr(device.EmulatedDevice, "bus_probe_echo", probe_echo, raising=False)
     with World(seed=1) as world:
         dev = world.add_device(1, files={"/main.py": PROBE_MAIN}, runtime="micropython")
