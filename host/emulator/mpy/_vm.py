@@ -34,8 +34,8 @@ _EXEC = 0x70        # p source: a line typed at the REPL
 _fin = open("/proc/self/fd/" + sys.argv[1], "rb")
 _fout = open("/proc/self/fd/" + sys.argv[2], "wb")
 _hdr = bytearray(4)
-_callbacks = []
-_cb_ids = {}
+_callbacks = []  # type: list
+_cb_ids = {}  # type: dict
 _raised = [None]
 _scope = {"__name__": "__main__"}
 
@@ -162,9 +162,9 @@ def _await_reply():
             args = _dec(msg, i)[0]
             raise _exception(name, args)
         elif kind == _RERAISE:
-            e = _raised[0]
+            saved = _raised[0]
             _raised[0] = None
-            raise e
+            raise saved
         else:
             raise ValueError("bad message %d from the host" % kind)
 
@@ -347,9 +347,10 @@ def _main():
     sys.path.insert(0, here)
     # The board's own modules are in ROM on an ESP32: load them before the host filesystem
     # is replaced by the flash.
+    import time  # noqa: F401
+
     import esp32  # noqa: F401
     import machine  # noqa: F401
-    import time  # noqa: F401
     del sys.path[0]
     # mtime=False: the ESP32's default stamps files with the RTC, but this VM's clock is the
     # host's wall clock, which would make images differ from run to run.
