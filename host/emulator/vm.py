@@ -32,7 +32,7 @@ MPY_DIR = Path(__file__).resolve().parent / "mpy"
 _VM_SIDE_MODULES = ("_vm", "machine", "time", "esp32")  # `micropython` stays the VM's own
 # Bus calls after which the firmware's heap is sampled: the calls that wait, i.e. once per
 # wake, when the superloop has just run gc.collect() (app.py) and the heap is what is live.
-HEAP_SAMPLED_CALLS = ("lightsleep", "deepsleep", "sleep_us")
+HEAP_SAMPLED_CALLS = ("lightsleep", "deepsleep", "sleep_us", "idle", "vm_poll")
 DEFAULT_HEAP_BYTES = 256 * 1024
 
 _CALL, _CB_DONE, _CB_RAISED, _EXITED, _CRASHED = 0x43, 0x44, 0x52, 0x58, 0x45
