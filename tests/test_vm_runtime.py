@@ -134,3 +134,12 @@ def test_firmware_writes_through_the_vm_land_in_the_hosts_image():
     fs.mount()
     with fs.open("/state/x.bin", "rb") as f:
         assert f.read() == b"vm" * 3000
+
+
+def test_a_firmware_that_never_waits_is_stopped_with_one_error():
+    from host.emulator import EmulatorError
+
+    with World(seed=1, hang_timeout_s=3) as world:
+        world.add_device(1, files={"/main.py": b"while True:\n    pass\n"}, runtime="micropython")
+        with pytest.raises(EmulatorError, match="without waiting"):
+            world.run_until(2000)
