@@ -123,10 +123,6 @@ class App:
         self.core = core_mod.Core(cfg, state)
         hw.arm_wakes()
         self.wdt = hw.watchdog()
-        import select
-        self._poller = select.poll()
-        self._poller.register(hw.link_uart, select.POLLIN)
-        self._poller.register(hw.gnss_uart, select.POLLIN)
         hw.ready(1)
         log("boot %d cause %d device %d counter %d queue %d" % (
             boots, cause, device_id, state["counter"], len(self.queue)))
@@ -185,7 +181,7 @@ class App:
         hw = self.hw
         if mode == "idle" or sleep_ms <= 0:
             if sleep_ms > 0:
-                self._poller.poll(sleep_ms)     # awake: returns early on bytes or an IRQ
+                hw.wait(sleep_ms)               # awake: back early on bytes or an IRQ
             return
         if not self._quiet_link():
             return
@@ -200,7 +196,8 @@ class App:
             log("deep sleep %d ms" % sleep_ms)
             hw.link_uart.flush()
             hw.hold_outputs()
-            hw.machine.deepsleep(sleep_ms)
+            hw.machine.deepsleep(sleep_ms)      # a reset: never returns on the board
+            return
         hw.link_uart.flush()
         hw.machine.lightsleep(sleep_ms)
         hw.after_light_sleep()

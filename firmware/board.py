@@ -12,7 +12,7 @@ in docs/HARDWARE.md and docs/LINK.md.
 
 
 class Board:
-    def __init__(self, machine, esp32, time, pins):
+    def __init__(self, machine, esp32, time, pins, select=None):
         Pin = machine.Pin
         self.machine = machine
         self.esp32 = esp32
@@ -39,6 +39,19 @@ class Board:
                                       rxbuf=pins.LINK_RXBUF)
         self.rtc = machine.RTC()
         self._held = (self.gnss_en, self.led_pin, self.haptic_pin, self.link_ready)
+        self._poller = None
+        if select is not None:
+            self._poller = select.poll()
+            self._poller.register(self.link_uart, select.POLLIN)
+            self._poller.register(self.gnss_uart, select.POLLIN)
+
+    def wait(self, ms):
+        """Stay awake up to ms; back early when the link or GNSS UART has bytes (a pin IRQ
+        also ends the wait). The CPU hears its UARTs only while awake (docs/LINK.md)."""
+        if self._poller is None:
+            self.time.sleep_ms(ms)
+        else:
+            self._poller.poll(ms)
 
     def ticks_ms(self):
         return self.time.ticks_ms()
@@ -106,6 +119,7 @@ class Board:
 
 
 def build(pins=None):
+    import select
     import time
 
     import esp32
@@ -113,4 +127,4 @@ def build(pins=None):
     if pins is None:
         from firmware import pins as default_pins
         pins = default_pins
-    return Board(machine, esp32, time, pins)
+    return Board(machine, esp32, time, pins, select)

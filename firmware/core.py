@@ -692,7 +692,8 @@ class Core:
         # A fix due soon rides this wake and this radio connection: a boot and a modem
         # connection each cost more than a fix taken a little early.
         fix_due = self._due.get("fix")
-        if fix_due is not None and ticks_diff(fix_due, now) < self.cfg["deep_sleep_min_s"] * 1000:
+        if (fix_due is not None and self.mode() == "stationary"
+                and ticks_diff(fix_due, now) < self.cfg["deep_sleep_min_s"] * 1000):
             self._due["fix"] = now
 
     def _uptime_ms(self, now):

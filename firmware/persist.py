@@ -55,6 +55,7 @@ _RTC_MAGIC = b"VR"
 _FRAME = "<2sHI"
 _FRAME_SIZE = const(8)
 _RTC_MAX = const(2048)  # ESP32 RTC user memory
+_RTC_PREFIX = const(8)  # bootguard.PREFIX_BYTES: the crash count comes first
 _U32_MAX = const(0xFFFFFFFF)
 
 
@@ -338,19 +339,29 @@ def load_keys(keys_dir="/keys"):
 
 
 class RtcState:
+    """The deep-sleep snapshot in RTC memory, after the boot guard's bytes (bootguard.py owns
+    the first PREFIX_BYTES: the crash count must survive this snapshot's save and take)."""
+
     def __init__(self, rtc):
         self.rtc = rtc
 
+    def _prefix(self):
+        memory = bytes(self.rtc.memory())
+        prefix = memory[:_RTC_PREFIX]
+        return prefix + bytes(_RTC_PREFIX - len(prefix))
+
     def save(self, obj):
         blob = _seal(_RTC_MAGIC, obj)
-        if len(blob) > _RTC_MAX:
-            raise ValueError("rtc: state is %d bytes, RTC memory holds %d" % (len(blob), _RTC_MAX))
-        self.rtc.memory(blob)
+        if len(blob) > _RTC_MAX - _RTC_PREFIX:
+            raise ValueError("rtc: state is %d bytes, RTC memory holds %d"
+                             % (len(blob), _RTC_MAX - _RTC_PREFIX))
+        self.rtc.memory(self._prefix() + blob)
 
     def take(self):
+        prefix = self._prefix()
         try:
-            obj = _unseal(_RTC_MAGIC, bytes(self.rtc.memory()))
+            obj = _unseal(_RTC_MAGIC, bytes(self.rtc.memory())[_RTC_PREFIX:])
         except ValueError:
             obj = None
-        self.rtc.memory(b"")
+        self.rtc.memory(prefix)
         return obj

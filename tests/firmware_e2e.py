@@ -13,7 +13,7 @@ def start_toml(text, seed=None, runtime="cpython"):
     sim.tx = {}
     for device_id, dev in sim.devices.items():
         sim.tx[device_id] = []
-        dev.link.on_device_write = _tap(sim, device_id, dev.link.on_device_write)
+        dev.attach_uart(dev.link.uart_id, _tap(sim, device_id, dev.link.on_device_write))
     return sim
 
 

@@ -13,11 +13,18 @@ DEVICE = 77
 class FakePin:
     IN, OUT, PULL_UP, IRQ_FALLING, IRQ_RISING = 1, 2, 3, 4, 8
 
-    def __init__(self, n, mode=None, pull=None, value=None):
-        self.n, self.level, self.handler = n, 1 if n == pins.PANIC_BUTTON_PIN else 0, None
+    def __init__(self, n, mode=None, pull=None, value=None, hold=None):
+        # the button and the link's wake line idle high (pulled up)
+        self.n, self.handler = n, None
+        self.level = 1 if n in (pins.PANIC_BUTTON_PIN, pins.LINK_WAKE_PIN) else 0
         self.history = []
+        self.held = False
         if value is not None:
             self.value(value)
+
+    def init(self, mode=None, pull=None, value=None, hold=None):
+        if hold is not None:
+            self.held = hold
 
     def value(self, v=None):
         if v is None:
@@ -50,6 +57,9 @@ class FakeUart:
     def write(self, data):
         self.tx += data
         return len(data)
+
+    def flush(self):
+        pass
 
 
 class Clock:
@@ -98,8 +108,10 @@ def fake_board():
         WDT=lambda timeout: types.SimpleNamespace(feed=lambda: None),
         lightsleep=clock.sleep_ms, deepsleep=clock.sleep_ms, reset=lambda: None,
         reset_cause=lambda: 1, wake_reason=lambda: 0, unique_id=lambda: b"\x01\x02\x03\x04",
+        freq=lambda hz=None: None,
         PWRON_RESET=1, HARD_RESET=2, WDT_RESET=3, DEEPSLEEP_RESET=4, SOFT_RESET=5, EXT0_WAKE=2)
-    esp32 = types.SimpleNamespace(wake_on_ext0=lambda pin, level: None, WAKEUP_ALL_LOW=0)
+    esp32 = types.SimpleNamespace(wake_on_ext0=lambda pin, level: None,
+                                  wake_on_ext1=lambda pins, level: None, WAKEUP_ALL_LOW=0)
     hw = board.Board(machine, esp32, clock, pins)
     return hw, clock
 

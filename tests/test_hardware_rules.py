@@ -333,13 +333,6 @@ def test_boot_time_grows_with_what_main_imports(world):
     assert up_ms(large) - up_ms(small) > 50
 
 
-def test_schedule_queue_holds_eight(world):
-    dev = boot(world, "import micropython\nfor i in range(9):\n"
-                      "    micropython.schedule(print, i)\n")
-    world.run_for(3000)
-    assert "RuntimeError: schedule queue full" in text(dev)
-
-
 def test_idle_returns_at_once(world):
     dev = boot(world, "import machine, time\nt = time.ticks_us()\nfor i in range(10):\n"
                       "    machine.idle()\nprint('idle us', time.ticks_diff(time.ticks_us(), t))\n")

@@ -28,8 +28,12 @@ def boot(world, main, with_lib=False, **options):
     return world.add_device("d1", files=files, **options)
 
 
+_REPL_LINES = ("MicroPython v", 'Type "help()"', ">>> ")
+
+
 def lines(dev):
-    return [line for _, line in dev.log]
+    """What the firmware printed, without the REPL's banner and prompt that follow main.py."""
+    return [line for _, line in dev.log if not line.startswith(_REPL_LINES)]
 
 
 def crash_of(main, run_ms=3000):
@@ -241,20 +245,19 @@ t0 = time.ticks_us()
 machine.idle()
 print(time.ticks_diff(time.ticks_us(), t0))
 end = time.ticks_add(time.ticks_ms(), 200)
+n = 0
 while time.ticks_diff(end, time.ticks_ms()) > 0:
     machine.idle()
-print('done')
+    n += 1
+print('done', n)
 time.sleep_ms(10000)
 """)
-    world.run_until(700)                 # boot takes 600 ms: 100 ms into the idle() loop
-    assert dev.energy.state("cpu") == "active"
-    before = dev.energy.mah_by_component()["cpu"]
-    world.run_until(800)
-    spent_mah = dev.energy.mah_by_component()["cpu"] - before
-    active_mah = load_profile()["cpu"]["active_160mhz_ma"] * 0.1 / 3600
-    assert spent_mah == pytest.approx(active_mah, rel=1e-3)  # 100 ms at the active current
     world.run_until(2000)
-    assert int(lines(dev)[0]) < 100 and lines(dev)[1] == "done"
+    assert int(lines(dev)[0]) < 100
+    done, n = lines(dev)[1].split()
+    # thousands of passes in 200 ms: no FreeRTOS tick (10 ms) per call, so no light sleep
+    assert done == "done" and int(n) > 1000
+    assert dev.energy.counters["wakes"] == 0
 
 
 def test_schedule_queue_holds_eight_and_the_ninth_raises_in_a_handler(world):
@@ -414,12 +417,16 @@ def test_the_difference_between_the_profiles_is_explained(on_both_profiles):
     # what is left is the CPU, GNSS, LED and the link radio: the same except the radio
     frames = devkitc["frames_up"] + devkitc["frames_down"]
 
-    def radio_mah(p, n_bytes_guess=0):
+    def radio_mah(p, n):
         r = p["radio"]
-        return frames * r["tx_ma"] * r["frame_us"] / 3.6e9
-    rest_devkitc = devkitc["energy_mah"] - devkitc["board_mah"] - radio_mah(dk)
-    rest_product = product["energy_mah"] - product["board_mah"] - radio_mah(pr)
-    assert rest_devkitc == pytest.approx(rest_product, rel=0.02)
+        return n * r["tx_ma"] * r["frame_us"] / 3.6e9
+    rest_devkitc = devkitc["energy_mah"] - devkitc["board_mah"] - radio_mah(dk, frames)
+    # The modem pays one connection for frames within its connection window (an uplink and
+    # its ACK): between one per uplink and one per frame.
+    product_rest = product["energy_mah"] - product["board_mah"]
+    low = product_rest - radio_mah(pr, frames)
+    high = product_rest - radio_mah(pr, product["frames_up"] // 2)
+    assert low * 0.98 <= rest_devkitc <= high * 1.02
 
 
 def test_the_devkitc_cannot_reach_the_products_battery_life(on_both_profiles):

@@ -212,5 +212,5 @@ def test_rtc_blob_round_trip_checksum_and_size_limit():
     assert state.take() is None, "a corrupted blob is ignored"
     state.save({"counter": 5})
     assert state.take() == {"counter": 5}
-    with pytest.raises(ValueError, match="RTC memory holds 2048"):
+    with pytest.raises(ValueError, match="RTC memory holds 2040"):
         state.save({"big": bytes(3000)})
