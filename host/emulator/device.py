@@ -80,7 +80,8 @@ class EmulatedDevice(GpioBus, UartBus, FirmwareRuntime):
 
     def __init__(self, world, device_id, key=None, profile="esp32-devkitc", files=None,
                  image=None, ticks_start_ms=None, rtc_utc_ms=None, link=None, gnss=None,
-                 battery=None, trace_sleeps=False, wiring=None):
+                 battery=None, trace_sleeps=False, wiring=None, runtime="cpython",
+                 heap_bytes=None):
         from .gnss import Gnss
         from .link import Link
         from .peripherals import Battery, Button, OutputRecorder
@@ -95,6 +96,16 @@ class EmulatedDevice(GpioBus, UartBus, FirmwareRuntime):
         self.heap = Heap(ram.get("heap_bytes", 112 * 1024), ram.get("baseline_bytes", 6 * 1024))
         self.rng = world.rng(device_id, "device")
         self.unique = hashlib.sha256(str(device_id).encode()).digest()[:6]
+        # runtime="micropython": each boot runs in a real MicroPython VM (vm.py).
+        self.vm = None
+        if runtime == "micropython":
+            from .vm import DEFAULT_HEAP_BYTES, VmBridge, compiled_files
+            self.vm = VmBridge(self, heap_bytes or DEFAULT_HEAP_BYTES)
+            self.vm.sources = dict(files or {})
+            files = compiled_files(files or {}) if image is None else files
+        elif runtime != "cpython":
+            raise ValueError("runtime %r: cpython or micropython" % (runtime,))
+        self.runtime = runtime
         if image is None:
             from host.deploy import build_image
             image = build_image(files or {})
@@ -246,6 +257,8 @@ class EmulatedDevice(GpioBus, UartBus, FirmwareRuntime):
         if ident is not None and self._thread.is_alive():
             ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident),
                                                        ctypes.py_object(_Shutdown))
+            if self.vm is not None:  # the thread waits on the VM's pipe, not on bytecode
+                self.vm.kill()
             self._thread.join(timeout=5)
 
     def _shutdown(self):
@@ -253,6 +266,8 @@ class EmulatedDevice(GpioBus, UartBus, FirmwareRuntime):
             self._interrupt = _Shutdown()
             self._go.release()
             self._thread.join(timeout=5)
+        if self.vm is not None:
+            self.vm.kill()
 
     def _wdt_check(self, gen):
         if gen != self._wdt_gen or self._wdt_timeout_us is None or self._state == LIGHT:
@@ -432,6 +447,8 @@ class EmulatedDevice(GpioBus, UartBus, FirmwareRuntime):
     def _handle_reset(self, r):
         self._unwinding = None
         self._interrupt = None
+        if self.vm is not None:
+            self.vm.kill()  # a reset ends the VM process; flash and RTC memory are here
         self._flush_stdout()
         self._record("reset", "%s%s" % (RESET_NAMES[r.cause], (" " + r.why) if r.why else ""))
         self._timers.clear()
@@ -497,7 +514,9 @@ class EmulatedDevice(GpioBus, UartBus, FirmwareRuntime):
         self._record("boot", RESET_NAMES[cause])
         main = self._new_module("__main__", None)
         try:
-            for path in ("/boot.py", "/main.py"):
+            if self.vm is not None:
+                self.vm.run_boot()  # raises what main.py raised; returns when it returns
+            for path in ("/boot.py", "/main.py") if self.vm is None else ():
                 source = self.flash.read_file(path)
                 if source is not None:
                     main.__file__ = path
@@ -556,6 +575,9 @@ class EmulatedDevice(GpioBus, UartBus, FirmwareRuntime):
                 self._repl_run(source, namespace)
 
     def _repl_run(self, source, namespace):
+        if self.vm is not None:
+            self.vm.repl_run(source)
+            return
         try:
             try:
                 code = compile(source, "<stdin>", "eval")

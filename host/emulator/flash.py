@@ -181,6 +181,19 @@ class Flash:
         self._fs = fs
         self.cwd = "/"
 
+    def forget(self):
+        """Blocks changed under the mounted filesystem (the MicroPython VM writes them
+        directly): drop the cache and remount before the host reads files again."""
+        self._files.clear()
+        self._stale = True
+
+    def _fresh(self):
+        if getattr(self, "_stale", False):
+            self._stale = False
+            cwd = self.cwd
+            self.mount()
+            self.cwd = cwd
+
     on_power_lost = None          # set by the device: raises its power-cut reset
 
     def cut_after_writes(self, n):
@@ -209,6 +222,7 @@ class Flash:
 
     def read_file(self, path):
         """Contents of a file, or None if there is none (cached for the import system)."""
+        self._fresh()
         if path in self._files:
             return self._files[path]
         self.check_power()
@@ -232,6 +246,7 @@ class Flash:
             return False
 
     def is_dir(self, path):
+        self._fresh()
         try:
             return self._fs.stat(path).type == 2
         except (LittleFSError, OSError):

