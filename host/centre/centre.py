@@ -585,7 +585,6 @@ class Centre:
     def _acks(self, device_id, key_id, counters):
         window = self._window(device_id, key_id)
         acks = []
-        fields = []
         if any(window.highest - c <= codec.REPLAY_WINDOW for c in counters):
             acks.append(self._seal(device_id, "ACK", {"highest": window.highest,
                                                       "bitmap": window.bitmap})[0])
