@@ -77,9 +77,10 @@ def test_crossing_to_haptic_warning_p95_within_30_s_and_none_missed(runs):
         if summary["proximity_observed_latency_ms"]["n"]:
             observed.append(summary["proximity_observed_latency_ms"]["max"])
     assert _p95(latencies) <= TARGET_P95_MS, sorted(latencies)
-    # Once the centre has seen the offender inside, the warning is confirmed and delivered
-    # within seconds: the rest of the latency is the tag's report interval.
-    assert len(observed) == len(results) and _p95(observed) <= 10_000, sorted(observed)
+    # Once the centre has seen the offender inside, the warning goes out with the victim's
+    # next tracked fix (proximity_fix_s, 15 s) and reaches the wearer at once (the wake line):
+    # within one fix interval plus a second. The rest of the latency is the tag's interval.
+    assert len(observed) == len(results) and _p95(observed) <= 16_000, sorted(observed)
 
 
 def test_wearer_is_warned_before_alarm_and_only_for_proximity(runs):
