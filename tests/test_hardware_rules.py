@@ -339,3 +339,16 @@ def test_idle_returns_at_once(world):
     world.run_for(3000)
     us = int(text(dev).split("idle us ")[1].split()[0])
     assert us < 2000
+
+
+def test_a_floating_output_draws_nothing_while_the_board_is_off(world):
+    dev = boot(world, "from machine import Pin\nimport time\nPin(25, Pin.OUT, value=1)\n"
+                      "time.sleep_ms(100000)\n")
+    world.run_until(2000)
+    assert dev.energy.state("haptic") == "on"
+    dev.power_cut()                          # the pad floats, but there is no supply
+    world.run_until(3000)
+    assert dev.pin_driven(25) is None and dev.energy.state("haptic") == "off"
+    dev.power_on()                           # powered again, the pad still undriven: worse case
+    world.run_until(3100)
+    assert dev.energy.state("haptic") == "floating"

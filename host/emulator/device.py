@@ -315,6 +315,14 @@ class EmulatedDevice(GpioBus, UartBus, FirmwareRuntime):
             raise self._unwinding
 
     def _set_cpu(self, state):
+        was_powered = self.energy.powered
+        self._set_cpu_current(state)
+        if self.energy.powered != was_powered:
+            for output in (getattr(self, "led", None), getattr(self, "haptic", None)):
+                if output is not None:
+                    output.power_changed()
+
+    def _set_cpu_current(self, state):
         cpu = self.profile["cpu"]
         if state in _AWAKE:
             ma = cpu.get("active_%dmhz_ma" % self._freq_mhz, cpu["active_160mhz_ma"])

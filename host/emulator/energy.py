@@ -87,6 +87,11 @@ class Energy:
             for name, draw in self._board:
                 self.set(name, draw if self._powered else 0.0, "on" if self._powered else "off")
 
+    @property
+    def powered(self):
+        """The board has power (any CPU state but off)."""
+        return self._powered
+
     def state(self, component):
         return self._state.get(component, "")
 

@@ -75,13 +75,18 @@ class OutputRecorder:
         dev.on_output(pin, self._changed)
 
     def _changed(self, level):
-        if level == self.level:
-            return
-        self.level = level
-        self.edges.append((self.dev.world.now_ms, 1 if level else 0))
-        self.dev.world.record(self.dev.device_id, self.name, "floating" if level is None else level)
-        if level is None:
-            # A floating gate: the worse case is a driver that conducts (docs/HARDWARE.md).
+        if level != self.level:
+            self.level = level
+            self.edges.append((self.dev.world.now_ms, 1 if level else 0))
+            self.dev.world.record(self.dev.device_id, self.name,
+                                  "floating" if level is None else level)
+        self.power_changed()
+
+    def power_changed(self):
+        level = self.level
+        if level is None and self.dev.energy.powered:
+            # A floating gate: the worse case is a driver that conducts (docs/HARDWARE.md);
+            # with the board unpowered nothing does.
             self.dev.energy.set(self.name, self.on_ma, "floating")
         else:
             self.dev.energy.set(self.name, self.on_ma if level else 0.0, "on" if level else "off")
