@@ -16,6 +16,7 @@ from firmware import battery as battery_mod
 from firmware import button as button_mod
 from firmware import config as config_mod
 from firmware import core as core_mod
+from firmware import gnss as gnss_mod
 from firmware import link as link_mod
 from firmware import outputs as outputs_mod
 from firmware import persist
@@ -37,28 +38,6 @@ _WAKE_LINE_POLL_MS = 20
 
 def log(text):
     print("vigil:", text)
-
-
-class _NoGnss:
-    """Stands in until firmware/gnss.py provides the driver: powers the enable pin only."""
-
-    def __init__(self, en_pin):
-        self.en_pin = en_pin
-
-    def power(self, on):
-        self.en_pin.value(1 if on else 0)
-
-    def poll(self):
-        return []
-
-
-def _make_gnss(hw):
-    try:
-        # Optional until firmware/gnss.py lands; __import__ keeps the type check honest.
-        gnss = __import__("firmware.gnss", None, None, ["Gnss"])
-    except ImportError:
-        return _NoGnss(hw.gnss_en)
-    return gnss.Gnss(hw.gnss_uart, hw.gnss_en)
 
 
 class App:
@@ -110,7 +89,7 @@ class App:
         self.battery = battery_mod.Battery(hw.battery_adc, hw.charger_pin,
                                            hw.pins.BATTERY_DIVIDER)
         self.outputs = outputs_mod.Outputs(hw.haptic_pin, hw.led_pin)
-        self.gnss = _make_gnss(hw)
+        self.gnss = gnss_mod.Gnss(hw.gnss_uart, hw.gnss_en)
         if not state.get("panic_id"):
             self._restore_panic(state)
         deep = state.get("deep") if rtc else None

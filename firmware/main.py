@@ -15,9 +15,10 @@ _SAFE_MODE_WINDOW_MS = 2000
 
 
 def main():
+    import time
+
     import esp32
     import machine
-    import time
 
     from firmware import bootguard, pins
     guard = bootguard.BootGuard(machine.RTC())

@@ -37,9 +37,10 @@ button = [{ at_s = 60, hold_ms = 2000 }]
 PRESS_MS, POWER_ON_MS, CLEAR_MS = 60_000, 70_000, 200_000
 # Flash program/erase operations from the press until the firmware reports the alarm stored
 # (its "alarm ... state 1" log line, after the queue append and the state snapshot): counted
-# as 12 with the board's littlefs config (4 KiB blocks, 32-byte prog, 128-byte cache: see
-# host/emulator/flash.py); the sweep goes a few writes past it.
-SWEEP = range(0, 16)
+# as 15 with the board's littlefs config (4 KiB blocks, 32-byte prog, 128-byte cache: see
+# host/emulator/flash.py), the press waking the board from deep sleep (the boot counts itself
+# in flash first); the sweep goes a few writes past it.
+SWEEP = range(0, 19)
 
 
 def _cut_run(n):
@@ -52,8 +53,10 @@ def _cut_run(n):
         sim.run()
         return {
             "n": n,
-            "resets": [detail for _t, detail in resets(sim, 31)],
-            "boots": [detail for _t, detail in boots(sim, 31)],
+            # deep-sleep wakes are not what the cut is about: they come and go with the cadence
+            "resets": [detail for _t, detail in resets(sim, 31)
+                       if not detail.startswith("DEEPSLEEP_RESET")],
+            "boots": [detail for _t, detail in boots(sim, 31) if detail != "DEEPSLEEP_RESET"],
             "crashes": list(dev.crashes),
             "stored": any(t < POWER_ON_MS for t, _l in
                           log_lines(sim, 31, "alarm 1 kind 1 state 1")),
@@ -90,7 +93,7 @@ def test_the_sweep_crosses_the_point_where_the_alarm_is_stored(sweep):
     stored = [run["stored"] for run in sweep]
     first = stored.index(True)
     assert not any(stored[:first]) and all(stored[first:]), stored
-    assert first == 12, "flash writes until the alarm is stored changed: %d" % first
+    assert first == 15, "flash writes until the alarm is stored changed: %d" % first
 
 
 def test_an_alarm_reported_stored_survives_the_cut(sweep):
@@ -170,14 +173,15 @@ def test_device_resumes_with_queue_and_alarm_after_a_crash_or_hang(fault):
     _clear_alarm_at(sim, 41, 600_000, 1)
     try:
         sim.run()
-        resets_seen = [(t, detail) for t, detail in resets(sim, 41)]
+        resets_seen = [(t, detail) for t, detail in resets(sim, 41)
+                       if not detail.startswith("DEEPSLEEP_RESET")]
         assert len(resets_seen) == 1 and resets_seen[0][1].startswith(cause), resets_seen
         reset_ms = resets_seen[0][0]
         assert FAULT_AT_S * 1000 <= reset_ms < (FAULT_AT_S + 120) * 1000
         if fault == "crash":
             assert log_lines(sim, 41, "vigil: crash: RuntimeError('injected driver fault')")
         # resumed: queue (the unacked alarm and positions) and the active alarm intact
-        boot_lines = [line for t, line in dev.log if t > reset_ms and "boot 2" in line]
+        boot_lines = [line for t, line in dev.log if t > reset_ms and "vigil: boot " in line]
         assert boot_lines and not boot_lines[0].endswith("queue 0"), boot_lines
         assert log_lines(sim, 41, "boot: 1 alarm frame(s) awaiting ack")
         alarm_frames = [(t, f) for t, f in sent_frames(sim, 41) if f.name == "ALARM"

@@ -253,7 +253,9 @@ def test_deep_sleep_wake_resumes_the_timers_less_the_rtc_measured_sleep(tmp_path
     hw2.rtc.memory(hw.rtc.memory())                # RTC memory and the RTC survive
     clock2.rtc_ms, clock2.now = clock.rtc_ms, 4321
     a2, _, _ = boot(tmp_path, (hw2, clock2))
-    assert core.ticks_diff(a2.core._due["heartbeat"], clock2.now) == heartbeat_ms - 100_000
+    # less the sleep and the guard time after LINK_READY dropped (app._READY_GUARD_MS)
+    assert core.ticks_diff(a2.core._due["heartbeat"], clock2.now) == \
+        heartbeat_ms - 100_000 - app_mod._READY_GUARD_MS
     assert a2.core.counter == counter              # exact: RTC memory, not the reservation
     assert not [f for f in uplinks(hw2, receiver) if f.name == "HELLO"]
     run(a2, clock2, heartbeat_ms - 100_000 + 1)

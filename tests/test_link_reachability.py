@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from tests.firmware_e2e import start_toml
 from protocol import messages
+from tests.firmware_e2e import start_toml
 
 SCENARIO = """
 [scenario]

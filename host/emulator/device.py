@@ -481,7 +481,7 @@ class EmulatedDevice(GpioBus, UartBus, FirmwareRuntime):
         except BaseException as exc:  # noqa: BLE001 - the board prints it and goes to the REPL
             if self.flash.context.cut:  # the flash error came from the power cut
                 self.flash.clear_fault()
-                raise DeviceReset(PWRON_RESET, power_cut=True, why="power cut mid-write")
+                raise DeviceReset(PWRON_RESET, power_cut=True, why="power cut mid-write") from None
             self._crash(exc)
         self._repl(main.__dict__)
 

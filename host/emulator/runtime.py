@@ -173,8 +173,11 @@ class FirmwareRuntime:
                 if item != "*" and not hasattr(module, item):
                     try:
                         self._load(name + "." + item)
-                    except ImportError:
-                        pass
+                    except ImportError as e:
+                        # Only a missing submodule means "not a submodule"; an ImportError
+                        # raised while importing one is the firmware's own and propagates.
+                        if str(e) != "no module named '%s.%s'" % (name, item):
+                            raise
         return module
 
     def _load(self, name):
