@@ -18,12 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from host.emulator.radio import radio_of  # noqa: E402
-from host.transport.ble import BumbleBackends  # noqa: E402
-
 from host.deploy import device_files  # noqa: E402
 from host.emulator import World  # noqa: E402
+from host.emulator.radio import radio_of  # noqa: E402
 from host.transport import open_transport  # noqa: E402
+from host.transport.ble import BumbleBackends  # noqa: E402
 from protocol import codec  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
