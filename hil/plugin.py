@@ -13,8 +13,9 @@ until it has landed the test is an expected failure with that reason.
 
 Reports: when --vigil-board is given, a JUnit file goes to --vigil-report (default
 hil-report/junit.xml) unless --junitxml names one; each failing test leaves
-<report dir>/<test>/traffic.jsonl (every uplink and downlink, time, hex, decoded) and
-console.log next to it.
+<report dir>/<test>/traffic.jsonl (every uplink and downlink, time, hex, decoded),
+console.log and, for an emulated board, report.html (the session report, host.report) next
+to it.
 """
 import json
 import re
@@ -152,4 +153,19 @@ def write_artifacts(dut_, folder):
     except NotImplementedError:
         lines = ["(this board has no console driver)"]
     (folder / "console.log").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    world = _emulated_world(dut_)
+    if world is not None:
+        # The session report (host.report) of an emulated board's run, next to its traffic.
+        from host.report import write_report
+        write_report(list(world.trace), folder / "report.html")
     return folder
+
+
+def _emulated_world(dut_):
+    """The World behind an emulated board's drivers, or None (a real board has none)."""
+    for driver in getattr(dut_, "drivers", {}).values():
+        device = getattr(driver, "device", None)
+        world = getattr(device, "world", None)
+        if world is not None and hasattr(world, "trace"):
+            return world
+    return None

@@ -105,3 +105,20 @@ def test_vigil_device_errors_are_one_line(argv, words, capsys):
     assert cli.main(["device"] + argv) == 2
     err = capsys.readouterr().err
     assert words in err and err.count("\n") == 1
+
+
+def test_a_failing_tests_artifacts_include_the_session_report(tmp_path):
+    from hil.plugin import write_artifacts
+    from hil.rig import open_dut
+
+    dut = open_dut("emu", seed=3)
+    try:
+        dut.press_button(2500)
+        dut.wait(20_000)
+        folder = write_artifacts(dut, tmp_path / "failing_test")
+    finally:
+        dut.close()
+    page = (folder / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<svg" in page
+    assert (folder / "traffic.jsonl").read_text().strip()
+    assert (folder / "console.log").exists()
