@@ -241,8 +241,8 @@ def test_closed_stdin_stdout_and_a_full_disk_are_one_line_exit_2(tmp_path):
     assert proc.wait(20) == 0  # empty input: nothing to decode, nothing invalid
     path = _write(tmp_path, "capture.bin", b"".join(GOOD_WIRES))
     for args, kwargs, message in (
-            (["-"], dict(preexec_fn=lambda: os.close(0)), "vigil decode: <stdin>: no standard "
-                                                         "input"),
+            (["-"], dict(preexec_fn=lambda: os.close(0)), "vigil decode: -: cannot read "
+                                                         "(standard input is closed)"),
             ([path], dict(preexec_fn=lambda: os.close(1)), "vigil decode: no standard output "
                                                           "to write to"),
             ([path], dict(stdout=open("/dev/full", "wb")), "vigil decode: cannot write the "

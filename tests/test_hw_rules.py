@@ -131,10 +131,10 @@ def test_the_protocol_builds_ctr_on_ecb_with_the_boards_cryptolib(world):
 
     dev = boot(world, """
 from protocol.crypto import Ctr
-print(Ctr(b'k' * 16).xor(1004, False, 7, b'secret position, 21 bytes').hex())
+print(Ctr(b'k' * 16).xor(1004, False, 7, 0, b'secret position, 21 bytes').hex())
 """, with_lib=True)
     world.run_until(2000)
-    host = Ctr(b"k" * 16).xor(1004, False, 7, b"secret position, 21 bytes").hex()
+    host = Ctr(b"k" * 16).xor(1004, False, 7, 0, b"secret position, 21 bytes").hex()
     assert lines(dev) == [host] and not dev.crashes
 
 

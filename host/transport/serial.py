@@ -91,8 +91,9 @@ class SerialTransport(Transport):
         except (serial.SerialException, OSError, TypeError, ValueError) as e:
             if self._closed:
                 raise TransportClosed("%s is closed" % self.url) from None
-            if "returned no data" in str(e) or getattr(e, "errno", None) == errno.EIO:
-                # the pty master hung up, or the USB device went away
+            if ("returned no data" in str(e) or "socket disconnected" in str(e)
+                    or getattr(e, "errno", None) == errno.EIO):
+                # the pty master hung up, the USB device went away, or a socket:// peer closed
                 raise TransportClosed("%s: the peer went away" % self.url) from None
             raise TransportError("%s: %s" % (self.url, e)) from None
 
