@@ -243,8 +243,9 @@ def test_closed_stdin_stdout_and_a_full_disk_are_one_line_exit_2(tmp_path):
     for args, kwargs, message in (
             (["-"], dict(preexec_fn=lambda: os.close(0)), "vigil decode: -: cannot read "
                                                          "(standard input is closed)"),
-            ([path], dict(preexec_fn=lambda: os.close(1)), "vigil decode: no standard output "
-                                                          "to write to"),
+            # (host/cli.py checks the standard streams before any command runs)
+            ([path], dict(preexec_fn=lambda: os.close(1)), "vigil: standard output is closed; "
+                                                          "nothing could be printed"),
             ([path], dict(stdout=open("/dev/full", "wb")), "vigil decode: cannot write the "
                                                            "output (No space left on device)")):
         import sys
