@@ -18,7 +18,7 @@ from .flash import Flash
 from .gpio import GpioBus
 from .heap import Heap
 from .runtime import FirmwareRuntime, _compile
-from .uart import UartBus
+from .uart import UartBus, take
 from .world import EmulatorError
 
 # machine.reset_cause() / wake_reason() values (the ESP32 port's, as in mpy/machine.py)
@@ -609,13 +609,7 @@ class EmulatedDevice(GpioBus, UartBus, FirmwareRuntime):
         rx = self.uarts[0].rx
         while not rx:
             self._wait(None, REPL if self._at_repl else IDLE)
-        if n < 0 or n >= len(rx):
-            data = bytes(rx)
-            rx.clear()
-        else:
-            data = bytes(rx[:n])
-            del rx[:n]
-        return data
+        return take(rx, n)
 
     def _record(self, kind, detail=""):
         self.world.record(self.device_id, kind, detail)

@@ -18,6 +18,17 @@ _CTRL_C = 0x03
 _AWAKE_STATES = ("run", "wait", "idle", "repl")
 
 
+def take(rx, n):
+    """Up to n bytes (n < 0: all) from the front of an RX buffer."""
+    if n < 0 or n >= len(rx):
+        data = bytes(rx)
+        rx.clear()
+    else:
+        data = bytes(rx[:n])
+        del rx[:n]
+    return data
+
+
 class UartState:
     def __init__(self, uart_id):
         self.uart_id = uart_id
@@ -140,14 +151,7 @@ class UartBus:
         return len(u.rx)
 
     def bus_uart_read(self, uart_id, n):
-        rx = self._driver(uart_id).rx
-        if n < 0 or n >= len(rx):
-            data = bytes(rx)
-            rx.clear()
-        else:
-            data = bytes(rx[:n])
-            del rx[:n]
-        return data
+        return take(self._driver(uart_id).rx, n)
 
     def bus_uart_readline(self, uart_id):
         rx = self._driver(uart_id).rx
