@@ -15,19 +15,13 @@ def world():
     w.close()
 
 
-_REPL_LINES = ("MicroPython v", 'Type "help()"', ">>> ")
-
-
-def printed(dev):
-    """What the firmware printed, without the REPL's banner and prompt after main.py ends."""
-    return [line for _, line in dev.log if not line.startswith(_REPL_LINES)]
 
 
 def run(world, body, ms=2000):
     main = "import bluetooth, time\nble = bluetooth.BLE()\n" + body
     dev = world.add_device("d", files={"/main.py": main.encode()})
     world.run_until(ms)
-    return dev, printed(dev)
+    return dev, dev.printed()
 
 
 def attempt(expr):
@@ -102,14 +96,14 @@ def write_from_central(world, dev, value):
 def test_a_write_longer_than_the_20_byte_buffer_is_cut_silently(world):
     dev, _ = run(world, RX_FIRMWARE % "", ms=1000)
     write_from_central(world, dev, bytes(range(40)))
-    assert printed(dev) == [repr(bytes(range(20)))]
+    assert dev.printed() == [repr(bytes(range(20)))]
     assert dev.ble.stats["truncated_bytes"] == 20
 
 
 def test_gatts_set_buffer_keeps_the_whole_write(world):
     dev, _ = run(world, RX_FIRMWARE % "ble.gatts_set_buffer(rx, 100, True)", ms=1000)
     write_from_central(world, dev, bytes(range(40)))
-    assert printed(dev) == [repr(bytes(range(40)))]
+    assert dev.printed() == [repr(bytes(range(40)))]
     assert dev.ble.stats["truncated_bytes"] == 0
 
 

@@ -29,12 +29,6 @@ def boot(world, main, device_id="d1", extra=None, **options):
     return world.add_device(device_id, files=files, **options)
 
 
-_REPL_LINES = ("MicroPython v", 'Type "help()"', ">>> ")
-
-
-def lines(dev):
-    """What the firmware printed, without the REPL's banner and prompt that follow main.py."""
-    return [line for _, line in dev.log if not line.startswith(_REPL_LINES)]
 
 
 # --- the time module on its own ---------------------------------------------------------
@@ -86,8 +80,8 @@ t1 = time.ticks_ms()
 print("end", t1, time.ticks_diff(t1, t0))
 """)
     world.run_until(60_000)
-    start = int(lines(dev)[0].split()[1])
-    end, diff = map(int, lines(dev)[1].split()[1:])
+    start = int(dev.printed()[0].split()[1])
+    end, diff = map(int, dev.printed()[1].split()[1:])
     assert start > (1 << 30) - 31_000  # 30 s before the wrap by default
     assert end < start  # wrapped
     assert 45_000 <= diff <= 45_001
@@ -102,7 +96,7 @@ t1 = time.ticks_us()
 print(time.ticks_diff(t1, t0))
 """)
     world.run_until(2000)
-    assert int(lines(dev)[0]) == 10  # one polled call's cost, no matter the wall time
+    assert int(dev.printed()[0]) == 10  # one polled call's cost, no matter the wall time
 
 
 def test_busy_wait_on_ticks_terminates(world):
@@ -114,7 +108,7 @@ while time.ticks_diff(time.ticks_ms(), start) < 50:
 print("done")
 """)
     world.run_until(2000)
-    assert lines(dev) == ["done"]
+    assert dev.printed() == ["done"]
 
 
 def test_firmware_that_never_waits_is_reported_not_hung():
@@ -155,7 +149,7 @@ def bump():
 def test_deep_sleep_discards_ram_but_keeps_rtc_memory_and_flash(world):
     dev = boot(world, DEEPSLEEP_MAIN, extra={"/lib/lib_state.py": STATE_MODULE})
     world.run_until(40_000)
-    got = [line.split() for line in lines(dev)]
+    got = [line.split() for line in dev.printed()]
     assert len(got) == 4  # boots at 0.6 s, 11.2 s, 21.8 s, 32.4 s
     assert [g[1] for g in got] == [str(PWRON_RESET)] + [str(DEEPSLEEP_RESET)] * 3
     assert [g[3] for g in got] == ["0", "4", "4", "4"]  # TIMER_WAKE after deep sleep
@@ -175,7 +169,7 @@ def test_power_cut_loses_rtc_memory_but_not_flash(world):
     assert dev.state == "off"
     dev.power_on()
     world.run_until(31_000)
-    last = lines(dev)[-1].split()
+    last = dev.printed()[-1].split()
     assert last[1] == str(PWRON_RESET)
     assert last[7] == "1"  # RTC memory lost
     assert last[9] == "4"  # flash kept
@@ -197,7 +191,7 @@ if machine.reset_cause() != machine.WDT_RESET:
     print("never printed")
 """)
     world.run_until(20_000)
-    assert lines(dev) == ["cause 1", "still alive", "cause %d" % WDT_RESET]
+    assert dev.printed() == ["cause 1", "still alive", "cause %d" % WDT_RESET]
     resets = [(t, d) for t, _, kind, d in world.trace if kind == "reset"]
     assert resets == [(pytest.approx(600 + 5000 + 5000 + 0.5 + 2000, abs=1), "WDT_RESET watchdog expired")]
 
@@ -212,9 +206,9 @@ if machine.reset_cause() == machine.PWRON_RESET:
 """, extra={"/lib/helper.py": "def fail():\n    raise ValueError('boom')\n"})
     world.run_until(5000)
     assert dev.crashes and dev.crashes[0][1] == "ValueError: boom"
-    assert '  File "/lib/helper.py", line 2, in fail' in lines(dev)
+    assert '  File "/lib/helper.py", line 2, in fail' in dev.printed()
     # ports/esp32/main.c: the traceback, then the REPL; no reset (HARDWARE.md)
-    assert dev.at_repl and [line for line in lines(dev) if line.startswith("cause")] == \
+    assert dev.at_repl and [line for line in dev.printed() if line.startswith("cause")] == \
         ["cause %d" % PWRON_RESET]
 
 
@@ -229,7 +223,7 @@ elif c == machine.SOFT_RESET:
     machine.reset()
 """)
     world.run_until(5000)
-    assert lines(dev) == [str(PWRON_RESET), str(SOFT_RESET), str(HARD_RESET)]
+    assert dev.printed() == [str(PWRON_RESET), str(SOFT_RESET), str(HARD_RESET)]
 
 
 def test_firmware_swallowing_a_reset_gets_it_again(world):
@@ -245,7 +239,7 @@ if machine.reset_cause() == machine.PWRON_RESET:
     print("not reached")
 """)
     world.run_until(5000)
-    assert lines(dev) == ["boot 1", "boot 4"]
+    assert dev.printed() == ["boot 1", "boot 4"]
 
 
 # --- IRQs and light sleep ---------------------------------------------------------------
@@ -269,7 +263,7 @@ def test_pin_irq_wake_with_an_edge_trigger_is_ignored_as_on_the_port(world):
     dev.button.press(at_ms=10_600)
     dev.button.release(at_ms=10_800)
     world.run_until(70_000)
-    slept = lines(dev)[0].split()
+    slept = dev.printed()[0].split()
     assert 60_000 <= int(slept[1]) <= 60_002 and slept[3] == "0" and slept[5] == "4"
 
 
@@ -278,7 +272,7 @@ def test_pin_irq_level_trigger_with_wake_is_ext0_and_installs_no_handler(world):
     dev.button.press(at_ms=10_600)
     dev.button.release(at_ms=10_800)
     world.run_until(70_000)
-    slept = lines(dev)[0].split()
+    slept = dev.printed()[0].split()
     assert 10_000 <= int(slept[1]) <= 10_002
     assert slept[3] == "0" and slept[5] == "2"  # no handler ran; EXT0 wake
 
@@ -287,7 +281,7 @@ def test_pin_irq_without_wake_is_lost_in_lightsleep(world):
     dev = boot(world, IRQ_MAIN.replace("WAKE", "None"))
     dev.button.click(at_ms=10_600)
     world.run_until(70_000)
-    slept = lines(dev)[0].split()
+    slept = dev.printed()[0].split()
     assert 60_000 <= int(slept[1]) <= 60_002 and slept[3] == "0" and slept[5] == "4"
     assert any(kind == "irq_lost" for _, _, kind, _ in world.trace)
 
@@ -309,8 +303,8 @@ if machine.reset_cause() == machine.PWRON_RESET:
     dev.button.click(at_ms=2600)
     dev.button.click(at_ms=60_000)
     world.run_until(70_000)
-    assert lines(dev)[:2] == ["boot 1 0", "irq after 2000"]
-    assert lines(dev)[2] == "boot 4 2"  # woke from deep sleep on ext0
+    assert dev.printed()[:2] == ["boot 1 0", "irq after 2000"]
+    assert dev.printed()[2] == "boot 4 2"  # woke from deep sleep on ext0
     boots = [t for t, _, kind, _ in world.trace if kind == "boot"]
     assert boots[1] == pytest.approx(60_000 + 600, abs=1)  # boot time counts in latency
 
@@ -327,7 +321,7 @@ time.sleep_ms(500)
 print(len(ticks))
 """)
     world.run_until(3000)
-    assert lines(dev) == ["10"]
+    assert dev.printed() == ["10"]
 
 
 # --- UART -------------------------------------------------------------------------------
@@ -341,7 +335,7 @@ print(len(data), u.any(), u.read())
 """)
     world.at(1000, dev.feed_uart, 1, bytes(range(256)) * 4)
     world.run_until(3000)
-    assert lines(dev) == ["300 0 None"]
+    assert dev.printed() == ["300 0 None"]
     assert dev.uarts[1].overflow_bytes == 1024 - 300
     assert ("uart_overflow" in {kind for _, _, kind, _ in world.trace})
 
@@ -356,7 +350,7 @@ print(line, time.ticks_diff(time.ticks_ms(), t0))
 """)
     world.at(1600, dev.feed_uart, 1, b"hello\nrest")
     world.run_until(8000)
-    text, waited = lines(dev)[0].rsplit(" ", 1)
+    text, waited = dev.printed()[0].rsplit(" ", 1)
     assert text == "b'hello\\n'" and 1000 <= int(waited) <= 1002
 
 
@@ -375,9 +369,9 @@ def test_two_devices_in_one_world_keep_separate_module_state(world):
     a = boot(world, TWO_MAIN, "a", extra={"/lib/counter.py": "n = 0\n"})
     b = boot(world, TWO_MAIN, "b", extra={"/lib/counter.py": "n = 100\n"})
     world.run_until(3000)
-    assert lines(a)[1] == "n 11" and lines(b)[1] == "n 111"
-    assert lines(a)[0].split()[1] != lines(b)[0].split()[1]
-    assert lines(a)[0].endswith("time_is_ours True")
+    assert a.printed()[1] == "n 11" and b.printed()[1] == "n 111"
+    assert a.printed()[0].split()[1] != b.printed()[0].split()[1]
+    assert a.printed()[0].endswith("time_is_ours True")
     assert not hasattr(host_time, "ticks_ms")  # CPython's own time is untouched
     assert "machine" not in sys.modules
 
@@ -392,8 +386,8 @@ import os
 print(sorted(os.listdir("/")))
 """)
     world.run_until(2000)
-    assert lines(dev)[0].startswith("ImportError")
-    assert lines(dev)[1] == "['main.py']"
+    assert dev.printed()[0].startswith("ImportError")
+    assert dev.printed()[1] == "['main.py']"
 
 
 LOSSY_MAIN = """

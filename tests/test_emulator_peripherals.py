@@ -26,12 +26,6 @@ def boot(world, main, device_id="d1", **options):
     return world.add_device(device_id, files={"/main.py": main.encode()}, **options)
 
 
-_REPL_LINES = ("MicroPython v", 'Type "help()"', ">>> ")
-
-
-def lines(dev):
-    """What the firmware printed, without the REPL's banner and prompt that follow main.py."""
-    return [line for _, line in dev.log if not line.startswith(_REPL_LINES)]
 
 
 # --- GNSS -------------------------------------------------------------------------------
@@ -62,7 +56,7 @@ def run_gnss(world, on_s=60, off_s=600, **gnss):
     main = GNSS_MAIN.replace("ON_S", str(on_s)).replace("OFF_S", str(off_s))
     dev = boot(world, main, gnss=dict(route=Route(ROUTE, speed_mps=1.4), **gnss))
     world.run_until((on_s + off_s + 10) * 1000 + 2000)
-    assert lines(dev)[-1].startswith("done")
+    assert dev.printed()[-1].startswith("done")
     return dev, dev.flash.read_file("/nmea.txt")
 
 
@@ -180,7 +174,7 @@ def test_the_peer_wakes_the_device_and_sends_once_it_is_ready(world):
     dev = boot(world, _LISTENER.replace("LIE", "0"), link={"latency_ms": 40, "jitter_ms": 0})
     world.at(5_000, dev.link.send_downlink, b"\x05hi\x00")
     world.run_until(30_000)
-    assert lines(dev) == ["got b'\\x05hi\\x00' 3"]          # EXT1_WAKE, not the timer
+    assert dev.printed() == ["got b'\\x05hi\\x00' 3"]          # EXT1_WAKE, not the timer
     (arrival, delivered, waited), = dev.link.downlink_waits
     assert arrival == pytest.approx(5_040)
     assert 0 < waited < 10                                      # a light-sleep wake, not 15 s
@@ -193,7 +187,7 @@ def test_a_peer_told_ready_by_a_sleeping_device_loses_the_bytes(world):
     dev = boot(world, _LISTENER.replace("LIE", "1"), link={"latency_ms": 40, "jitter_ms": 0})
     world.at(5_000, dev.link.send_downlink, b"\x05hi\x00")
     world.run_until(30_000)
-    assert lines(dev) == []
+    assert dev.printed() == []
     assert dev.link.stats["down_unheard_bytes"] == 4
 
 
@@ -226,7 +220,7 @@ while True:
 """, battery={"soc_pct": 50})
     dev.battery.plug(at_ms=15_000)
     world.run_until(21_000)
-    first, _, third = [line.split() for line in lines(dev)]
+    first, _, third = [line.split() for line in dev.printed()]
     assert int(first[0]) == pytest.approx(3810 - 35.5 * 0.15, abs=2)  # OCV at 50 % minus I*R
     assert first[1] == "0" and third[1] == "1"
     assert first[2] == "950000"
@@ -338,7 +332,7 @@ u.flush()
 """
     dev = world.add_device("d7", files=files)
     world.run_until(2000)
-    assert not dev.crashes, lines(dev)
+    assert not dev.crashes, dev.printed()
     keyring = codec.Keyring()
     keyring.add(7, 1, b"k" * 16)
     (frame,) = codec.Receiver(keyring).feed(dev.link.uplinks[0][1])
@@ -366,7 +360,7 @@ for i in range(20):
     assert dev.state == "off"
     dev.power_on()
     world.run_until(5000)          # the 12 kB line takes ~1 s at the REPL's 115200 baud
-    last = lines(dev)[1]
+    last = dev.printed()[1]
     assert last.startswith("read b'") and len(set(eval(last[5:]))) == 1  # one whole version
 
 

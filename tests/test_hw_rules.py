@@ -28,12 +28,6 @@ def boot(world, main, with_lib=False, **options):
     return world.add_device("d1", files=files, **options)
 
 
-_REPL_LINES = ("MicroPython v", 'Type "help()"', ">>> ")
-
-
-def lines(dev):
-    """What the firmware printed, without the REPL's banner and prompt that follow main.py."""
-    return [line for _, line in dev.log if not line.startswith(_REPL_LINES)]
 
 
 def crash_of(main, run_ms=3000):
@@ -135,7 +129,7 @@ print(Ctr(b'k' * 16).xor(1004, False, 7, 0, b'secret position, 21 bytes').hex())
 """, with_lib=True)
     world.run_until(2000)
     host = Ctr(b"k" * 16).xor(1004, False, 7, 0, b"secret position, 21 bytes").hex()
-    assert lines(dev) == [host] and not dev.crashes
+    assert dev.printed() == [host] and not dev.crashes
 
 
 # --- machine.Pin -----------------------------------------------------------------------------
@@ -182,7 +176,7 @@ machine.Pin(26, machine.Pin.OUT)
 print('held')
 """)
     world.run_until(2000)
-    assert lines(dev) == ["held"]
+    assert dev.printed() == ["held"]
     assert seen == [(4, True), (4, False), (26, None)]
 
 
@@ -197,7 +191,7 @@ print('still running')
 """)
     world.at(2000, dev.drive_pin, 33, 0)
     world.run_until(7000)
-    assert "ValueError: handler bug" in lines(dev) and lines(dev)[-1] == "still running"
+    assert "ValueError: handler bug" in dev.printed() and dev.printed()[-1] == "still running"
     assert not dev.crashes
 
 
@@ -217,7 +211,7 @@ def test_adc_default_attenuation_is_11db_and_read_uv_is_calibrated(world):
     dev = boot(world, ADC_MAIN)
     dev.set_analog(34, lambda: 1_900_000)
     world.run_until(2000)
-    first, ten_bit, zero_db = [line.split() for line in lines(dev)]
+    first, ten_bit, zero_db = [line.split() for line in dev.printed()]
     assert int(first[0]) == pytest.approx(1900, abs=1)   # not saturated at 950 mV (0 dB)
     assert int(first[1]) == 1900 * 4095 // 2450
     assert int(first[2]) == (int(first[1]) << 4) | (int(first[1]) >> 8)
@@ -253,8 +247,8 @@ print('done', n)
 time.sleep_ms(10000)
 """)
     world.run_until(2000)
-    assert int(lines(dev)[0]) < 100
-    done, n = lines(dev)[1].split()
+    assert int(dev.printed()[0]) < 100
+    done, n = dev.printed()[1].split()
     # thousands of passes in 200 ms: no FreeRTOS tick (10 ms) per call, so no light sleep
     assert done == "done" and int(n) > 1000
     assert dev.energy.counters["wakes"] == 0
@@ -279,7 +273,7 @@ print('main', len(ran))
 """)
     world.at(1500, dev.drive_pin, 33, 0)
     world.run_until(5000)
-    log = lines(dev)
+    log = dev.printed()
     assert "RuntimeError: schedule queue full" in log      # printed by the protected handler
     assert "ran [0, 1, 2, 3, 4, 5, 6, 7]" in log
     assert log[-1] == "main 28" and not dev.crashes
@@ -372,8 +366,8 @@ except OSError as e:
     print('full', e.args[0], n * 4096 < 2 * 1024 * 1024)
 """)
     world.run_until(5000)
-    assert lines(dev)[0] == "(4096, 4096, 512)" and (BLOCK_SIZE, BLOCK_COUNT) == (4096, 512)
-    assert lines(dev)[1] == "full 28 True"   # ENOSPC before 2 MiB: the partition, not the host
+    assert dev.printed()[0] == "(4096, 4096, 512)" and (BLOCK_SIZE, BLOCK_COUNT) == (4096, 512)
+    assert dev.printed()[1] == "full 28 True"   # ENOSPC before 2 MiB: the partition, not the host
 
 
 # --- board profiles -----------------------------------------------------------------------

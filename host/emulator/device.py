@@ -39,6 +39,7 @@ _DEFAULT_TICKS_START_MS = (1 << 30) - 30_000  # ticks wrap 30 s after each boot
 _EPOCH_2000_UNIX_MS = 946_684_800_000
 _REPL_BANNER = ("MicroPython v1.29.0 on 2026-08-19; ESP32 module with ESP32\n"
                 "Type \"help()\" for more information.\n")
+_REPL_LINE_STARTS = tuple(line[:13] for line in _REPL_BANNER.splitlines()) + (">>> ",)
 
 # How the board is wired: which GPIO each peripheral of the emulated board hangs on
 # (docs/LINK.md). A firmware whose pin table disagrees finds nothing there, as on a board.
@@ -211,6 +212,11 @@ class EmulatedDevice(GpioBus, UartBus, FirmwareRuntime):
     def set_analog(self, pin, fn):
         """fn() -> microvolts on `pin`, read by machine.ADC."""
         self._analog[pin] = fn
+
+    def printed(self):
+        """The lines the firmware printed, without the REPL's banner and prompts that follow
+        main.py on a board (they are the port's, not the firmware's)."""
+        return [line for _, line in self.log if not line.startswith(_REPL_LINE_STARTS)]
 
     def console_in(self, data):
         """Bytes typed into the REPL UART (the board's USB console)."""
