@@ -24,7 +24,6 @@ bytes until the device listens (host/emulator/link.py).
 import argparse
 import errno
 import json
-import math
 import os
 import select
 import socket
@@ -139,18 +138,8 @@ class PtyBoard:
                 self.device.link.send_downlink(chunk)
 
     def _run_virtual(self, ms):
-        world = self.world
-        target_us = world.now_us + max(1, math.ceil(ms * 1000))
         self._activity = False
-        while not self._activity:
-            nxt = world.next_event_us()
-            if nxt is None or nxt >= target_us:
-                world.run_until(target_us / 1000)
-                break
-            world.run_until(nxt / 1000)
-            self._pump_console()
-        self._pump_console()
-        return self._activity
+        return self.world.run_until_done(ms, lambda: self._activity, self._pump_console)
 
     def command(self, line):
         from host.emulator import Route

@@ -11,7 +11,6 @@ the firmware does in those 15 minutes. Downlinks go through the emulated link pe
 (host/emulator/link.py), which holds them until the device listens — the wake/ready
 handshake on the emulated board lives there, not here.
 """
-import math
 from urllib.parse import parse_qs, urlsplit
 
 from host.transport.base import BadUrl, Transport, TransportClosed
@@ -37,17 +36,8 @@ class EmuClock:
 
     def advance_s(self, seconds):
         """Run the board until it writes to the link or `seconds` passed; True if it wrote."""
-        world = self.world
-        # at least 1 us: a float deadline a hair ahead of now must still be reached
-        target_us = world.now_us + max(1, math.ceil(seconds * 1e6))
         self.activity = False
-        while not self.activity:
-            nxt = world.next_event_us()
-            if nxt is None or nxt >= target_us:
-                world.run_until(target_us / 1000)
-                break
-            world.run_until(nxt / 1000)
-        return self.activity
+        return self.world.run_until_done(seconds * 1000, lambda: self.activity)
 
     def sleep_ms(self, ms):
         """Let `ms` of virtual time pass, whatever the board does."""

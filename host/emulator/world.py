@@ -2,6 +2,7 @@
 import hashlib
 import heapq
 import json
+import math
 import random
 
 
@@ -72,6 +73,23 @@ class World:
 
     def run_for(self, ms):
         self.run_until(self.now_us / 1000 + ms)
+
+    def run_until_done(self, ms, done, after_step=None):
+        """Run event by event for up to `ms`, stopping early once done() is true; returns
+        done(). after_step() runs after each step (e.g. to pump a console)."""
+        # at least 1 us: a float deadline a hair ahead of now must still be reached
+        target_us = self.now_us + max(1, math.ceil(ms * 1000))
+        while not done():
+            nxt = self.next_event_us()
+            if nxt is None or nxt >= target_us:
+                self.run_until(target_us / 1000)
+                break
+            self.run_until(nxt / 1000)
+            if after_step is not None:
+                after_step()
+        if after_step is not None:
+            after_step()
+        return done()
 
     # --- devices ----------------------------------------------------------------------
     def add_device(self, device_id, key=None, profile="esp32-devkitc", files=None, image=None,
