@@ -100,7 +100,12 @@ class EmuTransport(Transport):
         self.board = board
         self.clock = board.clock
         self._rx = bytearray()
-        board.device.link.connect(self._on_uplink)
+        self.peer = self._peer_of(board)
+        self.peer.connect(self._on_uplink)
+
+    def _peer_of(self, board):
+        """What carries the bytes: the board's link peer (a subclass puts a phone there)."""
+        return board.device.link
 
     def _on_uplink(self, data, _t_ms):
         self._rx += data
@@ -114,15 +119,14 @@ class EmuTransport(Transport):
         return data
 
     def _send_internal(self, data):
-        link = self.board.device.link
         start = 0
-        while start < len(data):
+        while start < len(data):  # one frame (up to its 0x00 delimiter) at a time
             end = data.find(b"\x00", start)
             end = len(data) if end < 0 else end + 1
-            link.send_downlink(bytes(data[start:end]))
+            self.peer.send_downlink(bytes(data[start:end]))
             start = end
 
     def _close_internal(self):
-        self.board.device.link.connect(None)
+        self.peer.connect(None)
         if self._owns_board:
             self.board.close()
