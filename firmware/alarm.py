@@ -13,6 +13,7 @@ from firmware.clock import as_int, ticks_add, ticks_diff
 _ALARM_PANIC = const(1)
 _STATE_CLEARED = const(3)
 _STATE_RAISED = const(1)
+_STATE_REPEAT = const(4)
 _STORE_ALARM = const(2)
 
 # Alarm retransmission: after the first send, resend at these offsets (ms), then every
@@ -76,7 +77,15 @@ def raise_alarm(c, kind, state, alarm_id, now, out):
 
 def raise_panic(c, now, out):
     if c.panic_id:
-        out.append(("log", "panic: alarm %d already active" % c.panic_id))
+        # A press while the alarm is active is never swallowed (issue 9): the wearer feels
+        # it was taken, the centre gets its own record (ALARM state repeat, SPEC 6.6), and
+        # tracking goes back to the panic rate.
+        c.panic_operator_acked = 0
+        c._panic_slow = False
+        c._due["panic_track"] = c._at(now, "panic_track_s")
+        out.append(("haptic", "panic_repeat"))
+        raise_alarm(c, _ALARM_PANIC, _STATE_REPEAT, c.panic_id, now, out)
+        positioning.replan(c, now, out)
         return
     c.panic_id = c.next_alarm_id
     c.next_alarm_id = c.panic_id % 0xFFFF + 1

@@ -67,7 +67,7 @@ try:
 except ImportError:
     const = lambda x: x  # noqa: E731  (a def would clash with the stub's signature)
 
-from firmware import alarm, downlink, positioning, power, proximity
+from firmware import alarm, downlink, pairing, positioning, power, proximity
 from firmware.clock import TICKS_HALF, ago, as_int, ticks_add, ticks_diff
 from firmware.positioning import TRACKING
 
@@ -87,8 +87,8 @@ STORE_ALARM = const(2)
 
 # Timers, in the order they run when several are due at once.
 _TIMERS = ("press", "listen", "battery", "no_contact", "proximity_end", "locate_end",
-           "panic_track",
-           "acquire", "fix", "gnss_lost", "upload", "heartbeat", "self_test")
+           "panic_track", "pairing",
+           "acquire", "fix", "gnss_lost", "upload", "keepalive", "heartbeat", "self_test")
 
 
 
@@ -106,6 +106,11 @@ class Core:
         self.last_fix = st.get("last_fix")
         self.proximity = st.get("proximity", 0)
         self.config_version = st.get("config_version", 0)
+        # the scheme in force (1 aware, 2 paired) and the pairing [offender, from, until UTC
+        # ms] or None (firmware/pairing.py)
+        self.scheme = st.get("scheme", 1)
+        pairing = st.get("pairing")
+        self.pairing = list(pairing) if isinstance(pairing, (list, tuple)) else None
         # alarm frames awaiting a transport ACK: [counter, alarm_id, retry index, due ticks]
         # (due None: resend at the next run of the timers, e.g. right after boot)
         self._alarm_tx = [[c, a, 0, None] for c, a in st.get("alarm_tx", ())]
@@ -143,6 +148,8 @@ class Core:
         self._utc_ticks = 0
         self._panic_slow = False
         self._locating = False                     # COMMAND locate_now tracking (volatile)
+        self._last_uplink = 0                      # ticks of the last frame sent but ACKs
+        self.reported_interval_s = 0               # interval_s the centre last heard
 
     # --- public -----------------------------------------------------------------------------
     def handle(self, event, now):
@@ -161,6 +168,11 @@ class Core:
         else:
             handler(self, event, now, out)
         self._run_timers(now, out)
+        if self.booted and power.interval_s(self) > self.reported_interval_s:
+            # The centre judges silence by the interval it last heard: tell it at once when
+            # the device means to stay silent for longer (after an alarm, in low power), or
+            # it would call the wearer missing. A shorter one rides the next HEARTBEAT.
+            power.t_heartbeat(self, now, out)
         return out
 
     def next_deadline(self):
@@ -228,6 +240,8 @@ class Core:
             "proximity": self.proximity,
             "config_version": self.config_version,
             "alarm_tx": [(e[0], e[1]) for e in self._alarm_tx],
+            "scheme": self.scheme,
+            "pairing": self.pairing,
         }
 
     def sleep_snapshot(self, now):
@@ -243,6 +257,8 @@ class Core:
                 "moving": self.moving, "still": self._still_fixes,
                 "gnss_lost": self._gnss_lost_raised, "no_contact": self.no_contact,
                 "low_power": self.low_power, "battery": self.battery,
+                "interval_s": self.reported_interval_s,
+                "uplink_age_ms": max(0, ticks_diff(now, self._last_uplink)),
                 "sent": self._sent_n, "acked": self._acked_n}
         if self._utc_ms is not None:
             deep["utc_ms"] = self.utc_ms(now)
@@ -285,8 +301,10 @@ class Core:
         counter = self.counter
         self.counter = counter + 1
         out.append(("send", name, fields, flags, counter, store))
-        if name != "ACK" and not self.no_contact and "no_contact" not in self._due:
-            self._due["no_contact"] = self._at(now, "no_contact_s")   # an ack is owed now
+        if name != "ACK":
+            self._last_uplink = now
+            if not self.no_contact and "no_contact" not in self._due:
+                self._due["no_contact"] = self._at(now, "no_contact_s")   # an ack is owed now
         if store:
             recent = self._recent
             # Bounded: only sends younger than ack_wait_ms matter (the flush floor).
@@ -321,10 +339,16 @@ class Core:
             if hello is not None:
                 fields = dict(hello)
                 fields["config_version"] = self.config_version
+                fields["mode"] = self.scheme
+                fields["interval_s"] = self.reported_interval_s = power.interval_s(self)
                 self._send("HELLO", fields, _STORE_EVIDENCE, now, out)  # until acked
             due["fix"] = now                         # where are we, are we moving?
         due["battery"] = now           # every boot samples: the charger may have changed
         positioning.replan(self, now, out)
+        if not self.reported_interval_s:               # no HELLO (a resume keeps its own)
+            self.reported_interval_s = power.interval_s(self)
+        if self.pairing is not None and "pairing" not in due:
+            pairing.check(self, now, out)
         if self._alarm_tx:
             out.append(("log", "boot: %d alarm frame(s) awaiting ack" % len(self._alarm_tx)))
 
@@ -353,6 +377,8 @@ class Core:
         if isinstance(battery, (list, tuple)) and len(battery) == 3:
             self.battery = (as_int(battery[0]), as_int(battery[1]), as_int(battery[2]))
         self._sent_n, self._acked_n = as_int(deep.get("sent")), as_int(deep.get("acked"))
+        self.reported_interval_s = as_int(deep.get("interval_s"))
+        self._last_uplink = ago(now, as_int(deep.get("uplink_age_ms")) + slept_ms)
         if deep.get("no_contact"):
             self.no_contact = True
             out.append(("led", "no_contact"))          # the LED state did not survive
@@ -416,6 +442,7 @@ _RX = {
     "PROXIMITY": proximity.rx_proximity,
     "TIME_SYNC": downlink.rx_time_sync,
     "TEST_INJECT": downlink.rx_ignore,
+    "MODE": pairing.rx_mode,
 }
 
 _TIMER_HANDLERS = {
@@ -432,4 +459,6 @@ _TIMER_HANDLERS = {
     "upload": positioning.t_upload,
     "heartbeat": power.t_heartbeat,
     "self_test": power.t_self_test,
+    "pairing": pairing.t_pairing,
+    "keepalive": power.t_keepalive,
 }

@@ -1,6 +1,7 @@
 """The centre's side: downlink frames (ACK, CONFIG, COMMAND, TIME_SYNC), contact and its
 loss, the backlog flush, and listening without a wake line. Functions of the core: each
-takes the Core first (its state lives there, firmware/core.py); PROXIMITY and OPERATOR_ACK are handled by their own mixins."""
+takes the Core first (its state lives there, firmware/core.py); PROXIMITY, OPERATOR_ACK
+and MODE are handled by their own modules."""
 try:
     from micropython import const
 except ImportError:
@@ -17,7 +18,7 @@ _STORE_NONE = const(0)
 
 # COMMAND vibrate arg -> pattern.
 VIBRATE_PATTERNS = ("confirm", "operator_ack", "proximity_warning", "proximity_alarm",
-                    "locate")
+                    "locate", "proximity_uncertain")
 
 
 def on_rx_duplicate(c, event, now, out):

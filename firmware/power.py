@@ -7,7 +7,7 @@ except ImportError:
     const = lambda x: x  # noqa: E731  (a def would clash with the stub's signature)
 
 from firmware import alarm, positioning
-from firmware.clock import as_int, ticks_diff
+from firmware.clock import as_int, ticks_add, ticks_diff
 
 # Protocol numbers, equal to protocol.messages (tests/test_core.py checks).
 _ALARM_BATTERY_5 = const(4)
@@ -30,6 +30,9 @@ _STORE_NONE = const(0)
 _BATTERY_ALARMS = ((20, _ALARM_BATTERY_20, 1), (10, _ALARM_BATTERY_10, 2),
                    (5, _ALARM_BATTERY_5, 4))
 _BATTERY_REARM_PCT = const(3)
+# While tracking, the device sends something at least this often: the centre escalates a
+# device that is silent for 60 s during an alarm or a proximity level (issue 9).
+_KEEPALIVE_S = const(30)
 
 
 def t_heartbeat(c, now, out):
@@ -41,14 +44,43 @@ def t_heartbeat(c, now, out):
     c._sent_n, c._acked_n = sent // 2, acked // 2      # decay: recent links count
     fields = {"battery_mv": mv, "battery_pct": pct, "charging": charging,
               "link_quality": quality, "queue_depth": min(c.queue_depth, 0xFFFF),
-              "uptime_s": uptime_s(c, now), "status": c.status()}
+              "uptime_s": uptime_s(c, now), "status": c.status(), "mode": c.scheme,
+              "interval_s": interval_s(c)}
+    c.reported_interval_s = fields["interval_s"]
     c._send("HEARTBEAT", fields, _STORE_NONE, now, out)
+    keepalive(c, now)
     # A fix due soon rides this wake and this radio connection: a boot and a modem
     # connection each cost more than a fix taken a little early.
     fix_due = c._due.get("fix")
     if (fix_due is not None and positioning.cadence_mode(c) == "stationary"
             and ticks_diff(fix_due, now) < c.cfg["deep_sleep_min_s"] * 1000):
         c._due["fix"] = now
+
+
+def interval_s(c):
+    """The longest the device means to stay silent now (HELLO/HEARTBEAT interval_s, SPEC 6.3):
+    the heartbeat interval, or _KEEPALIVE_S while tracking (an alarm, a proximity level, a
+    locate), when a failed fix must not make the wearer look silent to the centre."""
+    base = c.cfg["low_battery_heartbeat_s" if c.low_power else "heartbeat_s"]
+    if positioning.cadence_mode(c) in positioning.TRACKING:
+        return min(base, _KEEPALIVE_S)
+    return base
+
+
+def keepalive(c, now):
+    """While tracking, arm a HEARTBEAT for _KEEPALIVE_S after the last uplink."""
+    if positioning.cadence_mode(c) in positioning.TRACKING:
+        c._due["keepalive"] = ticks_add(c._last_uplink, _KEEPALIVE_S * 1000)
+    else:
+        c._due.pop("keepalive", None)
+
+
+def t_keepalive(c, now, out):
+    if (positioning.cadence_mode(c) in positioning.TRACKING
+            and ticks_diff(now, c._last_uplink) >= _KEEPALIVE_S * 1000):
+        t_heartbeat(c, now, out)
+    else:
+        keepalive(c, now)
 
 
 def uptime_ms(c, now):

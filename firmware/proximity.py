@@ -5,7 +5,7 @@ from firmware import positioning
 from firmware.clock import as_int
 
 # Haptic feedback to the wearer per PROXIMITY level (a rise in level only).
-_PROXIMITY_HAPTIC = {2: "proximity_warning", 3: "proximity_alarm"}
+_PROXIMITY_HAPTIC = {1: "proximity_uncertain", 2: "proximity_warning", 3: "proximity_alarm"}
 
 
 def rx_proximity(c, fields, now, out):
@@ -17,6 +17,9 @@ def rx_proximity(c, fields, now, out):
     c.proximity = level
     if level > before and level in _PROXIMITY_HAPTIC:
         out.append(("haptic", _PROXIMITY_HAPTIC[level]))
+        if level == 1:
+            # Uncertain: the centre's fix of the wearer is stale. A fresh one settles it.
+            positioning.locate_now(c, 0, now, out)
     if level:
         c._due["proximity_end"] = c._at(now, "proximity_hold_s")
     else:

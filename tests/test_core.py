@@ -92,7 +92,8 @@ class Rig:
 
 
 # --- purity ---------------------------------------------------------------------------------
-CORE_MODULES = ("core", "alarm", "positioning", "proximity", "power", "downlink", "clock")
+CORE_MODULES = ("core", "alarm", "positioning", "proximity", "power", "downlink", "pairing",
+                "clock")
 
 
 @pytest.mark.parametrize("module", CORE_MODULES)
@@ -772,6 +773,9 @@ def test_no_contact_counts_only_while_an_ack_is_owed():
     rig = Rig()
     rig.event(("battery", 3550, 8, 0))                      # low power: hourly heartbeat
     assert rig.core.low_power
+    # HELLO, the battery alarm and the HEARTBEAT telling the centre the new interval, acked.
+    assert rig.sends("HEARTBEAT")[-1][1][2]["interval_s"] == rig.cfg["low_battery_heartbeat_s"]
+    rig.ack(rig.core.counter - 1, bitmap=0b11)
     for _ in range(3):
         rig.run(3600_000, on_action=lambda r, a: a[0] == "send" and a[1] != "ACK"
                 and r.ack(a[4]))
