@@ -22,12 +22,12 @@ def fix(time_ms, lat_e7=LAT, lon_e7=LON, accuracy_m=5):
 
 def hello(schema_hash=messages.SCHEMA_HASH, boot_count=1):
     return dict(fw_major=1, fw_minor=2, fw_patch=3, schema_hash=schema_hash, reset_cause=1,
-                boot_count=boot_count, config_version=0)
+                boot_count=boot_count, config_version=0, mode=1, interval_s=900)
 
 
 def heartbeat(status=0):
     return dict(battery_mv=3900, battery_pct=80, charging=0, link_quality=90, queue_depth=0,
-                uptime_s=10, status=status)
+                uptime_s=10, status=status, mode=1, interval_s=900)
 
 
 def alarm(alarm_id=1, state=messages.ALARM_STATE_RAISED, raised_time_ms=T0, fix_=None):

@@ -444,7 +444,7 @@ class Centre:
                 self.alarms[key] = alarm
                 self.alarm_history.append(alarm)
             change = row["change"]
-            if change in ("raised", "repeated") and alarm.acked_ms is None:
+            if change in ("raised", "repeated", "repeat") and alarm.acked_ms is None:
                 alarm.ack_due_ms = row["time_ms"]
             elif change in ("acked", "acked_again"):
                 if alarm.acked_ms is None:
@@ -633,7 +633,7 @@ class Centre:
                           historic=frame.historic)
             self.alarms[key] = alarm
             self.alarm_history.append(alarm)
-            if state == messages.ALARM_STATE_RAISED:
+            if state in (messages.ALARM_STATE_RAISED, messages.ALARM_STATE_REPEAT):
                 alarm.ack_due_ms = now_ms + self.config.operator_ack_delay_ms
             change = "raised"
             self._event(now_ms, ALARM_RAISED, device.device_id, alarm_id=alarm.alarm_id,
@@ -643,6 +643,10 @@ class Centre:
             change = "repeated"
             if alarm.acked_ms is not None:
                 alarm.ack_due_ms = now_ms  # the device has not seen the operator's ack: again
+        elif state == messages.ALARM_STATE_REPEAT:
+            change = "repeat"  # the wearer pressed again (SPEC 6.6): the operator acks it too
+            if alarm.acked_ms is not None:
+                alarm.ack_due_ms = now_ms
         else:
             change = None
         if state in (messages.ALARM_STATE_CANCELLED, messages.ALARM_STATE_CLEARED):
