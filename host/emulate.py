@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from firmware import persist
-from host import run_records
+from host import metrics, run_records
 from host import scenario as scenarios
 from host.centre import Centre, CentreConfig, ProximityConfig
 from host.cliutil import OneLineParser
@@ -118,6 +118,8 @@ class ScenarioRun:
         self.centre = Centre(keys, CentreConfig(
             heartbeat_s=int(centre_cfg["heartbeat_s"]),
             operator_ack_delay_ms=int(centre_cfg["operator_ack_delay_s"] * 1000),
+            operator_clear_ms=(None if centre_cfg.get("operator_clear_s") is None
+                               else int(centre_cfg["operator_clear_s"] * 1000)),
             pairs={d["id"]: d["offender"] for d in sc["device"] if d["offender"] is not None},
             proximity=ProximityConfig(warning_m=centre_cfg["warning_m"],
                                       alarm_m=centre_cfg["alarm_m"]),
@@ -344,6 +346,61 @@ class ScenarioRun:
                 inside = d <= warning_m
         return latencies
 
+    def safety_figures(self):
+        """The ground-truth figures of issue 9 (host/metrics.py says what each one means)."""
+        delivered = {}
+        for row in self.centre.evidence.rows("frames"):
+            if row["outcome"] == "delivered" and row["type"] == "ALARM":
+                delivered.setdefault(row["device_id"], set()).add(row["counter"])
+        keyring = codec.Keyring()
+        for spec in self.sc["device"]:
+            keyring.add(spec["id"], KEY_ID, device_key(self.seed, spec["id"]))
+        warning_m = self.sc["centre"]["warning_m"]
+        presses = lost = missed = false = 0
+        haptic: dict = {}
+        silence = []
+        not_reporting = {}
+        for event in self.centre.events:
+            if event.kind == "not_reporting":
+                not_reporting.setdefault(event.device_id, []).append(
+                    event.time_ms - self.utc0_ms)
+        outages = [o["start_s"] * 1000 for o in self.sc["link"]["outages"]]
+        for spec in self.sc["device"]:
+            device_id = spec["id"]
+            dev = self.devices[device_id]
+            long_presses = metrics.long_presses(spec)
+            presses += len(long_presses)
+            lost += len(metrics.lost_presses(long_presses, metrics.alarm_logs(dev.log),
+                                             delivered.get(device_id, set())))
+            for name, count in metrics.haptic_counts(dev.haptic.pulses()).items():
+                haptic[name] = haptic.get(name, 0) + count
+            deaths = [t for t, d, kind, _x in self.world.trace
+                      if d == device_id and kind == "brownout"]
+            silence.extend(metrics.silence_latencies(deaths + outages,
+                                                     not_reporting.get(device_id, [])))
+            if spec["offender"] is None:
+                continue
+            victim = self.routes[device_id]
+            offender = self.offenders[spec["offender"]][0]
+
+            def distance_at(t_ms, victim=victim, offender=offender):
+                return distance_m(*victim.at(t_ms)[:2], *offender.at(t_ms)[:2])
+            levels = metrics.proximity_levels_delivered(self.world.trace, keyring, device_id)
+            missed += metrics.missed_crossings(
+                metrics.crossings(distance_at, self.duration_ms, warning_m, PROXIMITY_SAMPLE_MS),
+                levels)
+            false += metrics.false_warnings(levels, distance_at, warning_m, self.duration_ms,
+                                            PROXIMITY_SAMPLE_MS)
+        return {
+            "presses_long": presses,
+            "alarms_lost": lost,
+            "haptic": haptic,
+            "centre_events": metrics.event_counts(self.centre.events),
+            "not_reporting_latency_ms": percentiles(silence),
+            "proximity_missed": missed,
+            "proximity_false": false,
+        }
+
     def summary(self, wall_s):
         raised = self._device_alarms()
         at_centre = {(a.device_id, a.alarm_id): a for a in self.centre.alarm_history}
@@ -364,7 +421,9 @@ class ScenarioRun:
             "alarms_raised": len(raised),
             "alarms_acked": sum(1 for key in raised if key in at_centre and
                                 at_centre[key].ack_delivered_ms is not None),
-            "alarms_lost": sum(1 for key in raised if key not in at_centre),
+            # Alarms the firmware raised that never reached the centre (the figure before
+            # issue 9; alarms_lost below counts from the scenario's presses instead).
+            "alarms_raised_lost": sum(1 for key in raised if key not in at_centre),
             "panic_to_ack_ms": percentiles([x[2] for x in samples["panic_to_ack_ms"]]),
             "proximity_warn_latency_ms": percentiles(
                 [x[2] for x in samples["proximity_warn_latency_ms"]]),
@@ -387,6 +446,7 @@ class ScenarioRun:
                               for device_id, d in self.devices.items()
                               for t_ms, kind, detail in d.faults],
             **runtime_summary(self.runtime, self.devices),
+            **self.safety_figures(),
         }
         # The trace ends with these figures (less wall_s, which varies by machine, and the
         # runtime's heap figures, which differ between runtimes whose traces must not), so a
@@ -455,6 +515,7 @@ _CENTRE_LINES = {
     "alarm_acked": "centre: operator acked alarm {alarm_id} of device {device}",
     "alarm_ack_delivered": "centre: device {device} confirmed the operator ack of alarm {alarm_id}",
     "alarm_cleared": "centre: alarm {alarm_id} of device {device} cleared",
+    "clear_requested": "centre: operator clears alarm {alarm_id} of device {device}",
     "proximity": "centre: proximity of device {device} is now {level} (was {previous})",
     "not_reporting": "centre: device {device} NOT REPORTING",
     "reporting": "centre: device {device} reporting again",
@@ -597,8 +658,13 @@ def format_summary(summary, timeline):
             "; refused at the centre: " + ", ".join(
                 "%s %d" % kv for kv in sorted(s["frames_refused"].items())))
             if s["frames_refused"] else ""),
-        "alarms: %d raised, %d acked, %d lost" % (
-            s["alarms_raised"], s["alarms_acked"], s["alarms_lost"]),
+        "alarms: %d raised, %d acked, %d lost (long presses with no alarm at the centre, "
+        "of %d)" % (s["alarms_raised"], s["alarms_acked"], s["alarms_lost"], s["presses_long"]),
+        "haptic patterns felt: %s" % (", ".join(
+            "%s %d" % kv for kv in sorted(s["haptic"].items())) or "none"),
+        "device death or outage to NOT REPORTING: " + _ms(s["not_reporting_latency_ms"]),
+        "proximity: %d true crossing(s) with no level at the wearer within 60 s, "
+        "%d false warning(s)" % (s["proximity_missed"], s["proximity_false"]),
         "panic to transport ack: " + _ms(s["panic_to_ack_ms"]),
         "offender within warning radius to haptic warning: " + _ms(
             s["proximity_warn_latency_ms"]) + (

@@ -180,6 +180,9 @@ class Centre(Strict):
     """[centre]: the monitoring centre's thresholds."""
     operator_ack_delay_s: Annotated[Num, Ge(0), Le(3600)] = _field(
         5, "the operator acks an alarm this long after it arrives", 8, unit="s")
+    operator_clear_s: Optional[Annotated[Num, Ge(0), Le(MAX_DURATION_S)]] = _field(
+        None, "the operator clears (COMMAND clear_alarm) each panic alarm this long after it "
+        "arrives; left out = never, and the device's panic stays active", 600, unit="s")
     warning_m: Annotated[Num, Ge(1), Le(100_000)] = _field(
         1000, "proximity warning radius", 1000, unit="m")
     alarm_m: Annotated[Num, Ge(1), Le(100_000)] = _field(

@@ -3,6 +3,10 @@
 - Operator: each raised alarm is acked (OPERATOR_ACK) `operator_ack_delay_ms` after it first
   arrives. A raised alarm that arrives again after its ack is acked again at once (the device
   did not get it). A cancelled or cleared alarm that is not yet acked is not acked.
+- Clear: with `operator_clear_ms` set, the operator ends each open panic alarm that long after
+  it first arrives (COMMAND clear_alarm with the alarm id, acking it first if not yet acked);
+  the device's ALARM record in state cleared closes it. Without it no alarm is ever cleared,
+  and the device keeps its panic active (issue 9: a second press must then repeat it).
 - Restart: a restarted centre takes its alarms back from the evidence log.
 """
 from host.centre.model import (
@@ -11,6 +15,7 @@ from host.centre.model import (
     ALARM_CANCELLED,
     ALARM_CLEARED,
     ALARM_RAISED,
+    CLEAR_REQUESTED,
     Alarm,
 )
 from protocol import host_names, messages
@@ -23,9 +28,38 @@ class Alarms:
         for alarm in self.alarm_history:
             if alarm.ack_due_ms is not None and alarm.ack_due_ms <= now_ms:
                 self._operator_ack(alarm, now_ms)
+            if alarm.clear_due_ms is not None and alarm.clear_due_ms <= now_ms:
+                self._operator_clear(alarm, now_ms)
 
     def _alarm_deadlines(self):
-        return [a.ack_due_ms for a in self.alarm_history if a.ack_due_ms is not None]
+        times = [a.ack_due_ms for a in self.alarm_history if a.ack_due_ms is not None]
+        times.extend(a.clear_due_ms for a in self.alarm_history if a.clear_due_ms is not None)
+        return times
+
+    def _schedule_clear(self, alarm, from_ms):
+        """An open panic alarm is cleared by the operator `operator_clear_ms` after `from_ms`
+        (the firmware keeps only a panic active; other kinds need no clearing)."""
+        if (self.config.operator_clear_ms is not None and alarm.kind == messages.ALARM_KIND_PANIC
+                and not alarm.closed and alarm.clear_sent_ms is None):
+            alarm.clear_due_ms = from_ms + self.config.operator_clear_ms
+
+    def _operator_clear(self, alarm, now_ms):
+        """The operator ends the alarm: COMMAND clear_alarm; the device answers with an ALARM
+        record in state cleared (ALARM_CLEARED). The ack goes first if still due, so the
+        wearer has felt a person take it before the alarm ends."""
+        alarm.clear_due_ms = None
+        if alarm.closed:
+            return
+        if alarm.acked_ms is None:
+            self._operator_ack(alarm, now_ms)
+        alarm.clear_sent_ms = now_ms
+        counter = self.send(alarm.device_id, "COMMAND",
+                            {"command": messages.COMMAND_CLEAR_ALARM, "arg": alarm.alarm_id},
+                            now_ms)
+        self.evidence.alarm(now_ms, alarm.device_id, alarm.alarm_id, alarm.kind,
+                            "clear_requested", alarm.raised_time_ms, counter)
+        self._event(now_ms, CLEAR_REQUESTED, alarm.device_id, alarm_id=alarm.alarm_id,
+                    operator_id=self.config.operator_id, counter=counter)
 
     def _on_alarm(self, device, frame, now_ms):
         f = frame.fields
@@ -41,6 +75,7 @@ class Alarms:
             self.alarm_history.append(alarm)
             if state == messages.ALARM_STATE_RAISED:
                 alarm.ack_due_ms = now_ms + self.config.operator_ack_delay_ms
+                self._schedule_clear(alarm, now_ms)
             change = "raised"
             self._event(now_ms, ALARM_RAISED, device.device_id, alarm_id=alarm.alarm_id,
                         kind=host_names.ALARM_KINDS.get(alarm.kind, alarm.kind),
@@ -60,6 +95,7 @@ class Alarms:
                 change, event_kind = "cleared", ALARM_CLEARED
             if alarm.acked_ms is None:
                 alarm.ack_due_ms = None
+            alarm.clear_due_ms = None
             self._event(now_ms, event_kind, device.device_id, alarm_id=alarm.alarm_id)
         self.evidence.alarm(now_ms, device.device_id, alarm.alarm_id, f["kind"], change,
                             f["raised_time_ms"], frame.counter, frame.historic)
@@ -99,8 +135,9 @@ class Alarms:
         shown to the operator a second time, and one that was waiting for the operator's ack
         never got it. An open alarm that was not acked is due at once (the process that timed
         its delay is gone); one acked but not confirmed by the device gets its OPERATOR_ACK
-        again, since the queued downlink died with the process. No event is raised: the
-        operator has seen these alarms."""
+        again, since the queued downlink died with the process; so does a clear_alarm the
+        operator sent for an alarm still open. No event is raised: the operator has seen
+        these alarms."""
         for row in self.evidence.rows("alarms"):
             key = (row["device_id"], row["alarm_id"])
             alarm = self.alarms.get(key)
@@ -111,8 +148,12 @@ class Alarms:
                 self.alarms[key] = alarm
                 self.alarm_history.append(alarm)
             change = row["change"]
+            if change == "raised":
+                self._schedule_clear(alarm, row["time_ms"])
             if change in ("raised", "repeated") and alarm.acked_ms is None:
                 alarm.ack_due_ms = row["time_ms"]
+            elif change == "clear_requested":
+                alarm.clear_due_ms = row["time_ms"]  # its COMMAND died with the process
             elif change in ("acked", "acked_again"):
                 if alarm.acked_ms is None:
                     alarm.acked_ms = row["time_ms"]
@@ -125,6 +166,8 @@ class Alarms:
                 alarm.cancelled_ms = row["time_ms"]
             elif change == "cleared":
                 alarm.cleared_ms = row["time_ms"]
-            if alarm.closed and alarm.acked_ms is None:
-                alarm.ack_due_ms = None
+            if alarm.closed:
+                alarm.clear_due_ms = None
+                if alarm.acked_ms is None:
+                    alarm.ack_due_ms = None
 

@@ -104,7 +104,7 @@ class Centre(Intake, Alarms, ProximityWatch, Silence, Downlinks):
     def next_deadline_ms(self):
         """The earliest time tick() has work, or None."""
         times = self._alarm_deadlines()
-        times.extend(self._silence_deadline_ms(d) for d in self.devices.values())
+        times.extend(self._silence_deadlines())
         times.extend(self._downlink_deadlines())
         times = [t for t in times if t is not None]
         return min(times) if times else None

@@ -25,6 +25,8 @@ SCHEMA_MISMATCH = "schema_mismatch"
 DEVICE_EVENT = "device_event"
 DOWNLINK_EXPIRED = "downlink_expired"
 LOCATE_REQUESTED = "locate_requested"
+ESCALATED = "escalated"  # the operator must look now (silence.py, proximity_watch.py)
+CLEAR_REQUESTED = "clear_requested"  # the operator sent COMMAND clear_alarm
 
 # Downlinks where only the newest matters: a newer one stops the retries of an older one.
 SUPERSEDING = ("PROXIMITY", "TIME_SYNC", "CONFIG")
@@ -39,7 +41,11 @@ class CentreConfig:
     low_power_heartbeat_s: int = 3600
     missed_heartbeats: int = 2
     silence_grace_ms: int = 60_000
+    urgent_silence_ms: int = 60_000  # silence during an open alarm or proximity (silence.py)
     operator_ack_delay_ms: int = 5_000
+    # The emulated operator clears (COMMAND clear_alarm) each open panic alarm this long after
+    # it first arrives; None: the operator never does, and the alarm stays active.
+    operator_clear_ms: Optional[int] = None
     operator_id: int = 1
     pairs: dict = field(default_factory=dict)  # victim device id -> offender id
     proximity: ProximityConfig = field(default_factory=ProximityConfig)
@@ -77,6 +83,7 @@ class Device:
     battery_mv: Optional[int] = None
     battery_pct: Optional[int] = None
     status: int = 0
+    reported_heartbeat_s: Optional[int] = None  # the interval the device last said it keeps
     firmware: Optional[str] = None
     boot_count: Optional[int] = None
     reset_cause: Optional[int] = None
@@ -109,6 +116,8 @@ class Alarm:
     ack_delivered_ms: Optional[int] = None
     cancelled_ms: Optional[int] = None
     cleared_ms: Optional[int] = None
+    clear_due_ms: Optional[int] = None  # when the operator sends clear_alarm
+    clear_sent_ms: Optional[int] = None
 
     @property
     def closed(self):

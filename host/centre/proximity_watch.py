@@ -12,10 +12,22 @@ to the device, and the locate_now requests that keep the victim's fixes fresh.
 - Confirmation: when an evaluation points to a higher level than the current state but is
   not yet confirmed, the centre asks for one victim fix at once (COMMAND locate_now, arg 0),
   so the confirming fix comes within seconds instead of at the next tracking fix. The rule
-  itself (two consecutive fresh evaluations) is unchanged.
+  itself (two consecutive agreeing evaluations) is unchanged.
+- Uncertain (issue 9): a change to UNCERTAIN (a stale victim fix, the offender possibly
+  within the warning radius) goes to the device as its level, to the operator as a
+  PROXIMITY event, and asks the device to track (COMMAND locate_now, arg locate_track_s).
+  An offender within alarm_m of the victim's last known position while it is stale is an
+  ESCALATED event for the operator, once per episode. Every decision, with its basis,
+  radii, speeds and predicted closest approach, is a row of the evidence log.
 """
-from host.centre.model import LOCATE_REQUESTED, PROXIMITY, SUPERSEDE_CONFIRM, SUPERSEDE_LOCATE
-from host.centre.proximity import LEVEL_NAMES, Fix, haversine_m
+from host.centre.model import (
+    ESCALATED,
+    LOCATE_REQUESTED,
+    PROXIMITY,
+    SUPERSEDE_CONFIRM,
+    SUPERSEDE_LOCATE,
+)
+from host.centre.proximity import LEVEL_NAMES, UNCERTAIN, Fix, haversine_m
 from protocol import messages
 
 
@@ -74,7 +86,27 @@ class ProximityWatch:
             self._event(now_ms, PROXIMITY, victim_id, offender_id=offender_id,
                         level=LEVEL_NAMES[decision.state],
                         previous=LEVEL_NAMES[decision.previous],
-                        decided_ms=decision.time_ms, queued_ms=now_ms, counter=counter)
+                        decided_ms=decision.time_ms, queued_ms=now_ms, counter=counter,
+                        basis=decision.basis)
+            if decision.state == UNCERTAIN:
+                # The centre cannot tell: ask the device for fixes now, whatever its cadence.
+                self._track(victim_id, offender_id, now_ms, "uncertain")
+        if decision.escalate:
+            self._event(now_ms, ESCALATED, victim_id, offender_id=offender_id,
+                        reason="offender_near_last_known_position",
+                        distance_m=round(decision.distance_m),
+                        victim_age_ms=decision.victim_age_ms,
+                        victim_radius_m=round(decision.victim_radius_m))
+
+    def _track(self, victim_id, offender_id, now_ms, reason):
+        """COMMAND locate_now for locate_track_s: fixes every proximity_fix_s, sent at once."""
+        config = self.config.proximity
+        counter = self.send(victim_id, "COMMAND", {"command": messages.COMMAND_LOCATE_NOW,
+                                                   "arg": config.locate_track_s},
+                            now_ms, supersede=SUPERSEDE_LOCATE)
+        self._locate_ms[victim_id] = now_ms
+        self._event(now_ms, LOCATE_REQUESTED, victim_id, offender_id=offender_id,
+                    track_s=config.locate_track_s, counter=counter, reason=reason)
 
     def _prealert(self, victim_id, offender_id, offender, now_ms):
         """Keep the victim's device tracking while the offender is within the pre-alert
@@ -91,10 +123,5 @@ class ProximityWatch:
             last_ms + (config.locate_track_s - config.locate_renew_s) * 1000)
         if renew_at_ms is not None and now_ms < renew_at_ms:
             return  # tracking (or its request) still covers the next offender fixes
-        counter = self.send(victim_id, "COMMAND", {"command": messages.COMMAND_LOCATE_NOW,
-                                                   "arg": config.locate_track_s},
-                            now_ms, supersede=SUPERSEDE_LOCATE)
-        self._locate_ms[victim_id] = now_ms
-        self._event(now_ms, LOCATE_REQUESTED, victim_id, offender_id=offender_id,
-                    track_s=config.locate_track_s, counter=counter)
+        self._track(victim_id, offender_id, now_ms, "prealert")
 
