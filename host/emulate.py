@@ -299,26 +299,25 @@ class ScenarioRun:
 
     def _proximity_latencies(self):
         """For each time an offender truly comes within the warning radius: (device, t_ms,
-        delay until the wearer's haptic motor starts), and the crossings never followed by
-        one."""
+        delay until the wearer's proximity haptic starts; 0 if a predicted warning came
+        first, up to metrics.PRE_WARN_MS before), and the crossings never followed by one."""
         warning_m = self.sc["centre"]["warning_m"]
         latencies, missed = [], 0
+        names = metrics.proximity_patterns()
         for spec in self.sc["device"]:
             if spec["offender"] is None:
                 continue
             victim = self.routes[spec["id"]]
             offender = self.offenders[spec["offender"]][0]
-            haptic_on = [t for t, level in self.devices[spec["id"]].haptic.edges if level]
-            inside = False
-            for t_ms in range(0, self.duration_ms, PROXIMITY_SAMPLE_MS):
-                d = distance_m(*victim.at(t_ms)[:2], *offender.at(t_ms)[:2])
-                if d <= warning_m and not inside:
-                    later = [t for t in haptic_on if t >= t_ms]
-                    if later:
-                        latencies.append((spec["id"], t_ms, later[0] - t_ms))
-                    else:
-                        missed += 1
-                inside = d <= warning_m
+            haptic_ms = metrics.haptic_starts(self.devices[spec["id"]].haptic.pulses(), names)
+
+            def distance_at(t_ms, victim=victim, offender=offender):
+                return distance_m(*victim.at(t_ms)[:2], *offender.at(t_ms)[:2])
+            crossing_ms = metrics.crossings(distance_at, self.duration_ms, warning_m,
+                                            PROXIMITY_SAMPLE_MS)
+            found, never = metrics.crossing_latencies(crossing_ms, haptic_ms)
+            latencies.extend((spec["id"], t_ms, ms) for t_ms, ms in found)
+            missed += never
         return latencies, missed
 
     def _proximity_observed_latencies(self):

@@ -26,7 +26,7 @@ from protocol import codec, messages
 LONG_PRESS_KEY = "long_press_ms"
 ALARM_MATCH_MS = 15_000  # a press's ALARM record is logged within its hold plus a boot
 HAPTIC_GAP_MS = 400  # pulses closer than this belong to one pattern (the longest gap is 300)
-DURATION_SLACK_MS = 60  # a pulse may run this much longer than the pattern says (superloop)
+DURATION_SLACK_MS = 60  # a pulse may be this much off the pattern (the superloop's timing)
 CROSSING_GRACE_MS = 60_000
 FALSE_FACTOR = 1.1
 FALSE_BEFORE_MS = 60_000
@@ -105,14 +105,13 @@ def pulse_trains(pulses):
 
 
 def pattern_name(steps, patterns=None):
-    """The HAPTIC pattern whose durations these steps match (each step no shorter than the
-    pattern's and at most DURATION_SLACK_MS longer; the last may be unfinished), or
-    "unknown"."""
+    """The HAPTIC pattern whose durations these steps match (each step within
+    DURATION_SLACK_MS of the pattern's; the last may be unfinished), or "unknown"."""
     patterns = outputs.HAPTIC if patterns is None else patterns
     for name, durations in sorted(patterns.items()):
         if len(durations) != len(steps):
             continue
-        if all(step is None or want <= step <= want + DURATION_SLACK_MS
+        if all(step is None or abs(step - want) <= DURATION_SLACK_MS
                for step, want in zip(steps, durations, strict=True)):
             return name
     return "unknown"
@@ -131,6 +130,30 @@ def haptic_starts(pulses, names, patterns=None):
     """Start times of the pulse trains that are one of `names`."""
     return [start for start, steps in pulse_trains(pulses)
             if pattern_name(steps, patterns) in names]
+
+
+PRE_WARN_MS = 120_000  # a proximity haptic this long before a crossing already warned of it
+
+
+def proximity_patterns(patterns=None):
+    """The haptic patterns that tell the wearer about the offender (warning, alarm, and the
+    uncertain level's own pattern once the firmware has one)."""
+    patterns = outputs.HAPTIC if patterns is None else patterns
+    return tuple(name for name in patterns if name.startswith("proximity") or
+                 "uncertain" in name)
+
+
+def crossing_latencies(crossing_ms, haptic_ms):
+    """([(crossing t_ms, ms to the wearer's proximity haptic)], crossings never followed by
+    one). A haptic up to PRE_WARN_MS before the crossing (a predicted warning) counts as 0."""
+    latencies, never = [], 0
+    for t_ms in crossing_ms:
+        later = [t for t in haptic_ms if t >= t_ms - PRE_WARN_MS]
+        if later:
+            latencies.append((t_ms, max(0.0, later[0] - t_ms)))
+        else:
+            never += 1
+    return latencies, never
 
 
 def event_counts(events):

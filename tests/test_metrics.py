@@ -55,3 +55,14 @@ def test_a_warning_with_no_true_approach_within_1100_m_is_false():
 def test_silence_latency_is_from_the_true_start_to_the_next_not_reporting():
     assert metrics.silence_latencies([1000, 50_000], [40_000, 120_000]) == [39_000, 70_000]
     assert metrics.silence_latencies([1000, 5000], [40_000]) == [35_000]
+
+
+def test_crossing_latency_counts_a_predicted_warning_as_zero_and_a_late_one_in_full():
+    found, never = metrics.crossing_latencies([200_000, 900_000, 2_000_000],
+                                              [150_000, 925_000])
+    assert found == [(200_000, 0.0), (900_000, 25_000)] and never == 1
+    # a haptic from an episode long before does not cover a new crossing
+    found, never = metrics.crossing_latencies([600_000], [100_000, 640_000])
+    assert found == [(600_000, 40_000)] and never == 0
+    assert "proximity_warning" in metrics.proximity_patterns()
+    assert "operator_ack" not in metrics.proximity_patterns()

@@ -226,6 +226,16 @@ class ProximityTracker:
         speed = floor_mps if velocity is None else max(floor_mps, math.hypot(*velocity))
         return min(speed, self.config.max_speed_mps)
 
+    def victim_radius_m(self, now_ms):
+        """How far from her last fix the victim may be by now: its accuracy plus its age
+        times a plausible speed (walking, or faster if her last two fixes showed it)."""
+        if self.victim is None:
+            return None
+        speed = self._speed_mps(self._velocity(self._victim_before, self.victim),
+                                self.config.walking_mps)
+        return float(self.victim.accuracy_m) + max(0, now_ms - self.victim.time_ms) / 1000.0 \
+            * speed
+
     def _evaluate(self, now_ms):
         victim, offender, config = self.victim, self.offender, self.config
         if victim is None or offender is None:

@@ -2,7 +2,8 @@
 to the device, and the locate_now requests that keep the victim's fixes fresh.
 
 - Pre-alert: when an offender fix falls within `proximity.prealert_m` of the paired victim's
-  last known position, the centre sends COMMAND locate_now with arg = `locate_track_s`: the
+  last known position (widened by how far she may have moved since: the tracker's
+  victim_radius_m), the centre sends COMMAND locate_now with arg = `locate_track_s`: the
   device tracks silently (a fix every proximity_fix_s, sent at once, and reachable within
   seconds), so the victim's fixes are fresh enough to evaluate when the offender crosses the
   warning radius. It is repeated while the offender stays inside, `locate_renew_s` before the
@@ -112,11 +113,13 @@ class ProximityWatch:
         """Keep the victim's device tracking while the offender is within the pre-alert
         radius of the victim's last known position (see the module docstring)."""
         config = self.config.proximity
-        victim = self._trackers[victim_id].victim
+        tracker = self._trackers[victim_id]
+        victim = tracker.victim
         if not config.prealert_m or victim is None:
             return  # nothing to measure from: the device's own cadence will report
-        if haversine_m(victim.lat_e7, victim.lon_e7, offender.lat_e7,
-                       offender.lon_e7) > config.prealert_m:
+        # She may have moved on since her last fix (issue 9: a victim on a bus).
+        if haversine_m(victim.lat_e7, victim.lon_e7, offender.lat_e7, offender.lon_e7) - \
+                tracker.victim_radius_m(now_ms) > config.prealert_m:
             return
         last_ms = self._locate_ms.get(victim_id)
         renew_at_ms = None if last_ms is None else (

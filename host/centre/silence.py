@@ -6,14 +6,16 @@
   it), else per device from config (default 900 s), or the low-power interval while its last
   heartbeat said low_power.
 - Urgent: while the device has an open alarm at the centre, or its proximity level is
-  uncertain or higher, it sends every few seconds (panic, proximity and locate cadences are
-  all under 60 s), so `urgent_silence_ms` (60 s) of silence is NOT_REPORTING at once, with
+  warning or alarm, it sends every few seconds (the panic and proximity cadences are under
+  60 s), so `urgent_silence_ms` (60 s) of silence is NOT_REPORTING at once, with
   `urgent` and the reason, and an ESCALATED event tells the operator in the same tick. This
   is what catches a device that browns out or is smashed during a panic.
+  Not while only uncertain: that level means the device has no fix, and a device without a
+  fix has nothing to send at the proximity cadence.
 - REPORTING again when it is heard from (Intake._contact).
 """
 from host.centre.model import ESCALATED, NOT_REPORTING
-from host.centre.proximity import UNCERTAIN
+from host.centre.proximity import WARNING
 from protocol import messages
 
 
@@ -49,7 +51,7 @@ class Silence:
         if device.device_id in open_alarms:
             return "silent_during_alarm"
         tracker = self._trackers.get(device.device_id)
-        if tracker is not None and tracker.state >= UNCERTAIN:
+        if tracker is not None and tracker.state >= WARNING:
             return "silent_during_proximity"
         return None
 
