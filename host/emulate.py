@@ -323,7 +323,8 @@ class ScenarioRun:
     def _proximity_observed_latencies(self):
         """For each true crossing of the warning radius: the delay from the first tag report
         that shows the offender inside (the earliest the centre could know) to the wearer's
-        haptic motor starting. The tag's noise may show it inside up to one report early."""
+        proximity haptic starting (0 when a predicted warning came first). The tag's noise
+        may show it inside up to one report early."""
         warning_m = self.sc["centre"]["warning_m"]
         latencies = []
         for spec in self.sc["device"]:
@@ -332,16 +333,19 @@ class ScenarioRun:
             victim = self.routes[spec["id"]]
             offender, tag = self.offenders[spec["offender"]]
             reports = self.offender_reports.get(spec["offender"], [])
-            haptic_on = [t for t, level in self.devices[spec["id"]].haptic.edges if level]
+            haptic_on = metrics.haptic_starts(self.devices[spec["id"]].haptic.pulses(),
+                                              metrics.proximity_patterns())
             inside = False
             for t_ms in range(0, self.duration_ms, PROXIMITY_SAMPLE_MS):
                 d = distance_m(*victim.at(t_ms)[:2], *offender.at(t_ms)[:2])
                 if d <= warning_m and not inside:
                     seen = [t for t, lat, lon in reports if t >= t_ms - tag["report_s"] * 1000
                             and distance_m(*victim.at(t)[:2], lat, lon) <= warning_m]
-                    later = [t for t in haptic_on if seen and t >= seen[0]]
+                    # A predicted warning (before the report) counts as 0, as for crossings.
+                    later = [t for t in haptic_on
+                             if seen and t >= min(seen[0], t_ms) - metrics.PRE_WARN_MS]
                     if later:
-                        latencies.append((spec["id"], seen[0], later[0] - seen[0]))
+                        latencies.append((spec["id"], seen[0], max(0.0, later[0] - seen[0])))
                 inside = d <= warning_m
         return latencies
 

@@ -226,13 +226,19 @@ class ProximityTracker:
         speed = floor_mps if velocity is None else max(floor_mps, math.hypot(*velocity))
         return min(speed, self.config.max_speed_mps)
 
-    def victim_radius_m(self, now_ms):
+    def victim_radius_m(self, now_ms, stationary_mps=None):
         """How far from her last fix the victim may be by now: its accuracy plus its age
-        times a plausible speed (walking, or faster if her last two fixes showed it)."""
+        times a plausible speed (walking, or faster if her last two fixes showed it). With
+        `stationary_mps`, a victim whose last two fixes moved slower than that is taken to
+        be where she was (the pre-alert: widening it for a victim at home would keep her
+        device tracking whenever the offender is near the edge of the radius)."""
         if self.victim is None:
             return None
-        speed = self._speed_mps(self._velocity(self._victim_before, self.victim),
-                                self.config.walking_mps)
+        velocity = self._velocity(self._victim_before, self.victim)
+        if stationary_mps is not None and (velocity is None or
+                                           math.hypot(*velocity) < stationary_mps):
+            return float(self.victim.accuracy_m)
+        speed = self._speed_mps(velocity, self.config.walking_mps)
         return float(self.victim.accuracy_m) + max(0, now_ms - self.victim.time_ms) / 1000.0 \
             * speed
 

@@ -2,8 +2,8 @@
 to the device, and the locate_now requests that keep the victim's fixes fresh.
 
 - Pre-alert: when an offender fix falls within `proximity.prealert_m` of the paired victim's
-  last known position (widened by how far she may have moved since: the tracker's
-  victim_radius_m), the centre sends COMMAND locate_now with arg = `locate_track_s`: the
+  last known position (widened by how far she may have moved since, when her last two
+  fixes showed her moving: the tracker's victim_radius_m), the centre sends COMMAND locate_now with arg = `locate_track_s`: the
   device tracks silently (a fix every proximity_fix_s, sent at once, and reachable within
   seconds), so the victim's fixes are fresh enough to evaluate when the offender crosses the
   warning radius. It is repeated while the offender stays inside, `locate_renew_s` before the
@@ -30,6 +30,8 @@ from host.centre.model import (
 )
 from host.centre.proximity import LEVEL_NAMES, UNCERTAIN, Fix, haversine_m
 from protocol import messages
+
+STATIONARY_MPS = 0.5  # her last two fixes moved slower: the pre-alert is not widened
 
 
 class ProximityWatch:
@@ -119,7 +121,7 @@ class ProximityWatch:
             return  # nothing to measure from: the device's own cadence will report
         # She may have moved on since her last fix (issue 9: a victim on a bus).
         if haversine_m(victim.lat_e7, victim.lon_e7, offender.lat_e7, offender.lon_e7) - \
-                tracker.victim_radius_m(now_ms) > config.prealert_m:
+                tracker.victim_radius_m(now_ms, STATIONARY_MPS) > config.prealert_m:
             return
         last_ms = self._locate_ms.get(victim_id)
         renew_at_ms = None if last_ms is None else (
