@@ -17,6 +17,8 @@ Per scenario it prints one line; the last line is one JSON object with the figur
   brownout_to_operator_ms     brown-out during an active alarm -> the operator is told
                               (NOT_REPORTING / ESCALATED), p95 and max
   alarms_lost                 long presses with no alarm at the centre, all runs
+  alarms_misrouted            alarms at the wrong endpoint for the scheme the scenario had
+                              the device in (mode-switch: aware -> paired -> aware)
 """
 import argparse
 import json
@@ -106,6 +108,7 @@ def one(job):
             "uncertain": sum(1 for e in run.centre.events if e.kind == "proximity"
                              and e.detail["level"] == "uncertain"),
             "alarms_lost": summary["alarms_lost"],
+            "alarms_misrouted": summary["alarms_misrouted"],
             "presses_long": summary["presses_long"],
             "avg_current_ma": summary["avg_current_ma"],
             "crashes": summary["crashes"],
@@ -159,6 +162,8 @@ def aggregate(results):
                                     "max": _finite(max(brownout, default=None)),
                                     "n": len(brownout)},
         "alarms_lost": sum(r["alarms_lost"] for r in results),
+        "presses_long": sum(r["presses_long"] for r in results),
+        "alarms_misrouted": sum(r["alarms_misrouted"] for r in results),
         "crashes": sum(r["crashes"] for r in results),
         "avg_current_ma": {name: round(sum(r["avg_current_ma"] for r in rs) / len(rs), 3)
                            for name, rs in sorted(by.items())},

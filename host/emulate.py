@@ -165,6 +165,8 @@ class ScenarioRun:
             self.peers[device_id] = peer
             for press in spec["button"]:
                 dev.button.hold(press["hold_ms"], at_ms=press["at_s"] * 1000)
+            for change in spec.get("mode_change") or ():
+                self.world.at(change["at_s"] * 1000, self._mode_change, device_id, change)
             for step in spec["charger"]:
                 (dev.battery.plug if step["plugged"] else dev.battery.unplug)(
                     at_ms=step["at_s"] * 1000)
@@ -209,6 +211,18 @@ class ScenarioRun:
         self._send(self.centre.offender_fix(offender_id, self.utc_ms(), round(lat * 1e7),
                                             round(lon * 1e7), int(spec["accuracy_m"]),
                                             self.utc_ms()))
+
+    def _mode_change(self, device_id, change):
+        """A scenario's [[device.mode_change]]: the operator (or court) switches the scheme."""
+        from host.centre.modes import AWARE, PAIRED
+        now = self.utc_ms()
+        paired = change["mode"] == "paired"
+        until = (now + int(change["valid_for_s"] * 1000)
+                 if paired and change["valid_for_s"] is not None else 0)
+        self.centre.set_mode(device_id, PAIRED if paired else AWARE,
+                             offender_id=change["offender"] or 0, valid_until_ms=until,
+                             by=change["by"], now_ms=now)
+        self._send(self.centre.tick(now))
 
     def _schedule_centre(self):
         deadline = self.centre.next_deadline_ms()
@@ -359,7 +373,7 @@ class ScenarioRun:
         for spec in self.sc["device"]:
             keyring.add(spec["id"], KEY_ID, device_key(self.seed, spec["id"]))
         warning_m = self.sc["centre"]["warning_m"]
-        presses = lost = missed = false = 0
+        presses = lost = missed = false = wrong = 0
         haptic: dict = {}
         silence = []
         not_reporting = {}
@@ -381,6 +395,11 @@ class ScenarioRun:
                       if d == device_id and kind == "brownout"]
             silence.extend(metrics.silence_latencies(deaths + outages,
                                                      not_reporting.get(device_id, [])))
+            routed = [(e.detail["raised_time_ms"] - self.utc0_ms, e.detail["endpoint"])
+                      for e in self.centre.events
+                      if e.kind == "alarm_raised" and e.device_id == device_id
+                      and e.detail.get("raised_time_ms")]
+            wrong += len(metrics.misrouted(spec, routed))
             if spec["offender"] is None:
                 continue
             victim = self.routes[device_id]
@@ -402,6 +421,8 @@ class ScenarioRun:
             "not_reporting_latency_ms": percentiles(silence),
             "proximity_missed": missed,
             "proximity_false": false,
+            # Alarms at an endpoint other than the scheme the scenario had the device in.
+            "alarms_misrouted": wrong,
         }
 
     def summary(self, wall_s):
@@ -439,7 +460,9 @@ class ScenarioRun:
             "energy_mah": round(sum(r["energy_mah"] for r in reports), 4),
             "board_mah": round(sum(r["board_mah"] for r in reports), 4),
             "avg_current_ma": round(sum(r["avg_current_ma"] for r in reports) / n, 4),
-            "floor_ratio": round(sum(r["floor_ratio"] for r in reports) / n, 3),
+            # None when no device got a fix (the floor has no GNSS cost then: energy.py).
+            "floor_ratio": _mean([r["floor_ratio"] for r in reports
+                                  if r["floor_ratio"] is not None], 3),
             "projected_battery_days": round(min(r["projected_battery_days"] for r in reports), 2),
             "crashes": sum(len(d.crashes) for d in self.devices.values()),
             # What left a board unable to run its firmware: at the REPL, stuck in the ROM
@@ -569,6 +592,10 @@ def firmware_tree(path):
     return files
 
 
+def _mean(values, digits):
+    return round(sum(values) / len(values), digits) if values else None
+
+
 def runtime_summary(runtime, devices):
     """`runtime` and `peak_heap_bytes` ({device id: bytes}, gc.mem_alloc() sampled in the VM
     at each wake; None under CPython, whose heap is a model). Kept out of trace_sha256, which
@@ -677,9 +704,10 @@ def format_summary(summary, timeline):
             s["proximity_observed_latency_ms"]),
         "downlinks held for a sleeping device: " + _ms(s["downlink_wait_ms"]),
         "energy: %.2f mAh on %s (%.2f of it the board's constant draws), average %.3f mA, "
-        "%.1fx the physical floor, battery lasts %.1f days" % (
-            s["energy_mah"], s["profile"], s["board_mah"], s["avg_current_ma"], s["floor_ratio"],
-            s["projected_battery_days"]),
+        "%s, battery lasts %.1f days" % (
+            s["energy_mah"], s["profile"], s["board_mah"], s["avg_current_ma"],
+            "no fix, so no physical floor" if s["floor_ratio"] is None else
+            "%.1fx the physical floor" % s["floor_ratio"], s["projected_battery_days"]),
         "trace sha256: " + s["trace_sha256"],
     ]
     if s["crashes"]:

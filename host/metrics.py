@@ -156,6 +156,32 @@ def crossing_latencies(crossing_ms, haptic_ms):
     return latencies, never
 
 
+ENDPOINTS = {"aware": "police_dispatch", "paired": "probation"}
+
+
+def mode_at(device_spec, t_ms):
+    """The scheme the scenario puts the device in at run time t_ms: paired from the start
+    when it names an offender, then each [[device.mode_change]], a pairing with valid_for_s
+    ending by itself."""
+    steps = [(0, "paired" if device_spec.get("offender") is not None else "aware")]
+    for change in device_spec.get("mode_change") or ():
+        steps.append((change["at_s"] * 1000, change["mode"]))
+        if change["mode"] == "paired" and change["valid_for_s"] is not None:
+            steps.append(((change["at_s"] + change["valid_for_s"]) * 1000, "aware", ))
+    mode = "aware"
+    for at_ms, step_mode in sorted(steps, key=lambda s: s[0]):
+        if at_ms <= t_ms:
+            mode = step_mode
+    return mode
+
+
+def misrouted(device_spec, alarms):
+    """alarms: [(raised run-time ms, endpoint)]; those not at the endpoint of the scheme the
+    scenario had the device in when it was raised."""
+    return [(t_ms, endpoint) for t_ms, endpoint in alarms
+            if endpoint != ENDPOINTS[mode_at(device_spec, t_ms)]]
+
+
 def event_counts(events):
     counts: dict = {}
     for event in events:

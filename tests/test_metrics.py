@@ -66,3 +66,13 @@ def test_crossing_latency_counts_a_predicted_warning_as_zero_and_a_late_one_in_f
     assert found == [(600_000, 40_000)] and never == 0
     assert "proximity_warning" in metrics.proximity_patterns()
     assert "operator_ack" not in metrics.proximity_patterns()
+
+
+def test_the_scenario_mode_schedule_gives_each_alarm_its_endpoint():
+    spec = {"offender": None, "mode_change": [
+        {"at_s": 100, "mode": "paired", "offender": 9, "valid_for_s": 50, "by": "court"}]}
+    assert [metrics.mode_at(spec, t) for t in (0, 99_999, 100_000, 149_999, 150_000)] == [
+        "aware", "aware", "paired", "paired", "aware"]
+    alarms = [(50_000, "police_dispatch"), (120_000, "police_dispatch"),
+              (160_000, "police_dispatch")]
+    assert metrics.misrouted(spec, alarms) == [(120_000, "police_dispatch")]

@@ -59,3 +59,9 @@ def test_the_bench_prints_one_json_object_last():
     for key in ("crossing_to_haptic_p95_ms", "proximity_missed", "proximity_false",
                 "uncertain_levels", "indoor_uncertain_latency_ms", "circling_warnings"):
         assert key in figures
+
+
+def test_aware_paired_aware_loses_no_press_and_routes_every_alarm_right():
+    for r in runs("mode-switch"):
+        assert r["presses_long"] == 5 and r["alarms_lost"] == 0, r
+        assert r["alarms_misrouted"] == 0, r

@@ -3,6 +3,11 @@
 - Operator: each raised alarm is acked (OPERATOR_ACK) `operator_ack_delay_ms` after it first
   arrives. A raised alarm that arrives again after its ack is acked again at once (the device
   did not get it). A cancelled or cleared alarm that is not yet acked is not acked.
+- Repeat: an ALARM record in state repeat (the wearer pressed again while the alarm was
+  active) is shown to the operator (ALARM_REPEAT) and acked again after
+  operator_ack_delay_ms; one whose raised record has not arrived raises the alarm.
+- Routing: each raised alarm and repeat carries its `endpoint` (modes.py): police dispatch
+  in aware mode, the probation operator in paired mode, by the mode in force when raised.
 - Clear: with `operator_clear_ms` set, the operator ends each open panic alarm that long after
   it first arrives (COMMAND clear_alarm with the alarm id, acking it first if not yet acked);
   the device's ALARM record in state cleared closes it. Without it no alarm is ever cleared,
@@ -15,10 +20,15 @@ from host.centre.model import (
     ALARM_CANCELLED,
     ALARM_CLEARED,
     ALARM_RAISED,
+    ALARM_REPEAT,
     CLEAR_REQUESTED,
     Alarm,
 )
 from protocol import host_names, messages
+
+# ALARM state 4 (SPEC 6.6): a press while the alarm was active. Named here until every
+# protocol build has it.
+ALARM_STATE_REPEAT = getattr(messages, "ALARM_STATE_REPEAT", 4)
 
 
 class Alarms:
@@ -76,10 +86,24 @@ class Alarms:
             if state == messages.ALARM_STATE_RAISED:
                 alarm.ack_due_ms = now_ms + self.config.operator_ack_delay_ms
                 self._schedule_clear(alarm, now_ms)
+            if state == ALARM_STATE_REPEAT:  # its raised record is late or lost: the same
+                alarm.ack_due_ms = now_ms + self.config.operator_ack_delay_ms
+                self._schedule_clear(alarm, now_ms)
             change = "raised"
             self._event(now_ms, ALARM_RAISED, device.device_id, alarm_id=alarm.alarm_id,
                         kind=host_names.ALARM_KINDS.get(alarm.kind, alarm.kind),
-                        raised_time_ms=alarm.raised_time_ms, historic=frame.historic)
+                        raised_time_ms=alarm.raised_time_ms, historic=frame.historic,
+                        endpoint=self._endpoint(device.device_id, alarm.raised_time_ms),
+                        repeat=state == ALARM_STATE_REPEAT)
+        elif state == ALARM_STATE_REPEAT:
+            # The wearer pressed again while it was active: its own record, shown to the
+            # operator, who acknowledges the latest press (SPEC 6.6).
+            change = "repeat"
+            alarm.ack_due_ms = now_ms + self.config.operator_ack_delay_ms
+            fix = f["fix"]
+            self._event(now_ms, ALARM_REPEAT, device.device_id, alarm_id=alarm.alarm_id,
+                        endpoint=self._endpoint(device.device_id, alarm.raised_time_ms),
+                        counter=frame.counter, has_fix=fix is not None)
         elif state == messages.ALARM_STATE_RAISED:
             change = "repeated"
             if alarm.acked_ms is not None:
@@ -150,7 +174,8 @@ class Alarms:
             change = row["change"]
             if change == "raised":
                 self._schedule_clear(alarm, row["time_ms"])
-            if change in ("raised", "repeated") and alarm.acked_ms is None:
+            if change in ("raised", "repeated") and alarm.acked_ms is None or \
+                    change == "repeat":
                 alarm.ack_due_ms = row["time_ms"]
             elif change == "clear_requested":
                 alarm.clear_due_ms = row["time_ms"]  # its COMMAND died with the process

@@ -15,7 +15,8 @@ The centre is one class made of parts, each in its own module with the rules it 
 - `alarms.py`: the alarm lifecycle and the emulated operator;
 - `proximity_watch.py`: proximity decisions, pre-alert and confirmation requests;
 - `silence.py`: NOT_REPORTING / REPORTING;
-- `downlinks.py`: sealing, retries, supersession and expiry of what the centre sends.
+- `downlinks.py`: sealing, retries, supersession and expiry of what the centre sends;
+- `modes.py`: each device's scheme (aware / paired), its changes, and alarm routing.
 `model.py` holds the event kinds, the config and the records; they are re-exported here.
 
 Restart: windows are rebuilt exactly from the evidence log, device state from the
@@ -30,7 +31,7 @@ from host.centre.evidence import EvidenceLog
 from host.centre.intake import Intake
 from host.centre.model import *  # noqa: F403 (the event kinds and records, for callers)
 from host.centre.model import Alarm, CentreConfig, Device, Downlink, Event, _Link
-from host.centre.proximity import ProximityTracker
+from host.centre.modes import Modes
 from host.centre.proximity_watch import ProximityWatch
 from host.centre.silence import Silence
 from host.keys import KeyStore
@@ -41,7 +42,7 @@ from protocol import (
 )
 
 
-class Centre(Intake, Alarms, ProximityWatch, Silence, Downlinks):
+class Centre(Intake, Alarms, ProximityWatch, Silence, Downlinks, Modes):
     def __init__(self, keys, config=None, evidence=":memory:",
                  on_event: Optional[Callable[[Event], None]] = None):
         self.keys = KeyStore.coerce(keys)
@@ -78,18 +79,17 @@ class Centre(Intake, Alarms, ProximityWatch, Silence, Downlinks):
         self._senders: dict[int, host_fast.FastSender] = {}
         self._downlinks: list[Downlink] = []  # pruned of done ones at each tick()
         self._by_device: dict[int, list] = {}  # device id -> its downlinks (pruned on access)
-        self._trackers = {}  # victim id -> ProximityTracker
+        self._trackers: dict = {}  # victim id -> ProximityTracker (while paired: modes.py)
         self._victims: dict[int, list] = {}  # offender id -> [victim ids]
         self._locate_ms: dict[int, int] = {}  # victim id -> when the last tracking request was queued
-        for victim, offender in self.config.pairs.items():
-            self._trackers[victim] = ProximityTracker(self.config.proximity)
-            self._victims.setdefault(offender, []).append(victim)
+        self._init_modes()
         self._now_ms = 0
         self._restore_alarms()
 
     def tick(self, now_ms):
         """Run the timers due by now; returns (link_id, wire) pairs to send."""
         self._now_ms = now_ms
+        self._modes_tick(now_ms)
         self._alarms_tick(now_ms)
         self._silence_tick(now_ms)
         self._expire_downlinks(now_ms)
@@ -106,6 +106,7 @@ class Centre(Intake, Alarms, ProximityWatch, Silence, Downlinks):
         times = self._alarm_deadlines()
         times.extend(self._silence_deadlines())
         times.extend(self._downlink_deadlines())
+        times.extend(self._mode_deadlines())
         times = [t for t in times if t is not None]
         return min(times) if times else None
 

@@ -238,6 +238,7 @@ class Intake:
         device.firmware = "%d.%d.%d" % (f["fw_major"], f["fw_minor"], f["fw_patch"])
         device.boot_count = f["boot_count"]
         device.reset_cause = f["reset_cause"]
+        self._device_promises(device, f)
         self._locate_ms.pop(device.device_id, None)  # a reboot ends any tracking
         self._event(now_ms, HELLO, device.device_id, firmware=device.firmware,
                     boot_count=device.boot_count, reset_cause=device.reset_cause)
@@ -245,8 +246,17 @@ class Intake:
         # raises meanwhile would carry raised_time_ms 0. Tell it at once.
         self.send(device.device_id, "TIME_SYNC", {"utc_ms": int(now_ms)}, now_ms)
 
+    def _device_promises(self, device, fields):
+        """The mode and silence interval the device says it keeps (HELLO/HEARTBEAT `mode`
+        and `interval_s`, SPEC 6.2/6.3; absent in frames of protocol versions before them)."""
+        if fields.get("interval_s"):
+            device.reported_heartbeat_s = fields["interval_s"]
+        if fields.get("mode"):
+            device.reported_mode = fields["mode"]
+
     def _on_heartbeat(self, device, frame, now_ms):
         f = frame.fields
+        self._device_promises(device, f)
         device.last_heartbeat_ms = now_ms
         device.battery_mv = f["battery_mv"]
         device.battery_pct = f["battery_pct"]

@@ -9,6 +9,7 @@ from protocol import codec
 # Event kinds
 HELLO = "hello"
 ALARM_RAISED = "alarm_raised"
+ALARM_REPEAT = "alarm_repeat"  # the wearer pressed again while the alarm was active
 ALARM_ACKED = "alarm_acked"  # the operator acked: OPERATOR_ACK queued
 ALARM_ACK_DELIVERED = "alarm_ack_delivered"  # the device transport-acked the OPERATOR_ACK
 ALARM_CANCELLED = "alarm_cancelled"
@@ -26,6 +27,8 @@ DEVICE_EVENT = "device_event"
 DOWNLINK_EXPIRED = "downlink_expired"
 LOCATE_REQUESTED = "locate_requested"
 ESCALATED = "escalated"  # the operator must look now (silence.py, proximity_watch.py)
+MODE_ORDERED = "mode_ordered"  # set_mode() was called: the MODE downlink is queued
+MODE_CHANGED = "mode_changed"  # the device's scheme changed (modes.py), and who did it
 CLEAR_REQUESTED = "clear_requested"  # the operator sent COMMAND clear_alarm
 
 # Downlinks where only the newest matters: a newer one stops the retries of an older one.
@@ -84,6 +87,7 @@ class Device:
     battery_pct: Optional[int] = None
     status: int = 0
     reported_heartbeat_s: Optional[int] = None  # the interval the device last said it keeps
+    reported_mode: Optional[int] = None  # the scheme the device last said it is in
     firmware: Optional[str] = None
     boot_count: Optional[int] = None
     reset_cause: Optional[int] = None

@@ -72,7 +72,7 @@ class ProximityWatch:
             return
         decision = tracker.victim_fix(
             Fix(fix["fix_time_ms"], fix["lat_e7"], fix["lon_e7"], fix["accuracy_m"]), now_ms)
-        self._decided(victim_id, self.config.pairs[victim_id], decision, now_ms)
+        self._decided(victim_id, self._pairs[victim_id], decision, now_ms)
 
     def _decided(self, victim_id, offender_id, decision, now_ms):
         if decision is None:
