@@ -36,7 +36,7 @@ FIX = {"fix_time_ms": 1767225600000, "lat_e7": 523702000, "lon_e7": 48952000, "a
        "source": 1}
 MESSAGES = {
     "HEARTBEAT": {"battery_mv": 3987, "battery_pct": 81, "charging": 0, "link_quality": 73,
-                  "queue_depth": 0, "uptime_s": 86400, "status": 8},
+                  "queue_depth": 0, "uptime_s": 86400, "status": 8, "mode": 1, "interval_s": 900},
     "POSITION": {"send_time_ms": 1767225600123, "fixes": [FIX]},
 }
 RUNS = 5
@@ -170,7 +170,7 @@ def median_rate(fn):
     return rates[2]
 sender = codec.Sender(0x0A0B0C0D, 1, KEY)
 hb = {"battery_mv": 3987, "battery_pct": 81, "charging": 0, "link_quality": 73,
-      "queue_depth": 0, "uptime_s": 86400, "status": 8}
+      "queue_depth": 0, "uptime_s": 86400, "status": 8, "mode": 1, "interval_s": 900}
 fix = {"fix_time_ms": 1767225600000, "lat_e7": 523702000, "lon_e7": 48952000, "alt_m": 2,
        "speed_cmps": 140, "course_cdeg": 27000, "accuracy_m": 5, "hdop_x10": 9, "sats": 11,
        "source": 1}

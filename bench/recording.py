@@ -74,7 +74,7 @@ def make_frames(count, seed=1):
             wire = up[device_id].seal("HEARTBEAT", {
                 "battery_mv": rng.randrange(3300, 4200), "battery_pct": rng.randrange(0, 101),
                 "charging": 0, "link_quality": rng.randrange(0, 101), "queue_depth": 0,
-                "uptime_s": i, "status": 0})
+                "uptime_s": i, "status": 0, "mode": 1, "interval_s": 900})
             direction = "up"
         elif roll < 0.72:
             wire = up[device_id].seal("ALARM", {

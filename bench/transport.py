@@ -45,7 +45,8 @@ def echo_peer(master_fd, stop):
 def frame():
     sender = codec.Sender(1004, 0, bytes(16))
     return sender.seal("HEARTBEAT", dict(battery_mv=3900, battery_pct=80, charging=0,
-                                         link_quality=90, queue_depth=0, uptime_s=60, status=0))
+                                         link_quality=90, queue_depth=0, uptime_s=60, status=0,
+                                         mode=1, interval_s=900))
 
 
 def vigil_round(link, wire):

@@ -23,6 +23,8 @@ HAPTIC = {
     "proximity_alarm": (800, 200, 800, 200, 800),
     "confirm": (150,),
     "locate": (100, 100, 100),
+    "panic_repeat": (300, 150, 300),             # two firm buzzes: the press was taken again
+    "proximity_uncertain": (250, 600, 250, 600, 250),   # slow pulses: the centre is unsure
 }
 LED = {"off": None, "no_contact": (30,)}
 

@@ -82,16 +82,23 @@ _T = 1767225600123  # 2026-01-01T00:00:00.123Z in UTC ms
 GOOD = [
     ("hello", "HELLO", 0, False, 1, 0,
      {"fw_major": 1, "fw_minor": 2, "fw_patch": 3, "schema_hash": messages.SCHEMA_HASH,
-      "reset_cause": messages.RESET_POWER_ON, "boot_count": 17, "config_version": 4}),
+      "reset_cause": messages.RESET_POWER_ON, "boot_count": 17, "config_version": 4,
+      "mode": messages.MODE_AWARE, "interval_s": 900}),
     ("heartbeat", "HEARTBEAT", 0, False, 2, 0,
      {"battery_mv": 3987, "battery_pct": 81, "charging": 0, "link_quality": 73,
-      "queue_depth": 0, "uptime_s": 86400, "status": messages.STATUS_GNSS_ON}),
+      "queue_depth": 0, "uptime_s": 86400, "status": messages.STATUS_GNSS_ON,
+      "mode": messages.MODE_PAIRED, "interval_s": 900}),
     ("heartbeat-min", "HEARTBEAT", 1, False, 1, 0,
      {"battery_mv": 0, "battery_pct": 0, "charging": 0, "link_quality": 0, "queue_depth": 0,
-      "uptime_s": 0, "status": 0}),
+      "uptime_s": 0, "status": 0, "mode": 0, "interval_s": 0}),
     ("heartbeat-max-counter", "HEARTBEAT", 2, False, 0xFFFFFFFF, 0,
      {"battery_mv": 65535, "battery_pct": 100, "charging": 1, "link_quality": 100,
-      "queue_depth": 65535, "uptime_s": 0xFFFFFFFF, "status": 63}),
+      "queue_depth": 65535, "uptime_s": 0xFFFFFFFF, "status": 63, "mode": 255,
+      "interval_s": 0xFFFFFFFF}),
+    ("hello-paired", "HELLO", 1, False, 2, 0,
+     {"fw_major": 1, "fw_minor": 2, "fw_patch": 3, "schema_hash": messages.SCHEMA_HASH,
+      "reset_cause": messages.RESET_DEEPSLEEP, "boot_count": 0xFFFFFFFF, "config_version": 0,
+      "mode": messages.MODE_PAIRED, "interval_s": 86400}),
     ("position-1", "POSITION", 0, False, 3, 0, {"send_time_ms": _T, "fixes": [_fix()]}),
     ("position-7", "POSITION", 1, False, 1000, 0,
      {"send_time_ms": _T, "fixes": [_fix(fix_time_ms=_T - 60000 * (7 - i), lat_e7=523702000 + i)
@@ -108,6 +115,11 @@ GOOD = [
     ("alarm-gnss-lost-cleared", "ALARM", 1, False, 2, 0,
      {"alarm_id": 65535, "kind": messages.ALARM_KIND_GNSS_LOST,
       "state": messages.ALARM_STATE_CLEARED, "raised_time_ms": _T, "fix": None}),
+    ("alarm-panic-repeat", "ALARM", 0, False, 9, 0,
+     {"alarm_id": 1, "kind": messages.ALARM_KIND_PANIC, "state": messages.ALARM_STATE_REPEAT,
+      "raised_time_ms": _T, "fix": _fix(source=messages.FIX_SOURCE_LAST_KNOWN)}),
+    ("event-mode-changed", "EVENT", 1, False, 3, 0,
+     {"kind": messages.EVENT_KIND_MODE_CHANGED, "time_ms": _T, "value": messages.MODE_AWARE}),
     ("event-charger-on", "EVENT", 0, False, 7, 0,
      {"kind": messages.EVENT_KIND_CHARGER_ON, "time_ms": _T, "value": 0}),
     ("ack-up", "ACK", 0, False, 8, 0, {"highest": 41, "bitmap": 0x8000000000000001}),
@@ -122,6 +134,12 @@ GOOD = [
      {"command": messages.COMMAND_CLEAR_ALARM, "arg": 1}),
     ("proximity-warning", "PROXIMITY", 0, True, 6, 0, {"level": messages.PROXIMITY_WARNING}),
     ("proximity-clear", "PROXIMITY", 2, True, 0xFFFFFFFF, 0, {"level": messages.PROXIMITY_CLEAR}),
+    ("proximity-uncertain", "PROXIMITY", 1, True, 2, 0, {"level": messages.PROXIMITY_UNCERTAIN}),
+    ("mode-paired", "MODE", 0, True, 8, 0,
+     {"mode": messages.MODE_PAIRED, "offender_id": 0xA1B2C3D4, "valid_from_ms": _T,
+      "valid_until_ms": _T + 180 * 86400000}),
+    ("mode-aware", "MODE", 1, True, 3, 0,
+     {"mode": messages.MODE_AWARE, "offender_id": 0, "valid_from_ms": 0, "valid_until_ms": 0}),
     ("time-sync", "TIME_SYNC", 0, True, 7, 0, {"utc_ms": _T}),
     ("test-inject", "TEST_INJECT", 3, True, 1, codec.FLAG_TEST,
      {"op": 1, "data": bytes.fromhex("00ff00017e")}),
@@ -170,7 +188,7 @@ def _bad_vectors(good):
     bad_tag = bytearray(hb_body[:-2])
     bad_tag[-1] ^= 0x80  # last tag byte; CRC recomputed so only the tag is wrong
     bad_tag = bytes(bad_tag) + struct.pack(">H", framing.crc16(bad_tag))
-    hb_plain = struct.pack(messages.BY_NAME["HEARTBEAT"][3], 3987, 81, 0, 73, 0, 86400, 8)
+    hb_plain = struct.pack(messages.BY_NAME["HEARTBEAT"][3], 3987, 81, 0, 73, 0, 86400, 8, 1, 900)
     short = bytes(hb_body[:40])
     short_v2 = _restuff(short + struct.pack(">H", framing.crc16(short)))
     up = {"downlink": False, "test_mode": False}

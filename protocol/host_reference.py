@@ -102,11 +102,11 @@ PAYLOADS = {
     0x01: ("HELLO", UP, Struct(
         "fw_major" / Int8ub, "fw_minor" / Int8ub, "fw_patch" / Int8ub, "schema_hash" / Int32ub,
         "reset_cause" / Int8ub, "boot_count" / Int32ub, "config_version" / Int16ub,
-        Terminated)),
+        "mode" / Int8ub, "interval_s" / Int32ub, Terminated)),
     0x02: ("HEARTBEAT", UP, Struct(
         "battery_mv" / Int16ub, "battery_pct" / Int8ub, "charging" / Int8ub,
         "link_quality" / Int8ub, "queue_depth" / Int16ub, "uptime_s" / Int32ub,
-        "status" / Int8ub, Terminated)),
+        "status" / Int8ub, "mode" / Int8ub, "interval_s" / Int32ub, Terminated)),
     0x03: ("POSITION", UP, Struct(
         "send_time_ms" / Int64sb, "count" / Int8ub, Check(1 <= this.count),
         Check(this.count <= 7), "fixes" / Array(this.count, Fix), Terminated)),
@@ -128,6 +128,9 @@ PAYLOADS = {
     0x84: ("PROXIMITY", DOWN, Struct("level" / Int8ub, Terminated)),
     0x85: ("TIME_SYNC", DOWN, Struct("utc_ms" / Int64sb, Terminated)),
     0x86: ("TEST_INJECT", DOWN, Struct("op" / Int8ub, "data" / GreedyBytes)),
+    0x87: ("MODE", DOWN, Struct(
+        "mode" / Int8ub, "offender_id" / Int32ub, "valid_from_ms" / Int64sb,
+        "valid_until_ms" / Int64sb, Terminated)),
 }
 FIX_FIELD_NAMES = ("fix_time_ms", "lat_e7", "lon_e7", "alt_m", "speed_cmps", "course_cdeg",
                    "accuracy_m", "hdop_x10", "sats", "source")

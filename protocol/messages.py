@@ -28,12 +28,12 @@ MAX_FIXES = const(7)
 MAX_CONFIG_ITEMS = const(20)
 
 MESSAGES = (
-    (0x01, "HELLO", UP, ">BBBIBIH",
+    (0x01, "HELLO", UP, ">BBBIBIHBI",
      ("fw_major", "fw_minor", "fw_patch", "schema_hash", "reset_cause", "boot_count",
-      "config_version"), ""),
-    (0x02, "HEARTBEAT", UP, ">HBBBHIB",
+      "config_version", "mode", "interval_s"), ""),
+    (0x02, "HEARTBEAT", UP, ">HBBBHIBBI",
      ("battery_mv", "battery_pct", "charging", "link_quality", "queue_depth", "uptime_s",
-      "status"), ""),
+      "status", "mode", "interval_s"), ""),
     (0x03, "POSITION", UP, ">q", ("send_time_ms",), "fixes"),
     (0x04, "NO_FIX", UP, ">qI", ("send_time_ms", "age_s"), "fix"),
     (0x05, "ALARM", UP, ">HBBq", ("alarm_id", "kind", "state", "raised_time_ms"), "fix"),
@@ -45,6 +45,7 @@ MESSAGES = (
     (0x84, "PROXIMITY", DOWN, ">B", ("level",), ""),
     (0x85, "TIME_SYNC", DOWN, ">q", ("utc_ms",), ""),
     (0x86, "TEST_INJECT", DOWN, ">B", ("op",), "data"),
+    (0x87, "MODE", DOWN, ">BIqq", ("mode", "offender_id", "valid_from_ms", "valid_until_ms"), ""),
 )
 
 # The sizes a frame's sealed part is padded to (SPEC 3.4); part of the schema hash.
@@ -81,12 +82,18 @@ ALARM_KIND_POWER_OFF_ATTEMPT = const(7)
 ALARM_STATE_RAISED = const(1)
 ALARM_STATE_CANCELLED = const(2)
 ALARM_STATE_CLEARED = const(3)
+ALARM_STATE_REPEAT = const(4)
 
 EVENT_KIND_CHARGER_ON = const(1)
 EVENT_KIND_CHARGER_OFF = const(2)
 EVENT_KIND_SELF_TEST = const(3)
 EVENT_KIND_COMMS_RESTORED = const(4)
 EVENT_KIND_QUEUE_EVICTED = const(5)
+EVENT_KIND_MODE_CHANGED = const(6)
+
+# The device's scheme (HELLO/HEARTBEAT `mode`, MODE `mode`, SPEC 6.15).
+MODE_AWARE = const(1)
+MODE_PAIRED = const(2)
 
 COMMAND_LOCATE_NOW = const(1)
 COMMAND_VIBRATE = const(2)

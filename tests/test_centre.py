@@ -22,12 +22,12 @@ def fix(time_ms, lat_e7=LAT, lon_e7=LON, accuracy_m=5):
 
 def hello(schema_hash=messages.SCHEMA_HASH, boot_count=1):
     return dict(fw_major=1, fw_minor=2, fw_patch=3, schema_hash=schema_hash, reset_cause=1,
-                boot_count=boot_count, config_version=0)
+                boot_count=boot_count, config_version=0, mode=1, interval_s=900)
 
 
 def heartbeat(status=0):
     return dict(battery_mv=3900, battery_pct=80, charging=0, link_quality=90, queue_depth=0,
-                uptime_s=10, status=status)
+                uptime_s=10, status=status, mode=1, interval_s=900)
 
 
 def alarm(alarm_id=1, state=messages.ALARM_STATE_RAISED, raised_time_ms=T0, fix_=None):
@@ -205,9 +205,12 @@ def test_silence_after_two_missed_heartbeats_and_back():
 
 
 def test_silence_uses_per_device_and_low_power_interval():
+    """Without an interval from the device (interval_s 0: not told), the config's."""
     c, d, e = centre(device_heartbeat_s={8: 60}), Dev(), Dev(device_id=8)
-    c.receive("A", d.seal("HEARTBEAT", heartbeat(status=messages.STATUS_LOW_POWER)), T0)
-    c.receive("B", e.seal("HEARTBEAT", heartbeat()), T0)
+    untold = dict(interval_s=0)
+    c.receive("A", d.seal("HEARTBEAT", {**heartbeat(status=messages.STATUS_LOW_POWER),
+                                        **untold}), T0)
+    c.receive("B", e.seal("HEARTBEAT", {**heartbeat(), **untold}), T0)
     c.tick(T0 + 2 * 60_000 + 60_000)
     assert [ev.device_id for ev in kinds(c, C.NOT_REPORTING)] == [8]
     c.tick(T0 + 2 * 3600_000 + 60_000)

@@ -274,7 +274,7 @@ def test_newer_proximity_supersedes_unacked_older():
     c, d = _centre(), Dev()
     c.receive("L", d.seal("HEARTBEAT", {"battery_mv": 3900, "battery_pct": 80, "charging": 0,
                                         "link_quality": 90, "queue_depth": 0, "uptime_s": 1,
-                                        "status": 0}), T0)
+                                        "status": 0, "mode": 2, "interval_s": 900}), T0)
     c.send(7, "PROXIMITY", {"level": WARNING}, T0)
     newer = c.send(7, "PROXIMITY", {"level": ALARM}, T0)
     assert [p.counter for p in c.downlinks_pending(7)] == [newer]
@@ -315,7 +315,7 @@ def test_prealert_needs_a_victim_position_and_can_be_turned_off():
     c, d = _centre(), Dev()
     c.receive("L", d.seal("HEARTBEAT", {"battery_mv": 3900, "battery_pct": 80, "charging": 0,
                                         "link_quality": 90, "queue_depth": 0, "uptime_s": 1,
-                                        "status": 0}), T0)
+                                        "status": 0, "mode": 2, "interval_s": 900}), T0)
     c.offender_fix(9004, T0, north_of(100), LON, 10, T0)
     assert not _locates(c)                                  # no victim position known yet
     off = Centre({(7, 1): KEY}, CentreConfig(pairs={7: 9004},
@@ -331,7 +331,8 @@ def test_hello_after_a_reboot_asks_for_tracking_again_at_once():
     c.offender_fix(9004, T0 + 1000, north_of(2000), LON, 10, T0 + 1000)
     c.receive("L", d.seal("HELLO", {"fw_major": 1, "fw_minor": 0, "fw_patch": 0,
                                     "schema_hash": C.messages.SCHEMA_HASH, "reset_cause": 2,
-                                    "boot_count": 2, "config_version": 0}), T0 + 5000)
+                                    "boot_count": 2, "config_version": 0, "mode": 2,
+                                    "interval_s": 900}), T0 + 5000)
     c.offender_fix(9004, T0 + 16_000, north_of(2000), LON, 10, T0 + 16_000)
     assert len(kinds(c, C.LOCATE_REQUESTED)) == 2
 

@@ -43,7 +43,7 @@ def test_an_ack_the_device_never_confirmed_is_sent_again_after_a_restart(tmp_pat
     c = restart(c, db, operator_ack_delay_ms=0)
     c.receive("L", d.seal("HEARTBEAT", dict(battery_mv=3900, battery_pct=80, charging=0,
                                             link_quality=90, queue_depth=0, uptime_s=10,
-                                            status=1)), T0 + 1000)
+                                            status=1, mode=1, interval_s=900)), T0 + 1000)
     again = operator_acks(d, [w for _l, w in c.tick(T0 + 1000)])
     assert [f.fields["alarm_id"] for f in again] == [1]
     assert kinds(c, C.ALARM_ACKED) == [], "acked again, not a new operator decision"

@@ -114,3 +114,14 @@ def test_a_stale_victim_fix_gives_uncertain_a_locate_and_an_escalation_in_the_ev
     assert all(r["victim_radius_m"] > 1000 for r in rows)
     assert [r["escalate"] for r in rows] == [0, 0, 1, 0]
     assert LAT == rows[0]["victim_lat_e7"]
+
+
+def test_silence_is_judged_against_the_interval_the_device_last_sent():
+    c, d = centre(heartbeat_s=900), Dev()
+    c.receive("L", d.seal("HEARTBEAT", {**heartbeat(), "interval_s": 30}), T0)
+    assert c.next_deadline_ms() == T0 + 2 * 30_000 + 60_000  # tracking: 30 s promised
+    c.receive("L", d.seal("HEARTBEAT", {**heartbeat(), "interval_s": 3600}), T0 + 10_000)
+    assert c.next_deadline_ms() == T0 + 10_000 + 2 * 3_600_000 + 60_000
+    c.tick(T0 + 10_000 + 2 * 3_600_000 + 60_000)
+    (silent,) = kinds(c, C.NOT_REPORTING)
+    assert silent.detail["heartbeat_s"] == 3600

@@ -189,7 +189,8 @@ def test_counters_survive_reboots_and_deep_sleep_without_reuse(runs):
                 wire = sender.seal("HEARTBEAT", {"battery_mv": 4000, "battery_pct": 90,
                                                  "charging": 0, "link_quality": 50,
                                                  "queue_depth": 0, "uptime_s": 1,
-                                                 "status": 0})
+                                                 "status": 0, "mode": 1,
+                                                 "interval_s": 900})
                 for receiver in receivers:
                     [frame] = receiver.feed(wire)
                     assert isinstance(frame, codec.Frame), frame

@@ -1,11 +1,12 @@
-"""A hypothesis state machine drives the core against a small model of the rules: presses,
-fixes, acks, downlinks, locate tracking, battery, reboots, deep-sleep wakes and time jumps (ticks start near
+"""A hypothesis state machine drives the core against a small model of the rules: presses
+(every long press is one ALARM record, raised or repeat, never swallowed), fixes, acks, downlinks, locate tracking, battery, reboots, deep-sleep wakes and time jumps (ticks start near
 the wrap, and reboots restart ticks anywhere)."""
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from firmware import config, core
+from protocol import messages
 from tests.test_core import Rig, make_fix
 
 LONG_PRESS_MS = 1500
@@ -26,6 +27,7 @@ class CoreModel(RuleBasedStateMachine):
         self.panic_id = 0
         self.operator_haptics = 0
         self.operator_acked = False
+        self.panic_records = []          # (state, alarm_id) of every panic ALARM raised/repeat
         self.low_power = False
         self.proximity = 0
         self.locate_pending = False
@@ -47,8 +49,10 @@ class CoreModel(RuleBasedStateMachine):
                 if name == "ALARM":
                     self.alarm_counters.add(counter)
                     assert store == core.STORE_ALARM
-                    if fields["kind"] == core.ALARM_PANIC and fields["state"] == 1:
+                    if fields["kind"] == messages.ALARM_KIND_PANIC and fields["state"] in (
+                            messages.ALARM_STATE_RAISED, messages.ALARM_STATE_REPEAT):
                         assert during == "press", "panic alarm without a long press"
+                        self.panic_records.append((fields["state"], fields["alarm_id"]))
                 if name in ("POSITION", "NO_FIX"):
                     if (self.low_power and not self.panic_id and not self.proximity
                             and not self.locate_pending and not self.tracking_at(t)
@@ -100,14 +104,27 @@ class CoreModel(RuleBasedStateMachine):
     def press(self, hold_ms):
         self.rig.event(("tick",), 100)                 # apart from any earlier release
         self.check()
+        records = len(self.panic_records)
+        n = len(self.rig.log)
         self.rig.event(("button", 1))
         self.rig.run(hold_ms)
         self.rig.event(("button", 0))
-        if hold_ms >= LONG_PRESS_MS and not self.panic_id:
+        self.check("press")
+        haptics = [a[1] for _, a in self.rig.log[n:] if a[0] == "haptic"]
+        new = self.panic_records[records:]
+        if hold_ms < LONG_PRESS_MS:
+            assert new == [] and not {"panic_confirm", "panic_repeat"} & set(haptics)
+            return
+        # Never swallowed: one record per long press, and the wearer feels it was taken.
+        if self.panic_id:
+            assert new == [(messages.ALARM_STATE_REPEAT, self.panic_id)], new
+            assert "panic_repeat" in haptics
+        else:
             self.panic_id = self.rig.core.panic_id
             assert self.panic_id, "a long press raised no panic"
-            self.operator_acked = False
-        self.check("press")
+            assert new == [(messages.ALARM_STATE_RAISED, self.panic_id)], new
+            assert "panic_confirm" in haptics
+        self.operator_acked = False              # the operator acknowledges the latest press
 
     @rule(ms=st.integers(0, 2 * 3600_000))
     def wait(self, ms):
@@ -155,7 +172,7 @@ class CoreModel(RuleBasedStateMachine):
         self.downlink("OPERATOR_ACK", {"alarm_id": alarm_id, "operator_id": 5})
         self.check()
         first = right and self.panic_id and not self.operator_acked
-        # The distinct pattern plays once per alarm, on its first OPERATOR_ACK only.
+        # The distinct pattern plays once per press, on its first OPERATOR_ACK only.
         assert self.operator_haptics - before == (1 if first else 0)
         if first:
             self.operator_acked = True
@@ -194,8 +211,8 @@ class CoreModel(RuleBasedStateMachine):
         n = len(self.rig.log)
         self.downlink("PROXIMITY", {"level": level})
         haptics = [a[1] for _, a in self.rig.log[n:] if a[0] == "haptic"]
-        if level > before and level >= 2:
-            assert haptics, "no haptic warning for a rising proximity level"
+        if level > before and level >= 1:
+            assert haptics, "no haptic for a rising proximity level (uncertain included)"
         self.proximity = level
         self.check()
 

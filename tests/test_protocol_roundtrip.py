@@ -186,7 +186,7 @@ def test_a_v1_frame_is_refused_with_a_clear_reason():
 
 BAD_FIELDS = [
     ("HEARTBEAT", {"battery_mv": 70000, "battery_pct": 0, "charging": 0, "link_quality": 0,
-                   "queue_depth": 0, "uptime_s": 0, "status": 0}),
+                   "queue_depth": 0, "uptime_s": 0, "status": 0, "mode": 1, "interval_s": 0}),
     ("HEARTBEAT", {"battery_mv": 1}),
     ("PROXIMITY", {"level": -1}),
     ("PROXIMITY", {"level": "2"}),

@@ -137,7 +137,8 @@ def frames(n, size=None):
     if size is None:
         return [sender.seal("HEARTBEAT", dict(battery_mv=3900, battery_pct=80, charging=0,
                                               link_quality=i % 100, queue_depth=i, uptime_s=i,
-                                              status=0)) for i in range(n)]
+                                              status=0, mode=1, interval_s=900))
+                for i in range(n)]
     return [bytes([1 + (i + j) % 255 for j in range(size)]) + b"\x00" for i in range(n)]
 
 

@@ -38,10 +38,11 @@ def genuine_frames():
         out += [
             up.seal("HELLO", {"fw_major": 1, "fw_minor": 0, "fw_patch": 0,
                               "schema_hash": messages.SCHEMA_HASH, "reset_cause": 1,
-                              "boot_count": 1, "config_version": 0}),
+                              "boot_count": 1, "config_version": 0, "mode": 1,
+                              "interval_s": 900}),
             up.seal("HEARTBEAT", {"battery_mv": 3900, "battery_pct": 80, "charging": 0,
                                   "link_quality": 90, "queue_depth": 0, "uptime_s": 10,
-                                  "status": 0}),
+                                  "status": 0, "mode": 1, "interval_s": 900}),
             up.seal("ALARM", {"alarm_id": 1, "kind": 1, "state": 1, "raised_time_ms": T0_MS,
                               "fix": _FIX}),
             up.seal("POSITION", {"send_time_ms": T0_MS, "fixes": [_FIX] * 7}),

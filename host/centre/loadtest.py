@@ -26,11 +26,12 @@ def device_key(device_id):
 
 def _hello(boot_count=1):
     return {"fw_major": 1, "fw_minor": 0, "fw_patch": 0, "schema_hash": messages.SCHEMA_HASH,
-            "reset_cause": 1, "boot_count": boot_count, "config_version": 0}
+            "reset_cause": 1, "boot_count": boot_count, "config_version": 0,
+            "mode": 1, "interval_s": 900}
 
 
 _HEARTBEAT = {"battery_mv": 3900, "battery_pct": 80, "charging": 0, "link_quality": 90,
-              "queue_depth": 0, "uptime_s": 10, "status": 0}
+              "queue_depth": 0, "uptime_s": 10, "status": 0, "mode": 1, "interval_s": 900}
 
 
 def make_centre(device_ids, evidence=":memory:"):
