@@ -39,9 +39,10 @@ def main(argv=None):
                 "alarms_lost": summary["alarms_lost"],
                 "device_faults": len(summary["device_faults"]),
             }
-            print("%-18s %-14s %9.3f %8.1f %10.2f %12s" % (
+            print("%-18s %-14s %9.3f %8.1f %10s %12s" % (
                 name, profile, summary["avg_current_ma"], summary["projected_battery_days"],
-                summary["floor_ratio"], "-" if wait is None else "%.0f ms" % wait), flush=True)
+                "-" if summary["floor_ratio"] is None else "%.2f" % summary["floor_ratio"],
+                "-" if wait is None else "%.0f ms" % wait), flush=True)
     print(json.dumps(results, sort_keys=True))
 
 

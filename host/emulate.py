@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from firmware import persist
-from host import run_records
+from host import metrics, run_records
 from host import scenario as scenarios
 from host.centre import Centre, CentreConfig, ProximityConfig
 from host.cliutil import OneLineParser
@@ -118,6 +118,8 @@ class ScenarioRun:
         self.centre = Centre(keys, CentreConfig(
             heartbeat_s=int(centre_cfg["heartbeat_s"]),
             operator_ack_delay_ms=int(centre_cfg["operator_ack_delay_s"] * 1000),
+            operator_clear_ms=(None if centre_cfg.get("operator_clear_s") is None
+                               else int(centre_cfg["operator_clear_s"] * 1000)),
             pairs={d["id"]: d["offender"] for d in sc["device"] if d["offender"] is not None},
             proximity=ProximityConfig(warning_m=centre_cfg["warning_m"],
                                       alarm_m=centre_cfg["alarm_m"]),
@@ -163,6 +165,8 @@ class ScenarioRun:
             self.peers[device_id] = peer
             for press in spec["button"]:
                 dev.button.hold(press["hold_ms"], at_ms=press["at_s"] * 1000)
+            for change in spec.get("mode_change") or ():
+                self.world.at(change["at_s"] * 1000, self._mode_change, device_id, change)
             for step in spec["charger"]:
                 (dev.battery.plug if step["plugged"] else dev.battery.unplug)(
                     at_ms=step["at_s"] * 1000)
@@ -207,6 +211,18 @@ class ScenarioRun:
         self._send(self.centre.offender_fix(offender_id, self.utc_ms(), round(lat * 1e7),
                                             round(lon * 1e7), int(spec["accuracy_m"]),
                                             self.utc_ms()))
+
+    def _mode_change(self, device_id, change):
+        """A scenario's [[device.mode_change]]: the operator (or court) switches the scheme."""
+        from host.centre.modes import AWARE, PAIRED
+        now = self.utc_ms()
+        paired = change["mode"] == "paired"
+        until = (now + int(change["valid_for_s"] * 1000)
+                 if paired and change["valid_for_s"] is not None else 0)
+        self.centre.set_mode(device_id, PAIRED if paired else AWARE,
+                             offender_id=change["offender"] or 0, valid_until_ms=until,
+                             by=change["by"], now_ms=now)
+        self._send(self.centre.tick(now))
 
     def _schedule_centre(self):
         deadline = self.centre.next_deadline_ms()
@@ -297,32 +313,32 @@ class ScenarioRun:
 
     def _proximity_latencies(self):
         """For each time an offender truly comes within the warning radius: (device, t_ms,
-        delay until the wearer's haptic motor starts), and the crossings never followed by
-        one."""
+        delay until the wearer's proximity haptic starts; 0 if a predicted warning came
+        first, up to metrics.PRE_WARN_MS before), and the crossings never followed by one."""
         warning_m = self.sc["centre"]["warning_m"]
         latencies, missed = [], 0
+        names = metrics.proximity_patterns()
         for spec in self.sc["device"]:
             if spec["offender"] is None:
                 continue
             victim = self.routes[spec["id"]]
             offender = self.offenders[spec["offender"]][0]
-            haptic_on = [t for t, level in self.devices[spec["id"]].haptic.edges if level]
-            inside = False
-            for t_ms in range(0, self.duration_ms, PROXIMITY_SAMPLE_MS):
-                d = distance_m(*victim.at(t_ms)[:2], *offender.at(t_ms)[:2])
-                if d <= warning_m and not inside:
-                    later = [t for t in haptic_on if t >= t_ms]
-                    if later:
-                        latencies.append((spec["id"], t_ms, later[0] - t_ms))
-                    else:
-                        missed += 1
-                inside = d <= warning_m
+            haptic_ms = metrics.haptic_starts(self.devices[spec["id"]].haptic.pulses(), names)
+
+            def distance_at(t_ms, victim=victim, offender=offender):
+                return distance_m(*victim.at(t_ms)[:2], *offender.at(t_ms)[:2])
+            crossing_ms = metrics.crossings(distance_at, self.duration_ms, warning_m,
+                                            PROXIMITY_SAMPLE_MS)
+            found, never = metrics.crossing_latencies(crossing_ms, haptic_ms)
+            latencies.extend((spec["id"], t_ms, ms) for t_ms, ms in found)
+            missed += never
         return latencies, missed
 
     def _proximity_observed_latencies(self):
         """For each true crossing of the warning radius: the delay from the first tag report
         that shows the offender inside (the earliest the centre could know) to the wearer's
-        haptic motor starting. The tag's noise may show it inside up to one report early."""
+        proximity haptic starting (0 when a predicted warning came first). The tag's noise
+        may show it inside up to one report early."""
         warning_m = self.sc["centre"]["warning_m"]
         latencies = []
         for spec in self.sc["device"]:
@@ -331,18 +347,83 @@ class ScenarioRun:
             victim = self.routes[spec["id"]]
             offender, tag = self.offenders[spec["offender"]]
             reports = self.offender_reports.get(spec["offender"], [])
-            haptic_on = [t for t, level in self.devices[spec["id"]].haptic.edges if level]
+            haptic_on = metrics.haptic_starts(self.devices[spec["id"]].haptic.pulses(),
+                                              metrics.proximity_patterns())
             inside = False
             for t_ms in range(0, self.duration_ms, PROXIMITY_SAMPLE_MS):
                 d = distance_m(*victim.at(t_ms)[:2], *offender.at(t_ms)[:2])
                 if d <= warning_m and not inside:
                     seen = [t for t, lat, lon in reports if t >= t_ms - tag["report_s"] * 1000
                             and distance_m(*victim.at(t)[:2], lat, lon) <= warning_m]
-                    later = [t for t in haptic_on if seen and t >= seen[0]]
+                    # A predicted warning (before the report) counts as 0, as for crossings.
+                    later = [t for t in haptic_on
+                             if seen and t >= min(seen[0], t_ms) - metrics.PRE_WARN_MS]
                     if later:
-                        latencies.append((spec["id"], seen[0], later[0] - seen[0]))
+                        latencies.append((spec["id"], seen[0], max(0.0, later[0] - seen[0])))
                 inside = d <= warning_m
         return latencies
+
+    def safety_figures(self):
+        """The ground-truth figures of issue 9 (host/metrics.py says what each one means)."""
+        delivered = {}
+        for row in self.centre.evidence.rows("frames"):
+            if row["outcome"] == "delivered" and row["type"] == "ALARM":
+                delivered.setdefault(row["device_id"], set()).add(row["counter"])
+        keyring = codec.Keyring()
+        for spec in self.sc["device"]:
+            keyring.add(spec["id"], KEY_ID, device_key(self.seed, spec["id"]))
+        warning_m = self.sc["centre"]["warning_m"]
+        presses = lost = missed = false = wrong = 0
+        haptic: dict = {}
+        silence = []
+        not_reporting = {}
+        for event in self.centre.events:
+            if event.kind == "not_reporting":
+                not_reporting.setdefault(event.device_id, []).append(
+                    event.time_ms - self.utc0_ms)
+        outages = [o["start_s"] * 1000 for o in self.sc["link"]["outages"]]
+        for spec in self.sc["device"]:
+            device_id = spec["id"]
+            dev = self.devices[device_id]
+            long_presses = metrics.long_presses(spec)
+            presses += len(long_presses)
+            lost += len(metrics.lost_presses(long_presses, metrics.alarm_logs(dev.log),
+                                             delivered.get(device_id, set())))
+            for name, count in metrics.haptic_counts(dev.haptic.pulses()).items():
+                haptic[name] = haptic.get(name, 0) + count
+            deaths = [t for t, d, kind, _x in self.world.trace
+                      if d == device_id and kind == "brownout"]
+            silence.extend(metrics.silence_latencies(deaths + outages,
+                                                     not_reporting.get(device_id, [])))
+            routed = [(e.detail["raised_time_ms"] - self.utc0_ms, e.detail["endpoint"])
+                      for e in self.centre.events
+                      if e.kind == "alarm_raised" and e.device_id == device_id
+                      and e.detail.get("raised_time_ms")]
+            wrong += len(metrics.misrouted(spec, routed))
+            if spec["offender"] is None:
+                continue
+            victim = self.routes[device_id]
+            offender = self.offenders[spec["offender"]][0]
+
+            def distance_at(t_ms, victim=victim, offender=offender):
+                return distance_m(*victim.at(t_ms)[:2], *offender.at(t_ms)[:2])
+            levels = metrics.proximity_levels_delivered(self.world.trace, keyring, device_id)
+            missed += metrics.missed_crossings(
+                metrics.crossings(distance_at, self.duration_ms, warning_m, PROXIMITY_SAMPLE_MS),
+                levels)
+            false += metrics.false_warnings(levels, distance_at, warning_m, self.duration_ms,
+                                            PROXIMITY_SAMPLE_MS)
+        return {
+            "presses_long": presses,
+            "alarms_lost": lost,
+            "haptic": haptic,
+            "centre_events": metrics.event_counts(self.centre.events),
+            "not_reporting_latency_ms": percentiles(silence),
+            "proximity_missed": missed,
+            "proximity_false": false,
+            # Alarms at an endpoint other than the scheme the scenario had the device in.
+            "alarms_misrouted": wrong,
+        }
 
     def summary(self, wall_s):
         raised = self._device_alarms()
@@ -364,7 +445,9 @@ class ScenarioRun:
             "alarms_raised": len(raised),
             "alarms_acked": sum(1 for key in raised if key in at_centre and
                                 at_centre[key].ack_delivered_ms is not None),
-            "alarms_lost": sum(1 for key in raised if key not in at_centre),
+            # Alarms the firmware raised that never reached the centre (the figure before
+            # issue 9; alarms_lost below counts from the scenario's presses instead).
+            "alarms_raised_lost": sum(1 for key in raised if key not in at_centre),
             "panic_to_ack_ms": percentiles([x[2] for x in samples["panic_to_ack_ms"]]),
             "proximity_warn_latency_ms": percentiles(
                 [x[2] for x in samples["proximity_warn_latency_ms"]]),
@@ -377,7 +460,9 @@ class ScenarioRun:
             "energy_mah": round(sum(r["energy_mah"] for r in reports), 4),
             "board_mah": round(sum(r["board_mah"] for r in reports), 4),
             "avg_current_ma": round(sum(r["avg_current_ma"] for r in reports) / n, 4),
-            "floor_ratio": round(sum(r["floor_ratio"] for r in reports) / n, 3),
+            # None when no device got a fix (the floor has no GNSS cost then: energy.py).
+            "floor_ratio": _mean([r["floor_ratio"] for r in reports
+                                  if r["floor_ratio"] is not None], 3),
             "projected_battery_days": round(min(r["projected_battery_days"] for r in reports), 2),
             "crashes": sum(len(d.crashes) for d in self.devices.values()),
             # What left a board unable to run its firmware: at the REPL, stuck in the ROM
@@ -387,6 +472,7 @@ class ScenarioRun:
                               for device_id, d in self.devices.items()
                               for t_ms, kind, detail in d.faults],
             **runtime_summary(self.runtime, self.devices),
+            **self.safety_figures(),
         }
         # The trace ends with these figures (less wall_s, which varies by machine, and the
         # runtime's heap figures, which differ between runtimes whose traces must not), so a
@@ -455,6 +541,7 @@ _CENTRE_LINES = {
     "alarm_acked": "centre: operator acked alarm {alarm_id} of device {device}",
     "alarm_ack_delivered": "centre: device {device} confirmed the operator ack of alarm {alarm_id}",
     "alarm_cleared": "centre: alarm {alarm_id} of device {device} cleared",
+    "clear_requested": "centre: operator clears alarm {alarm_id} of device {device}",
     "proximity": "centre: proximity of device {device} is now {level} (was {previous})",
     "not_reporting": "centre: device {device} NOT REPORTING",
     "reporting": "centre: device {device} reporting again",
@@ -503,6 +590,10 @@ def firmware_tree(path):
         files["/" + name if name in ("boot.py", "main.py") else "/lib/firmware/" + name] = \
             src.read_bytes()
     return files
+
+
+def _mean(values, digits):
+    return round(sum(values) / len(values), digits) if values else None
 
 
 def runtime_summary(runtime, devices):
@@ -597,8 +688,13 @@ def format_summary(summary, timeline):
             "; refused at the centre: " + ", ".join(
                 "%s %d" % kv for kv in sorted(s["frames_refused"].items())))
             if s["frames_refused"] else ""),
-        "alarms: %d raised, %d acked, %d lost" % (
-            s["alarms_raised"], s["alarms_acked"], s["alarms_lost"]),
+        "alarms: %d raised, %d acked, %d lost (long presses with no alarm at the centre, "
+        "of %d)" % (s["alarms_raised"], s["alarms_acked"], s["alarms_lost"], s["presses_long"]),
+        "haptic patterns felt: %s" % (", ".join(
+            "%s %d" % kv for kv in sorted(s["haptic"].items())) or "none"),
+        "device death or outage to NOT REPORTING: " + _ms(s["not_reporting_latency_ms"]),
+        "proximity: %d true crossing(s) with no level at the wearer within 60 s, "
+        "%d false warning(s)" % (s["proximity_missed"], s["proximity_false"]),
         "panic to transport ack: " + _ms(s["panic_to_ack_ms"]),
         "offender within warning radius to haptic warning: " + _ms(
             s["proximity_warn_latency_ms"]) + (
@@ -608,9 +704,10 @@ def format_summary(summary, timeline):
             s["proximity_observed_latency_ms"]),
         "downlinks held for a sleeping device: " + _ms(s["downlink_wait_ms"]),
         "energy: %.2f mAh on %s (%.2f of it the board's constant draws), average %.3f mA, "
-        "%.1fx the physical floor, battery lasts %.1f days" % (
-            s["energy_mah"], s["profile"], s["board_mah"], s["avg_current_ma"], s["floor_ratio"],
-            s["projected_battery_days"]),
+        "%s, battery lasts %.1f days" % (
+            s["energy_mah"], s["profile"], s["board_mah"], s["avg_current_ma"],
+            "no fix, so no physical floor" if s["floor_ratio"] is None else
+            "%.1fx the physical floor" % s["floor_ratio"], s["projected_battery_days"]),
         "trace sha256: " + s["trace_sha256"],
     ]
     if s["crashes"]:

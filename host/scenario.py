@@ -136,7 +136,18 @@ def _cross_check(scenario, source):
         if device["offender"] is not None and device["offender"] not in offenders:
             raise ScenarioError("%s: device[%d].offender %d names no [[offender]]" % (
                 source, i, device["offender"]))
-    named = {d["offender"] for d in scenario["device"]}
+        for k, change in enumerate(device.get("mode_change") or ()):
+            where = "%s: device[%d].mode_change[%d]" % (source, i, k)
+            if change["mode"] == "paired" and change["offender"] is None:
+                raise ScenarioError("%s: a paired mode needs offender" % where)
+            if change["mode"] == "aware" and (change["offender"] is not None or
+                                              change["valid_for_s"] is not None):
+                raise ScenarioError("%s: aware takes no offender or valid_for_s" % where)
+            if change["offender"] is not None and change["offender"] not in offenders:
+                raise ScenarioError("%s.offender %d names no [[offender]]" % (
+                    where, change["offender"]))
+    named = {d["offender"] for d in scenario["device"]} | {
+        c["offender"] for d in scenario["device"] for c in d.get("mode_change") or ()}
     seen = set()
     for i, offender in enumerate(scenario["offender"]):
         if offender["id"] in seen:

@@ -109,6 +109,21 @@ class Press(Strict):
         unit="ms")
 
 
+class ModeChange(Strict):
+    """The device's scheme switched over the air (COMMAND MODE) by the operator or a court
+    order: aware (panic to the police) or paired with an offender's tag (panic and proximity
+    to the probation operator)."""
+    at_s: TimeS = _field(..., "when the switch is made at the centre", 1800, unit="s")
+    mode: Literal["aware", "paired"] = _field(..., "the new scheme", "paired")
+    offender: Optional[Annotated[int, Ge(1), Le(U32_MAX)]] = _field(
+        None, "paired: the [[offender]] id", 9004)
+    valid_for_s: Optional[TimeS] = _field(
+        None, "paired: the pairing ends by itself this long after at_s (left out = no end)",
+        3600, unit="s")
+    by: Literal["operator", "court"] = _field("operator", "who made the change (evidence)",
+                                              "court")
+
+
 class ChargerStep(Strict):
     """The charger plugged in or out."""
     at_s: TimeS = _field(..., "when the charger is plugged in or out", 3600, unit="s")
@@ -144,6 +159,10 @@ class Device(Strict):
         [], "button presses", [{"at_s": 120, "hold_ms": 2000}])
     charger: Annotated[list[ChargerStep], Field(max_length=10_000)] = _field(
         [], "charger plugged in or out", [{"at_s": 3600, "plugged": True}])
+    mode_change: Annotated[list[ModeChange], Field(max_length=1000)] = _field(
+        [], "scheme switches during the run (the device starts paired when `offender` is "
+        "set, else aware)", [{"at_s": 1800, "mode": "paired", "offender": 9004,
+                              "valid_for_s": 3600, "by": "court"}])
     config: DeviceConfig = _field(DeviceConfig(), "CONFIG values provisioned on flash",  # type: ignore[valid-type]
                                   {"reachability_s": 600})
 
@@ -180,6 +199,9 @@ class Centre(Strict):
     """[centre]: the monitoring centre's thresholds."""
     operator_ack_delay_s: Annotated[Num, Ge(0), Le(3600)] = _field(
         5, "the operator acks an alarm this long after it arrives", 8, unit="s")
+    operator_clear_s: Optional[Annotated[Num, Ge(0), Le(MAX_DURATION_S)]] = _field(
+        None, "the operator clears (COMMAND clear_alarm) each panic alarm this long after it "
+        "arrives; left out = never, and the device's panic stays active", 600, unit="s")
     warning_m: Annotated[Num, Ge(1), Le(100_000)] = _field(
         1000, "proximity warning radius", 1000, unit="m")
     alarm_m: Annotated[Num, Ge(1), Le(100_000)] = _field(

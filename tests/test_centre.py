@@ -205,9 +205,12 @@ def test_silence_after_two_missed_heartbeats_and_back():
 
 
 def test_silence_uses_per_device_and_low_power_interval():
+    """Without an interval from the device (interval_s 0: not told), the config's."""
     c, d, e = centre(device_heartbeat_s={8: 60}), Dev(), Dev(device_id=8)
-    c.receive("A", d.seal("HEARTBEAT", heartbeat(status=messages.STATUS_LOW_POWER)), T0)
-    c.receive("B", e.seal("HEARTBEAT", heartbeat()), T0)
+    untold = dict(interval_s=0)
+    c.receive("A", d.seal("HEARTBEAT", {**heartbeat(status=messages.STATUS_LOW_POWER),
+                                        **untold}), T0)
+    c.receive("B", e.seal("HEARTBEAT", {**heartbeat(), **untold}), T0)
     c.tick(T0 + 2 * 60_000 + 60_000)
     assert [ev.device_id for ev in kinds(c, C.NOT_REPORTING)] == [8]
     c.tick(T0 + 2 * 3600_000 + 60_000)

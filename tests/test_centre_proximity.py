@@ -66,7 +66,7 @@ step = st.tuples(
 def test_tracker_rules_hold_for_any_sequence(steps):
     tracker = ProximityTracker(CONFIG)
     now = T0
-    recent = []  # the non-stale candidates since the last stale decision
+    recent = []  # the candidates since the last decision without one
     for side, distance_m, accuracy_m, age_ms, gap_ms in steps:
         now += gap_ms
         lat = north_of(distance_m) if side == "offender" else LAT
@@ -77,17 +77,35 @@ def test_tracker_rules_hold_for_any_sequence(steps):
             assert tracker.state == before
             continue
         assert decision.previous == before and decision.state == tracker.state
-        stale = max(abs(decision.victim_age_ms), abs(decision.offender_age_ms)) > 60_000
-        assert decision.stale == stale
-        if stale:
-            assert tracker.state == before  # never act on stale fixes
+        victim_stale = abs(decision.victim_age_ms) > 60_000
+        offender_stale = abs(decision.offender_age_ms) > 60_000
+        if offender_stale:
+            assert decision.stale and decision.basis == "stale"
+            assert tracker.state == before  # never act on a stale offender fix
             recent = []
             continue
-        assert decision.candidate == classify(decision.distance_m,
-                                              decision.combined_accuracy_m, before, CONFIG)
+        if victim_stale:
+            # the victim may be anywhere within their radius of the last known fix
+            assert decision.basis == "stale_victim"
+            assert decision.victim_radius_m >= decision.victim_age_ms / 1000 * CONFIG.walking_mps
+            spread = decision.victim_radius_m + decision.offender_radius_m
+            nearest, farthest = decision.distance_m - spread, decision.distance_m + spread
+            expected = (ALARM if farthest <= CONFIG.alarm_m else
+                        WARNING if farthest <= CONFIG.warning_m else
+                        UNCERTAIN if nearest <= CONFIG.warning_m else CLEAR)
+            assert decision.candidate == expected
+        elif decision.basis == "predicted":
+            assert decision.candidate == WARNING and before < WARNING
+            assert decision.predicted_min_m <= CONFIG.warning_m
+            assert classify(decision.distance_m, decision.combined_accuracy_m, before,
+                            CONFIG) in (CLEAR, UNCERTAIN)
+        else:
+            assert decision.basis == "fresh"
+            assert decision.candidate == classify(decision.distance_m,
+                                                  decision.combined_accuracy_m, before, CONFIG)
         recent.append(decision.candidate)
         if decision.changed:
-            # two consecutive fresh evaluations agreed on the new state
+            # two consecutive evaluations agreed on the new state
             assert recent[-2:] == [tracker.state, tracker.state]
         else:
             assert recent[-2:] != [decision.candidate] * 2 or decision.candidate == before
@@ -118,13 +136,70 @@ def test_single_fix_is_not_enough():
     assert decision.state == ALARM and decision.changed
 
 
-def test_stale_victim_fix_blocks_action():
+def test_a_stale_victim_fix_is_worked_from_the_last_known_position():
     tracker = ProximityTracker(CONFIG)
     tracker.victim_fix(Fix(T0, LAT, LON, 5), T0)
+    states, escalations = [], 0
     for i in range(1, 6):
         now = T0 + 61_000 + i * 15_000
         decision = tracker.offender_fix(Fix(now, north_of(100), LON, 5), now)
-        assert decision.stale and tracker.state == CLEAR
+        assert decision.basis == "stale_victim" and not decision.stale
+        # the victim walked at most 1.4 m/s since the fix: still within 500 m of him
+        assert decision.victim_radius_m == pytest.approx(5 + decision.victim_age_ms / 1000 * 1.4)
+        states.append(decision.state)
+        escalations += decision.escalate
+    assert states == [CLEAR, ALARM, ALARM, ALARM, ALARM]  # confirmed by the second fix
+    assert escalations == 1, "the operator is told once per episode"
+
+
+def test_a_stale_victim_with_the_offender_possibly_inside_is_uncertain_never_clear():
+    tracker = ProximityTracker(CONFIG)
+    tracker.victim_fix(Fix(T0, LAT, LON, 5), T0)
+    now = T0 + 600_000  # 10 min without a fix: up to 840 m walked
+    for distance_m in (1700, 1690):
+        now += 15_000
+        decision = tracker.offender_fix(Fix(now, north_of(distance_m), LON, 10), now)
+    assert decision.candidate == UNCERTAIN and tracker.state == UNCERTAIN
+    assert not decision.escalate
+    far = ProximityTracker(CONFIG)
+    far.victim_fix(Fix(T0, LAT, LON, 5), T0)
+    for k in range(2):
+        t = T0 + 600_000 + k * 15_000
+        assert far.offender_fix(Fix(t, north_of(3000), LON, 10), t).candidate == CLEAR
+
+
+def test_a_predicted_crossing_warns_before_the_offender_is_inside():
+    tracker = ProximityTracker(CONFIG)
+    now = T0
+    tracker.victim_fix(Fix(now, LAT, LON, 5), now)
+    levels = []
+    for distance_m in (1600, 1400, 1200):  # driving at 200 m per 15 s straight at her
+        now += 15_000
+        tracker.victim_fix(Fix(now - 500, LAT, LON, 5), now)
+        decision = tracker.offender_fix(Fix(now, north_of(distance_m), LON, 10), now)
+        levels.append((decision.basis, decision.state))
+    assert levels[-1] == ("predicted", WARNING)
+    assert decision.distance_m > CONFIG.warning_m
+    off = ProximityTracker(ProximityConfig(predict=False))
+    now = T0
+    for distance_m in (1600, 1400, 1200):
+        now += 15_000
+        off.victim_fix(Fix(now - 500, LAT, LON, 5), now)
+        assert off.offender_fix(Fix(now, north_of(distance_m), LON, 10), now).state == CLEAR
+
+
+def test_an_offender_circling_outside_the_radius_is_not_predicted_inside():
+    tracker = ProximityTracker(CONFIG)
+    now = T0
+    for k in range(40):  # 1075 m around her at 14 m/s, a report every 15 s
+        now += 15_000
+        angle = k * 15 * 14 / 1075
+        lat = LAT + round(1075 * math.cos(angle) / 111_195 * 1e7)
+        lon = LON + round(1075 * math.sin(angle) / (111_195 * math.cos(math.radians(52.09)))
+                          * 1e7)
+        tracker.victim_fix(Fix(now - 500, LAT, LON, 5), now)
+        decision = tracker.offender_fix(Fix(now, lat, lon, 10), now)
+        assert decision.state == CLEAR, decision
 
 
 # ---- through the centre: downlinks, events, evidence, privacy ---------------------------------

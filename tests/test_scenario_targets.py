@@ -91,18 +91,28 @@ def test_panic_to_ack_p95_within_10_s_at_30_percent_loss_and_no_alarm_lost():
         assert s["alarms_acked"] == s["alarms_raised"] >= 1
 
 
-def test_lossy_link_second_press_is_ignored_while_the_first_panic_is_active():
-    """lossy-link presses twice but raises one alarm: only a COMMAND clear ends an alarm."""
+def test_lossy_link_raises_one_alarm_per_press_because_the_operator_clears_each():
+    """lossy-link presses twice; the operator clears each alarm after operator_clear_s, so
+    the second press raises an alarm of its own and none is lost."""
     sc = scenario.load("lossy-link")
-    assert len(sc["device"][0]["button"]) == 2
+    presses = sc["device"][0]["button"]
+    assert len(presses) == 2 and sc["centre"]["operator_clear_s"] == 1800
     sim = simulate("lossy-link")
     try:
-        raised = sim._device_alarms()
-        assert len(raised) == 1
-        (alarm_key, (t_ms, kind, _counter)), = raised.items()
-        assert kind == 1 and t_ms < sc["device"][0]["button"][1]["at_s"] * 1000
+        raised = sorted(sim._device_alarms().items(), key=lambda kv: kv[1][0])
+        assert [kind for _key, (_t, kind, _c) in raised] == [1, 1]
+        for (_key, (t_ms, _kind, _c)), press in zip(raised, presses, strict=True):
+            assert press["at_s"] * 1000 <= t_ms <= press["at_s"] * 1000 + press["hold_ms"]
+        asked = [e for e in sim.centre.events if e.kind == centre_mod.CLEAR_REQUESTED]
         cleared = [e for e in sim.centre.events if e.kind == centre_mod.ALARM_CLEARED]
-        assert cleared == []
+        assert len(asked) == 2 and len(cleared) == 2
+        for ask in asked:
+            raised_at = next(e.time_ms for e in sim.centre.events
+                             if e.kind == centre_mod.ALARM_RAISED
+                             and e.detail["alarm_id"] == ask.detail["alarm_id"])
+            assert ask.time_ms - raised_at == 1800 * 1000
+        s = sim.safety_figures()
+        assert s["presses_long"] == 2 and s["alarms_lost"] == 0
     finally:
         sim.close()
 

@@ -37,10 +37,18 @@ _TABLES = {
         warning_m REAL, alarm_m REAL, hysteresis REAL, max_fix_age_ms INTEGER,
         confirm_fixes INTEGER, uncertain_fraction REAL,
         candidate INTEGER, streak INTEGER, previous INTEGER, state INTEGER,
-        downlink_counter INTEGER""",
+        downlink_counter INTEGER, basis TEXT, victim_radius_m REAL, offender_radius_m REAL,
+        victim_speed_mps REAL, offender_speed_mps REAL, predicted_min_m REAL,
+        horizon_ms INTEGER, escalate INTEGER""",
     "events": """time_ms INTEGER NOT NULL, kind TEXT NOT NULL, device_id INTEGER,
         detail TEXT""",
 }
+
+
+# Proximity columns added by issue 9 (stale victim fixes, predicted crossings).
+_PROXIMITY_V2 = (("basis", "TEXT"), ("victim_radius_m", "REAL"), ("offender_radius_m", "REAL"),
+                 ("victim_speed_mps", "REAL"), ("offender_speed_mps", "REAL"),
+                 ("predicted_min_m", "REAL"), ("horizon_ms", "INTEGER"), ("escalate", "INTEGER"))
 
 
 class EvidenceLog:
@@ -62,6 +70,10 @@ class EvidenceLog:
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(frames)")}
             if "key_id" not in columns:  # a log written before protocol v2
                 self._db.execute("ALTER TABLE frames ADD COLUMN key_id INTEGER")
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(proximity)")}
+            for name, kind in _PROXIMITY_V2:  # a log written before issue 9
+                if name not in columns:
+                    self._db.execute("ALTER TABLE proximity ADD COLUMN %s %s" % (name, kind))
             self._db.execute("CREATE INDEX IF NOT EXISTS frames_by_counter "
                              "ON frames (device_id, counter)")
             self._db.execute("CREATE TABLE IF NOT EXISTS device_state "
@@ -121,7 +133,13 @@ class EvidenceLog:
             max_fix_age_ms=config.max_fix_age_ms, confirm_fixes=config.confirm_fixes,
             uncertain_fraction=config.uncertain_fraction, candidate=decision.candidate,
             streak=decision.streak, previous=decision.previous, state=decision.state,
-            downlink_counter=downlink_counter)
+            downlink_counter=downlink_counter, basis=decision.basis,
+            victim_radius_m=decision.victim_radius_m,
+            offender_radius_m=decision.offender_radius_m,
+            victim_speed_mps=decision.victim_speed_mps,
+            offender_speed_mps=decision.offender_speed_mps,
+            predicted_min_m=decision.predicted_min_m, horizon_ms=decision.horizon_ms,
+            escalate=int(decision.escalate))
 
     def event(self, event):
         self._insert("events", time_ms=event.time_ms, kind=event.kind, device_id=event.device_id,

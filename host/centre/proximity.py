@@ -14,6 +14,21 @@ Rules (each evaluation uses the newest victim fix and the newest offender fix):
 - Confirmation: the state changes only when `confirm_fixes` consecutive evaluations, each
   caused by a new fix on either side, give the same new level.
 
+- Stale victim fix (issue 9): the centre is never silently unsure. When the victim's newest
+  fix is stale but the offender's is fresh, the victim is somewhere within an uncertainty
+  radius of the last known position: its accuracy plus the fix's age times a plausible
+  speed (`walking_mps` by default, faster if the victim's last two fixes showed it, capped
+  at `max_speed_mps`). The offender's radius is his accuracy plus his fix's age times his
+  own speed. If even the farthest case is inside a radius, that level; if the nearest case
+  is inside warning_m, UNCERTAIN; else CLEAR. An offender within alarm_m of the last known
+  position sets `escalate` (the centre tells the operator).
+- Predictive warning (issue 9): with both fixes fresh and the level below WARNING, each
+  side's velocity is estimated from its last two fixes, and the closest approach of the
+  straight-line tracks over the horizon until the offender's next report is due (the gap
+  between his last two fixes, at most `predict_max_s`, plus `predict_margin_s`) is computed.
+  A predicted approach within warning_m is a WARNING candidate ("predicted"); it is
+  confirmed like any other, so a predicted warning needs two agreeing evaluations.
+
 Only the level ever leaves the centre; distances stay in the evidence log.
 
 Pre-alert (acted on by the Centre, not by the tracker): while the offender is within
@@ -49,6 +64,11 @@ class ProximityConfig:
     prealert_m: Optional[float] = None
     locate_track_s: int = 300  # COMMAND locate_now arg: how long the device tracks
     locate_renew_s: int = 120  # renew the tracking when less than this is left
+    walking_mps: float = 1.4  # a stale victim is assumed to move at least this fast
+    max_speed_mps: float = 40.0  # no plausible speed above this (a train, a motorway)
+    predict: bool = True  # warn on a predicted crossing (see the module docstring)
+    predict_max_s: float = 60.0
+    predict_margin_s: float = 10.0
 
     def __post_init__(self):
         if self.prealert_m is None:
@@ -86,6 +106,14 @@ class Decision:
     streak: int
     previous: int
     state: int
+    basis: str = "fresh"  # "fresh", "predicted", "stale_victim" or "stale" (no decision)
+    victim_radius_m: float = 0.0  # stale victim: how far from the last fix they may be
+    offender_radius_m: float = 0.0
+    victim_speed_mps: Optional[float] = None
+    offender_speed_mps: Optional[float] = None
+    predicted_min_m: Optional[float] = None  # closest approach over the horizon
+    horizon_ms: Optional[int] = None
+    escalate: bool = False  # stale victim, offender within alarm_m of the last known fix
 
     @property
     def changed(self):
@@ -120,6 +148,41 @@ def classify(distance_m, combined_accuracy_m, current, config):
     return CLEAR
 
 
+def _velocity_mps(older, newer):
+    """(east, north) m/s between two fixes, or None when they are too close in time."""
+    dt_s = (newer.time_ms - older.time_ms) / 1000.0
+    if not 1.0 <= dt_s <= 300.0:
+        return None
+    lat0 = math.radians(older.lat_e7 * 1e-7)
+    north = math.radians((newer.lat_e7 - older.lat_e7) * 1e-7) * EARTH_RADIUS_M
+    east = math.radians((newer.lon_e7 - older.lon_e7) * 1e-7) * EARTH_RADIUS_M * math.cos(lat0)
+    return east / dt_s, north / dt_s
+
+
+def _offset_m(origin, fix):
+    """(east, north) metres of `fix` from `origin` (flat earth: fine within tens of km)."""
+    lat0 = math.radians(origin.lat_e7 * 1e-7)
+    north = math.radians((fix.lat_e7 - origin.lat_e7) * 1e-7) * EARTH_RADIUS_M
+    east = math.radians((fix.lon_e7 - origin.lon_e7) * 1e-7) * EARTH_RADIUS_M * math.cos(lat0)
+    return east, north
+
+
+def closest_approach_m(victim, v_vel, offender, o_vel, now_ms, horizon_ms):
+    """The smallest distance between the two straight-line tracks from now to now+horizon
+    (each fix moved on from its own time at its own velocity)."""
+    ox, oy = _offset_m(victim, offender)
+    # positions at now: each extrapolated from its fix time
+    dv = (now_ms - victim.time_ms) / 1000.0
+    do = (now_ms - offender.time_ms) / 1000.0
+    rx = ox + o_vel[0] * do - v_vel[0] * dv
+    ry = oy + o_vel[1] * do - v_vel[1] * dv
+    wx, wy = o_vel[0] - v_vel[0], o_vel[1] - v_vel[1]
+    w2 = wx * wx + wy * wy
+    horizon_s = horizon_ms / 1000.0
+    t = 0.0 if w2 == 0 else min(max(-(rx * wx + ry * wy) / w2, 0.0), horizon_s)
+    return math.hypot(rx + wx * t, ry + wy * t)
+
+
 class ProximityTracker:
     """The proximity state of one victim/offender pair. Feed it fixes; each new fix (newer than
     the last from the same side) that has a counterpart yields a Decision."""
@@ -129,20 +192,55 @@ class ProximityTracker:
         self.state = CLEAR
         self.victim = None
         self.offender = None
+        self._victim_before = None  # the fix before self.victim (for its velocity)
+        self._offender_before = None
         self._candidate = None
         self._streak = 0
+        self.escalated = False  # an escalation is open until the level drops to CLEAR
 
     def victim_fix(self, fix, now_ms):
         if self.victim is not None and fix.time_ms <= self.victim.time_ms:
             return None  # nothing new: a duplicate or an older, out-of-order fix
-        self.victim = fix
+        self._victim_before, self.victim = self.victim, fix
         return self._evaluate(now_ms)
 
     def offender_fix(self, fix, now_ms):
         if self.offender is not None and fix.time_ms <= self.offender.time_ms:
             return None
-        self.offender = fix
+        self._offender_before, self.offender = self.offender, fix
         return self._evaluate(now_ms)
+
+    def _velocity(self, before, fix):
+        """Velocity from the last two fixes, scaled down to max_speed_mps (a jump between
+        two noisy fixes is not a plausible speed)."""
+        velocity = None if before is None else _velocity_mps(before, fix)
+        if velocity is None:
+            return None
+        speed = math.hypot(*velocity)
+        if speed > self.config.max_speed_mps:
+            scale = self.config.max_speed_mps / speed
+            velocity = (velocity[0] * scale, velocity[1] * scale)
+        return velocity
+
+    def _speed_mps(self, velocity, floor_mps):
+        speed = floor_mps if velocity is None else max(floor_mps, math.hypot(*velocity))
+        return min(speed, self.config.max_speed_mps)
+
+    def victim_radius_m(self, now_ms, stationary_mps=None):
+        """How far from her last fix the victim may be by now: its accuracy plus its age
+        times a plausible speed (walking, or faster if her last two fixes showed it). With
+        `stationary_mps`, a victim whose last two fixes moved slower than that is taken to
+        be where she was (the pre-alert: widening it for a victim at home would keep her
+        device tracking whenever the offender is near the edge of the radius)."""
+        if self.victim is None:
+            return None
+        velocity = self._velocity(self._victim_before, self.victim)
+        if stationary_mps is not None and (velocity is None or
+                                           math.hypot(*velocity) < stationary_mps):
+            return float(self.victim.accuracy_m)
+        speed = self._speed_mps(velocity, self.config.walking_mps)
+        return float(self.victim.accuracy_m) + max(0, now_ms - self.victim.time_ms) / 1000.0 \
+            * speed
 
     def _evaluate(self, now_ms):
         victim, offender, config = self.victim, self.offender, self.config
@@ -153,16 +251,70 @@ class ProximityTracker:
         distance_m = haversine_m(victim.lat_e7, victim.lon_e7, offender.lat_e7, offender.lon_e7)
         accuracy_m = float(victim.accuracy_m) + float(offender.accuracy_m)
         previous = self.state
-        if abs(victim_age_ms) > config.max_fix_age_ms or abs(offender_age_ms) > config.max_fix_age_ms:
+        extra = {}
+        v_vel = self._velocity(self._victim_before, victim)
+        o_vel = self._velocity(self._offender_before, offender)
+        offender_fresh = abs(offender_age_ms) <= config.max_fix_age_ms
+        victim_fresh = abs(victim_age_ms) <= config.max_fix_age_ms
+        if offender_fresh and victim_fresh:
+            candidate = classify(distance_m, accuracy_m, previous, config)
+            extra["basis"] = "fresh"
+            if config.predict and o_vel is not None and candidate in (CLEAR, UNCERTAIN) \
+                    and previous < WARNING:
+                horizon_ms = int(1000 * config.predict_margin_s + min(
+                    config.predict_max_s * 1000,
+                    offender.time_ms - self._offender_before.time_ms))
+                predicted = closest_approach_m(victim, v_vel or (0.0, 0.0), offender, o_vel,
+                                               now_ms, horizon_ms)
+                extra.update(predicted_min_m=predicted, horizon_ms=horizon_ms,
+                             offender_speed_mps=math.hypot(*o_vel),
+                             victim_speed_mps=None if v_vel is None else math.hypot(*v_vel))
+                if predicted <= config.warning_m:
+                    candidate, extra["basis"] = WARNING, "predicted"
+        elif offender_fresh and victim_age_ms > 0:
+            candidate = self._stale_victim(distance_m, victim_age_ms, offender_age_ms,
+                                           v_vel, o_vel, extra)
+        else:
             candidate = None
+            extra["basis"] = "stale"
+        if candidate is None:
             self._candidate, self._streak = None, 0
         else:
-            candidate = classify(distance_m, accuracy_m, previous, config)
             if candidate == self._candidate:
                 self._streak += 1
             else:
                 self._candidate, self._streak = candidate, 1
             if candidate != previous and self._streak >= config.confirm_fixes:
                 self.state = candidate
+        escalate = bool(extra.pop("escalate_now", False))
+        if escalate and self.escalated:
+            escalate = False  # already told: once per episode
+        if escalate:
+            self.escalated = True
+        if candidate == CLEAR:
+            self.escalated = False  # he is away: a later approach is a new episode
         return Decision(now_ms, victim, offender, victim_age_ms, offender_age_ms, distance_m,
-                        accuracy_m, candidate, self._streak, previous, self.state)
+                        accuracy_m, candidate, self._streak, previous, self.state,
+                        escalate=escalate, **extra)
+
+    def _stale_victim(self, distance_m, victim_age_ms, offender_age_ms, v_vel, o_vel, extra):
+        """The level when only the victim's fix is stale (see the module docstring)."""
+        config = self.config
+        victim_speed = self._speed_mps(v_vel, config.walking_mps)
+        offender_speed = self._speed_mps(o_vel, 0.0)
+        victim_radius = float(self.victim.accuracy_m) + victim_age_ms / 1000.0 * victim_speed
+        offender_radius = float(self.offender.accuracy_m) + \
+            max(0, offender_age_ms) / 1000.0 * offender_speed
+        nearest = distance_m - victim_radius - offender_radius
+        farthest = distance_m + victim_radius + offender_radius
+        extra.update(basis="stale_victim", victim_radius_m=victim_radius,
+                     offender_radius_m=offender_radius, victim_speed_mps=victim_speed,
+                     offender_speed_mps=offender_speed,
+                     escalate_now=distance_m <= config.alarm_m)
+        if farthest <= config.alarm_m:
+            return ALARM
+        if farthest <= config.warning_m:
+            return WARNING
+        if nearest <= config.warning_m:
+            return UNCERTAIN
+        return CLEAR

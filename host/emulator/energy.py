@@ -67,10 +67,45 @@ class Energy:
         self.start_us = clock_us()
         self._board = board_draws(profile)
         self._powered = False
+        # An empty cell (Battery's brown-out) supplies nothing: every component, the GNSS
+        # backup included, draws 0 from it until the charger brings it back. _want keeps
+        # what each component would draw, to restore it then.
+        self._dead = False
+        self._want = {}
+        self._dead_since_us = None
+        self._dead_us = 0
         self.counters = {"fixes": 0, "tx_frames": 0, "tx_bytes": 0, "rx_frames": 0,
                          "rx_bytes": 0, "wakes": 0, "boots": 0}
 
+    def cell_empty(self, empty):
+        """The cell ran empty (True) or has charge again (False): draws stop, or resume."""
+        if empty == self._dead:
+            return
+        now = self._clock_us()
+        if empty:
+            self._dead_since_us = now
+        else:
+            self._dead_us += now - self._dead_since_us
+            self._dead_since_us = None
+        self._dead = empty
+        for component in sorted(self._want):
+            self.set(component, self._want[component], self._state[component])
+
+    def _searched_in_vain(self):
+        return not self.counters["fixes"] and \
+            self.state_seconds("gnss").get("acquisition", 0.0) > 0
+
+    def alive_us(self):
+        """Virtual time so far with charge in the cell (the battery projection's basis)."""
+        dead = self._dead_us
+        if self._dead_since_us is not None:
+            dead += self._clock_us() - self._dead_since_us
+        return self._clock_us() - self.start_us - dead
+
     def set(self, component, ma, state=""):
+        self._want[component] = ma
+        if self._dead:
+            ma = 0.0
         now = self._clock_us()
         if component in self._ma:
             self._mauss[component] += self._ma[component] * (now - self._since_us[component])
@@ -106,6 +141,8 @@ class Energy:
         return out
 
     def pulse(self, component, ma, duration_us):
+        if self._dead:
+            ma = 0.0
         self._mauss[component] = self._mauss.get(component, 0.0) + ma * duration_us
         self._ma.setdefault(component, 0.0)
         self._since_us.setdefault(component, self._clock_us())
@@ -136,7 +173,7 @@ class Energy:
         the time with the GNSS on backup power, plus each fix at hot-start cost, each frame's
         TX cost, and the board's constant draws (no firmware can avoid those)."""
         p = self.profile
-        elapsed_h = (self._clock_us() - self.start_us) / _US_PER_HOUR
+        elapsed_h = self.alive_us() / _US_PER_HOUR
         idle = (p["cpu"]["deep_sleep_ma"] + p["gnss"]["backup_ma"]) * elapsed_h + self.board_mah()
         fix = self.counters["fixes"] * p["gnss"]["acquisition_ma"] * p["gnss"]["hot_ttff_s"] / 3600
         radio = p["radio"]
@@ -147,19 +184,27 @@ class Energy:
         """mAh used (total and per component), average current, projected battery life,
         and the ratio to the physical floor."""
         elapsed_us = self._clock_us() - self.start_us
+        alive_us = self.alive_us()
         by_component = self.mah_by_component()
         used = sum(by_component.values())
-        avg_ma = used * _US_PER_HOUR / elapsed_us if elapsed_us else 0.0
+        # Averaged over the time the cell had charge: a device that browned out draws
+        # nothing while dead, and that time says nothing about how long a battery lasts.
+        avg_ma = used * _US_PER_HOUR / alive_us if alive_us else 0.0
         capacity = capacity_mah if capacity_mah is not None else self.profile["battery"]["capacity_mah"]
         floor = self.floor_mah()
         return {
             "virtual_s": elapsed_us / 1e6,
+            "alive_s": alive_us / 1e6,
             "energy_mah": used,
             "by_component_mah": by_component,
             "avg_current_ma": avg_ma,
             "projected_battery_days": capacity / avg_ma / 24 if avg_ma else float("inf"),
             "floor_mah": floor,
             "board_mah": self.board_mah(),
-            "floor_ratio": used / floor if floor else float("inf"),
+            # The floor counts each fix at its hot-start cost; a GNSS that searched and
+            # never got a fix (indoors) gives it no GNSS cost while any firmware must spend
+            # some looking, and the ratio meant nothing (448): left out (None).
+            "floor_ratio": None if self._searched_in_vain() else
+            (used / floor if floor else float("inf")),
             "counters": dict(self.counters),
         }

@@ -1,0 +1,132 @@
+"""Proximity decisions: victim and offender fixes into the per-pair trackers, the level sent
+to the device, and the locate_now requests that keep the victim's fixes fresh.
+
+- Pre-alert: when an offender fix falls within `proximity.prealert_m` of the paired victim's
+  last known position (widened by how far she may have moved since, when her last two
+  fixes showed her moving: the tracker's victim_radius_m), the centre sends COMMAND locate_now with arg = `locate_track_s`: the
+  device tracks silently (a fix every proximity_fix_s, sent at once, and reachable within
+  seconds), so the victim's fixes are fresh enough to evaluate when the offender crosses the
+  warning radius. It is repeated while the offender stays inside, `locate_renew_s` before the
+  previous one runs out (counted from when it was queued, so delivery delays only shorten
+  it), never more than one outstanding; a HELLO from the device (a reboot forgets tracking)
+  lets the next offender fix ask again at once. The command carries no distance or bearing.
+- Confirmation: when an evaluation points to a higher level than the current state but is
+  not yet confirmed, the centre asks for one victim fix at once (COMMAND locate_now, arg 0),
+  so the confirming fix comes within seconds instead of at the next tracking fix. The rule
+  itself (two consecutive agreeing evaluations) is unchanged.
+- Uncertain (issue 9): a change to UNCERTAIN (a stale victim fix, the offender possibly
+  within the warning radius) goes to the device as its level, to the operator as a
+  PROXIMITY event, and asks the device to track (COMMAND locate_now, arg locate_track_s).
+  An offender within alarm_m of the victim's last known position while it is stale is an
+  ESCALATED event for the operator, once per episode. Every decision, with its basis,
+  radii, speeds and predicted closest approach, is a row of the evidence log.
+"""
+from host.centre.model import (
+    ESCALATED,
+    LOCATE_REQUESTED,
+    PROXIMITY,
+    SUPERSEDE_CONFIRM,
+    SUPERSEDE_LOCATE,
+)
+from host.centre.proximity import LEVEL_NAMES, UNCERTAIN, Fix, haversine_m
+from protocol import messages
+
+STATIONARY_MPS = 0.5  # her last two fixes moved slower: the pre-alert is not widened
+
+
+class ProximityWatch:
+    """Part of Centre: proximity for every paired victim."""
+
+    def offender_fix(self, offender_id, fix_time_ms, lat_e7, lon_e7, accuracy_m, now_ms=None):
+        """A fix from an offender's ankle tag; returns (link_id, wire) downlinks to send now."""
+        now_ms = fix_time_ms if now_ms is None else now_ms
+        self._now_ms = now_ms
+        fix = Fix(fix_time_ms, lat_e7, lon_e7, accuracy_m)
+        out = []
+        for victim_id in self._victims.get(offender_id, ()):
+            decision = self._trackers[victim_id].offender_fix(fix, now_ms)
+            self._decided(victim_id, offender_id, decision, now_ms)
+            self._prealert(victim_id, offender_id, fix, now_ms)
+            device = self.devices.get(victim_id)
+            if device is not None and device.link_id is not None:
+                out.extend((device.link_id, w) for w in self._flush_device(victim_id, now_ms))
+        self.frames_down += len(out)
+        self._commit()
+        return out
+
+    def proximity_state(self, victim_id):
+        tracker = self._trackers.get(victim_id)
+        return None if tracker is None else tracker.state
+
+    def _on_position(self, device, frame, now_ms):
+        for fix in sorted(frame.fields["fixes"], key=lambda f: f["fix_time_ms"]):
+            self._victim_fix(device.device_id, fix, now_ms)
+
+    def _on_no_fix(self, device, frame, now_ms):
+        if frame.fields["last_fix"] is not None:
+            self._victim_fix(device.device_id, frame.fields["last_fix"], now_ms)
+
+    def _victim_fix(self, victim_id, fix, now_ms):
+        tracker = self._trackers.get(victim_id)
+        if tracker is None:
+            return
+        decision = tracker.victim_fix(
+            Fix(fix["fix_time_ms"], fix["lat_e7"], fix["lon_e7"], fix["accuracy_m"]), now_ms)
+        self._decided(victim_id, self._pairs[victim_id], decision, now_ms)
+
+    def _decided(self, victim_id, offender_id, decision, now_ms):
+        if decision is None:
+            return
+        counter = None
+        if decision.changed:
+            counter = self.send(victim_id, "PROXIMITY", {"level": decision.state}, now_ms)
+        elif not decision.stale and decision.candidate > decision.state:
+            # Rising but unconfirmed: a fresh victim fix now confirms (or refutes) it sooner.
+            self.send(victim_id, "COMMAND", {"command": messages.COMMAND_LOCATE_NOW, "arg": 0},
+                      now_ms, supersede=SUPERSEDE_CONFIRM)
+        self.evidence.proximity(victim_id, offender_id, decision, self.config.proximity, counter)
+        if decision.changed:
+            self._event(now_ms, PROXIMITY, victim_id, offender_id=offender_id,
+                        level=LEVEL_NAMES[decision.state],
+                        previous=LEVEL_NAMES[decision.previous],
+                        decided_ms=decision.time_ms, queued_ms=now_ms, counter=counter,
+                        basis=decision.basis)
+            if decision.state == UNCERTAIN:
+                # The centre cannot tell: ask the device for fixes now, whatever its cadence.
+                self._track(victim_id, offender_id, now_ms, "uncertain")
+        if decision.escalate:
+            self._event(now_ms, ESCALATED, victim_id, offender_id=offender_id,
+                        reason="offender_near_last_known_position",
+                        distance_m=round(decision.distance_m),
+                        victim_age_ms=decision.victim_age_ms,
+                        victim_radius_m=round(decision.victim_radius_m))
+
+    def _track(self, victim_id, offender_id, now_ms, reason):
+        """COMMAND locate_now for locate_track_s: fixes every proximity_fix_s, sent at once."""
+        config = self.config.proximity
+        counter = self.send(victim_id, "COMMAND", {"command": messages.COMMAND_LOCATE_NOW,
+                                                   "arg": config.locate_track_s},
+                            now_ms, supersede=SUPERSEDE_LOCATE)
+        self._locate_ms[victim_id] = now_ms
+        self._event(now_ms, LOCATE_REQUESTED, victim_id, offender_id=offender_id,
+                    track_s=config.locate_track_s, counter=counter, reason=reason)
+
+    def _prealert(self, victim_id, offender_id, offender, now_ms):
+        """Keep the victim's device tracking while the offender is within the pre-alert
+        radius of the victim's last known position (see the module docstring)."""
+        config = self.config.proximity
+        tracker = self._trackers[victim_id]
+        victim = tracker.victim
+        if not config.prealert_m or victim is None:
+            return  # nothing to measure from: the device's own cadence will report
+        # She may have moved on since her last fix (issue 9: a victim on a bus).
+        if haversine_m(victim.lat_e7, victim.lon_e7, offender.lat_e7, offender.lon_e7) - \
+                tracker.victim_radius_m(now_ms, STATIONARY_MPS) > config.prealert_m:
+            return
+        last_ms = self._locate_ms.get(victim_id)
+        renew_at_ms = None if last_ms is None else (
+            last_ms + (config.locate_track_s - config.locate_renew_s) * 1000)
+        if renew_at_ms is not None and now_ms < renew_at_ms:
+            return  # tracking (or its request) still covers the next offender fixes
+        self._track(victim_id, offender_id, now_ms, "prealert")
+
