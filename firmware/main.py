@@ -41,6 +41,8 @@ def main():
                                esp32.WAKEUP_ALL_LOW)
             machine.deepsleep(pause_ms)
     try:
+        import gc
+        gc.threshold(4096)
         from firmware import app, board
         app.App(board.build(), guard=guard).run()
     except KeyboardInterrupt:

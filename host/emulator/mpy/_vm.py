@@ -14,6 +14,13 @@
 import gc
 import struct
 import sys
+from micropython import mem_info
+
+# The heap the bare VM had before this module loaded (the launcher's -c appends it): what
+# the unix port itself holds, as a board's runtime does too. Everything allocated from here
+# until /boot.py runs is the emulator's (this bridge, the emulated machine/time/esp32): C in
+# ROM on a board, so the host adds exactly that to -X heapsize (host/emulator/vm.py).
+_BARE_ALLOC = int(sys.argv.pop())
 
 _pack = struct.pack
 _unpack_from = struct.unpack_from
@@ -24,6 +31,7 @@ _CB_DONE = 0x44     # D: a callback returned
 _CB_RAISED = 0x52   # R: a callback raised (kept here, re-raised when the host says so)
 _EXITED = 0x58      # X: main.py returned
 _CRASHED = 0x45     # E type message traceback: an uncaught exception
+_ROM_HEAP = 0x48    # H <q bytes: the emulator's own heap at boot (sent once, before boot.py)
 # host -> VM
 _REPLY = 0x72       # r value
 _ERROR = 0x65       # e type args: the bus call raised
@@ -38,6 +46,7 @@ _callbacks = []  # type: list
 _cb_ids = {}  # type: dict
 _raised = [None]
 _scope = {"__name__": "__main__"}
+_MEM_INFO_MARK = "\x00vigil mem_info"  # then micropython.mem_info()'s 4 lines
 
 
 def _read_exact(buf):
@@ -297,7 +306,11 @@ class _Gc:
 
     def collect(self):
         gc.collect()
-        self._board.vm_gc_collect()
+        # What is live now, and the VM's own account of its heap (the host takes these lines
+        # out of the board's log): the firmware collects once per superloop pass.
+        print(_MEM_INFO_MARK)
+        mem_info()
+        self._board.vm_gc_collect(gc.mem_alloc())
 
 
 def _hook_imports(board):
@@ -340,6 +353,7 @@ def _main():
     import os
     names, sampled, blocks, block_size, here = _dec(_recv(), 0)[0]
     board = _make_board(names, sampled)
+    names = sampled = None
     sys.modules["_board"] = board
     sys.modules["select"] = _Select(board)
     _hook_imports(board)
@@ -352,6 +366,10 @@ def _main():
     import esp32  # noqa: F401
     import machine  # noqa: F401
     del sys.path[0]
+    gc.collect()
+    # Measured before the flash is mounted: the filesystem (littlefs's buffers) is the
+    # firmware's cost on a board too.
+    _send(b"H" + _pack("<q", gc.mem_alloc() - _BARE_ALLOC))
     # mtime=False: the ESP32's default stamps files with the RTC, but this VM's clock is the
     # host's wall clock, which would make images differ from run to run.
     address = int(sys.argv[3]) if len(sys.argv) > 3 else 0
