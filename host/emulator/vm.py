@@ -293,7 +293,7 @@ class VmBridge:
         self.heap_bytes = heap_bytes
         names = [a for a in dir(BoardBus) if not a.startswith("_")]
         extras = ("flash_read", "flash_write", "flash_erase", "vm_poll", "vm_import",
-                  "vm_gc_collect")
+                  "vm_gc_collect", "repl_read")
         self.names = names + [n for n in extras if n not in names]
         self._table = [getattr(device, "bus_" + n, None) or getattr(self, n) for n in self.names]
         self._sampled = [n in HEAP_SAMPLED_CALLS for n in self.names]
@@ -591,6 +591,10 @@ class VmBridge:
                     self._imported.add(name)
                     self.dev._spin(int(mpy_size(source, path) * IMPORT_US_PER_MPY_BYTE))
                     break
+
+    def repl_read(self, n):
+        """sys.stdin in the VM: bytes typed on the REPL UART (blocks in virtual time)."""
+        return self.dev.repl_read(n)
 
     def vm_gc_collect(self, alloc=-1):
         """gc.collect() in the VM: the virtual time the CPython runtime's gc charges; `alloc`

@@ -249,6 +249,39 @@ class _FlashBlocks:
         return 0
 
 
+class _ReplIn:
+    """sys.stdin as the board has it: what is typed on the REPL UART (the host's UART 0),
+    read over the bus, so that main.py's "a key within 2 s" reaches the firmware here too."""
+
+    def __init__(self, board, text):
+        self._board = board
+        self._text = text
+        if text:
+            self.buffer = _ReplIn(board, False)
+
+    def read(self, n=-1):
+        data = self._board.repl_read(n)
+        return data.decode() if self._text else data
+
+    def readinto(self, buf):
+        data = self._board.repl_read(len(buf))
+        buf[:len(data)] = data
+        return len(data)
+
+
+def _sys_with_stdin(board):
+    """A `sys` for the firmware whose stdin is the REPL UART: the unix port's own sys.stdin
+    is the VM process's stdin, and its attributes cannot be replaced."""
+    proxy = _Board()
+    for name in dir(sys):
+        try:
+            setattr(proxy, name, getattr(sys, name))
+        except (AttributeError, TypeError):
+            pass
+    proxy.stdin = _ReplIn(board, True)
+    return proxy
+
+
 class _Poll:
     """select.poll() as the board has it (sys.stdin and UARTs): the host waits in virtual
     time, as under CPython (host/emulator/runtime.py _Poll)."""
@@ -258,7 +291,7 @@ class _Poll:
         self._objs = []
 
     def register(self, obj, mask=1):
-        if obj is not sys.stdin and not hasattr(obj, "_id"):
+        if not isinstance(obj, _ReplIn) and not hasattr(obj, "_id"):
             raise OSError("emulator: select.poll supports sys.stdin and machine.UART only")
         if obj not in self._objs:
             self._objs.append(obj)
@@ -271,7 +304,7 @@ class _Poll:
         self.register(obj, mask)
 
     def poll(self, timeout_ms=-1):
-        keys = [-1 if o is sys.stdin else o._id for o in self._objs]
+        keys = [-1 if isinstance(o, _ReplIn) else o._id for o in self._objs]
         return [(self._objs[i], 1) for i in self._board.vm_poll(keys, timeout_ms)]
 
     def ipoll(self, timeout_ms=-1, flags=0):
@@ -356,6 +389,7 @@ def _main():
     names = sampled = None
     sys.modules["_board"] = board
     sys.modules["select"] = _Select(board)
+    sys.modules["sys"] = _sys_with_stdin(board)
     _hook_imports(board)
     sys.modules["gc"] = _Gc(board)
     sys.path.insert(0, here)
