@@ -384,6 +384,9 @@ def _traceback_text(e):
 
 def _main():
     import os
+    # Collect as it goes (as main.py does for the firmware): the emulator's modules then sit
+    # packed at the bottom of the heap instead of leaving holes between them.
+    gc.threshold(4096)
     names, sampled, blocks, block_size, here = _dec(_recv(), 0)[0]
     board = _make_board(names, sampled)
     names = sampled = None
@@ -400,6 +403,7 @@ def _main():
     import esp32  # noqa: F401
     import machine  # noqa: F401
     del sys.path[0]
+    gc.threshold(-1)
     gc.collect()
     # Measured before the flash is mounted: the filesystem (littlefs's buffers) is the
     # firmware's cost on a board too.
