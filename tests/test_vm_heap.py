@@ -65,3 +65,17 @@ def test_live_heap_and_mem_info_are_sampled_at_each_collection():
         assert "done" in text and "GC: total" not in text and "mem_info" not in text
     finally:
         world.close()
+
+
+def test_quiet_day_runs_an_hour_within_the_heap_budget_it_has_today():
+    """A regression guard, not the target: bench/heap.py finds 132 KiB for quiet-day today
+    (issue 7 aims at 80 KiB, and 96K is the bar; see README). Code that grows the firmware's
+    heap past this margin fails here first."""
+    from host import emulate, scenario
+
+    sc = scenario.load("quiet-day")
+    sc["scenario"]["duration_s"] = 3600
+    summary = emulate.run(sc, runtime="micropython", heap_bytes=144 * 1024)[0]
+    assert summary["device_faults"] == [] and summary["crashes"] == 0
+    (peak,) = summary["peak_heap_bytes"].values()
+    assert 80_000 < peak <= 144 * 1024
