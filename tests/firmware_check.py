@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.vm import MICROPYTHON, MPY_CROSS, REPO, compile_tree, device_lib
+from tests.vm import CORE_HEAP, MICROPYTHON, MPY_CROSS, REPO, compile_tree, device_lib
 
 TYPINGS = REPO / "typings"
 BIN = Path(sys.executable).parent
@@ -29,7 +29,7 @@ import sys
 write = sys.stdout.write
 
 def enc(v):
-    # Streams v canonically (no big intermediate strings: the heap is 48K).
+    # Streams v canonically (no big intermediate strings: the heap is small).
     if isinstance(v, dict):
         write("{")
         for k in sorted(v):
@@ -204,7 +204,7 @@ def check_pyright():
     return True, "%d files, 0 errors" % summary.get("filesAnalyzed", 0)
 
 
-def run_trace(interpreter, steps=1500, heapsize="48K"):
+def run_trace(interpreter, steps=1500, heapsize=CORE_HEAP):
     """Run the trace under `interpreter` ("cpython" or "micropython"); returns stdout text.
     MicroPython runs the mpy-cross output of the device files and of the trace itself."""
     code = TRACE_SCRIPT.replace("STEPS_PLACEHOLDER", str(steps))
@@ -245,8 +245,8 @@ def check_trace(steps=1500):
                 return False, "first difference at action %d: cpython %r vs micropython %r" % (
                     i, x, y)
         return False, "traces differ in length: %d vs %d" % (len(a), len(b))
-    return True, "%d actions identical on CPython and MicroPython (heap 48K)" % (
-        len(cpython.splitlines()) - 1)
+    return True, "%d actions identical on CPython and MicroPython (heap %s)" % (
+        len(cpython.splitlines()) - 1, CORE_HEAP)
 
 
 def check_runtimes():

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from firmware import config, core, persist
+from firmware import config, core, persist, positioning, power
 from protocol import codec, messages
-from tests.vm import compile_tree, device_lib, needs_micropython, run_micropython
+from tests.vm import CORE_HEAP, compile_tree, device_lib, needs_micropython, run_micropython
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = bytes(range(16))
@@ -92,8 +92,12 @@ class Rig:
 
 
 # --- purity ---------------------------------------------------------------------------------
-def test_core_imports_no_hardware_modules():
-    tree = ast.parse((REPO / "firmware" / "core.py").read_text())
+CORE_MODULES = ("core", "alarm", "positioning", "proximity", "power", "downlink", "clock")
+
+
+@pytest.mark.parametrize("module", CORE_MODULES)
+def test_core_imports_no_hardware_modules(module):
+    tree = ast.parse((REPO / "firmware" / (module + ".py")).read_text())
     imported = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -104,14 +108,45 @@ def test_core_imports_no_hardware_modules():
     assert not imported & {"machine", "time", "esp32", "bluetooth", "utime"}
 
 
-def test_core_constants_match_protocol():
-    assert core.ALARM_PANIC == messages.ALARM_KIND_PANIC
-    assert core.ALARM_GNSS_LOST == messages.ALARM_KIND_GNSS_LOST
-    assert (core.ALARM_BATTERY_20, core.ALARM_BATTERY_10, core.ALARM_BATTERY_5) == (2, 3, 4)
-    assert core.STATE_CLEARED == messages.ALARM_STATE_CLEARED
-    assert core.EVENT_QUEUE_EVICTED == messages.EVENT_KIND_QUEUE_EVICTED
-    assert core.STATUS_PROXIMITY == messages.STATUS_PROXIMITY
-    assert core.MAX_FIXES == messages.MAX_FIXES
+# The core's private consts -> their protocol.messages names.
+_PROTOCOL_NAMES = {
+    "ALARM_PANIC": "ALARM_KIND_PANIC", "ALARM_BATTERY_20": "ALARM_KIND_BATTERY_20",
+    "ALARM_BATTERY_10": "ALARM_KIND_BATTERY_10", "ALARM_BATTERY_5": "ALARM_KIND_BATTERY_5",
+    "ALARM_GNSS_LOST": "ALARM_KIND_GNSS_LOST", "STATE_RAISED": "ALARM_STATE_RAISED",
+    "STATE_CLEARED": "ALARM_STATE_CLEARED", "STATE_REPEAT": "ALARM_STATE_REPEAT",
+    "EVENT_CHARGER_ON": "EVENT_KIND_CHARGER_ON", "EVENT_CHARGER_OFF": "EVENT_KIND_CHARGER_OFF",
+    "EVENT_SELF_TEST": "EVENT_KIND_SELF_TEST",
+    "EVENT_COMMS_RESTORED": "EVENT_KIND_COMMS_RESTORED",
+    "EVENT_QUEUE_EVICTED": "EVENT_KIND_QUEUE_EVICTED",
+    "EVENT_MODE_CHANGED": "EVENT_KIND_MODE_CHANGED",
+    "SOURCE_LAST_KNOWN": "FIX_SOURCE_LAST_KNOWN", "MAX_FIXES": "MAX_FIXES",
+    "MODE_AWARE": "MODE_AWARE", "MODE_PAIRED": "MODE_PAIRED",
+}
+_STORE = {"STORE_NONE": 0, "STORE_EVIDENCE": 1, "STORE_ALARM": 2}
+
+
+def _consts(module):
+    tree = ast.parse((REPO / "firmware" / (module + ".py")).read_text())
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+                and isinstance(node.value, ast.Call)
+                and getattr(node.value.func, "id", "") == "const"):
+            yield node.targets[0].id.lstrip("_"), node.value.args[0].value
+
+
+@pytest.mark.parametrize("module", CORE_MODULES)
+def test_core_constants_match_protocol(module):
+    """Each core module keeps private consts (free on MicroPython) of the protocol's numbers."""
+    checked = 0
+    for name, value in _consts(module):
+        wire = _PROTOCOL_NAMES.get(name) or (name if name.startswith("STATUS_") else None)
+        if wire is not None:
+            assert value == getattr(messages, wire), (module, name)
+            checked += 1
+        elif name in _STORE:
+            assert value == _STORE[name], (module, name)
+    assert checked or module in ("clock", "proximity")
+    assert core.STORE_ALARM == 2                     # the app's view of the flash queue
 
 
 def test_ticks_arithmetic_wraps_like_the_esp32_port():
@@ -250,14 +285,14 @@ def test_a_button_wake_mid_sleep_uses_the_rtc_measured_time():
 def test_a_resume_sends_no_hello_and_carries_utc_counter_and_fix_age():
     rig = asleep(Rig(deep_cfg()))
     utc = rig.core.utc_ms(rig.now)
-    age_s = rig.core._fix_age_s(rig.now)
-    uptime_ms = rig.core._uptime_ms(rig.now)
+    age_s = positioning.fix_age_s(rig.core, rig.now)
+    uptime_ms = power.uptime_ms(rig.core, rig.now)
     counter = rig.core.counter
     woke = deep_wake(rig, 500_000, now=(1 << 30) - 100)  # just before the tick wrap
     assert not woke.sends("HELLO")
     assert woke.core.utc_ms(woke.now) == utc + 500_000
-    assert woke.core._fix_age_s(woke.now) == age_s + 500
-    assert woke.core._uptime_ms(woke.now) == uptime_ms + 500_000
+    assert positioning.fix_age_s(woke.core, woke.now) == age_s + 500
+    assert power.uptime_ms(woke.core, woke.now) == uptime_ms + 500_000
     assert woke.core.counter == counter and woke.core.battery == (3900, 60, 0)
     assert "gnss" not in [a[0] for _, a in woke.log]     # no fix at each wake
     woke.run(3_600_000)
@@ -281,7 +316,7 @@ def test_no_contact_survives_deep_sleep_and_the_led_comes_back():
     assert rig.core.no_contact
     woke = deep_wake(rig, 1000)
     assert woke.core.no_contact and ("led", "no_contact") in [a for _, a in woke.log]
-    assert woke.core.status() & core.STATUS_NO_CONTACT
+    assert woke.core.status() & messages.STATUS_NO_CONTACT
 
 
 def test_sleep_snapshot_fits_rtc_memory_with_every_timer_running():
@@ -295,7 +330,7 @@ def test_sleep_snapshot_fits_rtc_memory_with_every_timer_running():
     assert len(persist.encode(state)) + 8 + 8 <= 2048     # RtcState's limit after the guard
 
 
-# (persist's round trip is left out: core, config and persist together do not fit the 48K
+# (persist's round trip is left out: core, config and persist together do not fit the small
 # heap of the unix VM; test_persist_vm covers persist there, the tests above the round trip.)
 DEEP_WAKE_SCRIPT = r"""
 from firmware import config, core
@@ -329,8 +364,8 @@ for a in acts:
 def test_deep_wake_resumes_the_same_on_the_micropython_vm(tmp_path):
     lib = device_lib(tmp_path)
     (lib / "deep_wake.py").write_text(DEEP_WAKE_SCRIPT)
-    compile_tree(lib)                  # as deployed: compiling on a 48K heap would not fit
-    vm = run_micropython("import deep_wake", path=[lib])
+    compile_tree(lib)                  # as deployed: compiling on a small heap would not fit
+    vm = run_micropython("import deep_wake", heapsize=CORE_HEAP, path=[lib])
     assert vm.returncode == 0, (vm.stdout + vm.stderr).decode()[-600:]
     cpython = subprocess.run([sys.executable, "-c", DEEP_WAKE_SCRIPT], capture_output=True,
                              cwd=REPO, check=True)
@@ -706,7 +741,7 @@ def test_low_power_stops_routine_positions_and_slows_heartbeat():
     beats = [t for t, _ in rig.sends("HEARTBEAT", start)]
     beat_gaps = gaps(beats)
     assert beat_gaps and all(g == 3600_000 for g in beat_gaps)
-    assert rig.sends("HEARTBEAT")[-1][1][2]["status"] & core.STATUS_LOW_POWER
+    assert rig.sends("HEARTBEAT")[-1][1][2]["status"] & messages.STATUS_LOW_POWER
     panic(rig)                                        # panic still works
     assert rig.core.mode() == "panic"
 
@@ -725,7 +760,7 @@ def test_no_contact_led_after_20_min_and_restored_on_ack():
     assert ("led", "no_contact") not in [a for _, a in rig.log]
     rig.run(2000)
     assert ("led", "no_contact") in [a for _, a in rig.log]
-    assert rig.core.status() & core.STATUS_NO_CONTACT
+    assert rig.core.status() & messages.STATUS_NO_CONTACT
     rig.ack(1)
     assert ("led", "off") in [a for _, a in rig.log]
     assert rig.sends("EVENT")[-1][1][2]["kind"] == 4

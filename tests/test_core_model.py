@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from firmware import config, core
+from protocol import messages
 from tests.test_core import Rig, make_fix
 
 LONG_PRESS_MS = 1500
@@ -47,7 +48,7 @@ class CoreModel(RuleBasedStateMachine):
                 if name == "ALARM":
                     self.alarm_counters.add(counter)
                     assert store == core.STORE_ALARM
-                    if fields["kind"] == core.ALARM_PANIC and fields["state"] == 1:
+                    if fields["kind"] == messages.ALARM_KIND_PANIC and fields["state"] == 1:
                         assert during == "press", "panic alarm without a long press"
                 if name in ("POSITION", "NO_FIX"):
                     if (self.low_power and not self.panic_id and not self.proximity

@@ -1,9 +1,9 @@
 """The pieces of `make firmware-check`: mpy-cross, pyright against the ESP32 stubs, and
-the core's differential trace (CPython vs the real MicroPython VM at 48K heap)."""
+the core's differential trace (CPython vs the real MicroPython VM at CORE_HEAP)."""
 import pytest
 
 from tests import firmware_check
-from tests.vm import needs_micropython
+from tests.vm import CORE_HEAP, needs_micropython
 
 
 def test_every_device_file_compiles_with_mpy_cross():
@@ -22,9 +22,9 @@ def test_pyright_type_checks_firmware_against_esp32_stubs():
 
 @needs_micropython
 @pytest.mark.micropython
-def test_differential_trace_cpython_equals_micropython_at_48k():
+def test_differential_trace_cpython_equals_micropython_on_a_small_heap():
     cpython = firmware_check.run_trace("cpython", steps=1500)
-    vm = firmware_check.run_trace("micropython", steps=1500, heapsize="48K")
+    vm = firmware_check.run_trace("micropython", steps=1500, heapsize=CORE_HEAP)
     lines = cpython.splitlines()
     assert len(lines) > 1000 and lines[-1].startswith("END")
     kinds = {line.split(" ")[2][2:].split("'")[0] for line in lines[:-1]}
@@ -42,7 +42,7 @@ def test_trace_detects_a_difference():
     assert "seed = [12345]" in code
     try:
         firmware_check.TRACE_SCRIPT = code.replace("seed = [12345]", "seed = [54321]")
-        b = firmware_check.run_trace("micropython", steps=200, heapsize="48K")
+        b = firmware_check.run_trace("micropython", steps=200, heapsize=CORE_HEAP)
     finally:
         firmware_check.TRACE_SCRIPT = code
     assert b.splitlines()[-1].startswith("END") and len(b.splitlines()) > 100

@@ -18,6 +18,13 @@ needs_micropython = pytest.mark.skipif(
 )
 
 
+# The heap the core's VM tests run in (64-bit unix port: objects are about twice their ESP32
+# size). The core split into one module per concern (firmware/core.py) needs about 3 KB more
+# here than the single module did (min 46K -> 50K for the deep-wake script); 56K leaves room
+# for issue 9's additions. Issue 7 (RAM) owns the budget.
+CORE_HEAP = "56K"
+
+
 def run_micropython(code, heapsize="48K", path=(), timeout_s=60, stdin=None, cwd=None):
     """Run `code` (a string) under MicroPython with `path` directories first on sys.path.
 

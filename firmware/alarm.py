@@ -1,0 +1,139 @@
+"""The panic button and the alarm lifecycle: long press, raising, retransmission until an
+ACK, the operator's ACK and clear_alarm. Functions of the core: each
+takes the Core first (its state lives there, firmware/core.py)."""
+try:
+    from micropython import const
+except ImportError:
+    const = lambda x: x  # noqa: E731  (a def would clash with the stub's signature)
+
+from firmware import positioning
+from firmware.clock import as_int, ticks_add, ticks_diff
+
+# Protocol numbers, equal to protocol.messages (tests/test_core.py checks).
+_ALARM_PANIC = const(1)
+_STATE_CLEARED = const(3)
+_STATE_RAISED = const(1)
+_STORE_ALARM = const(2)
+
+# Alarm retransmission: after the first send, resend at these offsets (ms), then every
+# _RETRY_EVERY_MS, until a transport ACK or an OPERATOR_ACK covers the frame's counter.
+_RETRY_AT_MS = (1000, 2000, 5000, 10000, 30000)
+_RETRY_EVERY_MS = const(30000)
+# At most this many alarm frames are retried from RAM; older ones stay in the flash queue
+# and go out with the backlog (they are never evicted there).
+_MAX_ALARM_TX = const(8)
+
+
+def on_button(c, event, now, out):
+    pressed = 1 if event[1] else 0
+    if pressed == c._pressed:
+        return
+    c._pressed = pressed
+    if pressed:
+        # A release shorter than debounce_ms was contact bounce: the press goes on.
+        bounced = (c._release_at is not None
+                   and ticks_diff(now, c._release_at) < c.cfg["debounce_ms"])
+        if not bounced:
+            c._press_at = now
+            c._press_raised = False
+        c._due["press"] = ticks_add(c._press_at, c.cfg["long_press_ms"])
+    else:
+        c._release_at = now
+        if not c._press_raised:
+            # The hold may have reached the threshold between two wakes.
+            if ticks_diff(now, c._press_at) >= c.cfg["long_press_ms"]:
+                c._press_raised = True
+                raise_panic(c, now, out)
+        c._due.pop("press", None)
+
+
+def t_press(c, now, out):
+    if c._pressed and not c._press_raised:
+        held = ticks_diff(now, c._press_at)
+        if held >= c.cfg["long_press_ms"]:
+            c._press_raised = True
+            raise_panic(c, now, out)
+        else:
+            c._due["press"] = ticks_add(c._press_at, c.cfg["long_press_ms"])
+
+
+def raise_alarm(c, kind, state, alarm_id, now, out):
+    if not alarm_id:
+        alarm_id = c.next_alarm_id
+        c.next_alarm_id = alarm_id % 0xFFFF + 1
+    raised = c.panic_raised_utc if alarm_id == c.panic_id else c.utc_ms(now)
+    fields = {"alarm_id": alarm_id, "kind": kind, "state": state,
+              "raised_time_ms": raised, "fix": positioning.known_fix(c, now)}
+    counter = c._send("ALARM", fields, _STORE_ALARM, now, out)
+    c._alarm_tx.append([counter, alarm_id, 0, ticks_add(now, _RETRY_AT_MS[0])])
+    if len(c._alarm_tx) > _MAX_ALARM_TX:
+        c._alarm_tx.pop(0)
+    c._persist(out)
+    out.append(("log", "alarm %d kind %d state %d counter %d" % (alarm_id, kind, state,
+                                                                counter)))
+    return alarm_id
+
+
+def raise_panic(c, now, out):
+    if c.panic_id:
+        out.append(("log", "panic: alarm %d already active" % c.panic_id))
+        return
+    c.panic_id = c.next_alarm_id
+    c.next_alarm_id = c.panic_id % 0xFFFF + 1
+    c.panic_raised_utc = c.utc_ms(now)
+    c.panic_operator_acked = 0
+    c._panic_slow = False
+    c._due["panic_track"] = c._at(now, "panic_track_s")
+    out.append(("haptic", "panic_confirm"))
+    raise_alarm(c, _ALARM_PANIC, _STATE_RAISED, c.panic_id, now, out)
+    positioning.replan(c, now, out)
+
+
+def clear_panic(c, alarm_id, now, out):
+    """COMMAND clear_alarm: the operator ends the panic alarm with this id."""
+    if alarm_id and alarm_id == c.panic_id:
+        raise_alarm(c, _ALARM_PANIC, _STATE_CLEARED, alarm_id, now, out)
+        c.panic_id = 0
+        c.panic_operator_acked = 0
+        c._panic_slow = False
+        c._due.pop("panic_track", None)
+        c._persist(out)
+        positioning.replan(c, now, out)
+    else:
+        out.append(("log", "clear_alarm %d: no such active alarm" % alarm_id))
+
+
+def t_panic_track(c, now, out):
+    if c.panic_id and not c._panic_slow:
+        c._panic_slow = True
+        positioning.replan(c, now, out)
+
+
+def retry(c, now, out):
+    """Resend each alarm frame whose retry is due, and schedule its next retry."""
+    for entry in c._alarm_tx:
+        if entry[3] is None or ticks_diff(now, entry[3]) >= 0:
+            out.append(("resend", entry[0]))
+            index = entry[2]
+            if entry[3] is None:                 # first run after boot: restart schedule
+                step = _RETRY_AT_MS[0]
+                entry[2] = 0
+            elif index + 1 < len(_RETRY_AT_MS):
+                step = _RETRY_AT_MS[index + 1] - _RETRY_AT_MS[index]
+                entry[2] = index + 1
+            else:
+                step = _RETRY_EVERY_MS
+            entry[3] = ticks_add(now, step)
+
+
+def rx_operator_ack(c, fields, now, out):
+    alarm_id = as_int(fields.get("alarm_id"))
+    before = len(c._alarm_tx)
+    c._alarm_tx = [e for e in c._alarm_tx if e[1] != alarm_id]
+    changed = len(c._alarm_tx) != before
+    if alarm_id and alarm_id == c.panic_id and not c.panic_operator_acked:
+        c.panic_operator_acked = 1
+        out.append(("haptic", "operator_ack"))
+        changed = True
+    if changed:
+        c._persist(out)

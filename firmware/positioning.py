@@ -1,0 +1,260 @@
+"""Positioning: the GPS cadence per mode, motion, fixes, uploads, NO_FIX and the centre's
+locate_now. Functions of the core: each
+takes the Core first (its state lives there, firmware/core.py)."""
+try:
+    from micropython import const
+except ImportError:
+    const = lambda x: x  # noqa: E731  (a def would clash with the stub's signature)
+
+from firmware.clock import as_int, ticks_add, ticks_diff
+
+# Protocol numbers, equal to protocol.messages (tests/test_core.py checks).
+_ALARM_GNSS_LOST = const(5)
+_MAX_FIXES = const(7)
+_NEVER_AGE_S = const(0xFFFFFFFF)
+_SOURCE_LAST_KNOWN = const(2)
+_STATE_RAISED = const(1)
+_STORE_EVIDENCE = const(1)
+
+# GPS cadence. The mode is the first that applies, top to bottom:
+#   panic       a panic alarm is active (only COMMAND clear_alarm ends it)
+#   proximity   the last PROXIMITY downlink was uncertain/warning/alarm, refreshed within
+#               proximity_hold_s; also panic after panic_track_s has passed
+#   locate      COMMAND locate_now with arg > 0 asked for tracking for arg seconds: the
+#               centre's pre-alert (an offender within a few km). Silent: the wearer is
+#               told nothing, and it outranks low power because a warning may follow
+#   low_power   charge below low_power_pct and not charging: no routine positions
+#   moving      the last fix moved >= moving_displacement_m from the one before, or had
+#               speed >= moving_speed_cmps; three still fixes in a row end it
+#   stationary  otherwise
+# Each mode: (fix every, upload at least every (None: send each fix at once)). Values are
+# config names in seconds; None fix interval = no routine fixes.
+CADENCE = {
+    "panic": ("panic_fix_s", "panic_upload_s"),
+    "proximity": ("proximity_fix_s", None),
+    "locate": ("proximity_fix_s", None),
+    "low_power": (None, None),
+    "moving": ("moving_fix_s", "moving_upload_s"),
+    "stationary": ("heartbeat_s", None),
+}
+_STILL_FIXES_TO_STOP = const(3)
+# Modes in which the centre may need to reach the wearer within seconds (a PROXIMITY warning
+# follows a pre-alert): the device wakes every poll_ms to drain the link UART.
+TRACKING = ("panic", "proximity", "locate")
+
+
+def cadence_mode(c):
+    if c.panic_id and not c._panic_slow:
+        return "panic"
+    if c.proximity or c.panic_id:
+        return "proximity"
+    if c._locating:
+        return "locate"
+    if c.low_power:
+        return "low_power"
+    if c.moving:
+        return "moving"
+    return "stationary"
+
+
+def gnss(c, on, out):
+    if on != c.gnss_on:
+        c.gnss_on = on
+        out.append(("gnss", on))
+
+
+def known_fix(c, now):
+    """The last fix for an ALARM/NO_FIX: as is when fresh, else marked last-known."""
+    fix = c.last_fix
+    if fix is None:
+        return None
+    if c._last_fix_at is not None and ticks_diff(now, c._last_fix_at) < 30000:
+        return fix
+    fix = dict(fix)
+    fix["source"] = _SOURCE_LAST_KNOWN
+    return fix
+
+
+def fix_age_s(c, now):
+    if c._last_fix_at is not None:
+        return ticks_diff(now, c._last_fix_at) // 1000
+    if c.last_fix is not None and c._utc_ms is not None:
+        age = (c.utc_ms(now) - as_int(c.last_fix.get("fix_time_ms"))) // 1000
+        return min(max(age, 0), _NEVER_AGE_S - 1)
+    return _NEVER_AGE_S
+
+
+def upload(c, now, out):
+    if c._batch:
+        fields = {"send_time_ms": c.utc_ms(now), "fixes": c._batch[:_MAX_FIXES]}
+        c._batch = c._batch[_MAX_FIXES:]
+        c._send("POSITION", fields, _STORE_EVIDENCE, now, out)
+
+
+def replan(c, now, out):
+    """Re-derive the fix and upload timers after a change of mode."""
+    mode = cadence_mode(c)
+    fix_key, upload_key = CADENCE[mode]
+    due = c._due
+    if fix_key is None:
+        if not c._send_next_fix:
+            due.pop("fix", None)
+            due.pop("acquire", None)
+            c._want_fix = False
+            gnss(c, 0, out)
+    elif not c._want_fix:
+        soon = c._at(now, fix_key)
+        if mode in TRACKING:
+            soon = now
+        if "fix" not in due or ticks_diff(due["fix"], soon) > 0:
+            due["fix"] = soon
+    if upload_key is None:
+        due.pop("upload", None)
+        upload(c, now, out)
+    else:
+        soon = c._at(now, upload_key)
+        if "upload" not in due or ticks_diff(due["upload"], soon) > 0:
+            due["upload"] = soon
+    if mode == "moving":
+        if "gnss_lost" not in due and not c._gnss_lost_raised:
+            due["gnss_lost"] = c._at(now, "gnss_lost_s")
+    else:
+        due.pop("gnss_lost", None)
+
+
+def on_fix(c, event, now, out):
+    fix = event[1]
+    utc = fix.get("fix_time_ms")
+    if isinstance(utc, int) and utc > 0:
+        c._utc_ms, c._utc_ticks = utc, now
+    previous = c.last_fix
+    c.last_fix = fix
+    c._last_fix_at = now
+    if c._gnss_lost_raised:
+        c._gnss_lost_raised = False
+    if not c._want_fix:
+        return                                   # GNSS tracking between wanted fixes
+    c._want_fix = False
+    c._due.pop("acquire", None)
+    was_moving = c.moving
+    _update_motion(c, previous, fix)
+    if c.moving:                              # moving without a fix for this long
+        c._due["gnss_lost"] = c._at(now, "gnss_lost_s")
+    mode = cadence_mode(c)
+    fix_key, upload_key = CADENCE[mode]
+    routine = fix_key is not None
+    if routine or c._send_next_fix:
+        c._batch.append(fix)
+        if upload_key is None or c._send_next_fix or len(c._batch) >= _MAX_FIXES:
+            upload(c, now, out)
+    c._send_next_fix = False
+    if was_moving != c.moving:
+        out.append(("log", "moving" if c.moving else "stationary"))
+        replan(c, now, out)
+        mode = cadence_mode(c)
+        fix_key = CADENCE[mode][0]
+    if fix_key is None:
+        gnss(c, 0, out)
+        c._due.pop("fix", None)
+        return
+    c._due["fix"] = c._at(now, fix_key)
+    if c.cfg[fix_key] > c.cfg["gnss_keep_on_s"]:
+        gnss(c, 0, out)
+
+
+def _update_motion(c, previous, fix):
+    speed = as_int(fix.get("speed_cmps"))
+    moved = speed >= c.cfg["moving_speed_cmps"]
+    if not moved and previous is not None:
+        moved = _far(previous, fix, c.cfg["moving_displacement_m"])
+    if moved:
+        c.moving = True
+        c._still_fixes = 0
+    elif c.moving:
+        c._still_fixes += 1
+        if c._still_fixes >= _STILL_FIXES_TO_STOP:
+            c.moving = False
+            c._still_fixes = 0
+
+
+def t_fix(c, now, out):
+    fix_key = CADENCE[cadence_mode(c)][0]
+    if fix_key is None and not c._send_next_fix:
+        return
+    if not c._want_fix:
+        c._want_fix = True
+        c._due["acquire"] = c._at(now, "gnss_timeout_s")
+    gnss(c, 1, out)
+
+
+def t_acquire(c, now, out):
+    # No fix within gnss_timeout_s: report NO_FIX with the last fix and its age.
+    fields = {"send_time_ms": c.utc_ms(now), "age_s": fix_age_s(c, now),
+              "last_fix": known_fix(c, now)}
+    c._send("NO_FIX", fields, _STORE_EVIDENCE, now, out)
+    c._send_next_fix = False
+    mode = cadence_mode(c)
+    if mode in TRACKING or mode == "moving":
+        c._due["acquire"] = c._at(now, "gnss_timeout_s")   # keep trying
+    else:
+        c._want_fix = False
+        gnss(c, 0, out)
+        fix_key = CADENCE[mode][0]
+        if fix_key is not None:
+            c._due["fix"] = c._at(now, fix_key)
+
+
+def t_gnss_lost(c, now, out):
+    if c.moving and not c._gnss_lost_raised:
+        c._gnss_lost_raised = True
+        from firmware import alarm  # alarm imports this module: import when needed
+        alarm.raise_alarm(c, _ALARM_GNSS_LOST, _STATE_RAISED, 0, now, out)
+
+
+def t_upload(c, now, out):
+    upload_key = CADENCE[cadence_mode(c)][1]
+    upload(c, now, out)
+    if upload_key is not None:
+        c._due["upload"] = c._at(now, upload_key)
+
+
+def locate_now(c, arg, now, out):
+    """COMMAND locate_now. arg 0: one fix, sent at once. arg > 0: also track for arg
+    seconds (a fix every proximity_fix_s, each sent at once), silently: no haptic, no LED.
+    A repeat extends the tracking without an extra fix."""
+    starting = not arg or not c._locating
+    if arg:
+        c._due["locate_end"] = ticks_add(now, arg * 1000)
+        if not c._locating:
+            c._locating = True
+            out.append(("log", "locate tracking %d s" % arg))
+    if starting:
+        c._send_next_fix = True
+        if not c._want_fix:
+            c._due["fix"] = now
+    if arg:
+        replan(c, now, out)
+
+
+def t_locate_end(c, now, out):
+    if c._locating:
+        c._locating = False
+        out.append(("log", "locate tracking ended"))
+        replan(c, now, out)
+
+
+def _far(a, b, metres):
+    """True when fixes a and b are at least `metres` apart (equirectangular; 1e-7 degree of
+    latitude is 0.0111 m). Integer maths only, so the VM and CPython agree exactly."""
+    dlat = as_int(b.get("lat_e7")) - as_int(a.get("lat_e7"))
+    dlon = as_int(b.get("lon_e7")) - as_int(a.get("lon_e7"))
+    lat_deg = abs(as_int(a.get("lat_e7"))) // 10000000
+    # cos(latitude) in 1/1024 steps, by 10-degree band (plenty for a 50 m threshold).
+    cos_1024 = _COS_1024[min(lat_deg // 10, 8)]
+    dy = dlat * 1113 // 10000                       # decimetres
+    dx = dlon * 1113 * cos_1024 // 10240000
+    limit = metres * 10
+    return dx * dx + dy * dy >= limit * limit
+
+
+_COS_1024 = (1024, 1008, 962, 887, 784, 658, 512, 350, 178)

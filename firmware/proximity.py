@@ -1,0 +1,35 @@
+"""Proximity: the centre's PROXIMITY level, the wearer's haptic on a rise, and its lapse
+without a refresh. Functions of the core: each
+takes the Core first (its state lives there, firmware/core.py)."""
+from firmware import positioning
+from firmware.clock import as_int
+
+# Haptic feedback to the wearer per PROXIMITY level (a rise in level only).
+_PROXIMITY_HAPTIC = {2: "proximity_warning", 3: "proximity_alarm"}
+
+
+def rx_proximity(c, fields, now, out):
+    level = as_int(fields.get("level"))
+    if not 0 <= level <= 3:
+        out.append(("log", "proximity level %d unknown" % level))
+        return
+    before = c.proximity
+    c.proximity = level
+    if level > before and level in _PROXIMITY_HAPTIC:
+        out.append(("haptic", _PROXIMITY_HAPTIC[level]))
+    if level:
+        c._due["proximity_end"] = c._at(now, "proximity_hold_s")
+    else:
+        c._due.pop("proximity_end", None)
+    if level != before:
+        c._persist(out)
+        if bool(level) != bool(before):
+            positioning.replan(c, now, out)
+
+
+def t_proximity_end(c, now, out):
+    if c.proximity:
+        out.append(("log", "proximity lapsed without refresh"))
+        c.proximity = 0
+        c._persist(out)
+        positioning.replan(c, now, out)
