@@ -14,6 +14,7 @@
 import gc
 import struct
 import sys
+
 from micropython import mem_info
 
 # The heap the bare VM had before this module loaded (the launcher's -c appends it): what
