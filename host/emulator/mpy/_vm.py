@@ -60,9 +60,22 @@ def _read_exact(buf):
         got += n
 
 
+# One buffer each way, made before /boot.py runs (so in the emulator's measured share) and
+# reused by every message: the bridge, which a board does not have, then allocates nothing
+# per bus call in the firmware's heap. A bytearray keeps its capacity when reset by a slice
+# assignment; a bigger message grows it once.
+_obuf = bytearray(2560)
+_ibuf = [bytearray(2560)]
+
+
 def _recv():
+    """The next message's body: a view of the input buffer, valid until the next _recv()."""
     _read_exact(_hdr)
-    body = bytearray(_unpack_from("<I", _hdr)[0])
+    n = _unpack_from("<I", _hdr)[0]
+    buf = _ibuf[0]
+    if len(buf) < n:
+        buf = _ibuf[0] = bytearray(n)
+    body = memoryview(buf)[:n]
     _read_exact(body)
     return body
 
@@ -191,11 +204,13 @@ def _repl_line(source):
 
 
 def _call(op, args, sample_heap):
-    out = bytearray(b"C")
+    out = _obuf
+    out[:] = b"\0\0\0\0C"  # room for the length, then the kind
     out.append(op)
     _enc(out, args)
     out.extend(_pack("<q", gc.mem_alloc() if sample_heap else -1))
-    _send(out)
+    struct.pack_into("<I", out, 0, len(out) - 4)
+    _fout.write(out)
     return _await_reply()
 
 
