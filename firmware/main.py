@@ -21,11 +21,10 @@ def main():
     import esp32
     import machine
 
-    # The heap is small and first-fit: free what compiling this file left, and collect every
-    # 4 KiB allocated from here on, so the modules imported next pack together instead of
-    # landing between garbage (docs/HARDWARE.md, "RAM and boot time").
+    # The heap is small and first-fit: collect every 4 KiB allocated from here on (the first
+    # collection frees what compiling this file left), so the modules imported next pack
+    # together instead of landing between garbage (docs/HARDWARE.md, "RAM and boot time").
     gc.threshold(4096)
-    gc.collect()
     from firmware import bootguard, pins
     guard = bootguard.BootGuard(machine.RTC())
     if machine.reset_cause() != machine.DEEPSLEEP_RESET:
