@@ -15,6 +15,7 @@ _SAFE_MODE_WINDOW_MS = 2000
 
 
 def main():
+    import gc
     import time
 
     import esp32
@@ -24,6 +25,10 @@ def main():
     # woke the board, or came during any boot, is timed from here (app.boot_press_began),
     # not from the app's start, which comes after the imports and the flash work.
     main_ms = time.ticks_ms()
+    # The heap is small and first-fit: collect every 4 KiB allocated from here on (the first
+    # collection frees what compiling this file left), so the modules imported next pack
+    # together instead of landing between garbage (docs/HARDWARE.md, "RAM and boot time").
+    gc.threshold(4096)
     from firmware import bootguard, pins
     Pin = machine.Pin
     held_at_main = Pin(pins.PANIC_BUTTON_PIN, Pin.IN, Pin.PULL_UP).value() == 0

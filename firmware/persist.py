@@ -72,29 +72,36 @@ _U32_MAX = const(0xFFFFFFFF)
 
 
 def _enc(obj, out):
+    # One bytearray for the whole blob: a list of small bytes pieces (and its growing array
+    # of pointers) fragments a small heap, which is what runs out first on the board.
     if obj is None:
-        out.append(b"N")
+        out.append(0x4E)  # N
     elif obj is True:
-        out.append(b"T")
+        out.append(0x54)  # T
     elif obj is False:
-        out.append(b"F")
+        out.append(0x46)  # F
     elif isinstance(obj, int):
         if not -(1 << 63) <= obj < (1 << 63):
             raise ValueError("persist: int %d does not fit 64 bits" % obj)
-        out.append(b"i" + struct.pack("<q", obj))
+        out.append(0x69)  # i
+        out.extend(struct.pack("<q", obj))
     elif isinstance(obj, (bytes, bytearray)):
-        out.append(b"b" + struct.pack("<H", len(obj)))
-        out.append(bytes(obj))
+        out.append(0x62)  # b
+        out.extend(struct.pack("<H", len(obj)))
+        out.extend(obj)
     elif isinstance(obj, str):
         data = obj.encode()
-        out.append(b"s" + struct.pack("<H", len(data)))
-        out.append(data)
+        out.append(0x73)  # s
+        out.extend(struct.pack("<H", len(data)))
+        out.extend(data)
     elif isinstance(obj, (list, tuple)):
-        out.append(b"l" + struct.pack("<H", len(obj)))
+        out.append(0x6C)  # l
+        out.extend(struct.pack("<H", len(obj)))
         for item in obj:
             _enc(item, out)
     elif isinstance(obj, dict):
-        out.append(b"d" + struct.pack("<H", len(obj)))
+        out.append(0x64)  # d
+        out.extend(struct.pack("<H", len(obj)))
         for key in obj:
             _enc(key, out)
             _enc(obj[key], out)
@@ -103,9 +110,9 @@ def _enc(obj, out):
 
 
 def encode(obj):
-    out = []
+    out = bytearray()
     _enc(obj, out)
-    return b"".join(out)
+    return bytes(out)
 
 
 def _dec(data, pos):
@@ -161,8 +168,12 @@ def decode(data):
 
 
 def _seal(magic, obj):
-    body = encode(obj)
-    return struct.pack(_FRAME, magic, len(body), binascii.crc32(body)) + body
+    # The header is packed in front of the body in place: one buffer, no copies.
+    out = bytearray(_FRAME_SIZE)
+    _enc(obj, out)
+    struct.pack_into(_FRAME, out, 0, magic, len(out) - _FRAME_SIZE,
+                     binascii.crc32(memoryview(out)[_FRAME_SIZE:]))
+    return out
 
 
 def _unseal(magic, data):

@@ -598,7 +598,8 @@ def _mean(values, digits):
 
 def runtime_summary(runtime, devices):
     """`runtime` and `peak_heap_bytes` ({device id: bytes}, gc.mem_alloc() sampled in the VM
-    at each wake; None under CPython, whose heap is a model). Kept out of trace_sha256, which
+    at each wake, less the emulator's own modules, which are ROM on a board; None under
+    CPython, whose heap is a model). Kept out of trace_sha256, which
     must be the same under both runtimes; a MemoryError is a device fault (device_faults)."""
     peaks = {str(device_id): dev.vm.peak_heap_bytes for device_id, dev in devices.items()
              if dev.vm is not None}
@@ -713,7 +714,8 @@ def format_summary(summary, timeline):
     if s["crashes"]:
         lines.append("firmware crashes: %d (see the timeline)" % s["crashes"])
     if s.get("runtime") == "micropython":
-        lines.append("MicroPython VM: peak heap %s bytes (gc.mem_alloc() at each wake)" % (
+        lines.append("MicroPython VM: peak heap %s bytes (gc.mem_alloc() at each wake, the "
+                     "emulator's ROM modules left out)" % (
             ", ".join("device %s %s" % kv for kv in sorted(s["peak_heap_bytes"].items()))))
     for fault in s["device_faults"]:
         lines.append("device %s fault at %s: %s: %s" % (

@@ -6,14 +6,19 @@ the next 0x00 after any noise or stray log text. See SPEC.md section 2.
 
 # CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, not reflected, no final xor.
 # Same as CPython's binascii.crc_hqx(data, 0xFFFF); MicroPython lacks crc_hqx.
+# The table is an array of 16-bit values (512 bytes), not a tuple of 256 ints (2 KB of
+# pointers on a 64-bit VM, 1 KB on the ESP32): indexing it gives the same ints.
+from array import array
+
+
 def _make_crc_table():
-    table = []
+    table = array("H", bytes(512))
     for byte in range(256):
         crc = byte << 8
         for _ in range(8):
             crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-        table.append(crc & 0xFFFF)
-    return tuple(table)
+        table[byte] = crc & 0xFFFF
+    return table
 
 
 _CRC_TABLE = _make_crc_table()

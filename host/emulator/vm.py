@@ -36,6 +36,14 @@ HEAP_SAMPLED_CALLS = ("lightsleep", "deepsleep", "sleep_us", "idle", "vm_poll")
 DEFAULT_HEAP_BYTES = 256 * 1024
 
 _CALL, _CB_DONE, _CB_RAISED, _EXITED, _CRASHED = 0x43, 0x44, 0x52, 0x58, 0x45
+_ROM_HEAP = 0x48
+_MEM_INFO_MARK = "\x00vigil mem_info\n"  # mpy/_vm.py prints it before micropython.mem_info()
+_GC_BLOCK_BYTES = 32  # MICROPY_BYTES_PER_GC_BLOCK: 4 words, on this 64-bit VM
+# The VM's -c: the bare VM's heap goes to mpy/_vm.py (on its argv), which reports what it and
+# the emulated hardware modules take on top of it before /boot.py runs.
+_VM_MAIN = "import gc,sys;gc.collect();sys.argv.append(gc.mem_alloc());import _vm"
+# Heap for the one-off VM that measures the emulator's own share (rom_heap_bytes).
+_PROBE_HEAP_BYTES = 1024 * 1024
 _REPLY, _ERROR, _RUN_CB, _RERAISE, _EXEC = b"r", b"e", b"c", b"x", b"p"
 _Q = struct.Struct("<q")
 _I = struct.Struct("<I")
@@ -285,7 +293,7 @@ class VmBridge:
         self.heap_bytes = heap_bytes
         names = [a for a in dir(BoardBus) if not a.startswith("_")]
         extras = ("flash_read", "flash_write", "flash_erase", "vm_poll", "vm_import",
-                  "vm_gc_collect")
+                  "vm_gc_collect", "repl_read")
         self.names = names + [n for n in extras if n not in names]
         self._table = [getattr(device, "bus_" + n, None) or getattr(self, n) for n in self.names]
         self._sampled = [n in HEAP_SAMPLED_CALLS for n in self.names]
@@ -299,6 +307,18 @@ class VmBridge:
         self.peak_heap_bytes = None
         self.heap_samples = []  # (t_ms, bytes): one per wake
         self.calls = 0
+        # The emulator's own heap in the VM (bridge + emulated machine/time/esp32), which is
+        # C in ROM on a board: added to -X heapsize, left out of every figure above.
+        self.rom_heap_bytes = None
+        self._probing = False
+        self.live_samples = []  # (t_ms, bytes): gc.mem_alloc() after the firmware's gc.collect()
+        self.peak_live_heap_bytes = None
+        # From micropython.mem_info() at each of those collections: the largest `GC: used`
+        # (the emulator's own share taken out) and the smallest `max free sz`, the largest
+        # free block (how fragmented the heap is; both in bytes).
+        self.mem_info_used_bytes = None
+        self.min_max_free_bytes = None
+        self._pending_text = ""
 
     # --- process ---------------------------------------------------------------------
     def _share_flash(self):
@@ -311,7 +331,29 @@ class VmBridge:
             ctx.buffer = mmap.mmap(self._flash_file.fileno(), len(ctx.buffer))
         return self._flash_file.fileno()
 
-    def start(self):
+    def measure_rom_heap(self):
+        """The heap the emulator itself takes in the VM before /boot.py runs (this bridge and
+        the emulated machine/time/esp32 modules, beyond the bare VM's own), measured once per
+        host process by a VM that stops there. On an ESP32 those modules are C in ROM, so
+        the firmware's heap budget (--heap) must not pay for them: each boot gets
+        -X heapsize = budget + this (docs/HARDWARE.md, "RAM and boot time")."""
+        key = (hw_dir(), tuple(self.names))
+        rom = _rom_heap.get(key)
+        if rom is None:
+            self._probing = True
+            try:
+                self.start(heapsize=_PROBE_HEAP_BYTES)
+                self.serve(nested=False)
+                rom = _rom_heap[key] = self.rom_heap_bytes
+            finally:
+                self._probing = False
+                self.kill()
+        self.rom_heap_bytes = rom
+        return rom
+
+    def start(self, heapsize=None):
+        if heapsize is None:
+            heapsize = self.heap_bytes + self.measure_rom_heap()
         self.kill()
         self._imported = set()
         dev = self.dev
@@ -320,7 +362,7 @@ class VmBridge:
         to_vm_r, to_vm_w = os.pipe()
         from_vm_r, from_vm_w = os.pipe()
         argv = vm_command(flash_fd) + [
-            "-X", "heapsize=%d" % self.heap_bytes, "-c", "import _vm", str(to_vm_r), str(from_vm_w)]
+            "-X", "heapsize=%d" % heapsize, "-c", _VM_MAIN, str(to_vm_r), str(from_vm_w)]
         env = {"MICROPYPATH": hw_dir(), "PATH": os.environ.get("PATH", "")}
         try:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -410,6 +452,10 @@ class VmBridge:
         if not data:
             return
         text = self._decoder.decode(data) if self._decoder else data.decode("utf-8", "replace")
+        if _MEM_INFO_MARK in text or self._pending_text:
+            text = self._take_mem_info(self._pending_text + text)
+            if not text:
+                return
         self.dev._stdout_write(text)
         for line in text.splitlines():
             # The firmware caught it (main.py logs a crash and resets), but a heap too small
@@ -417,6 +463,41 @@ class VmBridge:
             if line.startswith("MemoryError"):
                 self.dev._fault("memory_error", line.strip())
                 break
+
+    def _take_mem_info(self, text):
+        """Take the VM's micropython.mem_info() reports out of what the firmware printed (the
+        board's log, and so the trace, must not differ between runtimes) and keep figures."""
+        out = []
+        while True:
+            at = text.find(_MEM_INFO_MARK)
+            if at < 0:
+                out.append(text)
+                self._pending_text = ""
+                break
+            out.append(text[:at])
+            lines = text[at:].split("\n", 5)
+            if len(lines) < 6:  # not all of it here yet: the rest comes with the next read
+                self._pending_text = text[at:]
+                break
+            self._mem_info(lines[1:5])
+            text = lines[5]
+        return "".join(out)
+
+    def _mem_info(self, lines):
+        """mem: total=.., current=.., peak=.. / stack: .. / GC: total: .., used: U, free: .. /
+        No. of 1-blocks: .., 2-blocks: .., max blk sz: .., max free sz: B (in GC blocks).
+        `mem: peak=` is not a heap figure: it adds up every allocation the boot ever made (a
+        collection does not lower it), so the GC line is what counts."""
+        try:
+            used = int(lines[2].split("used:", 1)[1].split(",")[0])
+            max_free = int(lines[3].rsplit("max free sz:", 1)[1]) * _GC_BLOCK_BYTES
+        except (IndexError, ValueError):
+            return
+        used -= self.rom_heap_bytes or 0
+        if self.mem_info_used_bytes is None or used > self.mem_info_used_bytes:
+            self.mem_info_used_bytes = used
+        if self.min_max_free_bytes is None or max_free < self.min_max_free_bytes:
+            self.min_max_free_bytes = max_free
 
     def _callback(self, cb_id):
         return _VmCallback(self, cb_id)
@@ -449,6 +530,16 @@ class VmBridge:
                 out = bytearray(_REPLY)
                 _encode(out, result)
                 self.send(bytes(out))
+            elif kind == _ROM_HEAP:
+                rom = _Q.unpack_from(body, 1)[0]
+                if self._probing:
+                    self.rom_heap_bytes = rom
+                    return
+                if rom > self.rom_heap_bytes:
+                    # Cannot happen unless the VM is not deterministic: then the firmware got
+                    # less than its budget, and the figures must say so.
+                    self.dev._fault("vm_rom_heap", "the emulator took %d bytes of heap, %d "
+                                    "measured" % (rom, self.rom_heap_bytes))
             elif kind == _CB_DONE and nested:
                 return
             elif kind == _CB_RAISED and nested:
@@ -477,6 +568,7 @@ class VmBridge:
     def _sample(self, alloc):
         if alloc < 0:
             return
+        alloc -= self.rom_heap_bytes or 0  # the firmware's share: what --heap budgets
         self.heap_samples.append((self.dev.world.now_ms, alloc))
         if self.peak_heap_bytes is None or alloc > self.peak_heap_bytes:
             self.peak_heap_bytes = alloc
@@ -500,11 +592,21 @@ class VmBridge:
                     self.dev._spin(int(mpy_size(source, path) * IMPORT_US_PER_MPY_BYTE))
                     break
 
-    def vm_gc_collect(self):
-        """gc.collect() in the VM: the virtual time the CPython runtime's gc charges."""
+    def repl_read(self, n):
+        """sys.stdin in the VM: bytes typed on the REPL UART (blocks in virtual time)."""
+        return self.dev.repl_read(n)
+
+    def vm_gc_collect(self, alloc=-1):
+        """gc.collect() in the VM: the virtual time the CPython runtime's gc charges; `alloc`
+        is gc.mem_alloc() just after it, the live heap at this wake."""
         if self._host_gc is None:
             self._host_gc = self.dev._gc_module()
         self._host_gc.collect()
+        if alloc >= 0:
+            live = alloc - (self.rom_heap_bytes or 0)
+            self.live_samples.append((self.dev.world.now_ms, live))
+            if self.peak_live_heap_bytes is None or live > self.peak_live_heap_bytes:
+                self.peak_live_heap_bytes = live
 
     def vm_poll(self, keys, timeout_ms):
         """select.poll() in the VM, over sys.stdin (-1) and UART ids: the CPython runtime's
@@ -539,6 +641,7 @@ class VmBridge:
         self.dev.flash.forget()
 
 
+_rom_heap: dict = {}  # (hw dir, bus names) -> bytes: VmBridge.measure_rom_heap
 _crash_types: dict = {}
 
 

@@ -15,6 +15,14 @@ import gc
 import struct
 import sys
 
+from micropython import mem_info
+
+# The heap the bare VM had before this module loaded (the launcher's -c appends it): what
+# the unix port itself holds, as a board's runtime does too. Everything allocated from here
+# until /boot.py runs is the emulator's (this bridge, the emulated machine/time/esp32): C in
+# ROM on a board, so the host adds exactly that to -X heapsize (host/emulator/vm.py).
+_BARE_ALLOC = int(sys.argv.pop())
+
 _pack = struct.pack
 _unpack_from = struct.unpack_from
 
@@ -24,6 +32,7 @@ _CB_DONE = 0x44     # D: a callback returned
 _CB_RAISED = 0x52   # R: a callback raised (kept here, re-raised when the host says so)
 _EXITED = 0x58      # X: main.py returned
 _CRASHED = 0x45     # E type message traceback: an uncaught exception
+_ROM_HEAP = 0x48    # H <q bytes: the emulator's own heap at boot (sent once, before boot.py)
 # host -> VM
 _REPLY = 0x72       # r value
 _ERROR = 0x65       # e type args: the bus call raised
@@ -38,6 +47,7 @@ _callbacks = []  # type: list
 _cb_ids = {}  # type: dict
 _raised = [None]
 _scope = {"__name__": "__main__"}
+_MEM_INFO_MARK = "\x00vigil mem_info"  # then micropython.mem_info()'s 4 lines
 
 
 def _read_exact(buf):
@@ -50,9 +60,22 @@ def _read_exact(buf):
         got += n
 
 
+# One buffer each way, made before /boot.py runs (so in the emulator's measured share) and
+# reused by every message: the bridge, which a board does not have, then allocates nothing
+# per bus call in the firmware's heap. A bytearray keeps its capacity when reset by a slice
+# assignment; a bigger message grows it once.
+_obuf = bytearray(2560)
+_ibuf = [bytearray(2560)]
+
+
 def _recv():
+    """The next message's body: a view of the input buffer, valid until the next _recv()."""
     _read_exact(_hdr)
-    body = bytearray(_unpack_from("<I", _hdr)[0])
+    n = _unpack_from("<I", _hdr)[0]
+    buf = _ibuf[0]
+    if len(buf) < n:
+        buf = _ibuf[0] = bytearray(n)
+    body = memoryview(buf)[:n]
     _read_exact(body)
     return body
 
@@ -181,11 +204,13 @@ def _repl_line(source):
 
 
 def _call(op, args, sample_heap):
-    out = bytearray(b"C")
+    out = _obuf
+    out[:] = b"\0\0\0\0C"  # room for the length, then the kind
     out.append(op)
     _enc(out, args)
     out.extend(_pack("<q", gc.mem_alloc() if sample_heap else -1))
-    _send(out)
+    struct.pack_into("<I", out, 0, len(out) - 4)
+    _fout.write(out)
     return _await_reply()
 
 
@@ -240,6 +265,39 @@ class _FlashBlocks:
         return 0
 
 
+class _ReplIn:
+    """sys.stdin as the board has it: what is typed on the REPL UART (the host's UART 0),
+    read over the bus, so that main.py's "a key within 2 s" reaches the firmware here too."""
+
+    def __init__(self, board, text):
+        self._board = board
+        self._text = text
+        if text:
+            self.buffer = _ReplIn(board, False)
+
+    def read(self, n=-1):
+        data = self._board.repl_read(n)
+        return data.decode() if self._text else data
+
+    def readinto(self, buf):
+        data = self._board.repl_read(len(buf))
+        buf[:len(data)] = data
+        return len(data)
+
+
+def _sys_with_stdin(board):
+    """A `sys` for the firmware whose stdin is the REPL UART: the unix port's own sys.stdin
+    is the VM process's stdin, and its attributes cannot be replaced."""
+    proxy = _Board()
+    for name in dir(sys):
+        try:
+            setattr(proxy, name, getattr(sys, name))
+        except (AttributeError, TypeError):
+            pass
+    proxy.stdin = _ReplIn(board, True)
+    return proxy
+
+
 class _Poll:
     """select.poll() as the board has it (sys.stdin and UARTs): the host waits in virtual
     time, as under CPython (host/emulator/runtime.py _Poll)."""
@@ -249,7 +307,7 @@ class _Poll:
         self._objs = []
 
     def register(self, obj, mask=1):
-        if obj is not sys.stdin and not hasattr(obj, "_id"):
+        if not isinstance(obj, _ReplIn) and not hasattr(obj, "_id"):
             raise OSError("emulator: select.poll supports sys.stdin and machine.UART only")
         if obj not in self._objs:
             self._objs.append(obj)
@@ -262,7 +320,7 @@ class _Poll:
         self.register(obj, mask)
 
     def poll(self, timeout_ms=-1):
-        keys = [-1 if o is sys.stdin else o._id for o in self._objs]
+        keys = [-1 if isinstance(o, _ReplIn) else o._id for o in self._objs]
         return [(self._objs[i], 1) for i in self._board.vm_poll(keys, timeout_ms)]
 
     def ipoll(self, timeout_ms=-1, flags=0):
@@ -297,7 +355,11 @@ class _Gc:
 
     def collect(self):
         gc.collect()
-        self._board.vm_gc_collect()
+        # What is live now, and the VM's own account of its heap (the host takes these lines
+        # out of the board's log): the firmware collects once per superloop pass.
+        print(_MEM_INFO_MARK)
+        mem_info()
+        self._board.vm_gc_collect(gc.mem_alloc())
 
 
 def _hook_imports(board):
@@ -338,10 +400,15 @@ def _traceback_text(e):
 
 def _main():
     import os
+    # Collect as it goes (as main.py does for the firmware): the emulator's modules then sit
+    # packed at the bottom of the heap instead of leaving holes between them.
+    gc.threshold(4096)
     names, sampled, blocks, block_size, here = _dec(_recv(), 0)[0]
     board = _make_board(names, sampled)
+    names = sampled = None
     sys.modules["_board"] = board
     sys.modules["select"] = _Select(board)
+    sys.modules["sys"] = _sys_with_stdin(board)
     _hook_imports(board)
     sys.modules["gc"] = _Gc(board)
     sys.path.insert(0, here)
@@ -352,6 +419,11 @@ def _main():
     import esp32  # noqa: F401
     import machine  # noqa: F401
     del sys.path[0]
+    gc.threshold(-1)
+    gc.collect()
+    # Measured before the flash is mounted: the filesystem (littlefs's buffers) is the
+    # firmware's cost on a board too.
+    _send(b"H" + _pack("<q", gc.mem_alloc() - _BARE_ALLOC))
     # mtime=False: the ESP32's default stamps files with the RTC, but this VM's clock is the
     # host's wall clock, which would make images differ from run to run.
     address = int(sys.argv[3]) if len(sys.argv) > 3 else 0

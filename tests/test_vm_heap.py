@@ -1,0 +1,81 @@
+"""Issue 7/10: the heap under `--runtime micropython`. The emulator's own modules (C in ROM on
+a board) are measured at VM start and added to -X heapsize, so the firmware gets exactly its
+budget; the live heap and micropython.mem_info() are sampled at each gc.collect() and kept
+out of the board's log (docs/HARDWARE.md, "RAM and boot time")."""
+import pytest
+
+from host.deploy import device_files
+from host.emulate import REPO
+from host.emulator import World
+
+from .vm import needs_micropython
+
+pytestmark = [pytest.mark.micropython, needs_micropython]
+
+BUDGET = 64 * 1024
+
+
+def _boot(main, heap_bytes=BUDGET, until_ms=3000):
+    files = device_files(REPO)
+    files["/main.py"] = main.encode()
+    world = World(seed=5)
+    dev = world.add_device(91, files=files, runtime="micropython", heap_bytes=heap_bytes)
+    dev.power_on()
+    world.run_until(until_ms)
+    return world, dev
+
+
+def test_the_emulators_rom_share_is_left_out_of_the_heap():
+    # 48 KiB of a 64 KiB budget: the firmware gets it although the emulated machine/time/esp32
+    # and the bridge take ~45 KB of the VM's heap (without the allowance this fails).
+    world, dev = _boot("import gc, machine\ngc.collect()\nb = bytearray(48 * 1024)\n"
+                       "print('got', len(b))\nmachine.lightsleep(10)\n")
+    try:
+        assert ("got %d" % (48 * 1024)) in [line for _t, line in dev.log], dev.log[-5:]
+        rom = dev.vm.rom_heap_bytes
+        assert 20_000 < rom < 80_000
+        assert not [f for f in dev.faults if f[1] == "memory_error"]
+        # the sample at the light sleep is the firmware's share: the 48 KiB and a little
+        assert 48 * 1024 <= dev.vm.peak_heap_bytes < BUDGET
+    finally:
+        world.close()
+
+
+def test_the_budget_is_still_the_limit():
+    world, dev = _boot("b = bytearray(%d)\nprint('got it')\n" % (BUDGET + 4096))
+    try:
+        assert "got it" not in [line for _t, line in dev.log]
+        assert [f for f in dev.faults if f[1] == "memory_error"], dev.faults
+    finally:
+        world.close()
+
+
+def test_live_heap_and_mem_info_are_sampled_at_each_collection():
+    world, dev = _boot("import gc, machine\nkeep = []\nfor i in range(3):\n"
+                       "    keep.append(bytearray(10000))\n    gc.collect()\n"
+                       "    machine.lightsleep(10)\nprint('done')\n")
+    try:
+        vm = dev.vm
+        lives = [b for _t, b in vm.live_samples]
+        assert len(lives) == 3
+        assert 9_000 < lives[1] - lives[0] < 11_000 and 9_000 < lives[2] - lives[1] < 11_000
+        assert vm.peak_live_heap_bytes == vm.mem_info_used_bytes == lives[-1]
+        assert 0 < vm.min_max_free_bytes < BUDGET
+        text = "\n".join(line for _t, line in dev.log)
+        assert "done" in text and "GC: total" not in text and "mem_info" not in text
+    finally:
+        world.close()
+
+
+def test_quiet_day_runs_an_hour_within_the_heap_budget_it_has_today():
+    """A regression guard, not the target: bench/heap.py finds 132 KiB for quiet-day today
+    (issue 7 aims at 80 KiB, and 96K is the bar; see README). Code that grows the firmware's
+    heap past this margin fails here first."""
+    from host import emulate, scenario
+
+    sc = scenario.load("quiet-day")
+    sc["scenario"]["duration_s"] = 3600
+    summary = emulate.run(sc, runtime="micropython", heap_bytes=144 * 1024)[0]
+    assert summary["device_faults"] == [] and summary["crashes"] == 0
+    (peak,) = summary["peak_heap_bytes"].values()
+    assert 80_000 < peak <= 144 * 1024
