@@ -33,6 +33,21 @@ def test_key(seed, device_id):
     return hashlib.sha256(b"vigil-test-key|%d|%d" % (seed, device_id)).digest()[:16]
 
 
+def load_rig_key(path, device_id):
+    """A bench board's test key from the rig key file `vigil provision --test-key` wrote."""
+    import json
+
+    try:
+        entries = json.loads(open(path, encoding="utf-8").read())
+        for entry in entries:
+            if entry.get("device_id") == device_id and entry.get("key_id") == codec.TEST_KEY_ID:
+                return bytes.fromhex(entry["key"])
+    except (OSError, ValueError, TypeError, AttributeError, KeyError) as e:
+        raise InjectError("%s: not a rig key file: %s" % (path, " ".join(str(e).split()))) from None
+    raise InjectError("%s: no test key of device %d (vigil provision --test-key)"
+                      % (path, device_id))
+
+
 def test_key_file(device_id, key):
     """/keys/test.key as provisioning writes it (firmware/inject.load_test_key reads it)."""
     from firmware import persist

@@ -143,12 +143,13 @@ class _CrossingWake:
         return self.channel.wait_ready(timeout_s)
 
 
-def labgrid_dut(place_name, seed, centre_config):
+def labgrid_dut(place_name, seed, centre_config, test_key=None):
+    """test_key(board) -> the bench board's test key or None (hil.rig._rig_test_key)."""
     place = LabgridPlace(place_name)
     try:
         control = place.params("control")
         if control is None:
-            dut = _bench_dut(place, seed, centre_config)
+            dut = _bench_dut(place, seed, centre_config, test_key)
         else:
             dut = _emulated_dut(place, control, seed, centre_config)
     except BaseException:
@@ -166,11 +167,12 @@ def labgrid_dut(place_name, seed, centre_config):
     return dut
 
 
-def _bench_dut(place, seed, centre_config):
+def _bench_dut(place, seed, centre_config, test_key=None):
     from hil.rig import serial_dut
 
     board = boards.load("devkitc-bench")
-    return serial_dut(board, place.url("console"), place.url("link"), seed, centre_config)
+    return serial_dut(board, place.url("console"), place.url("link"), seed, centre_config,
+                      test_key=test_key(board) if test_key else None)
 
 
 def _emulated_dut(place, control, seed, centre_config):

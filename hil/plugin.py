@@ -46,6 +46,8 @@ def pytest_addoption(parser):
                          "serial:CONSOLE,LINK | rfc2217:HOST:PORT | "
                          "labgrid:PLACE | path/to/board.toml")
     group.addoption("--vigil-seed", type=int, default=0, help="seed of emulated boards")
+    group.addoption("--vigil-test-keys", default=None,
+                    help="bench boards' test keys for TEST_INJECT (vigil provision --test-key)")
     group.addoption("--vigil-report", default="hil-report",
                     help="directory for the JUnit file and failing tests' traffic and logs")
 
@@ -98,7 +100,8 @@ def dut(request):
 
     spec = board_spec(request.config)
     _skip_for_capabilities(request.node, spec)
-    instance = open_dut(spec, seed=request.config.getoption("--vigil-seed"))
+    instance = open_dut(spec, seed=request.config.getoption("--vigil-seed"),
+                        test_keys=request.config.getoption("--vigil-test-keys"))
     request.node._vigil_dut = instance
     yield instance
     instance.close()

@@ -44,8 +44,11 @@ def parse_spec(spec):
                    % spec)
 
 
-def open_dut(spec="emu", seed=0, centre_config=None, board_options=None):
+def open_dut(spec="emu", seed=0, centre_config=None, board_options=None, test_keys=None):
+    """test_keys: the rig key file of bench boards' test keys (vigil provision --test-key);
+    without it a test build's test key is derived from the seed, as an emulated board's."""
     kind, arg = parse_spec(spec)
+    test_key = _rig_test_key(test_keys, spec)
     if kind == "emu":
         return _emu_dut(seed, centre_config or {}, board_options or {})
     if kind == "ble":
@@ -55,18 +58,34 @@ def open_dut(spec="emu", seed=0, centre_config=None, board_options=None):
         return pty_dut(seed, centre_config or {}, board_options or {})
     if kind == "labgrid":
         from hil.labgrid_board import labgrid_dut
-        return labgrid_dut(arg, seed, centre_config or {})
+        return labgrid_dut(arg, seed, centre_config or {}, test_key)
     if kind == "toml":
         board = boards.load(arg)
         if board.kind == "emu":
             return _emu_dut(seed, centre_config or {}, board_options or {}, board=board)
-        return serial_dut(board, board.console_url, board.link_url, seed, centre_config or {})
+        return serial_dut(board, board.console_url, board.link_url, seed, centre_config or {},
+                          test_key=test_key(board))
     if kind == "serial":
         console, link = arg.split(",", 1)
         board = boards.load("devkitc-bench")
-        return serial_dut(board, _as_url(console), _as_url(link), seed, centre_config or {})
+        return serial_dut(board, _as_url(console), _as_url(link), seed, centre_config or {},
+                          test_key=test_key(board))
     board = boards.load("devkitc-bench")
-    return serial_dut(board, "", "rfc2217://" + arg, seed, centre_config or {})
+    return serial_dut(board, "", "rfc2217://" + arg, seed, centre_config or {},
+                      test_key=test_key(board))
+
+
+def _rig_test_key(path, spec):
+    """board -> its test key from the rig key file, or None (derive it from the seed)."""
+    def for_board(board):
+        if not path or not injects(board):
+            return None
+        from hil.inject import InjectError, load_rig_key
+        try:
+            return load_rig_key(path, board.device_id)
+        except InjectError as e:
+            raise RigError("--vigil-board=%s: %s" % (spec, e)) from None
+    return for_board
 
 
 def _as_url(port):
