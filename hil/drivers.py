@@ -141,13 +141,17 @@ class SerialConsole:
 
     def __init__(self, port):
         self.port = port
-        self._text = ""
+        self._bytes = bytearray()
 
     def lines(self):
-        waiting = self.port.in_waiting
-        if waiting:
-            self._text += self.port.read(waiting).decode("utf-8", "replace")
-        return _lines(self._text)
+        # pyserial's rfc2217 port hands out one byte per read() at timeout 0: read until
+        # nothing waits. Decoded whole, so a character split between reads stays whole.
+        while True:
+            waiting = self.port.in_waiting
+            if not waiting:
+                break
+            self._bytes += self.port.read(waiting)
+        return _lines(bytes(self._bytes).decode("utf-8", "replace"))
 
     def write(self, data):
         self.port.write(bytes(data))

@@ -80,7 +80,9 @@ class LabgridPlace:
                 found[name] = (cls, dict(resource.params), resource.avail)
             waiting = [n for n, (cls, params, avail) in found.items()
                        if not avail or (cls == "NetworkSerialPort" and not params.get("port"))]
-            if not waiting and found:
+            if not found:
+                raise RigError("the place matches no resources (labgrid-client add-match)")
+            if not waiting:
                 return found
             if time.monotonic() > deadline:
                 raise RigError("resources %s not available within %g s"
@@ -141,6 +143,21 @@ class _CrossingWake:
 
     def wait_ready(self, timeout_s):
         return self.channel.wait_ready(timeout_s)
+
+
+class _CrossingConsole:
+    """The console driver over rfc2217: a key typed must reach the board's UART before its
+    virtual clock runs on (the safe-mode window is 2 s of board time)."""
+
+    def __init__(self, console):
+        self.console = console
+
+    def lines(self):
+        return self.console.lines()
+
+    def write(self, data):
+        self.console.write(data)
+        time.sleep(CROSSING_S)
 
 
 def labgrid_dut(place_name, seed, centre_config, test_key=None):
@@ -220,7 +237,8 @@ def _emulated_dut(place, control, seed, centre_config):
     key = emulate.device_key(seed, board.device_id)
     drivers = {"button": drv.SideButton(channel), "gps": drv.SideGps(channel),
                "battery": drv.SideBattery(channel), "power": drv.SidePower(channel),
-               "console": drv.SerialConsole(console), "outputs": SideOutputs(channel)}
+               "console": _CrossingConsole(drv.SerialConsole(console)),
+               "outputs": SideOutputs(channel)}
     dut = PtyDut(board, link, clock, centre_for(board.device_id, key, **centre_config), drivers,
                  board.device_id, key, UTC0_MS, strategy)
     dut.process, dut.channel, dut.console_port = _NoProcess(), channel, console
