@@ -16,6 +16,10 @@ $(STAMP): $(BIN)/python pyproject.toml
 	@echo "installing vigil and its development tools into $(VENV) (log: $(VENV)/install.log)"
 	@$(BIN)/python -m pip install -q -e '.[dev,flash,ble,labgrid]' > $(VENV)/install.log 2>&1 || \
 		{ tail -30 $(VENV)/install.log; exit 1; }
+	@# labgrid's pyserial fork and pyserial share the `serial` package, and whichever pip
+	@# wrote last wins; the fork (pyserial 3.5 + rfc2217 fixes ser2net needs) must.
+	@$(BIN)/python -m pip install -q --force-reinstall --no-deps pyserial-labgrid >> $(VENV)/install.log 2>&1 || \
+		{ tail -30 $(VENV)/install.log; exit 1; }
 	@touch $(STAMP)
 
 venv: $(STAMP)

@@ -54,6 +54,10 @@ def missing():
         import labgrid  # noqa: F401
     except ImportError:
         return "labgrid is not installed (pip install -e '.[labgrid]')"
+    import serial.rfc2217
+    if "ign_set_control" not in Path(serial.rfc2217.__file__).read_text(encoding="utf-8"):
+        return ("pyserial shadows labgrid's fork in the `serial` package (pip install "
+                "--force-reinstall --no-deps pyserial-labgrid; the Makefile does)")
     for name in ("labgrid-coordinator", "labgrid-exporter", "labgrid-client"):
         if _tool(name) is None:
             return "%s not found next to %s or on PATH" % (name, sys.executable)
