@@ -137,10 +137,15 @@ class SidePower:
 
 
 class SerialConsole:
-    """Console text from a tty (the board's USB, or the pty board's console pty)."""
+    """Console text from a tty (the board's USB, or the pty board's console pty).
 
-    def __init__(self, port):
+    settle_s: wall time to give typed bytes to reach a board whose clock the rig steps over
+    another channel (a pty hands bytes to its other end asynchronously; ser2net adds TCP):
+    a key must be in the board's UART before its virtual clock runs on."""
+
+    def __init__(self, port, settle_s=0.0):
         self.port = port
+        self.settle_s = settle_s
         self._bytes = bytearray()
 
     def lines(self):
@@ -156,6 +161,8 @@ class SerialConsole:
     def write(self, data):
         self.port.write(bytes(data))
         self.port.flush()
+        if self.settle_s:
+            time.sleep(self.settle_s)
 
 
 class Fake:

@@ -145,21 +145,6 @@ class _CrossingWake:
         return self.channel.wait_ready(timeout_s)
 
 
-class _CrossingConsole:
-    """The console driver over rfc2217: a key typed must reach the board's UART before its
-    virtual clock runs on (the safe-mode window is 2 s of board time)."""
-
-    def __init__(self, console):
-        self.console = console
-
-    def lines(self):
-        return self.console.lines()
-
-    def write(self, data):
-        self.console.write(data)
-        time.sleep(CROSSING_S)
-
-
 def labgrid_dut(place_name, seed, centre_config, test_key=None):
     """test_key(board) -> the bench board's test key or None (hil.rig._rig_test_key)."""
     place = LabgridPlace(place_name)
@@ -237,7 +222,7 @@ def _emulated_dut(place, control, seed, centre_config):
     key = emulate.device_key(seed, board.device_id)
     drivers = {"button": drv.SideButton(channel), "gps": drv.SideGps(channel),
                "battery": drv.SideBattery(channel), "power": drv.SidePower(channel),
-               "console": _CrossingConsole(drv.SerialConsole(console)),
+               "console": drv.SerialConsole(console, settle_s=CROSSING_S),
                "outputs": SideOutputs(channel)}
     dut = PtyDut(board, link, clock, centre_for(board.device_id, key, **centre_config), drivers,
                  board.device_id, key, UTC0_MS, strategy)
