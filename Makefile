@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv demo test lint firmware-check bench clean
+.PHONY: all venv demo test lint firmware-check bench clean hil-labgrid
 
 all: test
 
@@ -14,7 +14,11 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	@echo "installing vigil and its development tools into $(VENV) (log: $(VENV)/install.log)"
-	@$(BIN)/python -m pip install -q -e '.[dev,flash,ble]' > $(VENV)/install.log 2>&1 || \
+	@$(BIN)/python -m pip install -q -e '.[dev,flash,ble,labgrid]' > $(VENV)/install.log 2>&1 || \
+		{ tail -30 $(VENV)/install.log; exit 1; }
+	@# labgrid's pyserial fork and pyserial share the `serial` package, and whichever pip
+	@# wrote last wins; the fork (pyserial 3.5 + rfc2217 fixes ser2net needs) must.
+	@$(BIN)/python -m pip install -q --force-reinstall --no-deps pyserial-labgrid >> $(VENV)/install.log 2>&1 || \
 		{ tail -30 $(VENV)/install.log; exit 1; }
 	@touch $(STAMP)
 
@@ -27,6 +31,13 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n auto tests
 	$(BIN)/python -m pytest -n auto hil/tests --vigil-board=emu --vigil-report=hil-report/emu
 	$(BIN)/python -m pytest -n auto hil/tests --vigil-board=pty --vigil-report=hil-report/pty
+	$(BIN)/python -m pytest -n auto hil/tests --vigil-board=hil/boards/emu-inject.toml --vigil-report=hil-report/emu-inject
+	$(MAKE) hil-labgrid
+
+# Part of the HIL suite through a local labgrid farm (coordinator, exporter, ser2net);
+# skipped with the reason when labgrid or ser2net is missing, except under CI.
+hil-labgrid: $(STAMP)
+	$(BIN)/python -m hil.labgrid_ci
 
 lint: $(STAMP)
 	$(BIN)/ruff check protocol firmware host hil tests bench

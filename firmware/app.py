@@ -29,6 +29,15 @@ from firmware.clock import ticks_add
 from firmware.store import Queue
 from protocol import codec, messages
 
+try:
+    from micropython import const
+except ImportError:  # CPython
+    const = lambda x: x  # noqa: E731  (a def would clash with the stub's signature)
+
+# Test builds only (`vigil deploy --test-build`, hil): TEST_INJECT stimuli (firmware/inject.py,
+# SPEC 4.6). False here: mpy-cross drops every `if _TEST:` block, so a production .mpy has no
+# trace of the channel, and production images do not even carry inject.py.
+_TEST = const(False)
 FW_VERSION = (1, 1, 0)
 _MAX_ALARM_FRAMES = 8
 _DEV_KEY = bytes(16)
@@ -141,6 +150,9 @@ class App:
                                            hw.pins.BATTERY_DIVIDER)
         self.outputs = outputs_mod.Outputs(hw.haptic_pin, hw.led_pin)
         self.gnss = gnss_mod.Gnss(hw.gnss_uart, hw.gnss_en)
+        if _TEST:
+            from firmware import inject
+            self.injector = inject.Injector(self, ring, downlinks, device_id)
         if not state.get("panic_id"):
             self._restore_panic(state)
         deep = state.get("deep") if rtc else None
@@ -183,8 +195,13 @@ class App:
         if frames or self.link.duplicates:
             self._last_traffic = now
         for frame in frames:
+            if _TEST and frame.name == "TEST_INJECT":   # the rig's, not the centre's: no ACK
+                self.injector.apply(frame, now)
+                continue
             self.dispatch(("rx", frame.name, frame.fields, frame.counter, frame.flags), now)
         for frame in self.link.duplicates:
+            if _TEST and frame.name == "TEST_INJECT":
+                continue
             self.dispatch(("rx_duplicate", frame.counter, frame.flags), now)
         for fix in self.gnss.poll():
             self.dispatch(("fix", fix), now)
@@ -208,6 +225,8 @@ class App:
         plan = getattr(self.link, "plan_sleep", None)
         if plan is not None:                    # BLE: listen windows (firmware/ble.py)
             mode, sleep_ms = plan(mode, sleep_ms, now)
+        if _TEST:
+            mode, sleep_ms = self.injector.plan(mode, sleep_ms, now)
         return mode, sleep_ms
 
     def sleep(self, mode, sleep_ms):

@@ -36,7 +36,8 @@ else:  # pragma: no cover
 
 BOARDS_DIR = Path(__file__).resolve().parent / "boards"
 KINDS = ("emu", "pty", "serial", "rfc2217", "labgrid", "ble")
-CAPABILITIES = ("button", "gps", "battery", "power", "test_inject", "ble", "deep_sleep")
+CAPABILITIES = ("button", "gps", "battery", "power", "test_inject", "ble", "deep_sleep",
+                "outputs", "button_line")
 WAKES = ("rts", "side-channel", "none")
 RESETS = ("dtr_rts", "power", "none")
 POWERS = ("none", "gpio", "emu")

@@ -137,21 +137,32 @@ class SidePower:
 
 
 class SerialConsole:
-    """Console text from a tty (the board's USB, or the pty board's console pty)."""
+    """Console text from a tty (the board's USB, or the pty board's console pty).
 
-    def __init__(self, port):
+    settle_s: wall time to give typed bytes to reach a board whose clock the rig steps over
+    another channel (a pty hands bytes to its other end asynchronously; ser2net adds TCP):
+    a key must be in the board's UART before its virtual clock runs on."""
+
+    def __init__(self, port, settle_s=0.0):
         self.port = port
-        self._text = ""
+        self.settle_s = settle_s
+        self._bytes = bytearray()
 
     def lines(self):
-        waiting = self.port.in_waiting
-        if waiting:
-            self._text += self.port.read(waiting).decode("utf-8", "replace")
-        return _lines(self._text)
+        # pyserial's rfc2217 port hands out one byte per read() at timeout 0: read until
+        # nothing waits. Decoded whole, so a character split between reads stays whole.
+        while True:
+            waiting = self.port.in_waiting
+            if not waiting:
+                break
+            self._bytes += self.port.read(waiting)
+        return _lines(bytes(self._bytes).decode("utf-8", "replace"))
 
     def write(self, data):
         self.port.write(bytes(data))
         self.port.flush()
+        if self.settle_s:
+            time.sleep(self.settle_s)
 
 
 class Fake:

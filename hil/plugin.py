@@ -7,8 +7,9 @@ host.centre.Centre), `clock` (the rig's clock: virtual on emulated boards, wall 
 real ones).
 
 Markers: needs_gps, needs_ble, needs_power, needs_battery, needs_button, needs_outputs,
-needs_deep_sleep, needs_safe_mode: a test whose board lacks the capability is skipped, and the skip says which
-board lacks what. `waits_for_main(reason)`: behaviour the lead's issue-7 firmware provides;
+needs_deep_sleep, needs_safe_mode, needs_button_line (a wire on the button itself, a relay
+or the emulator's pin, not a TEST_INJECT press): a test whose board lacks the capability is
+skipped, and the skip says which board lacks what. `waits_for_main(reason)`: behaviour the lead's issue-7 firmware provides;
 until it has landed the test is an expected failure with that reason.
 
 Reports: when --vigil-board is given, a JUnit file goes to --vigil-report (default
@@ -31,6 +32,7 @@ CAPABILITY_MARKERS = {
     "needs_power": "power",
     "needs_battery": "battery",
     "needs_button": "button",
+    "needs_button_line": "button_line",
     "needs_outputs": "outputs",
     "needs_deep_sleep": "deep_sleep",
     "needs_safe_mode": "safe_mode",
@@ -44,6 +46,8 @@ def pytest_addoption(parser):
                          "serial:CONSOLE,LINK | rfc2217:HOST:PORT | "
                          "labgrid:PLACE | path/to/board.toml")
     group.addoption("--vigil-seed", type=int, default=0, help="seed of emulated boards")
+    group.addoption("--vigil-test-keys", default=None,
+                    help="bench boards' test keys for TEST_INJECT (vigil provision --test-key)")
     group.addoption("--vigil-report", default="hil-report",
                     help="directory for the JUnit file and failing tests' traffic and logs")
 
@@ -71,7 +75,7 @@ def capabilities(spec):
     kind, arg = parse_spec(spec)
     if kind in ("emu", "pty") or (kind == "ble" and not arg):
         found = boards.load(kind)
-        return found.name, set(found.capabilities) | {"outputs", "deep_sleep"}
+        return found.name, set(found.capabilities) | {"outputs", "deep_sleep", "button_line"}
     if kind == "ble":
         found = boards.load("ble")
         return "ble:%s" % arg, {"ble"}           # a real board: only its link is known
@@ -96,7 +100,8 @@ def dut(request):
 
     spec = board_spec(request.config)
     _skip_for_capabilities(request.node, spec)
-    instance = open_dut(spec, seed=request.config.getoption("--vigil-seed"))
+    instance = open_dut(spec, seed=request.config.getoption("--vigil-seed"),
+                        test_keys=request.config.getoption("--vigil-test-keys"))
     request.node._vigil_dut = instance
     yield instance
     instance.close()

@@ -14,6 +14,10 @@ from hil.dut import Dut
 from hil.strategy import Strategy
 
 START_TIMEOUT_S = 60
+# A key typed on the console pty reaches the board process asynchronously (the kernel pushes
+# pty bytes to the other end from a work queue), while RUN goes over the side channel; on a
+# loaded machine the clock could run past the 2 s safe-mode window first.
+CONSOLE_SETTLE_S = 0.02
 
 
 class PtyBoardProcess:
@@ -74,7 +78,8 @@ def pty_dut(seed, centre_config, board_options):
     key = bytes.fromhex(proc.info["key"])
     drivers = {"button": drv.SideButton(channel), "gps": drv.SideGps(channel),
                "battery": drv.SideBattery(channel), "power": drv.SidePower(channel),
-               "console": drv.SerialConsole(console), "outputs": SideOutputs(channel)}
+               "console": drv.SerialConsole(console, settle_s=CONSOLE_SETTLE_S),
+               "outputs": SideOutputs(channel)}
     dut = PtyDut(board, link, clock, centre_for(board.device_id, key, **centre_config), drivers,
                  board.device_id, key, UTC0_MS, strategy)
     dut.process, dut.channel, dut.console_port = proc, channel, console

@@ -44,8 +44,11 @@ def parse_spec(spec):
                    % spec)
 
 
-def open_dut(spec="emu", seed=0, centre_config=None, board_options=None):
+def open_dut(spec="emu", seed=0, centre_config=None, board_options=None, test_keys=None):
+    """test_keys: the rig key file of bench boards' test keys (vigil provision --test-key);
+    without it a test build's test key is derived from the seed, as an emulated board's."""
     kind, arg = parse_spec(spec)
+    test_key = _rig_test_key(test_keys, spec)
     if kind == "emu":
         return _emu_dut(seed, centre_config or {}, board_options or {})
     if kind == "ble":
@@ -55,16 +58,34 @@ def open_dut(spec="emu", seed=0, centre_config=None, board_options=None):
         return pty_dut(seed, centre_config or {}, board_options or {})
     if kind == "labgrid":
         from hil.labgrid_board import labgrid_dut
-        return labgrid_dut(arg, seed, centre_config or {})
+        return labgrid_dut(arg, seed, centre_config or {}, test_key)
     if kind == "toml":
         board = boards.load(arg)
-        return serial_dut(board, board.console_url, board.link_url, seed, centre_config or {})
+        if board.kind == "emu":
+            return _emu_dut(seed, centre_config or {}, board_options or {}, board=board)
+        return serial_dut(board, board.console_url, board.link_url, seed, centre_config or {},
+                          test_key=test_key(board))
     if kind == "serial":
         console, link = arg.split(",", 1)
         board = boards.load("devkitc-bench")
-        return serial_dut(board, _as_url(console), _as_url(link), seed, centre_config or {})
+        return serial_dut(board, _as_url(console), _as_url(link), seed, centre_config or {},
+                          test_key=test_key(board))
     board = boards.load("devkitc-bench")
-    return serial_dut(board, "", "rfc2217://" + arg, seed, centre_config or {})
+    return serial_dut(board, "", "rfc2217://" + arg, seed, centre_config or {},
+                      test_key=test_key(board))
+
+
+def _rig_test_key(path, spec):
+    """board -> its test key from the rig key file, or None (derive it from the seed)."""
+    def for_board(board):
+        if not path or not injects(board):
+            return None
+        from hil.inject import InjectError, load_rig_key
+        try:
+            return load_rig_key(path, board.device_id)
+        except InjectError as e:
+            raise RigError("--vigil-board=%s: %s" % (spec, e)) from None
+    return for_board
 
 
 def _as_url(port):
@@ -93,22 +114,30 @@ def _ble_dut(target, seed, centre_config, board_options):
     return dut
 
 
-def _emu_dut(seed, centre_config, board_options, over_ble=False):
+def injects(board):
+    """Does the rig give this board its stimuli by TEST_INJECT (a test build, no relays)?"""
+    return board.test_build and board.has("test_inject")
+
+
+def _emu_dut(seed, centre_config, board_options, over_ble=False, board=None):
     from firmware import persist
     from host import emulate
     from host.deploy import device_files
     from host.emulator.transport import EmuBoard, EmuTransport
 
-    board = boards.load("ble" if over_ble else "emu")
+    board = board or boards.load("ble" if over_ble else "emu")
     device_id = board.device_id
     key = emulate.device_key(seed, device_id)
     made = {}
 
     def deploy():
-        made["files"] = dict(device_files(emulate.REPO))
+        made["files"] = dict(device_files(emulate.REPO, test_build=injects(board)))
 
     def provision():
         made["files"]["/keys/device.key"] = persist.key_file_bytes(device_id, {0: key})
+        if injects(board):
+            from hil.inject import test_key, test_key_file
+            made["files"]["/keys/test.key"] = test_key_file(device_id, test_key(seed, device_id))
         if over_ble:  # the same firmware, told by its pin table to link over BLE
             made["files"]["/lib/firmware/pins.py"] += b'\nLINK_KIND = "ble"\n'
         made["files"].update(board_options.pop("files", {}))
@@ -131,15 +160,21 @@ def _emu_dut(seed, centre_config, board_options, over_ble=False):
                "console": drv.EmuConsole(device), "outputs": drv.EmuOutputs(device)}
     dut = Dut(board, made["link"], emu.clock, centre_for(device_id, key, **centre_config),
               drivers, device_id, key, UTC0_MS, strategy)
+    if injects(board):  # stimuli down the link, as on a bench board with no relays
+        from hil.inject import TestInjector, inject_drivers, test_key
+        dut.injector = TestInjector(made["link"], device_id, test_key(seed, device_id),
+                                    dut.utc_ms)
+        drivers.update(inject_drivers(dut.injector))
     dut.emulated = device
     strategy.steps["linked"] = lambda: dut.expect("HELLO", timeout=HELLO_TIMEOUT_MS)
     strategy.transition("linked")
     return dut
 
 
-def serial_dut(board, console_url, link_url, seed, centre_config, key=None):
+def serial_dut(board, console_url, link_url, seed, centre_config, key=None, test_key=None):
     """A real board (or anything on real ports): wall-clock time, stimuli by the board's
-    drivers. Its key comes from provisioning (`vigil provision`), given here as `key`."""
+    drivers, or by TEST_INJECT on a test build without relays. Its keys come from
+    provisioning (`vigil provision`), given here as `key` and `test_key`."""
     from host.transport import open_transport
     from host.transport.serial import ModemLines
 
@@ -166,4 +201,11 @@ def serial_dut(board, console_url, link_url, seed, centre_config, key=None):
     dut = Dut(board, link, clock, centre_for(board.device_id, key, **centre_config), drivers,
               board.device_id, key, int(time.time() * 1000) - 0, Strategy({}, state="booted"))
     dut.strategy.steps["linked"] = lambda: dut.expect("HELLO", timeout=HELLO_TIMEOUT_MS)
+    if injects(board):  # a test build with no relays: stimuli by TEST_INJECT down the link
+        from hil.inject import TestInjector, inject_drivers
+        from hil.inject import test_key as derive_test_key
+        dut.injector = TestInjector(link, board.device_id,
+                                    test_key or derive_test_key(seed, board.device_id),
+                                    dut.utc_ms)
+        drivers.update(inject_drivers(dut.injector))
     return dut

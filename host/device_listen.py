@@ -170,6 +170,8 @@ class PtyBoard:
             elif op == "RESET":
                 dev.power_cut()
                 self.world.after(EN_PULSE_MS, dev.power_on)
+            elif op == "REFLASH":
+                self._reflash()
             elif op == "CUT_AFTER_WRITES":
                 dev.cut_power_after_flash_writes(int(args[0]))
             elif op == "ROUTE":
@@ -190,6 +192,26 @@ class PtyBoard:
         except (IndexError, ValueError, KeyError) as e:
             return "ERR %s: %s" % (op, " ".join(str(e).split()) or type(e).__name__)
         return "OK"
+
+    def _reflash(self):
+        """A fresh board, as a rig's strategy makes one (flash, deploy, provision): power off,
+        the image laid out anew (test build and keys as at start), power on. For a board a
+        labgrid exporter serves to one test after another."""
+        if self.sim is not None:
+            raise ValueError("a scenario's board cannot be reflashed")
+        from host.deploy import build_image
+
+        dev = self.device
+        image = build_image(self.board.files, dev.flash.block_count, dev.flash.block_size)
+        dev.power_cut()
+
+        def write_and_power_on():
+            flash = dev.flash
+            flash.context.buffer[:] = image
+            flash._files.clear()
+            flash._fs = None
+            dev.power_on()
+        self.world.after(EN_PULSE_MS, write_and_power_on)
 
     def _drop_client(self, sock):
         self._clients.pop(sock, None)

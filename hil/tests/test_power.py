@@ -12,7 +12,7 @@ from hil.tests.rules import (
 from protocol import messages
 
 
-@pytest.mark.needs_button
+@pytest.mark.needs_button_line
 @pytest.mark.needs_deep_sleep
 def test_button_wakes_the_device_from_deep_sleep(dut, clock):
     configure(dut, 2, reachability_s=600)   # long bound: deep sleep between listen windows
@@ -32,8 +32,7 @@ def test_button_wakes_the_device_from_deep_sleep(dut, clock):
 def test_config_persists_across_a_reboot(dut, clock):
     configure(dut, 7, heartbeat_s=300)
     dut.reset()
-    hello = dut.expect("HELLO", timeout=15_000,
-                       where={"reset_cause": messages.RESET_POWER_ON})
+    hello = dut.expect("HELLO", timeout=15_000, where={"reset_cause": dut.reset_cause})
     assert hello.fields["config_version"] == 7
     assert hello.fields["boot_count"] == 2
     first = dut.expect("HEARTBEAT", timeout=310_000)

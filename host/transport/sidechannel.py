@@ -8,7 +8,7 @@ this channel on a unix socket, one text line per message (hil/README.md has the 
     CAPS                                CAPS word ...      (link_ready: firmware drives READY)
     NOW                                 T now_ms
     RUN ms       virtual clock only     T now_ms ACTIVE|IDLE   (stops early at a link write)
-    PRESS ms / BATTERY pct / POWER 0|1 / RESET / CUT_AFTER_WRITES n
+    PRESS ms / BATTERY pct / POWER 0|1 / RESET / CUT_AFTER_WRITES n / REFLASH
     ROUTE speed_kmh sky lat,lon ...
     PULSES haptic|led since_ms          PULSES start:dur ...   (dur -1: still on)
                                         READY 0|1          (pushed whenever LINK_READY changes)
