@@ -39,10 +39,15 @@ class Dut:
         self.lost = []  # (t_ms, wire) downlinks the rig dropped on purpose (lose_downlinks)
         self.lose_downlinks = 0
         self.unsent = []  # (t_ms, wire) the device never got ready for
+        self.wire = []  # (t_ms, "up"|"down", wire): every frame the link moved, refused
+        link.add_tap(self._tap)  # ones too: hil.plugin writes it as a failing test's pcapng
         self._used = set()
         ring = codec.Keyring()
         ring.add(device_id, KEY_ID, key)
         self._receiver = codec.Receiver(ring, check_replay=False)
+
+    def _tap(self, direction, frame, _time_ns):
+        self.wire.append((self.clock.now_ms(), "up" if direction == "rx" else "down", frame))
 
     # ---- time ---------------------------------------------------------------------------
     def utc_ms(self):
