@@ -18,12 +18,12 @@ import argparse
 import gc
 import io
 import json
+import multiprocessing
 import os
 import random
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -190,24 +190,30 @@ class _Packet:
         self.time_ns, self.data, self.direction = t_ns, data, "up"
 
 
+def _serve(listener, counts):
+    """The peer: reads every frame (in its own process, so that its work is not the
+    replaying process's) and reports how many arrived."""
+    link = listener.accept(timeout_ms=5000)
+    received = 0
+    while link is not None:
+        try:
+            frame = link.recv(timeout_ms=2000)
+        except OSError:
+            break
+        if frame is None:
+            break
+        received += 1
+    counts.send(received)
+
+
 def bench_replay(count):
     store, frames = make_frames(count, seed=2)
     packets = [_Packet(T0_NS + i * 1_000_000, wire) for i, (_t, _d, wire) in enumerate(frames)]
     listener = listen("tcp://127.0.0.1:0")
-    received = []
-
-    def serve():
-        link = listener.accept(timeout_ms=5000)
-        while link is not None:
-            try:
-                frame = link.recv(timeout_ms=2000)
-            except OSError:
-                return
-            if frame is None:
-                return
-            received.append(len(frame))
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
+    context = multiprocessing.get_context("fork")
+    counts, child_counts = context.Pipe(duplex=False)
+    peer = context.Process(target=_serve, args=(listener, child_counts), daemon=True)
+    peer.start()
     from host.transport import open_transport
 
     transport = open_transport(listener.url)
@@ -215,9 +221,10 @@ def bench_replay(count):
         result = replay_mod.replay(replay_mod.frames_to_send(packets, "up"), transport, 1.0)
     finally:
         transport.close()
-        thread.join(5)
         listener.close()
-    result["delivered"] = len(received)
+        delivered = counts.recv() if counts.poll(10) else 0
+        peer.join(5)
+    result["delivered"] = delivered
     return result
 
 
