@@ -24,7 +24,7 @@ import time
 from binascii import crc_hqx
 from collections import deque
 from itertools import repeat
-from operator import getitem, itemgetter
+from operator import itemgetter
 
 import numpy as np
 from cobs.cobs import DecodeError
@@ -401,6 +401,9 @@ def _decode_batch(blocks, keys, result, base):
     keep = np.nonzero(route_ok)[0]
     if not len(keep):
         return
+    # From here on by sealed size, then by key: frames of one size are whole bodies of one
+    # length, stacked into a 2-D array whose sealed columns are a plain slice.
+    keep = keep[np.lexsort((which[keep], sealed_size[keep]))]
     chosen = _pick(chosen, keep.tolist())
     idx, which, at = idx[keep], which[keep], at[keep]
     sizes = sealed_size[keep]
@@ -416,7 +419,7 @@ def _decode_batch(blocks, keys, result, base):
     counter_blocks[:, :10] = nonce[rows]
     counter_blocks[:, 14] = number >> 8
     counter_blocks[:, 15] = number & 0xFF
-    changes = (np.flatnonzero(np.diff(which)) + 1).tolist()
+    changes = (np.flatnonzero((np.diff(which) != 0) | (np.diff(sizes) != 0)) + 1).tolist()
     block_bounds = [0] + first_block[changes].tolist() + [len(rows)]
     key_of = [table[w] for w in which[[0] + changes].tolist()]
     stream = b"".join(k._ecb(counter_blocks[a:b].tobytes())
@@ -425,24 +428,35 @@ def _decode_batch(blocks, keys, result, base):
     # Each frame's sealed part (from byte 11) with the tag bytes after it up to a whole
     # block (every sealed size plus its tag reaches one); bytes past the sealed size are
     # ignored.
-    sealed = np.frombuffer(b"".join(map(getitem, chosen, map(
-        slice, repeat(11), (11 + blocks_each * 16).tolist()))), dtype=np.uint8)
-    sealed = sealed ^ np.frombuffer(stream, dtype=np.uint8)
+    size_bounds = (np.flatnonzero(np.diff(sizes)) + 1).tolist()
+    parts = []
+    for a, b in zip([0] + size_bounds, size_bounds + [len(idx)], strict=True):
+        size = int(sizes[a])
+        stack = np.frombuffer(b"".join(chosen[a:b]), dtype=np.uint8).reshape(b - a, size + 21)
+        parts.append(stack[:, 11:11 + ((size + 15) >> 4 << 4)].reshape(-1))
+    sealed = np.concatenate(parts) ^ np.frombuffer(stream, dtype=np.uint8)
     offsets = first_block * 16
     _open_sealed(sealed, sizes, offsets, idx + base, direction, result)
 
 
 def _open_sealed(sealed, sizes, offsets, frame_index, downlink, result):
-    """The decrypted sealed parts (at `offsets` in `sealed`, `sizes` long) -> payloads."""
+    """The decrypted sealed parts (at `offsets` in `sealed`, `sizes` long, each padded to a
+    whole AES block, rows of one size consecutive) -> payloads."""
     code = sealed[offsets]
     flags = sealed[offsets + 1]
     length = sealed[offsets + 2].astype(np.int64)
     good = (_SIZE_OF_LENGTH[length] == sizes) & ((flags & ~np.uint8(17)) == 0)
-    for size in np.unique(sizes):  # padding must be zero
-        rows = np.nonzero(sizes == size)[0]
-        block = sealed[offsets[rows, None] + np.arange(size)]
-        pad = np.arange(size)[None, :] >= (codec.INNER_SIZE + length[rows])[:, None]
-        good[rows] &= ~(block & pad).any(axis=1)
+    # Per size, the sealed parts as one 2-D view (a row a frame): no index arrays.
+    by_size = {}
+    bounds = (np.flatnonzero(np.diff(sizes)) + 1).tolist()
+    for first, end in zip([0] + bounds, bounds + [len(sizes)], strict=True):
+        size = int(sizes[first])
+        width = (size + 15) >> 4 << 4
+        start = int(offsets[first])
+        block = sealed[start:start + (end - first) * width].reshape(end - first, width)
+        by_size[size] = (first, block)
+        pad = np.arange(size)[None, :] >= (codec.INNER_SIZE + length[first:end])[:, None]
+        good[first:end] &= ~(block[:, :size] & pad).any(axis=1)  # padding must be zero
     result.refuse("bad_payload", int((~good).sum()))
     for type_code in np.unique(code[good]).tolist():
         spec = messages.BY_TYPE.get(type_code)
@@ -460,15 +474,16 @@ def _open_sealed(sealed, sizes, offsets, frame_index, downlink, result):
             continue
         for n in np.unique(length[rows_of_type]).tolist():
             rows = rows_of_type[length[rows_of_type] == n]
-            _payloads(spec, n, rows, sealed, offsets, frame_index, result)
+            first, block = by_size[int(_SIZE_OF_LENGTH[n])]  # one length, one size
+            data = block[rows - first, codec.INNER_SIZE:codec.INNER_SIZE + n]
+            _payloads(spec, n, rows, data, frame_index, result)
 
 
-def _payloads(spec, n, rows, sealed, offsets, frame_index, result):
+def _payloads(spec, n, rows, data, frame_index, result):
     layout = _layout(spec, n)
-    data = sealed[offsets[rows, None] + codec.INNER_SIZE + np.arange(n)] if n else None
     if layout is None:
-        for row in rows.tolist():  # CONFIG items, TEST_INJECT data, or a bad length
-            payload = bytes(sealed[offsets[row] + 3:offsets[row] + 3 + n])
+        for row, payload in zip(rows.tolist(), map(bytes, data), strict=True):
+            # CONFIG items, TEST_INJECT data, or a bad length
             try:
                 _name, fields = messages.decode(spec[0], payload)
             except messages.PayloadError:
