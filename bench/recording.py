@@ -1,7 +1,7 @@
 """Benchmark of recordings: decode and replay. Prints figures, then one JSON object as the last
 line.
 
-    python bench/recording.py [--quick] [--frames N] [--replay-frames N]
+    python bench/recording.py [--quick] [--frames N] [--replay-frames N] [--cache DIR]
 
 - decode: a recording of 1,000,000 protocol-v2 frames (100 devices; POSITION with 1-5 fixes,
   HEARTBEAT, ALARM uplinks, ACK and PROXIMITY downlinks; 0.1 % of frames corrupted) is read
@@ -51,8 +51,8 @@ def _fix(rng, t_ms):
             "sats": rng.randrange(4, 20), "source": 1}
 
 
-def make_frames(count, seed=1):
-    """(keystore, [(t_ns, direction, wire)]) of a synthetic fleet session."""
+def make_keys(seed=1):
+    """(rng, keystore, uplink senders, downlink senders) of the fleet."""
     rng = random.Random(seed)
     store = KeyStore()
     up, down = {}, {}
@@ -61,6 +61,12 @@ def make_frames(count, seed=1):
         store.add(device_id, 0, key)
         up[device_id] = host_fast.FastSender(device_id, 0, key)
         down[device_id] = host_fast.FastSender(device_id, 0, key, downlink=True)
+    return rng, store, up, down
+
+
+def make_frames(count, seed=1):
+    """(keystore, [(t_ns, direction, wire)]) of a synthetic fleet session."""
+    rng, store, up, down = make_keys(seed)
     frames = []
     t_ns = T0_NS
     templates = {}
@@ -233,15 +239,31 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
     parser.add_argument("--frames", type=int)
     parser.add_argument("--replay-frames", type=int)
+    parser.add_argument("--cache", metavar="DIR", help=(
+        "keep the synthetic recording here and reuse it next time (building a million "
+        "sealed frames takes minutes)"))
     args = parser.parse_args(argv)
     count = args.frames or (20_000 if args.quick else 1_000_000)
     replay_count = args.replay_frames or (500 if args.quick else 10_000)
 
     started = time.perf_counter()
-    store, frames = make_frames(count)
-    data = write_recording(frames)
-    print("recording: %d frames, %.1f MB pcapng, built in %.1f s" % (
-        count, len(data) / 1e6, time.perf_counter() - started))
+    cached = os.path.join(args.cache, "fleet-%d.pcapng" % count) if args.cache else None
+    if cached and os.path.exists(cached):
+        store = make_keys()[1]
+        with open(cached, "rb") as f:
+            data = f.read()
+        print("recording: %d frames, %.1f MB pcapng, read from %s" % (count, len(data) / 1e6,
+                                                                     cached))
+    else:
+        store, frames = make_frames(count)
+        data = write_recording(frames)
+        del frames
+        print("recording: %d frames, %.1f MB pcapng, built in %.1f s" % (
+            count, len(data) / 1e6, time.perf_counter() - started))
+        if cached:
+            os.makedirs(args.cache, exist_ok=True)
+            with open(cached, "wb") as f:
+                f.write(data)
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "fleet.pcapng")
         with open(path, "wb") as f:
