@@ -2,17 +2,25 @@
 and its payload decoded, in batches instead of frame by frame (bench/recording.py: a
 million frames).
 
-    result = decode_file("run.pcapng", keystore)
+    result = decode_file("run.pcapng", keystore)     # workers=2: split over two processes
     result.frames, result.valid, result.refused      # counts; refused by reason
     result.groups[("POSITION", 28)]["fixes.0.lat_e7"]  # numpy arrays, one row per frame
     result.fields(i)                                 # frame i as codec.Frame.fields would be
 
 Same checks as `host_fast.FastReceiver.open` (SPEC 9) except the replay window, which is
-per-frame state: use `vigil decode` for that. Per frame, Python does only what has no batch
-form in the standard library (HMAC-SHA256 with pre-absorbed pads, one nonce per frame);
-COBS, CRC, header parsing, AES (one ECB call per key and batch) and payload decoding
-(numpy structured views, one per message type and length) run over whole batches.
-tests/test_bulk.py checks it against FastReceiver on the golden sessions and fuzzed frames.
+per-frame state: use `vigil decode` for that. No Python bytecode runs per frame (except on
+the fallbacks for damaged input: a block that is not COBS, blocks that do not chain):
+- the file is mapped (mmap), its blocks found in numpy (each block's length gives the
+  next one's place; see _block_starts), and each frame sliced out in one C-level map;
+- COBS, CRC and lengths are C-level maps over the batch, the routing headers numpy columns;
+- HMAC-SHA256, which has no batch form in the standard library, runs as C-level maps of
+  hashlib's copy/update/digest over each key's frames (pads absorbed once per key);
+- AES-CTR: the counter blocks of every frame of a key are built in numpy and encrypted by
+  one ECB call; frames of one sealed size are stacked into a 2-D array, so decryption,
+  the padding check and the payloads (numpy structured views, one per message type and
+  length) are slices, not gathers.
+tests/test_bulk.py checks it against FastReceiver on the golden sessions and damaged copies,
+and bench/recording.py against the construct reference decoder.
 """
 import gc
 import io
