@@ -99,3 +99,52 @@ def test_a_ble_link_records_its_frames(tmp_path):
     packets = _recorded(path)
     assert _frames(packets, KEY, DEVICE) == [("down", "TIME_SYNC"), ("up", "EVENT")]
     assert packets[0].interface.meta["transport"].startswith("ble://")
+
+
+TWO_DEVICES = """
+[scenario]
+name = "two-devices"
+duration_s = 900
+seed = 5
+
+[[device]]
+id = 3001
+location = [52.0907, 5.1214]
+button = [{ at_s = 300, hold_ms = 2500 }]
+
+[[device]]
+id = 3002
+location = [52.1007, 5.1214]
+"""
+
+
+def test_vigil_emulate_record_writes_one_file_with_an_interface_per_device(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from tests.vm import REPO
+
+    scenario = tmp_path / "two.toml"
+    scenario.write_text(TWO_DEVICES)
+    record, keys = tmp_path / "run.pcapng", tmp_path / "keys.json"
+    run = subprocess.run([sys.executable, "-m", "host.cli", "emulate", str(scenario), "--json",
+                          "--record", str(record), "--keys", str(keys)],
+                         cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    summary = json.loads(run.stdout)
+    reader, packets = read_all(str(record))
+    assert reader.error is None and reader.meta["devices"] == [3001, 3002]
+    frames = [p for p in packets if not p.interface.is_stimuli]
+    assert {p.interface.device_id for p in frames} == {3001, 3002}
+    assert sum(p.direction == "up" for p in frames) == summary["frames_up"]
+    assert sum(p.direction == "down" for p in frames) == summary["frames_down"]
+    assert any(p.interface.is_stimuli and p.stimulus()["kind"] == "button" for p in packets)
+    decoded = subprocess.run([sys.executable, "-m", "host.cli", "decode", str(record), "--json",
+                              "--key-file", str(keys)], cwd=REPO, capture_output=True,
+                             text=True, timeout=300)
+    rows = [json.loads(line) for line in decoded.stdout.splitlines()]
+    names = {r["name"] for r in rows if r.get("status") == "ok"}
+    assert {"HELLO", "ALARM", "ACK"} <= names
+    assert all(r.get("status") in ("ok", "retransmission") for r in rows
+               if r.get("kind") != "stimulus")
