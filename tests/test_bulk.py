@@ -100,3 +100,10 @@ def test_a_truncated_recording_goes_through_the_reader_and_its_one_line_error(tm
     with pytest.raises(RecordingError) as error:
         bulk.decode_file(str(cut), _keys(GOLDEN[0]))
     assert "\n" not in str(error.value)
+
+
+def test_every_sealed_size_and_its_tag_reach_a_whole_aes_block():
+    # bulk.py takes each sealed part with the bytes after it up to a whole block, out of the
+    # tag and CRC (10 bytes): a new sealed size must keep that true, or bulk.py must pad.
+    for size in codec.SEALED_SIZES:
+        assert ((size + 15) >> 4 << 4) - size <= 10, size
