@@ -11,10 +11,13 @@ centre (host.centre.Centre, the `centre` fixture) whose replies go back down the
 are decoded with the device key so tests can expect them. Waiting always means pumping
 that loop on the rig's clock, so ACKs and operator acks flow while a test waits.
 """
+from collections import deque
+
 from host.transport import TransportTimeout
 from protocol import codec
 
 KEY_ID = 0
+WIRE_FRAMES_KEPT = 200_000  # the newest frames a failing test's pcapng holds (a soak runs long)
 
 
 class ExpectTimeout(AssertionError):
@@ -39,10 +42,17 @@ class Dut:
         self.lost = []  # (t_ms, wire) downlinks the rig dropped on purpose (lose_downlinks)
         self.lose_downlinks = 0
         self.unsent = []  # (t_ms, wire) the device never got ready for
+        # (t_ms, "up"|"down", wire): every frame the link moved, refused ones too; hil.plugin
+        # writes it as a failing test's pcapng
+        self.wire = deque(maxlen=WIRE_FRAMES_KEPT)
+        link.add_tap(self._tap)
         self._used = set()
         ring = codec.Keyring()
         ring.add(device_id, KEY_ID, key)
         self._receiver = codec.Receiver(ring, check_replay=False)
+
+    def _tap(self, direction, frame, _time_ns):
+        self.wire.append((self.clock.now_ms(), "up" if direction == "rx" else "down", frame))
 
     # ---- time ---------------------------------------------------------------------------
     def utc_ms(self):

@@ -15,8 +15,9 @@ until it has landed the test is an expected failure with that reason.
 Reports: when --vigil-board is given, a JUnit file goes to --vigil-report (default
 hil-report/junit.xml) unless --junitxml names one; each failing test leaves
 <report dir>/<test>/traffic.jsonl (every uplink and downlink, time, hex, decoded),
-console.log and, for an emulated board, report.html (the session report, host.report) next
-to it.
+traffic.pcapng (the same frames as on the wire, refused ones too, for `vigil decode` and
+Wireshark; times on the rig's clock), console.log and, for an emulated board, report.html
+(the session report, host.report) next to it.
 """
 import json
 import re
@@ -158,12 +159,33 @@ def write_artifacts(dut_, folder):
     except NotImplementedError:
         lines = ["(this board has no console driver)"]
     (folder / "console.log").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_pcapng(dut_, folder / "traffic.pcapng")
     world = _emulated_world(dut_)
     if world is not None:
         # The session report (host.report) of an emulated board's run, next to its traffic.
         from host.report import write_report
         write_report(list(world.trace), folder / "report.html")
     return folder
+
+
+def write_pcapng(dut_, path):
+    """The frames the dut's link moved, as a vigil recording (host/recording): the rig's
+    clock from the UTC the rig started at. The device key is not written next to it."""
+    from host.recording import Writer
+    from host.recording.emu import firmware_version
+    from protocol import messages
+
+    virtual = bool(getattr(dut_.clock, "virtual", False))
+    meta = {"clock": "virtual" if virtual else "wall", "epoch_utc_ms": dut_.utc0_ms,
+            "firmware": firmware_version(), "schema_hash": messages.SCHEMA_HASH,
+            "devices": [dut_.device_id], "transport": dut_.link.url, "source": "hil"}
+    with Writer(str(path), meta=meta) as writer:
+        link = writer.interface("dev%d" % dut_.device_id, description="vigil link %s"
+                                % dut_.link.url, meta={"device_id": dut_.device_id,
+                                                       "transport": dut_.link.url})
+        for t_ms, direction, wire in dut_.wire:
+            writer.frame(link, int(round((dut_.utc0_ms + t_ms) * 1_000_000)), wire, direction)
+    return path
 
 
 def _emulated_world(dut_):

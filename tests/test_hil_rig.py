@@ -7,6 +7,7 @@ from hil import drivers
 from hil.plugin import capabilities
 from hil.rig import RigError, parse_spec
 from hil.strategy import STATES, Strategy, StrategyError
+from protocol import codec
 
 
 def test_builtin_boards_load():
@@ -122,3 +123,18 @@ def test_a_failing_tests_artifacts_include_the_session_report(tmp_path):
     assert page.startswith("<!DOCTYPE html>") and "<svg" in page
     assert (folder / "traffic.jsonl").read_text().strip()
     assert (folder / "console.log").exists()
+    # traffic.pcapng: the link's frames on the wire, both ways, on the rig's (virtual) clock
+    from host.recording import read_all
+
+    reader, packets = read_all(str(folder / "traffic.pcapng"))
+    assert reader.error is None and reader.meta["clock"] == "virtual"
+    assert reader.meta["devices"] == [dut.device_id]
+    assert [(p.direction, p.data) for p in packets] == [(d, w) for _t, d, w in dut.wire]
+    ring = codec.Keyring()
+    ring.add(dut.device_id, 0, dut.key)
+    names = {(p.direction, f.name) for p in packets for f in codec.Receiver(
+        ring, downlink=p.direction == "down", check_replay=False).feed(p.data)
+        if hasattr(f, "fields")}
+    assert {("up", "HELLO"), ("up", "ALARM"), ("down", "ACK")} <= names
+    times = [p.time_ns for p in packets]
+    assert times == sorted(times) and times[0] >= dut.utc0_ms * 1_000_000

@@ -2,22 +2,37 @@
 and its payload decoded, in batches instead of frame by frame (bench/recording.py: a
 million frames).
 
-    result = decode_file("run.pcapng", keystore)
+    result = decode_file("run.pcapng", keystore)     # workers=2: split over two processes
     result.frames, result.valid, result.refused      # counts; refused by reason
     result.groups[("POSITION", 28)]["fixes.0.lat_e7"]  # numpy arrays, one row per frame
     result.fields(i)                                 # frame i as codec.Frame.fields would be
 
 Same checks as `host_fast.FastReceiver.open` (SPEC 9) except the replay window, which is
-per-frame state: use `vigil decode` for that. Per frame, Python does only what has no batch
-form in the standard library (HMAC-SHA256 with pre-absorbed pads, one nonce per frame);
-COBS, CRC, header parsing, AES (one ECB call per key and batch) and payload decoding
-(numpy structured views, one per message type and length) run over whole batches.
-tests/test_bulk.py checks it against FastReceiver on the golden sessions and fuzzed frames.
+per-frame state: use `vigil decode` for that. No Python bytecode runs per frame (except on
+the fallbacks for damaged input: a block that is not COBS, blocks that do not chain):
+- the file is mapped (mmap), its blocks found in numpy (each block's length gives the
+  next one's place; see _block_starts), and each frame sliced out in one C-level map;
+- COBS, CRC and lengths are C-level maps over the batch, the routing headers numpy columns;
+- HMAC-SHA256, which has no batch form in the standard library, runs as C-level maps of
+  hashlib's copy/update/digest over each key's frames (pads absorbed once per key);
+- AES-CTR: the counter blocks of every frame of a key are built in numpy and encrypted by
+  one ECB call; frames of one sealed size are stacked into a 2-D array, so decryption,
+  the padding check and the payloads (numpy structured views, one per message type and
+  length) are slices, not gathers.
+tests/test_bulk.py checks it against FastReceiver on the golden sessions and damaged copies,
+and bench/recording.py against the construct reference decoder.
 """
 import gc
+import io
+import mmap
+import multiprocessing
 import struct
+import sys
+import time
 from binascii import crc_hqx
+from collections import deque
 from itertools import repeat
+from operator import itemgetter
 
 import numpy as np
 from cobs.cobs import DecodeError
@@ -37,8 +52,14 @@ _DTYPE_CHARS = {"B": "u1", "H": ">u2", "h": ">i2", "I": ">u4", "i": ">i4", "Q": 
 _SIZE_OF_LENGTH = np.zeros(256, dtype=np.int16)  # payload length -> sealed size (0: none)
 for _n in range(codec.MAX_PAYLOAD + 1):
     _SIZE_OF_LENGTH[_n] = codec.sealed_size(_n)
+_SEALED_OK = np.zeros(256, dtype=bool)  # sealed size -> one of SEALED_SIZES
+_SEALED_OK[list(codec.SEALED_SIZES)] = True
 BATCH = 65536
 _MIN_BODY = 22
+MAX_BLOCK_WORDS = (1 << 20) >> 2  # host.recording.MAX_BLOCK, the reader's bound
+_FOUR = np.arange(4)
+_EIGHT = np.arange(8)
+_NONCE_FROM_HEADER = np.array([3, 4, 5, 6, 1, 7, 8, 9, 10, 2])
 
 
 def _struct_fields(fmt, names, prefix, offset):
@@ -85,6 +106,7 @@ class BulkResult:
         self.groups = {}  # (name, payload length) -> {"index": array, path: array}
         self.singles = {}  # frame index -> fields, for payloads without a batch layout
         self._where = {}  # frame index -> (group key, row)
+        self.cpu_s = []  # process CPU time of each worker of decode_file(workers=N)
 
     def refuse(self, reason, count=1):
         if count:
@@ -149,102 +171,300 @@ def _unstuff(blocks):
         return out
 
 
+_LAST = itemgetter(-1)
+_BUT_LAST = itemgetter(slice(None, -1))
+_BUT_TAG = itemgetter(slice(None, -10))  # what the tag signs: all but the tag and the CRC
+
+
+def _pick(items, indexes):
+    """[items[i] for i in indexes], in C."""
+    if len(indexes) == 1:
+        return (items[indexes[0]],)
+    return itemgetter(*indexes)(items) if indexes else ()
+
+
+def _blocks_of(datas):
+    """Wire frames -> COBS blocks (the final 0x00 removed where there is one), in C when
+    every frame ends in its delimiter, as recorded frames do."""
+    try:
+        if not bytes(map(_LAST, datas)).strip(b"\x00"):
+            return list(map(_BUT_LAST, datas))
+    except IndexError:  # an empty packet
+        pass
+    return [d[:-1] if d[-1:] == b"\x00" else d for d in datas]
+
+
+def key_table(keys):
+    """{(device, key_id): FastKeys} of a KeyStore (a dict is taken as it is)."""
+    if isinstance(keys, dict):
+        return keys
+    return {(d, k): FastKeys(keys.get(d, k)) for d in keys.devices() for k in keys.key_ids(d)}
+
+
 def decode(datas, keys, result=None, base=0):
     """Decode wire frames (each with or without its 0x00); keys: {(device, key_id): FastKeys}
     or a host.keys.KeyStore. Returns a BulkResult (accumulated into `result` if given)."""
-    if not isinstance(keys, dict):
-        keys = {(d, k): FastKeys(keys.get(d, k)) for d in keys.devices() for k in keys.key_ids(d)}
+    keys = key_table(keys)
     result = result or BulkResult()
     gc_was_enabled = gc.isenabled()
     gc.disable()  # a million small immutable objects, no cycles
     try:
         for start in range(0, len(datas), BATCH):
-            _decode_batch(datas[start:start + BATCH], keys, result, base + start)
+            _decode_batch(_blocks_of(datas[start:start + BATCH]), keys, result, base + start)
     finally:
         if gc_was_enabled:
             gc.enable()
+    _sort_groups(result)
     return result
 
 
-def _decode_batch(datas, keys, result, base):
-    result.frames += len(datas)
-    blocks = [d[:-1] if d[-1:] == b"\x00" else d for d in datas]
+def decode_buffer(buf, keys, result=None):
+    """Decode every frame packet of a whole recording in memory (bytes, or an mmap of the
+    file): the blocks are walked once, and each frame is sliced straight out of `buf`
+    without its delimiter. A recording this walk does not expect (not written by vigil,
+    truncated, corrupt) goes through the general reader instead, which keeps its checks and
+    its one-line error (RecordingError)."""
+    spans = frame_spans(buf)
+    if spans is None:
+        from host.recording import Reader, RecordingError
+
+        with Reader(io.BytesIO(bytes(buf))) as reader:
+            datas = [p.data for p in reader if not p.interface.is_stimuli]
+            if reader.error:
+                raise RecordingError(reader.error)
+        return decode(datas, keys, result)
+    starts, ends = spans
+    return _decode_spans(buf, starts, ends, key_table(keys), result or BulkResult(), 0)
+
+
+def _decode_spans(buf, starts, ends, keys, result, base):
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        take = buf.__getitem__
+        for first in range(0, len(starts), BATCH):
+            blocks = list(map(take, map(slice, starts[first:first + BATCH],
+                                        ends[first:first + BATCH])))
+            _decode_batch(blocks, keys, result, base + first)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    _sort_groups(result)
+    return result
+
+
+def frame_spans(buf):
+    """([start], [end]) byte offsets in `buf` of every frame packet's COBS block (its 0x00
+    delimiter left out), or None when `buf` is not a single-section little-endian vigil
+    recording whose blocks all check out (then the general reader must judge it)."""
+    if sys.byteorder != "little" or len(buf) < 28:
+        return None
+    size_words = len(buf) >> 2
+    if len(buf) & 3:
+        return None  # a truncated last block
+    word = np.frombuffer(buf, dtype="<u4", count=size_words)
+    at = _block_starts(word)
+    if at is None:
+        return None
+    lengths = word[at + 1].astype(np.int64)
+    if not (word[at + (lengths >> 2) - 1] == lengths).all():
+        return None  # a trailer that does not repeat its length
+    types = word[at]
+    if types[0] != pcapng.SHB_TYPE or word[1 + 1] != pcapng.BYTE_ORDER_MAGIC:
+        return None
+    others = np.nonzero(types != pcapng.EPB_TYPE)[0]
+    linktypes = []
+    for i in others[1:].tolist():
+        if types[i] != pcapng.IDB_TYPE:
+            return None  # another section, or a block vigil does not write
+        linktypes.append(int(word[at[i] + 2]) & 0xFFFF)
+    epb = at[types == pcapng.EPB_TYPE]
+    if not len(epb):
+        return [], []
+    iface = word[epb + 2].astype(np.int64)
+    captured = word[epb + 5].astype(np.int64)
+    later_idb = np.searchsorted(others, np.nonzero(types == pcapng.EPB_TYPE)[0]) - 1
+    if (iface >= later_idb).any() or (captured > (lengths[types == pcapng.EPB_TYPE] - 32)).any():
+        return None  # an interface not described before its packets, or an overlong packet
+    frames = np.asarray(linktypes, dtype=np.int64)[iface] == pcapng.LINKTYPE_USER0
+    start = (epb[frames] << 2) + 28
+    end = start + captured[frames]
+    body = np.frombuffer(buf, dtype=np.uint8)
+    nonempty = end > start
+    end[nonempty] -= body[end[nonempty] - 1] == 0
+    return start.tolist(), end.tolist()
+
+
+def _block_starts(word):
+    """Word offsets of every block, or None if the lengths do not chain to the end.
+
+    Each block's length gives the next one's place, so the walk is sequential. It is done
+    in numpy first: every word that could start a block (a type vigil writes, a plausible
+    length, the trailer repeating it) is a candidate, and when the candidates tile the
+    whole buffer exactly, they are the blocks. A packet's bytes could pass for a block
+    start only by chance; then the candidates do not tile, and a plain walk decides."""
+    size_words = len(word)
+    candidate = np.flatnonzero((word == pcapng.EPB_TYPE) | (word == pcapng.IDB_TYPE) |
+                               (word == pcapng.SHB_TYPE))
+    candidate = candidate[candidate + 1 < size_words]
+    length = word[candidate + 1].astype(np.int64)
+    step = length >> 2
+    plausible = ((length >= 12) & ((length & 3) == 0) & (step <= MAX_BLOCK_WORDS) &
+                 (candidate + step <= size_words))
+    candidate, length, step = candidate[plausible], length[plausible], step[plausible]
+    candidate = candidate[word[candidate + step - 1] == length]
+    if len(candidate) and candidate[0] == 0:
+        ends = candidate + (word[candidate + 1].astype(np.int64) >> 2)
+        if ends[-1] == size_words and (ends[:-1] == candidate[1:]).all():
+            return candidate
+    return walk_blocks(word)
+
+
+def walk_blocks(word):
+    """_block_starts one block at a time."""
+    size_words = len(word)
+    words = memoryview(np.ascontiguousarray(word, dtype="<u4")).cast("B").cast("I")
+    positions = []
+    append = positions.append
+    at = 0
+    try:
+        while at + 2 <= size_words:
+            length = words[at + 1]
+            if length < 12 or length & 3 or (length >> 2) > MAX_BLOCK_WORDS:
+                return None
+            append(at)
+            at += length >> 2
+    finally:
+        words.release()
+    if at != size_words:
+        return None  # a truncated last block
+    return np.array(positions, dtype=np.int64)
+
+
+def _be32(arr, at):
+    return np.ascontiguousarray(arr[at[:, None] + _FOUR]).view(">u4").reshape(-1).astype(
+        np.int64)
+
+
+def _decode_batch(blocks, keys, result, base):
+    count = len(blocks)
+    result.frames += count
     bodies = _unstuff(blocks)
     # Framing, size, CRC and version, each over the batch.
-    idx = [i for i, b in enumerate(bodies) if _MIN_BODY <= len(b) <= codec.MAX_FRAME]
-    result.refuse("framing", len(bodies) - len(idx))
-    crc_ok = [i for i, bad in zip(idx, map(crc_hqx, [bodies[i] for i in idx],
-                                           repeat(0xFFFF)), strict=True) if not bad]
-    result.refuse("bad_crc", len(idx) - len(crc_ok))
-    ok = [i for i in crc_ok if bodies[i][0] == codec.VERSION and
-          len(bodies[i]) >= codec.MIN_FRAME]
-    result.refuse("bad_version_or_truncated", len(crc_ok) - len(ok))
-    # Tags and nonces: the per-frame part. The sealed part is taken with the tag bytes after
-    # it up to a whole AES block (every sealed size plus its tag reaches one), so no frame
-    # needs padding before the batch XOR; bytes past the sealed size are ignored.
-    lookup = keys.get
-    by_key = {}
-    refused_key = refused_tag = refused_route = 0
-    sealed_sizes = frozenset(codec.SEALED_SIZES)
-    unpack = _HEADER.unpack_from
-    pack_nonce = _NONCE.pack
-    tails = _TAILS
-    for i in ok:
-        body = bodies[i]
-        _v, direction, key_id, device_id, counter = unpack(body)
-        k = lookup((device_id, key_id))
-        if k is None:
-            refused_key += 1
-            continue
-        inner = k._inner.copy()
-        inner.update(body[:-10])
-        outer = k._outer.copy()
-        outer.update(inner.digest())
-        if outer.digest()[:8] != body[-10:-2]:
-            refused_tag += 1
-            continue
-        size = len(body) - 21
-        if direction > 1 or not counter or size not in sealed_sizes:
-            refused_route += 1
-            continue
-        entry = by_key.get(k)
-        if entry is None:
-            entry = by_key[k] = ([], [], [], [], [])
-        blocks16 = (size + 15) >> 4
-        entry[0].append(i)
-        entry[1].append(pack_nonce(device_id, direction, counter, key_id).join(tails[blocks16]))
-        entry[2].append(body[11:11 + (blocks16 << 4)])
-        entry[3].append(size)
-        entry[4].append(direction)
-    result.refuse("unknown_key", refused_key)
-    result.refuse("bad_tag", refused_tag)
-    result.refuse("bad_payload", refused_route)
-    # Decrypt: one ECB call per key; XOR the whole batch at once.
-    order, streams, parts, size_list, directions = [], [], [], [], []
-    for k, (frames, nonces, sealed_parts, frame_sizes, frame_dirs) in by_key.items():
-        order += frames
-        streams.append(k._ecb(b"".join(nonces)))
-        parts += sealed_parts
-        size_list += frame_sizes
-        directions += frame_dirs
-    if not order:
+    lengths = np.fromiter(map(len, bodies), dtype=np.int64, count=count)
+    framed = (lengths >= _MIN_BODY) & (lengths <= codec.MAX_FRAME)
+    crc = np.fromiter(map(crc_hqx, bodies, repeat(0xFFFF)), dtype=np.int64, count=count)
+    crc_ok = framed & (crc == 0)
+    result.refuse("framing", int(count - framed.sum()))
+    result.refuse("bad_crc", int(framed.sum() - crc_ok.sum()))
+    joined = b"".join(bodies)
+    arr = np.frombuffer(joined, dtype=np.uint8)
+    starts = np.cumsum(lengths) - lengths
+    idx = np.nonzero(crc_ok)[0]
+    ok = (arr[starts[idx]] == codec.VERSION) & (lengths[idx] >= codec.MIN_FRAME)
+    result.refuse("bad_version_or_truncated", int(len(idx) - ok.sum()))
+    idx = idx[ok]
+    # Keys: one lookup per (device, key id) present, not per frame.
+    at = starts[idx]
+    device_id = _be32(arr, at + 3)
+    key_id = arr[at + 2].astype(np.int64)
+    pair, which = np.unique((device_id << 8) | key_id, return_inverse=True)
+    which = which.reshape(-1)
+    table = [keys.get((p >> 8, p & 0xFF)) for p in pair.tolist()]
+    known = np.array([k is not None for k in table], dtype=bool)[which] if len(pair) else (
+        np.zeros(0, dtype=bool))
+    result.refuse("unknown_key", int(len(idx) - known.sum()))
+    # Frames grouped by key (stable, so in order within a key): each key's HMACs run as
+    # C-level maps over its frames, and its keystream is one ECB call.
+    order = np.argsort(which[known], kind="stable")
+    idx = idx[known][order]
+    which = which[known][order]
+    if not len(idx):
         return
-    sealed = np.frombuffer(b"".join(parts), dtype=np.uint8) ^ np.frombuffer(
-        b"".join(streams), dtype=np.uint8)
-    sizes = np.array(size_list, dtype=np.int64)
-    blocks16 = (sizes + 15) // 16 * 16
-    offsets = np.concatenate(([0], np.cumsum(blocks16)[:-1]))
-    frame_index = np.asarray(order, dtype=np.int64) + base
-    downlink = np.array(directions, dtype=np.uint8)
+    at = starts[idx]
+    size = lengths[idx]
+    chosen = _pick(bodies, idx.tolist())
+    signed = list(map(_BUT_TAG, chosen))
+    bounds = np.flatnonzero(np.diff(which)) + 1
+    group_start = np.concatenate(([0], bounds)).tolist()
+    group_end = np.concatenate((bounds, [len(idx)])).tolist()
+    group_key = [table[w] for w in which[group_start].tolist()]
+    digests = []
+    for k, first, last in zip(group_key, group_start, group_end, strict=True):
+        hash_type = type(k._inner)
+        copy, update, digest = hash_type.copy, hash_type.update, hash_type.digest
+        inners = list(map(copy, repeat(k._inner, last - first)))
+        deque(map(update, inners, signed[first:last]), maxlen=0)
+        outers = list(map(copy, repeat(k._outer, last - first)))
+        deque(map(update, outers, map(digest, inners)), maxlen=0)
+        digests.append(b"".join(map(digest, outers)))
+    tags = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(-1, 32)[:, :8]
+    tag_ok = (tags == arr[(at + size - 10)[:, None] + _EIGHT]).all(axis=1)
+    result.refuse("bad_tag", int(len(idx) - tag_ok.sum()))
+    direction = arr[at + 1]
+    counter = _be32(arr, at + 7)
+    sealed_size = size - 21
+    route_ok = tag_ok & (direction <= 1) & (counter != 0) & _SEALED_OK[sealed_size]
+    result.refuse("bad_payload", int(tag_ok.sum() - route_ok.sum()))
+    keep = np.nonzero(route_ok)[0]
+    if not len(keep):
+        return
+    # From here on by sealed size, then by key: frames of one size are whole bodies of one
+    # length, stacked into a 2-D array whose sealed columns are a plain slice.
+    keep = keep[np.lexsort((which[keep], sealed_size[keep]))]
+    chosen = _pick(chosen, keep.tolist())
+    idx, which, at = idx[keep], which[keep], at[keep]
+    sizes = sealed_size[keep]
+    direction = direction[keep]
+    # Counter blocks (SPEC 4.3): the frame's nonce (device id, direction, counter, key id:
+    # header bytes 3-6, 1, 7-10, 2), four zero bytes and the block number, one row a block.
+    blocks_each = (sizes + 15) >> 4
+    nonce = arr[at[:, None] + _NONCE_FROM_HEADER]
+    rows = np.repeat(np.arange(len(idx)), blocks_each)
+    first_block = np.cumsum(blocks_each) - blocks_each
+    number = np.arange(len(rows)) - first_block[rows]
+    counter_blocks = np.zeros((len(rows), 16), dtype=np.uint8)
+    counter_blocks[:, :10] = nonce[rows]
+    counter_blocks[:, 14] = number >> 8
+    counter_blocks[:, 15] = number & 0xFF
+    changes = (np.flatnonzero((np.diff(which) != 0) | (np.diff(sizes) != 0)) + 1).tolist()
+    block_bounds = [0] + first_block[changes].tolist() + [len(rows)]
+    key_of = [table[w] for w in which[[0] + changes].tolist()]
+    stream = b"".join(k._ecb(counter_blocks[a:b].tobytes())
+                      for k, a, b in zip(key_of, block_bounds[:-1], block_bounds[1:],
+                                         strict=True))
+    # Each frame's sealed part (from byte 11) with the tag bytes after it up to a whole
+    # block (every sealed size plus its tag reaches one); bytes past the sealed size are
+    # ignored.
+    size_bounds = (np.flatnonzero(np.diff(sizes)) + 1).tolist()
+    parts = []
+    for a, b in zip([0] + size_bounds, size_bounds + [len(idx)], strict=True):
+        size = int(sizes[a])
+        stack = np.frombuffer(b"".join(chosen[a:b]), dtype=np.uint8).reshape(b - a, size + 21)
+        parts.append(stack[:, 11:11 + ((size + 15) >> 4 << 4)].reshape(-1))
+    sealed = np.concatenate(parts) ^ np.frombuffer(stream, dtype=np.uint8)
+    offsets = first_block * 16
+    _open_sealed(sealed, sizes, offsets, idx + base, direction, result)
+
+
+def _open_sealed(sealed, sizes, offsets, frame_index, downlink, result):
+    """The decrypted sealed parts (at `offsets` in `sealed`, `sizes` long, each padded to a
+    whole AES block, rows of one size consecutive) -> payloads."""
     code = sealed[offsets]
     flags = sealed[offsets + 1]
     length = sealed[offsets + 2].astype(np.int64)
     good = (_SIZE_OF_LENGTH[length] == sizes) & ((flags & ~np.uint8(17)) == 0)
-    for size in np.unique(sizes):  # padding must be zero
-        rows = np.nonzero(sizes == size)[0]
-        block = sealed[offsets[rows, None] + np.arange(size)]
-        pad = np.arange(size)[None, :] >= (codec.INNER_SIZE + length[rows])[:, None]
-        good[rows] &= ~(block & pad).any(axis=1)
+    # Per size, the sealed parts as one 2-D view (a row a frame): no index arrays.
+    by_size = {}
+    bounds = (np.flatnonzero(np.diff(sizes)) + 1).tolist()
+    for first, end in zip([0] + bounds, bounds + [len(sizes)], strict=True):
+        size = int(sizes[first])
+        width = (size + 15) >> 4 << 4
+        start = int(offsets[first])
+        block = sealed[start:start + (end - first) * width].reshape(end - first, width)
+        by_size[size] = (first, block)
+        pad = np.arange(size)[None, :] >= (codec.INNER_SIZE + length[first:end])[:, None]
+        good[first:end] &= ~(block[:, :size] & pad).any(axis=1)  # padding must be zero
     result.refuse("bad_payload", int((~good).sum()))
     for type_code in np.unique(code[good]).tolist():
         spec = messages.BY_TYPE.get(type_code)
@@ -262,15 +482,16 @@ def _decode_batch(datas, keys, result, base):
             continue
         for n in np.unique(length[rows_of_type]).tolist():
             rows = rows_of_type[length[rows_of_type] == n]
-            _payloads(spec, n, rows, sealed, offsets, frame_index, result)
+            first, block = by_size[int(_SIZE_OF_LENGTH[n])]  # one length, one size
+            data = block[rows - first, codec.INNER_SIZE:codec.INNER_SIZE + n]
+            _payloads(spec, n, rows, data, frame_index, result)
 
 
-def _payloads(spec, n, rows, sealed, offsets, frame_index, result):
+def _payloads(spec, n, rows, data, frame_index, result):
     layout = _layout(spec, n)
-    data = sealed[offsets[rows, None] + codec.INNER_SIZE + np.arange(n)] if n else None
     if layout is None:
-        for row in rows.tolist():  # CONFIG items, TEST_INJECT data, or a bad length
-            payload = bytes(sealed[offsets[row] + 3:offsets[row] + 3 + n])
+        for row, payload in zip(rows.tolist(), map(bytes, data), strict=True):
+            # CONFIG items, TEST_INJECT data, or a bad length
             try:
                 _name, fields = messages.decode(spec[0], payload)
             except messages.PayloadError:
@@ -297,25 +518,68 @@ def _payloads(spec, n, rows, sealed, offsets, frame_index, result):
     result.valid += int(ok.sum())
 
 
-def epb_datas(buf):
-    """Frame packets of an in-memory recording written by vigil (the benchmark's input):
-    (interface ids, datas). Walks the blocks with the pcapng declarations' fast path."""
-    reader_head = pcapng.unpack_epb_head
-    pos = 0
-    size = len(buf)
-    ifaces, datas = [], []
-    while pos + 12 <= size:
-        block_type, length = struct.unpack_from("<II", buf, pos)
-        if length < 12 or pos + length > size:
-            break
-        if block_type == pcapng.EPB_TYPE:
-            head = reader_head(buf, pos)
-            ifaces.append(head[2])
-            datas.append(buf[pos + 28:pos + 28 + head[5]])
-        pos += length
-    return ifaces, datas
+def _sort_groups(result):
+    """Rows of each group in frame order (batches are worked key by key)."""
+    for key, group in result.groups.items():
+        index = group["index"]
+        if len(index) > 1 and (np.diff(index) < 0).any():
+            order = np.argsort(index, kind="stable")
+            result.groups[key] = {path: column[order] for path, column in group.items()}
+    result._where = {}
 
 
-def decode_file(path, keys):
-    _times, datas = read_frames(path)
-    return decode(datas, keys)
+def decode_file(path, keys, workers=1):
+    """decode_buffer over the file, mapped into memory rather than read. With workers > 1
+    the frames are split into that many runs, decoded by forked processes and merged: the
+    same result, in frame order."""
+    keys = key_table(keys)
+    with open(path, "rb") as f:
+        try:
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError:  # an empty file cannot be mapped
+            return decode_buffer(b"", keys)
+    with mapped:
+        spans = frame_spans(mapped) if workers > 1 else None
+        if spans is None or len(spans[0]) < 2 * BATCH or "fork" not in (
+                multiprocessing.get_all_start_methods()):
+            return decode_buffer(mapped, keys)
+    starts, ends = spans
+    cut = [len(starts) * i // workers for i in range(workers + 1)]
+    global _FORKED
+    _FORKED = (path, keys, starts, ends)  # inherited by the forked workers, never pickled
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            parts = pool.map(_decode_part, list(zip(cut[:-1], cut[1:], strict=True)))
+    finally:
+        _FORKED = None
+    return _merge(parts)
+
+
+_FORKED = None
+
+
+def _decode_part(bounds):
+    path, keys, starts, ends = _FORKED
+    first, last = bounds
+    started_s = time.process_time()
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        part = _decode_spans(mapped, starts[first:last], ends[first:last], keys, BulkResult(),
+                             first)
+    part.cpu_s = [time.process_time() - started_s]
+    return part
+
+
+def _merge(parts):
+    result = BulkResult()
+    for part in parts:  # in frame order: each part's frames follow the previous part's
+        result.frames += part.frames
+        result.valid += part.valid
+        for reason, count in part.refused.items():
+            result.refuse(reason, count)
+        result.singles.update(part.singles)
+        result.cpu_s += part.cpu_s
+        for key, group in part.groups.items():
+            old = result.groups.get(key)
+            result.groups[key] = group if old is None else {
+                path: np.concatenate((old[path], group[path])) for path in group}
+    return result

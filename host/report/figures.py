@@ -83,6 +83,8 @@ def power_svg(run):
         return None
     end_s = max(r[0][-1] for r in binned.values())
     div, unit = _time_axis(end_s)
+    if not any(r[2] or r[3] for r in binned.values()):
+        return _battery_only_svg(binned, end_s, div, unit)
     with matplotlib.rc_context(_RC):
         fig = Figure(figsize=(10, 6.4))
         ax_bat, ax_ma, ax_state = fig.subplots(3, 1, sharex=True,
@@ -130,6 +132,24 @@ def power_svg(run):
         ax_state.set_xlabel("time since start, %s" % unit)
         ax_state.set_xlim(0, end_s / div)
         fig.align_ylabels()
+    return _svg(fig)
+
+
+def _battery_only_svg(binned, end_s, div, unit):
+    """Battery % alone: what a recording's HEARTBEATs tell (currents and CPU states are not
+    on the wire)."""
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=(10, 2.6))
+        ax = fig.subplots()
+        for device, (edges, battery, _current, _states) in binned.items():
+            ax.plot([e / div for e in edges], battery, label="device %s" % device,
+                    linewidth=1.2, drawstyle="steps-post")
+        ax.set_ylabel("battery %")
+        if len(binned) <= 8:
+            ax.legend(loc="lower left", fontsize=7, frameon=False)
+        ax.set_xlabel("time since start, %s (battery %% from HEARTBEAT; currents and sleep "
+                      "states are not on the wire)" % unit)
+        ax.set_xlim(0, end_s / div)
     return _svg(fig)
 
 
