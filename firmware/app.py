@@ -81,9 +81,6 @@ class App:
         refused = config_mod.apply(cfg, list(items.items()))
         for reason in refused:
             log(reason)
-        if getattr(hw.pins, "LINK_KIND", "uart") == "ble":
-            # BLE has no wake line: the device is reached only in its own listen windows.
-            cfg["wake_line"] = 0
         state["config_version"] = version
         keys = persist.load_keys(self.root + "/keys")
         if keys is None:
@@ -103,6 +100,9 @@ class App:
         self.down_floor.attach(downlinks, device_id, key_id,
                                rtc.get("down") if isinstance(rtc, dict) else None)
         self.link = _make_link(hw, downlinks)
+        if not self.link.has_wake_line:
+            # A link its peer cannot wake (BLE): reached only in the device's listen windows.
+            cfg["wake_line"] = 0
         self.button = button_mod.Button(hw.button_pin, hw.ticks_ms)
         self.battery = battery_mod.Battery(hw.battery_adc, hw.charger_pin,
                                            hw.pins.BATTERY_DIVIDER)

@@ -7,6 +7,7 @@
     link.connected, link.queued       a central is ready; frames not yet confirmed
     link.stop() / link.start()        radio off / on
     link.plan_sleep(mode, ms, now)    the app's sleep, adjusted for the radio (below)
+    link.has_wake_line                False: the app plans listen windows (config wake_line 0)
 
 The same interface as firmware/link.py's Link, so the app can use either.
 
@@ -64,6 +65,9 @@ def _ticks_diff(a, b):
 
 
 class BleLink:
+    # No line the phone can pull: the radio is off between listen windows (module docstring).
+    has_wake_line = False
+
     def __init__(self, ble, uuid, receiver, log=None, mtu=247, adv_interval_us=100000,
                  rx_buffer=512, max_queued=32, private=True, ticks_ms=None,
                  stay_connected=False, window_ms=2000, linger_ms=300):

@@ -88,6 +88,9 @@ class _RadioClock:
         t = self.transport
         if t._rx or t._gone:
             return True
+        # The World counts whole microseconds: a wait shorter than one (a deadline that float
+        # rounding left a hair ahead of now) would advance nothing, and recv would spin.
+        s = max(s, 1e-6)
         t.runner.run(t._wait(s), s * 1000 + 1000)
         return bool(t._rx or t._gone)
 
