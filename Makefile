@@ -27,6 +27,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n auto tests
 	$(BIN)/python -m pytest -n auto hil/tests --vigil-board=emu --vigil-report=hil-report/emu
 	$(BIN)/python -m pytest -n auto hil/tests --vigil-board=pty --vigil-report=hil-report/pty
+	$(BIN)/python -m pytest -n auto hil/tests --vigil-board=ble --vigil-report=hil-report/ble
 
 lint: $(STAMP)
 	$(BIN)/ruff check protocol firmware host hil tests bench
