@@ -12,8 +12,8 @@
 # board runs them from the filesystem.
 include("$(PORT_DIR)/boards/manifest.py")
 
-FIRMWARE = ["__init__.py", "app.py", "battery.py", "ble.py", "board.py", "bootguard.py", "button.py",
-            "config.py", "core.py", "gnss.py", "link.py", "nmea.py", "outputs.py",
+FIRMWARE = ["__init__.py", "app.py", "battery.py", "ble.py", "blesecrets.py", "board.py",
+            "bootguard.py", "button.py", "config.py", "core.py", "gnss.py", "link.py", "nmea.py", "outputs.py",
             "persist.py", "pins.py", "store.py"]
 PROTOCOL = ["__init__.py", "codec.py", "crypto.py", "framing.py", "messages.py"]
 

@@ -40,13 +40,15 @@ def log(text):
     print("vigil:", text)
 
 
-def _make_link(hw, receiver):
+def _make_link(hw, receiver, root):
     """The link the pin table names: LINK_KIND "uart" (default) or "ble"."""
     if getattr(hw.pins, "LINK_KIND", "uart") == "ble":
         import bluetooth
 
-        from firmware import ble
-        return ble.BleLink(bluetooth.BLE(), bluetooth.UUID, receiver, log, ticks_ms=hw.ticks_ms)
+        from firmware import ble, blesecrets
+        secrets = blesecrets.SecretStore(root + "/state/ble.bin")
+        return ble.BleLink(bluetooth.BLE(), bluetooth.UUID, receiver, log, ticks_ms=hw.ticks_ms,
+                           secrets=secrets)
     return link_mod.Link(hw.link_uart, receiver, log)
 
 
@@ -99,7 +101,7 @@ class App:
         self.down_floor = persist.DownlinkFloor(self.root + "/state/downlink.bin")
         self.down_floor.attach(downlinks, device_id, key_id,
                                rtc.get("down") if isinstance(rtc, dict) else None)
-        self.link = _make_link(hw, downlinks)
+        self.link = _make_link(hw, downlinks, self.root)
         if not self.link.has_wake_line:
             # A link its peer cannot wake (BLE): reached only in the device's listen windows.
             cfg["wake_line"] = 0
