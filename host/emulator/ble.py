@@ -87,6 +87,7 @@ class BleHost:
         # firmware will be handed and keep (what a bonded phone learnt), see _load_irk.
         self._irk_generations = 0
         self._rpa_epoch = 0
+        self._rpa_due = False
         self.irk = self._generated_irk()
         self.irk_source = "none"         # "stored" | "generated" | "nimble-default"
         self.stats = {k: 0 for k in ("connects", "disconnects", "writes", "bytes_in",
@@ -114,6 +115,7 @@ class BleHost:
             self._events.clear()         # a reset loses the events not yet handled
             self._draining = False
         self.advertising = None          # (interval_us, adv_data, resp_data, connectable)
+        self._rpa_due = False
         self.device = None
         self.controller = None
 
@@ -207,6 +209,9 @@ class BleHost:
         if interval_us < 20000 or interval_us > 10240000:
             raise OSError(EINVAL)
         self.advertising = (interval_us, adv, resp, bool(connectable))
+        if self._rpa_due and not self.connections:
+            self._rpa_due = False
+            self._apply_address()                # the rotation that came during a connection
         self.adv_log.append((self.world.now_ms, adv, self._current_address_bytes()))
         self.stats["adverts"] += 1
         if not self.connections:
@@ -583,6 +588,11 @@ class BleHost:
         """The controller's RPA timer: a new resolvable private address every
         CONFIG_BT_NIMBLE_RPA_TIMEOUT while the stack is up, on air at once."""
         if controller is not self.controller or self.addr_mode != 2 or epoch != self._rpa_epoch:
+            return
+        if self.connections:
+            # A new RPA is for the next advertising; a connection keeps its access address.
+            # (bumble's LocalLink routes by address, so it must not change under a link.)
+            self._rpa_due = True
             return
         self._apply_address()
         if self.advertising is not None and not self.connections:

@@ -1,0 +1,147 @@
+"""What the BLE link costs MicroPython's heap, on the real VM (`--runtime micropython`), against
+the UART link it replaces. Prints figures; the last line is one JSON object.
+
+    python bench/ble_heap.py [--frames 32] [--frame-bytes 100]
+
+The probe is a main.py run by the MicroPython unix port on the emulated board's littlefs:
+gc.mem_alloc() after gc.collect() before and after importing firmware/link.py and building
+its Link, then importing firmware/ble.py (with blesecrets.py) and building a BleLink whose
+queue is full (`max_queued` frames of `frame-bytes`, the driver's worst case). persist.py is
+imported first: the app has it whatever the link. The VM cannot
+reach the emulated radio (the VM bridge carries no IRQ arguments), so the probe hands the
+driver a stand-in `BLE` object that returns handles and does nothing: the figure is the
+driver's code, its state and its queue, which is what BLE adds to MicroPython's heap. NimBLE's
+host and the controller live in the IDF heap, outside MicroPython's (docs/HARDWARE.md).
+The VM is 64-bit: objects and bytecode are up to twice their ESP32 size.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from host.emulator.vm import VmUnavailable, check_available  # noqa: E402
+
+PROBE = """
+import gc, os
+from firmware import persist  # noqa: F401 - the app imports it whatever the link
+try:
+    os.mkdir("/state")
+except OSError:
+    pass
+
+
+class Receiver:
+    def feed(self, data):
+        return []
+
+
+class Uart:
+    def write(self, data):
+        return len(data)
+
+    def any(self):
+        return 0
+
+
+class StandInBLE:
+    def active(self, *a):
+        return True
+
+    def config(self, *a, **k):
+        return None
+
+    def irq(self, handler):
+        self.handler = handler
+
+    def gap_advertise(self, *a, **k):
+        pass
+
+    def gatts_register_services(self, services):
+        return ((1, 2),)
+
+    def gatts_set_buffer(self, *a):
+        pass
+
+    def gatts_indicate(self, *a):
+        raise OSError(107)
+
+
+gc.collect()
+before = gc.mem_alloc()
+from firmware import link as uart_link
+ulink = uart_link.Link(Uart(), Receiver())
+gc.collect()
+print("uart-probe", before, gc.mem_alloc())
+gc.collect()
+before = gc.mem_alloc()
+from firmware import ble, blesecrets
+gc.collect()
+imported = gc.mem_alloc()
+link = ble.BleLink(StandInBLE(), str, Receiver(), max_queued=%(frames)d,
+                   secrets=blesecrets.SecretStore("/state/ble.bin"))
+link.ble.handler(30, (10, b"irk", bytes(16)))
+for n in range(%(frames)d):
+    link.write(bytes(%(frame_bytes)d))
+gc.collect()
+print("ble-probe", before, imported, gc.mem_alloc(), link.queued)
+"""
+
+
+def probe(frames, frame_bytes):
+    from host.deploy import device_files
+    from host.emulator import World
+
+    files = device_files(REPO)
+    files["/main.py"] = (PROBE % {"frames": frames, "frame_bytes": frame_bytes}).encode()
+    found = {}
+    with World(seed=0) as world:
+        dev = world.add_device(1, files=files, runtime="micropython", heap_bytes=512 * 1024)
+        world.run_until(5000)
+        for _t, line in dev.log:
+            if line.startswith(("ble-probe", "uart-probe")):
+                name, *numbers = line.split()
+                found[name] = [int(n) for n in numbers]
+        if set(found) != {"ble-probe", "uart-probe"}:
+            raise RuntimeError("the probe printed %r" % [line for _t, line in dev.log][-8:])
+    return found
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, default=32, help="max_queued (the driver's)")
+    parser.add_argument("--frame-bytes", type=int, default=100)
+    args = parser.parse_args(argv)
+    try:
+        check_available()
+    except VmUnavailable as e:
+        print("bench/ble_heap.py: %s" % e, file=sys.stderr)
+        return 2
+    found = probe(args.frames, args.frame_bytes)
+    before, imported, full, queued = found["ble-probe"]
+    u_before, u_built = found["uart-probe"]
+    figures = {
+        "ble_import_bytes": imported - before,
+        "ble_link_full_queue_bytes": full - imported,
+        "ble_total_bytes": full - before,
+        "uart_link_total_bytes": u_built - u_before,
+        "ble_minus_uart_bytes": (full - before) - (u_built - u_before),
+        "frames": queued,
+        "frame_bytes": args.frame_bytes,
+        "word_bits": 64,
+    }
+    print("BLE link on the MicroPython VM (64-bit): imports %d B, the link with %d queued "
+          "frames of %d B %d B, %d B in all" % (figures["ble_import_bytes"], queued,
+                                                args.frame_bytes,
+                                                figures["ble_link_full_queue_bytes"],
+                                                figures["ble_total_bytes"]))
+    print("UART link: %d B in all; BLE costs %d B more" % (figures["uart_link_total_bytes"],
+                                                          figures["ble_minus_uart_bytes"]))
+    print(json.dumps(figures, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
