@@ -596,7 +596,7 @@ class BleHost:
             return
         self._apply_address()
         if self.advertising is not None and not self.connections:
-            interval_us, adv = self.advertising[0], self.advertising[1]
+            adv = self.advertising[1]
             self.adv_log.append((self.world.now_ms, adv, self._current_address_bytes()))
             self._on_loop(self._restart_advertising())
 
