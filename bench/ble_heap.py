@@ -1,16 +1,18 @@
 """What the BLE link costs MicroPython's heap, on the real VM (`--runtime micropython`), against
 the UART link it replaces. Prints figures; the last line is one JSON object.
 
-    python bench/ble_heap.py [--frames 32] [--frame-bytes 100]
+    python bench/ble_heap.py [--frames 32] [--frame-bytes 100] [--app-minutes 10]
 
 The probe is a main.py run by the MicroPython unix port on the emulated board's littlefs:
 gc.mem_alloc() after gc.collect() before and after importing firmware/link.py and building
 its Link, then importing firmware/ble.py (with blesecrets.py) and building a BleLink whose
 queue is full (`max_queued` frames of `frame-bytes`, the driver's worst case). persist.py is
 imported first: the app has it whatever the link. The VM cannot
-reach the emulated radio (the VM bridge carries no IRQ arguments), so the probe hands the
-driver a stand-in `BLE` object that returns handles and does nothing: the figure is the
-driver's code, its state and its queue, which is what BLE adds to MicroPython's heap. NimBLE's
+be given an exact worst case over the emulated radio, so the probe hands the driver a
+stand-in `BLE` object that returns handles and does nothing: the figure is the driver's code,
+its state and its queue, which is what BLE adds to MicroPython's heap. `--app-minutes` also
+runs the whole firmware on the VM over each link (the emulated radio through the VM bridge)
+and reports the peak of gc.mem_alloc() at its wakes. NimBLE's
 host and the controller live in the IDF heap, outside MicroPython's (docs/HARDWARE.md).
 The VM is 64-bit: objects and bytecode are up to twice their ESP32 size.
 """
@@ -109,10 +111,35 @@ def probe(frames, frame_bytes):
     return found
 
 
+def app_peak(link, minutes, heap_kib):
+    """(peak gc.mem_alloc() at a wake, faults) of the whole firmware on the VM, quiet-day on
+    the product profile, linked over `link` ("uart" or "ble")."""
+    from host import emulate, scenario
+
+    sc = scenario.load("quiet-day")
+    sc["scenario"]["profile"] = "product"
+    if link == "ble":
+        sc["link"]["kind"] = "ble"
+    sim = emulate.ScenarioRun(sc, runtime="micropython", heap_bytes=heap_kib * 1024)
+    try:
+        sim.world.run_until(minutes * 60_000)
+        devices = list(sim.devices.values())
+        peak = max(d.vm.peak_heap_bytes or 0 for d in devices)
+        faults = ["%s: %s" % (k, x) for d in devices for _t, k, x in d.faults]
+        faults += [text for d in devices for _t, text in d.crashes]
+    finally:
+        sim.close()
+    return peak, faults
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=32, help="max_queued (the driver's)")
     parser.add_argument("--frame-bytes", type=int, default=100)
+    parser.add_argument("--app-minutes", type=float, default=0,
+                        help="also run the whole firmware this long on each link (quiet-day, "
+                             "product profile) and report its peak heap at a wake")
+    parser.add_argument("--heap-kib", type=int, default=256, help="the VM's heap for that run")
     args = parser.parse_args(argv)
     try:
         check_available()
@@ -139,6 +166,14 @@ def main(argv=None):
                                                 figures["ble_total_bytes"]))
     print("UART link: %d B in all; BLE costs %d B more" % (figures["uart_link_total_bytes"],
                                                           figures["ble_minus_uart_bytes"]))
+    if args.app_minutes:
+        for link in ("uart", "ble"):
+            peak, faults = app_peak(link, args.app_minutes, args.heap_kib)
+            figures["app_%s_peak_heap_bytes" % link] = peak
+            figures["app_%s_faults" % link] = faults
+            print("whole firmware over %s, %.0f min of quiet-day: peak %d B at a wake%s"
+                  % (link, args.app_minutes, peak, "; faults: %s" % faults if faults else ""))
+        figures["app_minutes"] = args.app_minutes
     print(json.dumps(figures, sort_keys=True))
     return 0
 
