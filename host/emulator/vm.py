@@ -5,6 +5,8 @@ The VM side (mpy/_vm.py) forwards every `_board.<name>(...)` call over a pipe; t
 firmware thread here serves it with the same `EmulatedDevice.bus_<name>` method the CPython
 runtime calls directly, so the two runtimes share every rule of the emulated hardware. The
 forwarding is generic over the names of `BoardBus`: a new bus call needs no change here.
+The `bluetooth` module's bus (host/emulator/ble.py `BleHost.bus_<name>`) travels the same way
+as `ble_<name>` calls, when bumble is installed.
 
 Lockstep: the VM blocks on every bus call until the host answers, and virtual time moves only
 inside bus calls that wait, so a run is as deterministic as under CPython. A reset (deep
@@ -14,7 +16,8 @@ RTC memory (on the host) and flash (blocks on the host) carry over.
 Wire format (both directions): <I length> + body, body[0] the kind; values are tagged
 (see mpy/_vm.py). The callbacks the firmware hands to the board (IRQ handlers, timers) stay in
 the VM and travel as ids; the host runs one by asking the VM to, while the VM waits for the
-reply to the bus call that is in progress.
+reply to the bus call that is in progress. A BLE IRQ handler gets its arguments and answers
+with its result (NimBLE asks the handler for secrets and uses what it returns).
 """
 import codecs
 import hashlib
