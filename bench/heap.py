@@ -2,6 +2,7 @@
 day under `--runtime micropython`: prints figures, then one JSON object as the last line.
 
     python bench/heap.py [--scenario quiet-day] [--hours 24] [--low 32] [--high 512] [--step 4]
+                         [--link uart|ble]
 
 Bisection over KiB: a heap passes when the scenario runs its whole duration with no device
 fault (no MemoryError anywhere, no VM death) and no firmware crash; a failing heap stops at
@@ -25,9 +26,11 @@ from host.emulator.vm import VmUnavailable, check_available  # noqa: E402
 TARGET_KIB = 80
 
 
-def trial(name, hours, heap_kib):
+def trial(name, hours, heap_kib, link="uart"):
     """(passed, peak heap bytes, faults, wall s) of one run at heap_kib."""
     sc = scenario.load(name)
+    if link == "ble":  # the same firmware linked over BLE through the emulated phone
+        sc["link"]["kind"] = "ble"
     duration_ms = int(hours * 3600 * 1000)
     started = time.perf_counter()
     with emulate.one_core():
@@ -85,6 +88,8 @@ def main(argv=None):
     parser.add_argument("--low", type=int, default=32, help="KiB known or assumed to fail")
     parser.add_argument("--high", type=int, default=512, help="KiB expected to pass")
     parser.add_argument("--step", type=int, default=4, help="resolution in KiB")
+    parser.add_argument("--link", choices=("uart", "ble"), default="uart",
+                        help="the device's link (ble: bluetooth through the VM bridge)")
     args = parser.parse_args(argv)
     try:
         check_available()
@@ -96,7 +101,7 @@ def main(argv=None):
     print("imports: %d bytes of heap before the firmware, %d after importing all of it "
           "(%d for the firmware's modules)" % (before, after, after - before))
     low, high = args.low, args.high
-    ok, peak, faults, wall = trial(args.scenario, args.hours, high)
+    ok, peak, faults, wall = trial(args.scenario, args.hours, high, args.link)
     print("%4d KiB: %s (peak %d bytes at a wake, %.1f s)" % (
         high, "passes" if ok else "FAILS: " + faults[0], peak, wall))
     if not ok:
@@ -105,7 +110,7 @@ def main(argv=None):
     best_peak = peak
     while high - low > args.step:
         mid = (low + high) // 2
-        ok, peak, faults, wall = trial(args.scenario, args.hours, mid)
+        ok, peak, faults, wall = trial(args.scenario, args.hours, mid, args.link)
         print("%4d KiB: %s (%.1f s)" % (mid, ("passes, peak %d bytes at a wake" % peak)
                                         if ok else "fails: " + faults[0], wall))
         if ok:
@@ -114,6 +119,7 @@ def main(argv=None):
             low = mid
     figures = {
         "scenario": args.scenario,
+        "link": args.link,
         "hours": args.hours,
         "min_heap_kib": high,
         "resolution_kib": args.step,
