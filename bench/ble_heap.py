@@ -2,6 +2,7 @@
 the UART link it replaces. Prints figures; the last line is one JSON object.
 
     python bench/ble_heap.py [--frames 32] [--frame-bytes 100] [--app-minutes 10]
+                             [--min-heap LOW HIGH STEP]
 
 The probe is a main.py run by the MicroPython unix port on the emulated board's littlefs:
 gc.mem_alloc() after gc.collect() before and after importing firmware/link.py and building
@@ -136,6 +137,41 @@ def app_peak(link, minutes, heap_kib):
     return peak, (max(later) if later else None), faults
 
 
+def runs_at(link, minutes, heap_kib):
+    """Whether the whole firmware runs `minutes` of quiet-day (esp32-devkitc) over `link` on a
+    VM heap of heap_kib with no fault (MemoryError, VM death) and no crash."""
+    from host import emulate, scenario
+
+    sc = scenario.load("quiet-day")
+    if link == "ble":
+        sc["link"]["kind"] = "ble"
+    with emulate.one_core():
+        sim = emulate.ScenarioRun(sc, runtime="micropython", heap_bytes=heap_kib * 1024)
+        try:
+            t = 0
+            while t < minutes * 60_000:         # stop at the first fault: a crash loop is slow
+                t = min(minutes * 60_000, t + 5000)
+                sim.world.run_until(t)
+                if any(d.faults or d.crashes for d in sim.devices.values()):
+                    return False
+            return True
+        finally:
+            sim.close()
+
+
+def min_heap_kib(link, minutes, low, high, step):
+    """Bisection over KiB, as bench/heap.py: the smallest heap that runs."""
+    if not runs_at(link, minutes, high):
+        return None
+    while high - low > step:
+        mid = (low + high) // 2
+        if runs_at(link, minutes, mid):
+            high = mid
+        else:
+            low = mid
+    return high
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=32, help="max_queued (the driver's)")
@@ -144,6 +180,9 @@ def main(argv=None):
                         help="also run the whole firmware this long on each link (quiet-day, "
                              "product profile) and report its peak heap at a wake")
     parser.add_argument("--heap-kib", type=int, default=256, help="the VM's heap for that run")
+    parser.add_argument("--min-heap", nargs=3, type=int, metavar=("LOW", "HIGH", "STEP"),
+                        help="also find the smallest heap (KiB) that runs --app-minutes of "
+                             "quiet-day on each link, by bisection")
     args = parser.parse_args(argv)
     try:
         check_available()
@@ -181,6 +220,14 @@ def main(argv=None):
                                           "no wake" if later is None else "%d B" % later,
                                           "; faults: %s" % faults if faults else ""))
         figures["app_minutes"] = args.app_minutes
+        if args.min_heap:
+            low, high, step = args.min_heap
+            for link in ("uart", "ble"):
+                kib = min_heap_kib(link, args.app_minutes, low, high, step)
+                figures["app_%s_min_heap_kib" % link] = kib
+                print("smallest heap that runs %.0f min of quiet-day over %s: %s (%d KiB steps)"
+                      % (args.app_minutes, link, "not even %d KiB" % high if kib is None
+                         else "%d KiB" % kib, step))
     print(json.dumps(figures, sort_keys=True))
     return 0
 

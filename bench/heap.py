@@ -2,7 +2,6 @@
 day under `--runtime micropython`: prints figures, then one JSON object as the last line.
 
     python bench/heap.py [--scenario quiet-day] [--hours 24] [--low 32] [--high 512] [--step 4]
-                         [--link uart|ble]
 
 Bisection over KiB: a heap passes when the scenario runs its whole duration with no device
 fault (no MemoryError anywhere, no VM death) and no firmware crash; a failing heap stops at
@@ -26,11 +25,9 @@ from host.emulator.vm import VmUnavailable, check_available  # noqa: E402
 TARGET_KIB = 80
 
 
-def trial(name, hours, heap_kib, link="uart"):
+def trial(name, hours, heap_kib):
     """(passed, peak heap bytes, faults, wall s) of one run at heap_kib."""
     sc = scenario.load(name)
-    if link == "ble":  # the same firmware linked over BLE through the emulated phone
-        sc["link"]["kind"] = "ble"
     duration_ms = int(hours * 3600 * 1000)
     started = time.perf_counter()
     with emulate.one_core():
@@ -88,8 +85,6 @@ def main(argv=None):
     parser.add_argument("--low", type=int, default=32, help="KiB known or assumed to fail")
     parser.add_argument("--high", type=int, default=512, help="KiB expected to pass")
     parser.add_argument("--step", type=int, default=4, help="resolution in KiB")
-    parser.add_argument("--link", choices=("uart", "ble"), default="uart",
-                        help="the device's link (ble: bluetooth through the VM bridge)")
     args = parser.parse_args(argv)
     try:
         check_available()
@@ -101,7 +96,7 @@ def main(argv=None):
     print("imports: %d bytes of heap before the firmware, %d after importing all of it "
           "(%d for the firmware's modules)" % (before, after, after - before))
     low, high = args.low, args.high
-    ok, peak, faults, wall = trial(args.scenario, args.hours, high, args.link)
+    ok, peak, faults, wall = trial(args.scenario, args.hours, high)
     print("%4d KiB: %s (peak %d bytes at a wake, %.1f s)" % (
         high, "passes" if ok else "FAILS: " + faults[0], peak, wall))
     if not ok:
@@ -110,7 +105,7 @@ def main(argv=None):
     best_peak = peak
     while high - low > args.step:
         mid = (low + high) // 2
-        ok, peak, faults, wall = trial(args.scenario, args.hours, mid, args.link)
+        ok, peak, faults, wall = trial(args.scenario, args.hours, mid)
         print("%4d KiB: %s (%.1f s)" % (mid, ("passes, peak %d bytes at a wake" % peak)
                                         if ok else "fails: " + faults[0], wall))
         if ok:
@@ -119,7 +114,6 @@ def main(argv=None):
             low = mid
     figures = {
         "scenario": args.scenario,
-        "link": args.link,
         "hours": args.hours,
         "min_heap_kib": high,
         "resolution_kib": args.step,
