@@ -32,6 +32,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n auto hil/tests --vigil-board=emu --vigil-report=hil-report/emu
 	$(BIN)/python -m pytest -n auto hil/tests --vigil-board=pty --vigil-report=hil-report/pty
 	$(BIN)/python -m pytest -n auto hil/tests --vigil-board=hil/boards/emu-inject.toml --vigil-report=hil-report/emu-inject
+	$(BIN)/python -m pytest -n auto hil/tests --vigil-board=ble --vigil-report=hil-report/ble
 	$(MAKE) hil-labgrid
 
 # Part of the HIL suite through a local labgrid farm (coordinator, exporter, ser2net);

@@ -55,13 +55,15 @@ def log(text):
     print("vigil:", text)
 
 
-def _make_link(hw, receiver):
+def _make_link(hw, receiver, root):
     """The link the pin table names: LINK_KIND "uart" (default) or "ble"."""
     if getattr(hw.pins, "LINK_KIND", "uart") == "ble":
         import bluetooth
 
-        from firmware import ble
-        return ble.BleLink(bluetooth.BLE(), bluetooth.UUID, receiver, log, ticks_ms=hw.ticks_ms)
+        from firmware import ble, blesecrets
+        secrets = blesecrets.SecretStore(root + "/state/ble.bin")
+        return ble.BleLink(bluetooth.BLE(), bluetooth.UUID, receiver, log, ticks_ms=hw.ticks_ms,
+                           secrets=secrets)
     return link_mod.Link(hw.link_uart, receiver, log)
 
 
@@ -123,9 +125,6 @@ class App:
         refused = config_mod.apply(cfg, list(items.items()))
         for reason in refused:
             log(reason)
-        if getattr(hw.pins, "LINK_KIND", "uart") == "ble":
-            # BLE has no wake line: the device is reached only in its own listen windows.
-            cfg["wake_line"] = 0
         state["config_version"] = version
         keys = persist.load_keys(self.root + "/keys")
         if keys is None:
@@ -144,7 +143,10 @@ class App:
         self.down_floor = persist.DownlinkFloor(self.root + "/state/downlink.bin")
         self.down_floor.attach(downlinks, device_id, key_id,
                                rtc.get("down") if isinstance(rtc, dict) else None)
-        self.link = _make_link(hw, downlinks)
+        self.link = _make_link(hw, downlinks, self.root)
+        if not self.link.has_wake_line:
+            # A link its peer cannot wake (BLE): reached only in the device's listen windows.
+            cfg["wake_line"] = 0
         self.button = button_mod.Button(hw.button_pin, hw.ticks_ms)
         self.battery = battery_mod.Battery(hw.battery_adc, hw.charger_pin,
                                            hw.pins.BATTERY_DIVIDER)

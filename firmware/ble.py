@@ -7,6 +7,7 @@
     link.connected, link.queued       a central is ready; frames not yet confirmed
     link.stop() / link.start()        radio off / on
     link.plan_sleep(mode, ms, now)    the app's sleep, adjusted for the radio (below)
+    link.has_wake_line                False: the app plans listen windows (config wake_line 0)
 
 The same interface as firmware/link.py's Link, so the app can use either.
 
@@ -31,8 +32,11 @@ at ~40 times the current.
 
 Privacy: the advertisement carries only the flags: no name, no service UUID, no
 manufacturer data, no TX power. The GAP name (readable by anyone who connects; "MPY ESP32"
-by default) is set empty. The address is resolvable private (addr_mode 2, rotated by NimBLE)
-where the port allows it, else the identity address (the worse case: the tests use it).
+by default) is set empty. The address is resolvable private (addr_mode 2, rotated by NimBLE
+every CONFIG_BT_NIMBLE_RPA_TIMEOUT and new at each start) where the port allows it, else the
+identity address (the worse case: the tests use it). The IRK behind it comes from `secrets`
+(firmware/blesecrets.py, on flash): without a store NimBLE's built-in IRK, known to anyone,
+would resolve it. With a store the device also bonds (keys kept there across resets).
 """
 try:
     from micropython import const
@@ -44,6 +48,9 @@ _IRQ_CENTRAL_DISCONNECT = const(2)
 _IRQ_GATTS_WRITE = const(3)
 _IRQ_GATTS_INDICATE_DONE = const(20)
 _IRQ_MTU_EXCHANGED = const(21)
+_IRQ_GET_SECRET = const(29)
+_IRQ_SET_SECRET = const(30)
+_IO_NO_INPUT_OUTPUT = const(3)                         # no display, no keyboard: Just Works
 
 _FLAG_WRITE_NO_RESPONSE = const(0x0004)
 _FLAG_WRITE = const(0x0008)
@@ -64,9 +71,12 @@ def _ticks_diff(a, b):
 
 
 class BleLink:
+    # No line the phone can pull: the radio is off between listen windows (module docstring).
+    has_wake_line = False
+
     def __init__(self, ble, uuid, receiver, log=None, mtu=247, adv_interval_us=100000,
                  rx_buffer=512, max_queued=32, private=True, ticks_ms=None,
-                 stay_connected=False, window_ms=2000, linger_ms=300):
+                 stay_connected=False, window_ms=2000, linger_ms=300, secrets=None):
         self.ble = ble
         self.uuid = uuid
         self.receiver = receiver
@@ -76,6 +86,8 @@ class BleLink:
         self.rx_buffer = rx_buffer
         self.max_queued = max_queued
         self.private = private
+        self.secrets = secrets      # blesecrets.SecretStore: our IRK and bonds, on flash
+        self.bonding = False
         self.ticks_ms = ticks_ms
         self.stay_connected = stay_connected
         self.window_ms = window_ms
@@ -104,6 +116,9 @@ class BleLink:
         if self._on:
             return
         ble = self.ble
+        # The handler goes first: active(True) asks it for our IRK (_IRQ_GET_SECRET). Without
+        # one, NimBLE uses its built-in IRK and anyone can resolve the private address.
+        ble.irq(self._irq)
         ble.active(True)
         ble.config(gap_name=b"")
         ble.config(mtu=self.mtu_wanted)
@@ -114,7 +129,15 @@ class BleLink:
                 self.private_address = True
             except (OSError, ValueError):
                 pass
-        ble.irq(self._irq)
+        self.bonding = False
+        if self.secrets is not None:
+            # Bond (keys kept in the secret store) over LE Secure Connections; no display or
+            # keys on the device, so Just Works. The frames carry their own authentication.
+            try:
+                ble.config(bond=True, le_secure=True, io=_IO_NO_INPUT_OUTPUT)
+                self.bonding = True
+            except (OSError, ValueError):
+                pass
         uuid = self.uuid
         service = (uuid(SERVICE_UUID), (
             (uuid(RX_UUID), _FLAG_WRITE | _FLAG_WRITE_NO_RESPONSE),
@@ -218,6 +241,10 @@ class BleLink:
 
     # --- events (the port's IRQ handler) ---------------------------------------------------
     def _irq(self, event, data):
+        if event == _IRQ_GET_SECRET:                   # answered at once: NimBLE waits on it
+            return None if self.secrets is None else self.secrets.get(data[0], data[1], data[2])
+        if event == _IRQ_SET_SECRET:
+            return False if self.secrets is None else self.secrets.set(data[0], data[1], data[2])
         now = self._now()                              # first: reading ticks may run IRQs
         if event == _IRQ_CENTRAL_CONNECT:
             if self._conn is None:

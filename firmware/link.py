@@ -12,6 +12,10 @@ Log text printed on the same UART sits between frames; the deframer resyncs at e
 
 
 class Link:
+    # The peer can wake the device (LINK_WAKE, docs/LINK.md); config `wake_line` says
+    # whether this board has it wired.
+    has_wake_line = True
+
     def __init__(self, uart, receiver, log=None, chunk=256):
         self.uart = uart
         self.receiver = receiver

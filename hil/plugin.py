@@ -7,9 +7,10 @@ host.centre.Centre), `clock` (the rig's clock: virtual on emulated boards, wall 
 real ones).
 
 Markers: needs_gps, needs_ble, needs_power, needs_battery, needs_button, needs_outputs,
-needs_deep_sleep, needs_safe_mode, needs_button_line (a wire on the button itself, a relay
-or the emulator's pin, not a TEST_INJECT press): a test whose board lacks the capability is
-skipped, and the skip says which board lacks what. `waits_for_main(reason)`: behaviour the lead's issue-7 firmware provides;
+needs_deep_sleep, needs_safe_mode, needs_wake_line (the peer can wake the device: LINK_WAKE),
+needs_button_line (a wire on the button itself, a relay or the emulator's pin, not a
+TEST_INJECT press): a test whose board lacks the capability is skipped, and the skip says
+which board lacks what. `waits_for_main(reason)`: behaviour the lead's issue-7 firmware provides;
 until it has landed the test is an expected failure with that reason.
 
 Reports: when --vigil-board is given, a JUnit file goes to --vigil-report (default
@@ -37,6 +38,9 @@ CAPABILITY_MARKERS = {
     "needs_outputs": "outputs",
     "needs_deep_sleep": "deep_sleep",
     "needs_safe_mode": "safe_mode",
+    # The peer can wake the device (LINK_WAKE, docs/LINK.md). A BLE board has none: it is
+    # reachable only in its own listen windows.
+    "needs_wake_line": "wake_line",
 }
 
 
@@ -74,7 +78,11 @@ def capabilities(spec):
     from hil.rig import parse_spec
 
     kind, arg = parse_spec(spec)
-    if kind in ("emu", "pty") or (kind == "ble" and not arg):
+    if kind in ("emu", "pty"):
+        found = boards.load(kind)
+        return found.name, set(found.capabilities) | {"outputs", "deep_sleep", "wake_line",
+                                                      "button_line"}
+    if kind == "ble" and not arg:
         found = boards.load(kind)
         return found.name, set(found.capabilities) | {"outputs", "deep_sleep", "button_line"}
     if kind == "ble":
@@ -82,9 +90,13 @@ def capabilities(spec):
         return "ble:%s" % arg, {"ble"}           # a real board: only its link is known
     if kind == "toml":
         found = boards.load(arg)
-        return found.name, set(found.capabilities)
+        return found.name, set(found.capabilities) | _wake_line(found)
     found = boards.load("devkitc-bench")
-    return "%s (%s)" % (spec, found.name), set(found.capabilities)
+    return "%s (%s)" % (spec, found.name), set(found.capabilities) | _wake_line(found)
+
+
+def _wake_line(board):
+    return {"wake_line"} if board.wake != "none" else set()
 
 
 def _skip_for_capabilities(item, spec):

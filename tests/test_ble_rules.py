@@ -139,3 +139,55 @@ def test_the_radio_current_follows_its_state(world):
     by = dev.energy.report()["by_component_mah"]["ble"]
     # ~1 s of advertising at 0.6 mA (plus the init), nothing after the radio went off
     assert by == pytest.approx(ble["adv_event_uc"] / 250 * 1.0 / 3600, rel=0.2)
+
+
+def test_the_address_of_a_private_stack_cannot_be_read_back(world):
+    # mp_bluetooth_get_current_address: an RPA has no readback in NimBLE (EINVAL).
+    _, log = run(world, "ble.active(True)\n" + attempt("ble.config('mac')[0]")
+                 + "ble.config(addr_mode=2)\n" + attempt("ble.config('mac')"))
+    assert log == ["ok 0", "OSError 22"]
+
+
+IRK_HANDLER = '''
+seen = []
+def irq(event, data):
+    if event == 29:
+        seen.append((29, data[0], data[1], bytes(data[2])))
+        return None
+    if event == 30:
+        seen.append((30, data[0], bytes(data[1]), len(data[2])))
+        return %s
+ble.irq(irq)
+ble.active(True)
+print(seen)
+'''
+
+
+@pytest.mark.parametrize("stores, source", [("True", "generated"), ("False", "nimble-default")])
+def test_active_asks_the_handler_for_our_irk_and_falls_back_to_nimbles(world, stores, source):
+    from host.emulator.ble import NIMBLE_DEFAULT_IRK
+
+    dev, log = run(world, IRK_HANDLER % stores)
+    # load_irk: get_secret(type 10, index 0, key b"irk"); none stored, so set_secret offers a
+    # fresh 16-byte IRK; a handler that does not store it leaves NimBLE's built-in one.
+    assert log == ["[(29, 10, 0, b'irk'), (30, 10, b'irk', 16)]"]
+    assert dev.ble.irk_source == source
+    assert (dev.ble.irk == NIMBLE_DEFAULT_IRK) == (source == "nimble-default")
+
+
+def test_a_handler_registered_after_active_is_never_asked(world):
+    from host.emulator.ble import NIMBLE_DEFAULT_IRK
+
+    dev, log = run(world, "asked = []\nble.active(True)\nble.irq(lambda e, d: asked.append(e))\n"
+                          "print(asked)\n")
+    assert log == ["[]"]
+    assert dev.ble.irk == NIMBLE_DEFAULT_IRK
+
+
+def test_an_exception_in_the_handler_is_printed_and_switches_it_off(world):
+    dev, log = run(world, "def irq(e, d):\n    raise ValueError('boom')\n"
+                          "ble.irq(irq)\nble.active(True)\nprint('active', ble.active())\n")
+    # invoke_irq_handler_run_protected: printed, handler gone, active(True) carries on.
+    assert log[0] == "Unhandled exception in IRQ callback handler"
+    assert "ValueError: boom" in log and log[-1] == "active True"
+    assert dev.ble.irq is None

@@ -92,6 +92,33 @@ def test_capabilities_decide_the_skips():
     assert {"gps", "button", "power", "outputs"} <= have and "ble" not in have
     name, have = capabilities("serial:/dev/a,/dev/b")
     assert "power" not in have and "devkitc-bench" in name
+    assert "wake_line" in capabilities("emu")[1] and "wake_line" in capabilities("pty")[1]
+    assert "wake_line" in have                       # the bench adapter's RTS
+    name, have = capabilities("ble")
+    assert "ble" in have and "wake_line" not in have   # reached in its listen windows only
+    name, have = capabilities("ble:AA:BB:CC:DD:EE:FF")
+    assert have == {"ble"} and name == "ble:AA:BB:CC:DD:EE:FF"
+
+
+def test_ble_board_specs_parse():
+    assert parse_spec("ble") == ("ble", "")
+    assert parse_spec("ble:vigil-1004") == ("ble", "vigil-1004")
+    assert parse_spec("ble:AA:BB:CC:DD:EE:FF") == ("ble", "AA:BB:CC:DD:EE:FF")
+    with pytest.raises(RigError):
+        parse_spec("ble:")
+
+
+@pytest.mark.skipif(__import__("os").path.exists("/run/dbus/system_bus_socket"),
+                    reason="a system D-Bus is here: BlueZ may have an adapter to scan with")
+def test_a_real_ble_board_without_an_adapter_is_one_line():
+    pytest.importorskip("bleak")
+    from hil.rig import open_dut
+
+    with pytest.raises(RigError) as e:
+        open_dut("ble:AA:BB:CC:DD:EE:FF")
+    text = str(e.value)
+    assert "ble:AA:BB:CC:DD:EE:FF" in text and "no Bluetooth adapter" in text
+    assert "\n" not in text
 
 
 @pytest.mark.parametrize("argv, words", [

@@ -26,6 +26,16 @@ IRQ_GATTS_WRITE = 3
 IRQ_GATTS_INDICATE_DONE = 20
 IRQ_MTU_EXCHANGED = 21
 IRQ_CONNECTION_UPDATE = 27
+IRQ_GET_SECRET = 29
+IRQ_SET_SECRET = 30
+
+# load_irk (extmod/nimble/modbluetooth_nimble.c): the IRK is asked of the IRQ handler as secret
+# type 10 under the key b"irk"; a handler that cannot store it leaves NimBLE's built-in IRK,
+# the same on every device (apache/mynewt-nimble nimble/host/src/ble_hs_pvcy.c), with which
+# anyone resolves the "private" address.
+SECRET_TYPE_OUR_IRK = 10
+NIMBLE_DEFAULT_IRK = bytes.fromhex("ef8de2164fec430dbf5bdd34c0531eb8")
+RPA_TIMEOUT_S = 900          # ESP-IDF CONFIG_BT_NIMBLE_RPA_TIMEOUT default
 
 # errno values as MicroPython raises them (py/mperrno.h)
 ENODEV, EINVAL, EBUSY, ENOTCONN, EALREADY, ENOMEM = 19, 22, 16, 107, 114, 12
@@ -73,8 +83,13 @@ class BleHost:
         mac[0] &= 0xFE                   # a unicast public address from the "eFuse MAC"
         self.public_address = bytes(mac)
         self.identity_address = ":".join("%02X" % b for b in mac)
-        # The identity resolving key a bonded phone holds; the RPAs below resolve with it.
-        self.irk = hashlib.sha256(b"irk|%s" % str(dev.device_id).encode()).digest()[:16]
+        # The IRK in use; the RPAs below resolve with it. Before the first boot: the one the
+        # firmware will be handed and keep (what a bonded phone learnt), see _load_irk.
+        self._irk_generations = 0
+        self._rpa_epoch = 0
+        self._rpa_due = False
+        self.irk = self._generated_irk()
+        self.irk_source = "none"         # "stored" | "generated" | "nimble-default"
         self.stats = {k: 0 for k in ("connects", "disconnects", "writes", "bytes_in",
                                      "notifies", "indications", "indications_failed",
                                      "bytes_out", "irqs", "irqs_lost", "truncated_bytes",
@@ -100,6 +115,7 @@ class BleHost:
             self._events.clear()         # a reset loses the events not yet handled
             self._draining = False
         self.advertising = None          # (interval_us, adv_data, resp_data, connectable)
+        self._rpa_due = False
         self.device = None
         self.controller = None
 
@@ -125,6 +141,8 @@ class BleHost:
             return self.gap_name
         if name == "mac":
             self._need_active()
+            if self.addr_mode == 2:
+                raise OSError(EINVAL)    # mp_bluetooth_get_current_address: no RPA readback
             return (0 if self.addr_mode == 0 else 1, self._current_address_bytes())
         if name == "mtu":
             self._need_active()
@@ -191,6 +209,9 @@ class BleHost:
         if interval_us < 20000 or interval_us > 10240000:
             raise OSError(EINVAL)
         self.advertising = (interval_us, adv, resp, bool(connectable))
+        if self._rpa_due and not self.connections:
+            self._rpa_due = False
+            self._apply_address()                # the rotation that came during a connection
         self.adv_log.append((self.world.now_ms, adv, self._current_address_bytes()))
         self.stats["adverts"] += 1
         if not self.connections:
@@ -334,6 +355,7 @@ class BleHost:
         self.device.on("connection", self._on_connection)
         self.active = True
         self._on_loop(self.device.power_on())
+        self._load_irk()
         # NimBLE's host sync takes a while; mp_bluetooth_init blocks until it is done.
         dev.bus_sleep_us(int(ble.get("init_ms", 150) * 1000), 0)
         self._energy()
@@ -506,8 +528,10 @@ class BleHost:
         self._draining = True
         try:
             while self._events:
-                handler, event, data = self._events.popleft()
-                handler(event, data)
+                _handler, event, data = self._events.popleft()
+                # The handler of the moment (o->irq_handler): none after irq(None) or after
+                # an exception switched it off.
+                self._call_handler(event, data)
         finally:
             self._draining = False
 
@@ -520,6 +544,65 @@ class BleHost:
         if self.addr_mode == 0:
             return self.public_address
         return bytes(reversed(bytes(self.controller.random_address)))
+
+    def _generated_irk(self):
+        # NimBLE's ble_hs_hci_util_rand, made deterministic: the n-th IRK this board generates.
+        n = self._irk_generations
+        tag = b"irk|%s" % str(self.dev.device_id).encode() + (b"|%d" % n if n else b"")
+        return hashlib.sha256(tag).digest()[:16]
+
+    def _load_irk(self):
+        """load_irk at the stack's sync (during active(True)): the handler registered before
+        active(True) is asked for the stored IRK; failing that a fresh one is offered for
+        storing; a handler that stores nothing leaves NimBLE's default IRK."""
+        key = b"irk"
+        if self.irq is not None:
+            stored = self._call_handler(IRQ_GET_SECRET, (SECRET_TYPE_OUR_IRK, 0, key))
+            if stored is not None and len(stored) == 16:
+                self.irk, self.irk_source = bytes(stored), "stored"
+                return
+            fresh = self._generated_irk()
+            self._irk_generations += 1
+            if self._call_handler(IRQ_SET_SECRET, (SECRET_TYPE_OUR_IRK, key, fresh)):
+                self.irk, self.irk_source = fresh, "generated"
+                return
+        self.irk, self.irk_source = NIMBLE_DEFAULT_IRK, "nimble-default"
+
+    def _call_handler(self, event, data):
+        """invoke_irq_handler_run_protected (extmod/modbluetooth.c): an exception in the
+        handler is printed, the handler is switched off, and the result is None."""
+        handler = self.irq
+        if handler is None:
+            return None
+        try:
+            return handler(event, data)
+        except Exception as exc:  # noqa: BLE001 - the port catches everything here
+            self.irq = None
+            dev = self.dev
+            dev._flush_stdout()
+            dev._stdout_write("Unhandled exception in IRQ callback handler\n"
+                              + dev._format_traceback(exc))
+            return None
+
+    def _rotate_rpa(self, controller, epoch):
+        """The controller's RPA timer: a new resolvable private address every
+        CONFIG_BT_NIMBLE_RPA_TIMEOUT while the stack is up, on air at once."""
+        if controller is not self.controller or self.addr_mode != 2 or epoch != self._rpa_epoch:
+            return
+        if self.connections:
+            # A new RPA is for the next advertising; a connection keeps its access address.
+            # (bumble's LocalLink routes by address, so it must not change under a link.)
+            self._rpa_due = True
+            return
+        self._apply_address()
+        if self.advertising is not None and not self.connections:
+            adv = self.advertising[1]
+            self.adv_log.append((self.world.now_ms, adv, self._current_address_bytes()))
+            self._on_loop(self._restart_advertising())
+
+    async def _restart_advertising(self):
+        await self._stop_advertising()
+        await self._start_advertising()
 
     def _apply_address(self):
         if self.device is None or self.addr_mode == 0:
@@ -541,6 +624,11 @@ class BleHost:
         # starts; NimBLE does the same with the RPA it generated.
         self.device.random_address = address
         self.controller.random_address = address
+        if self.addr_mode == 2:
+            ble = self.dev.profile.get("ble", {})
+            period_ms = int(ble.get("rpa_timeout_s", RPA_TIMEOUT_S) * 1000)
+            self._rpa_epoch += 1         # one timer: a later addr_mode=2 restarts it
+            self.world.after(period_ms, self._rotate_rpa, self.controller, self._rpa_epoch)
 
     def _energy(self):
         """The radio's average current in its present state (docs/HARDWARE.md)."""

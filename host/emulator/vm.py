@@ -5,6 +5,8 @@ The VM side (mpy/_vm.py) forwards every `_board.<name>(...)` call over a pipe; t
 firmware thread here serves it with the same `EmulatedDevice.bus_<name>` method the CPython
 runtime calls directly, so the two runtimes share every rule of the emulated hardware. The
 forwarding is generic over the names of `BoardBus`: a new bus call needs no change here.
+The `bluetooth` module's bus (host/emulator/ble.py `BleHost.bus_<name>`) travels the same way
+as `ble_<name>` calls, when bumble is installed.
 
 Lockstep: the VM blocks on every bus call until the host answers, and virtual time moves only
 inside bus calls that wait, so a run is as deterministic as under CPython. A reset (deep
@@ -14,7 +16,8 @@ RTC memory (on the host) and flash (blocks on the host) carry over.
 Wire format (both directions): <I length> + body, body[0] the kind; values are tagged
 (see mpy/_vm.py). The callbacks the firmware hands to the board (IRQ handlers, timers) stay in
 the VM and travel as ids; the host runs one by asking the VM to, while the VM waits for the
-reply to the bus call that is in progress.
+reply to the bus call that is in progress. A BLE IRQ handler gets its arguments and answers
+with its result (NimBLE asks the handler for secrets and uses what it returns).
 """
 import codecs
 import hashlib
@@ -29,7 +32,8 @@ import tempfile
 from pathlib import Path
 
 MPY_DIR = Path(__file__).resolve().parent / "mpy"
-_VM_SIDE_MODULES = ("_vm", "machine", "time", "esp32")  # `micropython` stays the VM's own
+# `micropython` stays the VM's own.
+_VM_SIDE_MODULES = ("_vm", "machine", "time", "esp32", "bluetooth")
 # Bus calls after which the firmware's heap is sampled: the calls that wait, i.e. once per
 # wake, when the superloop has just run gc.collect() (app.py) and the heap is what is live.
 HEAP_SAMPLED_CALLS = ("lightsleep", "deepsleep", "sleep_us", "idle", "vm_poll")
@@ -265,11 +269,36 @@ class _VmCallback:
         self.cb_id = cb_id
         self.proc = bridge.proc
 
-    def __call__(self):
+    def __call__(self, *args):
         if self.proc is not self.bridge.proc:
-            return  # registered by an earlier boot, whose VM (and the handler) is gone
-        self.bridge.send(_RUN_CB + _I.pack(self.cb_id))
-        self.bridge.serve(nested=True)
+            return None  # registered by an earlier boot, whose VM (and the handler) is gone
+        msg = bytearray(_RUN_CB + _I.pack(self.cb_id))
+        if args:  # a BLE IRQ handler: (event, data), and its result matters (secrets)
+            _encode(msg, list(args))
+        self.bridge.send(bytes(msg))
+        return self.bridge.serve(nested=True)
+
+
+def _ble_names():
+    """The emulated `bluetooth` module's bus (host/emulator/ble.py) as `ble_<name>` calls, when
+    bumble is here to back it."""
+    try:
+        from .ble import BleHost
+    except ImportError:
+        return []
+    return ["ble_" + a[4:] for a in sorted(dir(BleHost)) if a.startswith("bus_")]
+
+
+def _tuples(v):
+    # The pipe carries lists; the port's register() takes tuples (and the emulator checks).
+    return tuple(_tuples(x) for x in v) if isinstance(v, list) else v
+
+
+def _ble_call(device, name):
+    attr = "bus_" + name[4:]
+    if attr == "bus_register":
+        return lambda services: device.ble.bus_register(_tuples(services))
+    return lambda *args: getattr(device.ble, attr)(*args)
 
 
 class _UartStandIn:
@@ -294,8 +323,9 @@ class VmBridge:
         names = [a for a in dir(BoardBus) if not a.startswith("_")]
         extras = ("flash_read", "flash_write", "flash_erase", "vm_poll", "vm_import",
                   "vm_gc_collect", "repl_read")
-        self.names = names + [n for n in extras if n not in names]
-        self._table = [getattr(device, "bus_" + n, None) or getattr(self, n) for n in self.names]
+        self.names = names + [n for n in extras if n not in names] + _ble_names()
+        self._table = [getattr(device, "bus_" + n, None) or getattr(self, n, None)
+                       or _ble_call(device, n) for n in self.names]
         self._sampled = [n in HEAP_SAMPLED_CALLS for n in self.names]
         self.proc = None
         self.sources = {}  # device path of each .py -> source, for import costs
@@ -541,7 +571,7 @@ class VmBridge:
                     self.dev._fault("vm_rom_heap", "the emulator took %d bytes of heap, %d "
                                     "measured" % (rom, self.rom_heap_bytes))
             elif kind == _CB_DONE and nested:
-                return
+                return _decode(body, 1, None)[0] if len(body) > 1 else None
             elif kind == _CB_RAISED and nested:
                 raise CallbackRaised()
             elif kind == _EXITED and not nested:

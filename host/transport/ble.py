@@ -48,6 +48,18 @@ class ThreadRunner:
         self.loop.call_soon_threadsafe(self.loop.stop)
 
 
+def _os_backend_error(exc, backend):
+    """The OS backend's failure in words a lab user can act on: on Linux, no BlueZ answering
+    on the system D-Bus (no socket, no adapter) surfaces as a bare FileNotFoundError."""
+    text = str(exc) or type(exc).__name__
+    if backend is not None:
+        return text
+    if isinstance(exc, (FileNotFoundError, ConnectionRefusedError)) or "adapter" in text.lower():
+        return ("no Bluetooth adapter: bleak's OS backend found none (is bluetoothd running "
+                "and an adapter powered?) (%s)" % text)
+    return text
+
+
 class BumbleBackends:
     """backend= for CI: the scanner and client classes of host/transport/bleak_bumble.py."""
 
@@ -88,6 +100,9 @@ class _RadioClock:
         t = self.transport
         if t._rx or t._gone:
             return True
+        # The World counts whole microseconds: a wait shorter than one (a deadline that float
+        # rounding left a hair ahead of now) would advance nothing, and recv would spin.
+        s = max(s, 1e-6)
         t.runner.run(t._wait(s), s * 1000 + 1000)
         return bool(t._rx or t._gone)
 
@@ -125,7 +140,7 @@ class BleTransport(Transport):
                                  % (url, connect_timeout_ms)) from None
         except Exception as exc:  # noqa: BLE001 - BleakError and OS backend errors: one line
             self._shutdown_runner()
-            raise TransportError(5, "%s: %s" % (url, exc)) from None
+            raise TransportError(5, "%s: %s" % (url, _os_backend_error(exc, backend))) from None
 
     def _kw(self, which):
         kw = dict(self.bleak_kwargs)

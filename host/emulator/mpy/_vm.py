@@ -170,13 +170,17 @@ def _await_reply():
             return _dec(msg, 1)[0]
         if kind == _RUN_CB:
             cb = _callbacks[_unpack_from("<I", msg, 1)[0]]
+            args = _dec(msg, 5)[0] if len(msg) > 5 else ()
             try:
-                cb()
+                result = cb(*args)
             except Exception as e:  # the host unwinds its side, then says _RERAISE
                 _raised[0] = e
                 _send(bytearray(b"R"))
                 continue
-            _send(bytearray(b"D"))
+            out = bytearray(b"D")
+            if args:                   # a BLE IRQ handler's result (a secret, True/False)
+                _enc(out, result)
+            _send(out)
         elif kind == _EXEC:
             _repl_line(_dec(msg, 1)[0])
             _send(bytearray(b"D"))
@@ -216,6 +220,24 @@ def _call(op, args, sample_heap):
 
 class _Board:
     pass
+
+
+def _plain(v):
+    # bluetooth.UUID objects cross the pipe as their value (the host rebuilds them).
+    if isinstance(v, (tuple, list)):
+        return [_plain(x) for x in v]
+    return getattr(v, "value", v)
+
+
+def _make_ble(board):
+    """`_ble` for host/emulator/mpy/bluetooth.py: the board's ble_<name> calls."""
+    ble = _Board()
+    for name in dir(board):
+        if name.startswith("ble_"):
+            setattr(ble, name[4:], getattr(board, name))
+    register = ble.register
+    ble.register = lambda services: register(_plain(services))
+    return ble
 
 
 def _bind(op, sample_heap):
@@ -407,6 +429,8 @@ def _main():
     board = _make_board(names, sampled)
     names = sampled = None
     sys.modules["_board"] = board
+    if hasattr(board, "ble_active"):
+        sys.modules["_ble"] = _make_ble(board)
     sys.modules["select"] = _Select(board)
     sys.modules["sys"] = _sys_with_stdin(board)
     _hook_imports(board)
@@ -418,6 +442,8 @@ def _main():
 
     import esp32  # noqa: F401
     import machine  # noqa: F401
+    if "_ble" in sys.modules:
+        import bluetooth  # noqa: F401
     del sys.path[0]
     gc.threshold(-1)
     gc.collect()
