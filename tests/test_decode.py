@@ -216,13 +216,22 @@ def test_decode_stdin_prints_each_frame_as_it_arrives(tmp_path):
         proc.kill()
 
 
+def _bytes_read(pid):
+    with open("/proc/%d/io" % pid) as f:
+        return int(next(line for line in f if line.startswith("rchar")).split()[1])
+
+
 def test_decode_of_dev_zero_stays_small_and_ctrl_c_exits_130():
     import signal
     import time
 
     proc = _vigil("/dev/zero")
     try:
-        time.sleep(1.5)  # it has read /dev/zero for a while by now
+        # Interrupt only once it is decoding (50 MB read): on a loaded machine the interpreter
+        # may still be starting after a fixed sleep, before the CLI's handler is in place.
+        deadline = time.monotonic() + 60
+        while _bytes_read(proc.pid) < 50_000_000 and time.monotonic() < deadline:
+            time.sleep(0.05)
         with open("/proc/%d/status" % proc.pid) as f:
             rss_kb = int(next(line for line in f if line.startswith("VmRSS")).split()[1])
         assert rss_kb < 150_000, rss_kb
