@@ -174,6 +174,8 @@ class Core:
             # the device means to stay silent for longer (after an alarm, in low power), or
             # it would call the wearer missing. A shorter one rides the next HEARTBEAT.
             power.t_heartbeat(self, now, out)
+        elif self.booted and "keepalive" not in self._due:
+            power.keepalive(self, now)               # armed while tracking, else none
         return out
 
     def next_deadline(self):
