@@ -12,6 +12,11 @@ deep-sleeps until a timer, the button (ext0) or the wake line (ext1).
 """
 import gc
 
+try:
+    from micropython import const
+except ImportError:
+    const = lambda x: x  # noqa: E731  (a def would clash with the stub's signature)
+
 from firmware import battery as battery_mod
 from firmware import button as button_mod
 from firmware import config as config_mod
@@ -20,6 +25,7 @@ from firmware import gnss as gnss_mod
 from firmware import link as link_mod
 from firmware import outputs as outputs_mod
 from firmware import persist
+from firmware.clock import ticks_add
 from firmware.store import Queue
 from protocol import codec, messages
 
@@ -50,9 +56,36 @@ def _make_link(hw, receiver):
     return link_mod.Link(hw.link_uart, receiver, log)
 
 
+# A press that woke the board is dated this much before the modelled wake as well: a board
+# that boots faster than DEEP_WAKE_BOOT_MS must not lose a 1.5 s hold (issue 9: >= 1.5 s
+# always raises, < 1.0 s never; 1.0 s + 0.15 s + the model's error stays below 1.5 s).
+_WAKE_MARGIN_MS = const(150)
+# The safe-mode window (main.py) polls every 50 ms and ends at the first pressed poll.
+_WINDOW_POLL_MS = const(50)
+
+
+def boot_press_began(boot_ticks, now, woke_by_button, boot_ms):
+    """The ticks a press held at the app's start began at, as early as it can have been,
+    so that a hold is never under-counted (a false alarm is the lesser harm):
+    - held at main.py's first line: it began during the ROM boot, at the reset at the
+      earliest, boot_ms before main.py (and the press that woke the board at that reset);
+    - else it began after main.py started, at the safe-mode window's last poll at the
+      earliest;
+    - without main.py's ticks (a test that builds the app itself): now, less the boot when
+      the press woke the board."""
+    if boot_ticks is None:
+        return ticks_add(now, -(boot_ms + _WAKE_MARGIN_MS)) if woke_by_button else now
+    main_ms, held_at_main, app_ms = boot_ticks
+    if held_at_main or woke_by_button:
+        return ticks_add(main_ms, -(boot_ms + (_WAKE_MARGIN_MS if woke_by_button else 0)))
+    return ticks_add(app_ms, -_WINDOW_POLL_MS)
+
+
 class App:
-    def __init__(self, hw, root="", guard=None):
+    def __init__(self, hw, root="", guard=None, boot_ticks=None):
         self.hw = hw
+        # (ticks at main.py's first line, button held then, ticks before the app's imports)
+        self.boot_ticks = boot_ticks
         self.root = root
         self.guard = guard                     # bootguard.BootGuard, cleared at the first sleep
         self._last_traffic = None              # ticks of the last frame in or out
@@ -129,13 +162,13 @@ class App:
         now = hw.ticks_ms()
         self.dispatch(("boot", hello), now)
         self.dispatch(("queue_depth", len(self.queue)), now)
-        if cause == messages.RESET_DEEPSLEEP and hw.woke_by_button() and self.button.pressed():
-            # The press woke the board and was held through the boot: it began before the
-            # firmware could see it. Counting it from now would lose a 2 s press to a 0.6 s
-            # boot, so date it back by the least boot time.
+        if self.button.pressed():
+            # Held through the boot: the press began before the app could see it. Counting
+            # it from now would lose a 1.5 s press to the boot and the imports.
             self.button.reported = 1
-            began = core_mod.ticks_add(now, -getattr(hw.pins, "DEEP_WAKE_BOOT_MS", 0))
-            self.dispatch(("button", 1), began)
+            woke = cause == messages.RESET_DEEPSLEEP and hw.woke_by_button()
+            self.dispatch(("button", 1), boot_press_began(
+                self.boot_ticks, now, woke, getattr(hw.pins, "DEEP_WAKE_BOOT_MS", 0)))
 
     # --- one pass ---------------------------------------------------------------------------
     def step(self):

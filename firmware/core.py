@@ -149,6 +149,7 @@ class Core:
         self._panic_slow = False
         self._locating = False                     # COMMAND locate_now tracking (volatile)
         self._last_uplink = 0                      # ticks of the last frame sent but ACKs
+        self._fix_fails = 0                        # failed acquisitions in a row (backoff)
         self.reported_interval_s = 0               # interval_s the centre last heard
 
     # --- public -----------------------------------------------------------------------------
@@ -173,6 +174,8 @@ class Core:
             # the device means to stay silent for longer (after an alarm, in low power), or
             # it would call the wearer missing. A shorter one rides the next HEARTBEAT.
             power.t_heartbeat(self, now, out)
+        elif self.booted and "keepalive" not in self._due:
+            power.keepalive(self, now)               # armed while tracking, else none
         return out
 
     def next_deadline(self):
@@ -257,7 +260,7 @@ class Core:
                 "moving": self.moving, "still": self._still_fixes,
                 "gnss_lost": self._gnss_lost_raised, "no_contact": self.no_contact,
                 "low_power": self.low_power, "battery": self.battery,
-                "interval_s": self.reported_interval_s,
+                "interval_s": self.reported_interval_s, "fix_fails": self._fix_fails,
                 "uplink_age_ms": max(0, ticks_diff(now, self._last_uplink)),
                 "sent": self._sent_n, "acked": self._acked_n}
         if self._utc_ms is not None:
@@ -378,6 +381,7 @@ class Core:
             self.battery = (as_int(battery[0]), as_int(battery[1]), as_int(battery[2]))
         self._sent_n, self._acked_n = as_int(deep.get("sent")), as_int(deep.get("acked"))
         self.reported_interval_s = as_int(deep.get("interval_s"))
+        self._fix_fails = as_int(deep.get("fix_fails"))
         self._last_uplink = ago(now, as_int(deep.get("uplink_age_ms")) + slept_ms)
         if deep.get("no_contact"):
             self.no_contact = True

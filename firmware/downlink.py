@@ -16,6 +16,10 @@ _EVENT_COMMS_RESTORED = const(4)
 _STORE_EVIDENCE = const(1)
 _STORE_NONE = const(0)
 
+_MODE_PAIRED = const(2)
+# The reachability bound of a paired device without a wake line (docs/LINK.md).
+_PAIRED_REACH_S = const(30)
+
 # COMMAND vibrate arg -> pattern.
 VIBRATE_PATTERNS = ("confirm", "operator_ack", "proximity_warning", "proximity_alarm",
                     "locate", "proximity_uncertain")
@@ -126,12 +130,16 @@ def t_no_contact(c, now, out):
 
 def plan_listen(c, now):
     """A board without a wake line listens by itself: a window before each
-    reachability bound runs out. With the wake line (docs/LINK.md) the peer wakes it."""
+    reachability bound runs out. With the wake line (docs/LINK.md) the peer wakes it.
+    Paired, the bound is at most _PAIRED_REACH_S whatever the configuration: the centre's
+    pre-alert (an offender within 3 km) must reach the wearer within 30 s (issue 9)."""
     if c.cfg["wake_line"]:
         c._due.pop("listen", None)
         return
-    c._due["listen"] = ticks_add(now, max(1000, c.cfg["reachability_s"] * 1000
-                                             - c.cfg["listen_margin_ms"]))
+    bound_s = c.cfg["reachability_s"]
+    if c.scheme == _MODE_PAIRED and bound_s > _PAIRED_REACH_S:
+        bound_s = _PAIRED_REACH_S
+    c._due["listen"] = ticks_add(now, max(1000, bound_s * 1000 - c.cfg["listen_margin_ms"]))
 
 
 def t_listen(c, now, out):

@@ -20,7 +20,13 @@ def main():
     import esp32
     import machine
 
+    # The first thing the firmware does: note the ticks and the panic button. A press that
+    # woke the board, or came during any boot, is timed from here (app.boot_press_began),
+    # not from the app's start, which comes after the imports and the flash work.
+    main_ms = time.ticks_ms()
     from firmware import bootguard, pins
+    Pin = machine.Pin
+    held_at_main = Pin(pins.PANIC_BUTTON_PIN, Pin.IN, Pin.PULL_UP).value() == 0
     guard = bootguard.BootGuard(machine.RTC())
     if machine.reset_cause() != machine.DEEPSLEEP_RESET:
         print("vigil: press a key within 2 s for safe mode")
@@ -34,15 +40,15 @@ def main():
             # Crashing again and again: pause in deep sleep (the next boot is a deep-sleep
             # wake, which tries the app), but a press or the link's wake line ends it at once.
             print("vigil: %d crashes in a row, pausing %d s" % (guard.crashes, pause_ms // 1000))
-            Pin = machine.Pin
             esp32.wake_on_ext0(Pin(pins.PANIC_BUTTON_PIN, Pin.IN, Pin.PULL_UP),
                                esp32.WAKEUP_ALL_LOW)
             esp32.wake_on_ext1((Pin(pins.LINK_WAKE_PIN, Pin.IN, Pin.PULL_UP),),
                                esp32.WAKEUP_ALL_LOW)
             machine.deepsleep(pause_ms)
     try:
+        app_ms = time.ticks_ms()                  # after the safe-mode window, before imports
         from firmware import app, board
-        app.App(board.build(), guard=guard).run()
+        app.App(board.build(), guard=guard, boot_ticks=(main_ms, held_at_main, app_ms)).run()
     except KeyboardInterrupt:
         # A Ctrl-C on the REPL UART (or noise on its RX): never leave the victim without the
         # app. Engineers get the REPL through safe mode.

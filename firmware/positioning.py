@@ -38,6 +38,17 @@ CADENCE = {
     "stationary": ("heartbeat_s", None),
 }
 _STILL_FIXES_TO_STOP = const(3)
+# GNSS without a fix (issue 9: indoors the receiver kept acquiring at ~60 mA with the CPU
+# awake to read it). Outside the tracking modes a failed acquisition backs off: the next try
+# comes _BACKOFF_FIRST_S later, each further gap _BACKOFF_GROWTH times the last, capped at
+# _BACKOFF_MAX_S (or the mode's own interval if that is longer). With the ephemeris hot (a fix
+# within _HOT_S; NEO-M8 hot start ~1 s) an attempt lasts _HOT_ATTEMPT_S, else gnss_timeout_s.
+# A fix, locate_now or a tracking mode ends the backoff; tracking modes never back off.
+_BACKOFF_FIRST_S = const(60)
+_BACKOFF_GROWTH = const(4)
+_BACKOFF_MAX_S = const(1800)
+_HOT_S = const(7200)
+_HOT_ATTEMPT_S = const(20)
 # Modes in which the centre may need to reach the wearer within seconds (a PROXIMITY warning
 # follows a pre-alert): the device wakes every poll_ms to drain the link UART.
 TRACKING = ("panic", "proximity", "locate")
@@ -103,7 +114,7 @@ def replan(c, now, out):
             c._want_fix = False
             gnss(c, 0, out)
     elif not c._want_fix:
-        soon = c._at(now, fix_key)
+        soon = ticks_add(now, max(c.cfg[fix_key], backoff_s(c)) * 1000)
         if mode in TRACKING:
             soon = now
         if "fix" not in due or ticks_diff(due["fix"], soon) > 0:
@@ -130,6 +141,7 @@ def on_fix(c, event, now, out):
     previous = c.last_fix
     c.last_fix = fix
     c._last_fix_at = now
+    c._fix_fails = 0
     if c._gnss_lost_raised:
         c._gnss_lost_raised = False
     if not c._want_fix:
@@ -183,8 +195,30 @@ def t_fix(c, now, out):
         return
     if not c._want_fix:
         c._want_fix = True
-        c._due["acquire"] = c._at(now, "gnss_timeout_s")
+        c._due["acquire"] = ticks_add(now, _attempt_s(c, now) * 1000)
     gnss(c, 1, out)
+
+
+def _attempt_s(c, now):
+    """How long one acquisition may take before NO_FIX."""
+    timeout_s = c.cfg["gnss_timeout_s"]
+    if cadence_mode(c) in TRACKING or c._send_next_fix:
+        return timeout_s
+    hot = c._last_fix_at is not None and ticks_diff(now, c._last_fix_at) < _HOT_S * 1000
+    return min(timeout_s, _HOT_ATTEMPT_S) if hot else timeout_s
+
+
+def backoff_s(c):
+    """The gap after the last failed acquisition (0: not backing off)."""
+    fails = c._fix_fails
+    if not fails:
+        return 0
+    gap = _BACKOFF_FIRST_S
+    for _ in range(fails - 1):
+        gap *= _BACKOFF_GROWTH
+        if gap >= _BACKOFF_MAX_S:
+            return _BACKOFF_MAX_S
+    return gap
 
 
 def t_acquire(c, now, out):
@@ -194,14 +228,18 @@ def t_acquire(c, now, out):
     c._send("NO_FIX", fields, _STORE_EVIDENCE, now, out)
     c._send_next_fix = False
     mode = cadence_mode(c)
-    if mode in TRACKING or mode == "moving":
-        c._due["acquire"] = c._at(now, "gnss_timeout_s")   # keep trying
-    else:
-        c._want_fix = False
-        gnss(c, 0, out)
-        fix_key = CADENCE[mode][0]
-        if fix_key is not None:
-            c._due["fix"] = c._at(now, fix_key)
+    if mode in TRACKING:
+        c._due["acquire"] = c._at(now, "gnss_timeout_s")   # keep trying: the centre needs it
+        return
+    c._want_fix = False
+    gnss(c, 0, out)
+    c._fix_fails += 1
+    fix_key = CADENCE[mode][0]
+    wait_s = backoff_s(c)
+    if fix_key is not None:
+        wait_s = max(wait_s, c.cfg[fix_key])
+    c._due["fix"] = ticks_add(now, wait_s * 1000)
+    out.append(("log", "no fix: next try in %d s" % wait_s))
 
 
 def t_gnss_lost(c, now, out):
@@ -223,6 +261,7 @@ def locate_now(c, arg, now, out):
     seconds (a fix every proximity_fix_s, each sent at once), silently: no haptic, no LED.
     A repeat extends the tracking without an extra fix."""
     starting = not arg or not c._locating
+    c._fix_fails = 0                                 # the centre wants it: full effort again
     if arg:
         c._due["locate_end"] = ticks_add(now, arg * 1000)
         if not c._locating:

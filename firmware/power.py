@@ -70,7 +70,8 @@ def interval_s(c):
 def keepalive(c, now):
     """While tracking, arm a HEARTBEAT for _KEEPALIVE_S after the last uplink."""
     if positioning.cadence_mode(c) in positioning.TRACKING:
-        c._due["keepalive"] = ticks_add(c._last_uplink, _KEEPALIVE_S * 1000)
+        due = ticks_add(c._last_uplink, _KEEPALIVE_S * 1000)
+        c._due["keepalive"] = now if ticks_diff(due, now) < 0 else due
     else:
         c._due.pop("keepalive", None)
 
