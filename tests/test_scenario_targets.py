@@ -226,8 +226,11 @@ def test_indoor_no_fix_reports_no_fix_and_raises_gnss_lost():
     try:
         rows = sim.centre.evidence.rows("frames")
         no_fix = [r["rx_ms"] - sim.utc0_ms for r in rows if r["type"] == "NO_FIX"]
-        assert len(no_fix) >= 10, "NO_FIX reports while indoors"
+        # every failed try is reported; the tries back off (issue 9), so gaps only grow
+        assert len(no_fix) >= 4, "NO_FIX reports while indoors"
         assert all(start_ms <= t <= end_ms + 60_000 for t in no_fix)
+        gaps = [b - a for a, b in zip(no_fix, no_fix[1:], strict=False)]
+        assert all(b >= a - 5_000 for a, b in zip(gaps, gaps[1:], strict=False)), gaps
         lost = [e for e in sim.centre.events
                 if e.kind == centre_mod.ALARM_RAISED and e.detail["kind"] == "gnss_lost"]
         assert len(lost) == 1
