@@ -226,7 +226,9 @@ def test_indoor_no_fix_reports_no_fix_and_raises_gnss_lost():
     try:
         rows = sim.centre.evidence.rows("frames")
         no_fix = [r["rx_ms"] - sim.utc0_ms for r in rows if r["type"] == "NO_FIX"]
-        assert len(no_fix) >= 10, "NO_FIX reports while indoors"
+        # GNSS without a fix backs off (fw9 7fa639c: 60 s on, growing gaps, capped), and each
+        # failed try is one NO_FIX: fewer than the one a minute before issue 9, still several.
+        assert len(no_fix) >= 4, "NO_FIX reports while indoors"
         assert all(start_ms <= t <= end_ms + 60_000 for t in no_fix)
         lost = [e for e in sim.centre.events
                 if e.kind == centre_mod.ALARM_RAISED and e.detail["kind"] == "gnss_lost"]
