@@ -125,3 +125,60 @@ def test_silence_is_judged_against_the_interval_the_device_last_sent():
     c.tick(T0 + 10_000 + 2 * 3_600_000 + 60_000)
     (silent,) = kinds(c, C.NOT_REPORTING)
     assert silent.detail["heartbeat_s"] == 3600
+
+
+def test_a_repeat_press_is_shown_to_the_operator_and_acked_again():
+    c, d = centre(operator_ack_delay_ms=5000), Dev()
+    _alarm_raised(c, d, T0)
+    c.tick(T0 + 5000)
+    assert len(kinds(c, C.ALARM_ACKED)) == 1
+    c.receive("L", d.seal("ALARM", alarm(state=4, raised_time_ms=T0)), T0 + 60_000)
+    (rep,) = kinds(c, C.ALARM_REPEAT)
+    assert rep.detail["alarm_id"] == 1 and rep.detail["endpoint"] == "police_dispatch"
+    assert c.alarm_history[0].ack_due_ms == T0 + 65_000
+    out = d.open(w for _l, w in c.tick(T0 + 65_000))
+    assert [f.fields["alarm_id"] for f in out if f.name == "OPERATOR_ACK"] == [1]
+    assert [r["change"] for r in c.evidence.rows("alarms")].count("repeat") == 1
+
+
+def test_alarms_are_routed_by_the_mode_in_force_when_they_were_raised():
+    c, d = centre(), Dev()
+    c.receive("L", d.seal("HELLO", hello()), T0)
+    c.set_mode(7, 2, offender_id=9004, valid_from_ms=T0 + 100_000,
+               valid_until_ms=T0 + 200_000, by="court", now_ms=T0 + 1000)
+    c.receive("L", d.seal("ALARM", alarm(alarm_id=1, raised_time_ms=T0 + 50_000)),
+              T0 + 50_000)
+    c.tick(T0 + 100_000)
+    c.receive("L", d.seal("ALARM", alarm(alarm_id=2, raised_time_ms=T0 + 150_000)),
+              T0 + 150_000)
+    c.tick(T0 + 200_000)
+    c.receive("L", d.seal("ALARM", alarm(alarm_id=3, raised_time_ms=T0 + 250_000)),
+              T0 + 250_000)
+    # an alarm raised while paired that arrives late still goes to probation
+    c.receive("L", d.seal("ALARM", alarm(alarm_id=4, raised_time_ms=T0 + 199_000)),
+              T0 + 260_000)
+    routes = {e.detail["alarm_id"]: e.detail["endpoint"] for e in kinds(c, C.ALARM_RAISED)}
+    assert routes == {1: "police_dispatch", 2: "probation", 3: "police_dispatch",
+                      4: "probation"}
+    changes = [(e.time_ms - T0, e.detail["mode"], e.detail["by"])
+               for e in kinds(c, C.MODE_CHANGED)]
+    assert changes == [(100_000, "paired", "court"), (200_000, "aware", "expiry")]
+    assert kinds(c, C.MODE_ORDERED)[0].detail["by"] == "court"
+
+
+def test_proximity_runs_only_while_paired():
+    from tests.test_centre import LON, fix
+    from tests.test_centre_proximity import north_of
+    c, d = centre(), Dev()
+    c.receive("L", d.seal("POSITION", {"send_time_ms": T0, "fixes": [fix(T0)]}), T0)
+    c.offender_fix(9004, T0 + 1000, north_of(300), LON, 10, T0 + 1000)
+    assert not c.evidence.rows("proximity"), "aware: no proximity at all"
+    c.set_mode(7, 2, offender_id=9004, by="court", now_ms=T0 + 2000)
+    c.receive("L", d.seal("POSITION", {"send_time_ms": T0 + 3000, "fixes": [fix(T0 + 3000)]}),
+              T0 + 3000)
+    c.offender_fix(9004, T0 + 4000, north_of(300), LON, 10, T0 + 4000)
+    assert c.evidence.rows("proximity")
+    c.set_mode(7, 1, by="operator", now_ms=T0 + 5000)
+    n = len(c.evidence.rows("proximity"))
+    c.offender_fix(9004, T0 + 6000, north_of(300), LON, 10, T0 + 6000)
+    assert len(c.evidence.rows("proximity")) == n
