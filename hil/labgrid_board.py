@@ -180,9 +180,7 @@ def _bench_dut(place, seed, centre_config, test_key=None):
 def _emulated_dut(place, control, seed, centre_config):
     import serial
 
-    from hil import drivers as drv
-    from hil.ptyboard import PtyDut, SideOutputs
-    from hil.rig import HELLO_TIMEOUT_MS, UTC0_MS, centre_for
+    from hil.ptyboard import side_channel_dut
     from hil.strategy import Strategy
     from host import emulate
     from host.transport import open_transport
@@ -220,16 +218,8 @@ def _emulated_dut(place, control, seed, centre_config):
                 made[name].close()
         raise RigError("labgrid place %s: %s" % (place.name, _one_line(e))) from None
     key = emulate.device_key(seed, board.device_id)
-    drivers = {"button": drv.SideButton(channel), "gps": drv.SideGps(channel),
-               "battery": drv.SideBattery(channel), "power": drv.SidePower(channel),
-               "console": drv.SerialConsole(console, settle_s=CROSSING_S),
-               "outputs": SideOutputs(channel)}
-    dut = PtyDut(board, link, clock, centre_for(board.device_id, key, **centre_config), drivers,
-                 board.device_id, key, UTC0_MS, strategy)
-    dut.process, dut.channel, dut.console_port = _NoProcess(), channel, console
-    strategy.steps["linked"] = lambda: dut.expect("HELLO", timeout=HELLO_TIMEOUT_MS)
-    strategy.transition("linked")
-    return dut
+    return side_channel_dut(board, link, clock, channel, console, key, strategy, centre_config,
+                            _NoProcess(), CROSSING_S)
 
 
 class _NoProcess:

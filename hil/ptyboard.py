@@ -50,7 +50,6 @@ class PtyBoardProcess:
 def pty_dut(seed, centre_config, board_options):
     import serial
 
-    from hil.rig import HELLO_TIMEOUT_MS, UTC0_MS, centre_for
     from host.transport import open_transport
     from host.transport.sidechannel import RemoteClock, SideChannel
 
@@ -76,13 +75,23 @@ def pty_dut(seed, centre_config, board_options):
         proc.close()
         raise
     key = bytes.fromhex(proc.info["key"])
+    return side_channel_dut(board, link, clock, channel, console, key, strategy, centre_config,
+                            proc, CONSOLE_SETTLE_S)
+
+
+def side_channel_dut(board, link, clock, channel, console, key, strategy, centre_config,
+                     process, settle_s):
+    """A Dut whose stimuli go through an emulated board's side channel (a pty board here, the
+    same board behind a labgrid exporter), linked once its first HELLO arrives."""
+    from hil.rig import HELLO_TIMEOUT_MS, UTC0_MS, centre_for  # hil.rig imports this module
+
     drivers = {"button": drv.SideButton(channel), "gps": drv.SideGps(channel),
                "battery": drv.SideBattery(channel), "power": drv.SidePower(channel),
-               "console": drv.SerialConsole(console, settle_s=CONSOLE_SETTLE_S),
+               "console": drv.SerialConsole(console, settle_s=settle_s),
                "outputs": SideOutputs(channel)}
     dut = PtyDut(board, link, clock, centre_for(board.device_id, key, **centre_config), drivers,
                  board.device_id, key, UTC0_MS, strategy)
-    dut.process, dut.channel, dut.console_port = proc, channel, console
+    dut.process, dut.channel, dut.console_port = process, channel, console
     strategy.steps["linked"] = lambda: dut.expect("HELLO", timeout=HELLO_TIMEOUT_MS)
     strategy.transition("linked")
     return dut
