@@ -39,8 +39,9 @@ Figures (summed over runs):
   flash) that no centre incarnation ever heard of;
 - alarms_duplicated: alarms the operator was shown more than once (an `alarm_raised` event of
   the same device, alarm id and raise time in any incarnation after the first);
-- crashes: firmware crashes (uncaught exceptions on the board) plus runs the harness could not
-  finish (an emulator or centre exception);
+- crashes: firmware crashes (uncaught exceptions on the board, app exceptions that main.py's
+  catch-all logged as "vigil: crash:" before resetting, out of heap, stuck in the ROM) plus
+  runs the harness could not finish (an emulator or centre exception);
 - counter_reuse: (device, direction, counter) that sealed two different messages, from every
   byte the device wrote and every frame the centre sent, before any link fault (a
   retransmission of the same message is no reuse).
@@ -92,6 +93,7 @@ HEAL_S = RUN_S - CHAOS_S
 # the runs short.
 PANIC_TRACK_S = 60
 EXIT_INTERRUPTED = 130
+APP_CRASH_LINE = "vigil: crash:"  # firmware/main.py, when the app raised
 PROGRESS_EVERY_S = 30
 DEVICE_ID = 4242
 FIGURES = ("alarms_lost", "alarms_duplicated", "crashes", "counter_reuse")
@@ -291,6 +293,7 @@ class Chaos:
                     acked.add((event.device_id, event.detail["alarm_id"]))
         heard = {(d, a) for d, a, _t in shown}
         lost = [key for key in raised if key not in heard]
+        crashes = self._crashes()
         out = dict(self.counts)
         out.update({
             "seed": self.seed,
@@ -298,11 +301,22 @@ class Chaos:
             "alarms_acked": sum(1 for key in raised if key in acked),
             "alarms_lost": len(lost),
             "alarms_duplicated": sum(n - 1 for n in shown.values()),
-            "crashes": len(self.dev.crashes),
-            "crash_lines": [line for _t, line in self.dev.crashes][:3],
+            "crashes": len(crashes),
+            "crash_lines": crashes[:3],
             "counter_reuse": self._counter_reuse(),
         })
         return out
+
+    def _crashes(self):
+        """One line per crash: exceptions that reached the REPL, exceptions main.py's
+        catch-all logged before it reset the board (the app died all the same: a press in
+        the next second of boot is not heard), and faults that stop the firmware (out of
+        heap, stuck in the ROM; "repl" is the REPL an uncaught exception already counts)."""
+        lines = [line for _t, line in self.dev.crashes]
+        lines += [line for _t, line in self.dev.log if line.startswith(APP_CRASH_LINE)]
+        lines += ["%s: %s" % (kind, detail) for _t, kind, detail in self.dev.faults
+                  if kind != "repl"]
+        return lines
 
     def _counter_reuse(self):
         keyring = codec.Keyring()

@@ -140,6 +140,7 @@ class _File:
             try:
                 return attr(*args, **kwargs)
             except (LittleFSError, OSError) as e:
+                self._flash.check_power()  # the write that met the cut: the CPU is already off
                 raise _os_error(e) from None
         return call
 
@@ -268,11 +269,15 @@ class Flash:
             self.check_power()
             return _File(self._fs.open(path, mode), self)
         except (LittleFSError, OSError) as e:
+            self.check_power()
             raise _os_error(e) from None
 
     def check_power(self):
         """After the power was cut mid-write the CPU has stopped: nothing more reaches the
-        filesystem (littlefs would also assert on its half-programmed cache)."""
+        filesystem (littlefs would also assert on its half-programmed cache). Also called when
+        a call fails: if the cut made it fail, the board browned out inside that write, so
+        the firmware never sees the error (an OSError(EIO) it could catch, log as a crash or
+        act on would be a reaction no real board can have)."""
         if self.context.cut and self.on_power_lost is not None:
             self.on_power_lost()
 
@@ -281,6 +286,7 @@ class Flash:
         try:
             return fn(*args)
         except (LittleFSError, OSError) as e:
+            self.check_power()
             raise _os_error(e) from None
 
     def os_module(self, urandom):
