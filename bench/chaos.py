@@ -440,9 +440,10 @@ def _results(jobs, workers, stop):
         pool.join()
 
 
-def campaign(runs, base_seed, workers, out=sys.stdout, only=None):
+def campaign(runs, base_seed, workers, out=None, only=None):
     """Run the campaign; Ctrl-C stops it and the summary covers the runs that finished
-    (`interrupted` true)."""
+    (`interrupted` true). Progress and failures go to `out` (stdout)."""
+    out = sys.stdout if out is None else out
     seeds = [only] if only is not None else [run_seed(base_seed, i) for i in range(runs)]
     workdir = _workdir()
     totals = dict.fromkeys(COUNTS + FIGURES, 0)
