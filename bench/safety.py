@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from host import emulate, metrics, scenario  # noqa: E402
-from protocol import codec, messages  # noqa: E402
+from protocol import codec, constants  # noqa: E402
 
 SUITE = Path(__file__).resolve().parent / "safety"
 PROXIMITY = ("offender-driving", "victim-bus", "both-moving", "tag-30s", "loss-30",
@@ -67,7 +67,7 @@ def _indoor_latency(run, spec):
         return None
     levels = metrics.proximity_levels_delivered(run.world.trace, _keyring(run), spec["id"])
     at_wearer = next((t for t, level in levels
-                      if level >= messages.PROXIMITY_UNCERTAIN and t >= start_ms), None)
+                      if level >= constants.PROXIMITY_UNCERTAIN and t >= start_ms), None)
     at_operator = next((e.time_ms - run.utc0_ms for e in run.centre.events
                         if e.kind == "proximity" and e.detail["level"] != "clear"
                         and e.time_ms - run.utc0_ms >= start_ms), None)

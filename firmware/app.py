@@ -38,6 +38,10 @@ except ImportError:  # CPython
 # SPEC 4.6). False here: mpy-cross drops every `if _TEST:` block, so a production .mpy has no
 # trace of the channel, and production images do not even carry inject.py.
 _TEST = const(False)
+# SPEC 6 values (protocol/constants.py; tests/test_core.py checks them)
+_RESET_DEEPSLEEP = const(4)
+_ALARM_KIND_PANIC = const(1)
+_ALARM_STATE_RAISED = const(1)
 FW_VERSION = (1, 1, 0)
 _MAX_ALARM_FRAMES = 8
 _DEV_KEY = bytes(16)
@@ -114,7 +118,7 @@ class App:
         hw = self.hw
         cause = hw.reset_cause()
         boots = self.flash.bump_boot_count()
-        rtc = self.rtc_state.take() if cause == messages.RESET_DEEPSLEEP else None
+        rtc = self.rtc_state.take() if cause == _RESET_DEEPSLEEP else None
         state = rtc if isinstance(rtc, dict) else persist.read_file(self.root + "/state/core.bin")
         if not isinstance(state, dict):
             state = {}
@@ -180,7 +184,7 @@ class App:
             # Held through the boot: the press began before the app could see it. Counting
             # it from now would lose a 1.5 s press to the boot and the imports.
             self.button.reported = 1
-            woke = cause == messages.RESET_DEEPSLEEP and hw.woke_by_button()
+            woke = cause == _RESET_DEEPSLEEP and hw.woke_by_button()
             self.dispatch(("button", 1), boot_press_began(
                 self.boot_ticks, now, woke, getattr(hw.pins, "DEEP_WAKE_BOOT_MS", 0)))
 
@@ -376,9 +380,9 @@ class App:
             except Exception:                          # a record this key cannot open
                 continue
             f = opened.fields
-            if opened.name != "ALARM" or f["kind"] != messages.ALARM_KIND_PANIC:
+            if opened.name != "ALARM" or f["kind"] != _ALARM_KIND_PANIC:
                 continue
-            if f["state"] == messages.ALARM_STATE_RAISED:
+            if f["state"] == _ALARM_STATE_RAISED:
                 raised_counter, raised_id = counter, f["alarm_id"] or 0
                 raised_utc = f["raised_time_ms"] or 0
             else:

@@ -43,6 +43,8 @@ try:
 except ImportError:                                    # CPython (tests)
     const = lambda x: x  # noqa: E731  (a def would clash with the stub's signature)
 
+from firmware.link import receive
+
 _IRQ_CENTRAL_CONNECT = const(1)
 _IRQ_CENTRAL_DISCONNECT = const(2)
 _IRQ_GATTS_WRITE = const(3)
@@ -226,16 +228,7 @@ class BleLink:
         pieces = self._rx
         self._rx = []
         for piece in pieces:
-            for item in self.receiver.feed(piece):
-                if hasattr(item, "fields"):
-                    frames.append(item)
-                    self.frames_in += 1
-                elif getattr(item, "frame", None) is not None:
-                    self.duplicates.append(item.frame)
-                else:
-                    self.errors_in += 1
-                    if self.log:
-                        self.log("ble: dropped frame: %s" % item)
+            receive(self, piece, frames, "ble")
         self._pump()
         return frames
 

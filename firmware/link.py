@@ -40,14 +40,21 @@ class Link:
             n = uart.readinto(self._buf)
             if not n:
                 break
-            for item in self.receiver.feed(bytes(self._view[:n])):
-                if hasattr(item, "fields"):
-                    frames.append(item)
-                    self.frames_in += 1
-                elif getattr(item, "frame", None) is not None:
-                    self.duplicates.append(item.frame)
-                else:
-                    self.errors_in += 1
-                    if self.log:
-                        self.log("link: dropped frame: %s" % item)
+            receive(self, bytes(self._view[:n]), frames, "link")
         return frames
+
+
+def receive(link, data, frames, name):
+    """Feed `data` to `link.receiver`: new frames go to `frames`, authentic repeats to
+    `link.duplicates` (acked again, delivered once), refusals are counted and logged.
+    Shared by the UART link and the BLE link (firmware/ble.py)."""
+    for item in link.receiver.feed(data):
+        if hasattr(item, "fields"):
+            frames.append(item)
+            link.frames_in += 1
+        elif getattr(item, "frame", None) is not None:
+            link.duplicates.append(item.frame)
+        else:
+            link.errors_in += 1
+            if link.log:
+                link.log("%s: dropped frame: %s" % (name, item))

@@ -18,7 +18,7 @@ import time
 from firmware import inject as fw
 from firmware.battery import _OCV
 from host.transport import TransportTimeout
-from protocol import codec, messages
+from protocol import codec, constants
 
 _EPOCH_2026_S = 1767225600
 MAX_WAYPOINTS = (codec.MAX_PAYLOAD - 1 - struct.calcsize(fw._ROUTE_HEAD)) // 8
@@ -137,7 +137,7 @@ class InjectPower:
     """reset() only: firmware cannot cut its own supply (a power switch can, power.method =
     gpio); cut() and cut_after_flash_writes() say so in one line."""
 
-    reset_cause = messages.RESET_HARD  # machine.reset() (ports/esp32 modmachine.c: ESP_RST_SW)
+    reset_cause = constants.RESET_HARD  # machine.reset() (ports/esp32 modmachine.c: ESP_RST_SW)
 
     def __init__(self, injector):
         self.injector = injector

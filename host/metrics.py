@@ -21,7 +21,7 @@ the centre believes happened:
 import re
 
 from firmware import outputs
-from protocol import codec, messages
+from protocol import codec, constants, messages
 
 LONG_PRESS_KEY = "long_press_ms"
 ALARM_MATCH_MS = 15_000  # a press's ALARM record is logged within its hold plus a boot
@@ -31,9 +31,9 @@ CROSSING_GRACE_MS = 60_000
 FALSE_FACTOR = 1.1
 FALSE_BEFORE_MS = 60_000
 FALSE_AFTER_MS = 120_000
-_LEVEL_SEEN = (messages.PROXIMITY_UNCERTAIN, messages.PROXIMITY_WARNING,
-               messages.PROXIMITY_ALARM)
-_WARNED = (messages.PROXIMITY_WARNING, messages.PROXIMITY_ALARM)
+_LEVEL_SEEN = (constants.PROXIMITY_UNCERTAIN, constants.PROXIMITY_WARNING,
+               constants.PROXIMITY_ALARM)
+_WARNED = (constants.PROXIMITY_WARNING, constants.PROXIMITY_ALARM)
 ALARM_LOG = re.compile(r"alarm (\d+) kind (\d+) state (\d+) counter (\d+)")
 
 
@@ -72,7 +72,7 @@ def lost_presses(presses, logs, delivered_counters):
     to ALARM_MATCH_MS after its release, and that record's counter must have been delivered."""
     used = set()
     lost = []
-    closing = (messages.ALARM_STATE_CANCELLED, messages.ALARM_STATE_CLEARED)
+    closing = (constants.ALARM_STATE_CANCELLED, constants.ALARM_STATE_CLEARED)
     for at_ms, hold_ms in presses:
         match = None
         for i, (t_ms, _alarm_id, kind, state, _counter) in enumerate(logs):
@@ -236,7 +236,7 @@ def false_warnings(levels, distance_at, radius_m, duration_ms, step_ms):
     from FALSE_BEFORE_MS before to FALSE_AFTER_MS after."""
     limit_m = FALSE_FACTOR * radius_m
     false = 0
-    previous = messages.PROXIMITY_CLEAR
+    previous = constants.PROXIMITY_CLEAR
     for t_ms, level in levels:
         if level in _WARNED and previous not in _WARNED:
             start = max(0, int(t_ms) - FALSE_BEFORE_MS)

@@ -13,7 +13,7 @@ import struct
 import sys
 from pathlib import Path
 
-from protocol import codec, framing, messages
+from protocol import codec, constants, framing, messages
 from protocol.crypto import TAG_LEN, Ctr, Hmac, derive_keys
 
 VECTORS_PATH = Path(__file__).resolve().parent / "vectors" / "vectors.json"
@@ -64,7 +64,7 @@ def from_jsonable(fields):
 def _fix(**overrides):
     fix = {"fix_time_ms": 1767225600000, "lat_e7": 523702000, "lon_e7": 48952000, "alt_m": 2,
            "speed_cmps": 140, "course_cdeg": 27000, "accuracy_m": 5, "hdop_x10": 9, "sats": 11,
-           "source": messages.FIX_SOURCE_GNSS}
+           "source": constants.FIX_SOURCE_GNSS}
     fix.update(overrides)
     return fix
 
@@ -82,12 +82,12 @@ _T = 1767225600123  # 2026-01-01T00:00:00.123Z in UTC ms
 GOOD = [
     ("hello", "HELLO", 0, False, 1, 0,
      {"fw_major": 1, "fw_minor": 2, "fw_patch": 3, "schema_hash": messages.SCHEMA_HASH,
-      "reset_cause": messages.RESET_POWER_ON, "boot_count": 17, "config_version": 4,
-      "mode": messages.MODE_AWARE, "interval_s": 900}),
+      "reset_cause": constants.RESET_POWER_ON, "boot_count": 17, "config_version": 4,
+      "mode": constants.MODE_AWARE, "interval_s": 900}),
     ("heartbeat", "HEARTBEAT", 0, False, 2, 0,
      {"battery_mv": 3987, "battery_pct": 81, "charging": 0, "link_quality": 73,
-      "queue_depth": 0, "uptime_s": 86400, "status": messages.STATUS_GNSS_ON,
-      "mode": messages.MODE_PAIRED, "interval_s": 900}),
+      "queue_depth": 0, "uptime_s": 86400, "status": constants.STATUS_GNSS_ON,
+      "mode": constants.MODE_PAIRED, "interval_s": 900}),
     ("heartbeat-min", "HEARTBEAT", 1, False, 1, 0,
      {"battery_mv": 0, "battery_pct": 0, "charging": 0, "link_quality": 0, "queue_depth": 0,
       "uptime_s": 0, "status": 0, "mode": 0, "interval_s": 0}),
@@ -97,8 +97,8 @@ GOOD = [
       "interval_s": 0xFFFFFFFF}),
     ("hello-paired", "HELLO", 1, False, 2, 0,
      {"fw_major": 1, "fw_minor": 2, "fw_patch": 3, "schema_hash": messages.SCHEMA_HASH,
-      "reset_cause": messages.RESET_DEEPSLEEP, "boot_count": 0xFFFFFFFF, "config_version": 0,
-      "mode": messages.MODE_PAIRED, "interval_s": 86400}),
+      "reset_cause": constants.RESET_DEEPSLEEP, "boot_count": 0xFFFFFFFF, "config_version": 0,
+      "mode": constants.MODE_PAIRED, "interval_s": 86400}),
     ("position-1", "POSITION", 0, False, 3, 0, {"send_time_ms": _T, "fixes": [_fix()]}),
     ("position-7", "POSITION", 1, False, 1000, 0,
      {"send_time_ms": _T, "fixes": [_fix(fix_time_ms=_T - 60000 * (7 - i), lat_e7=523702000 + i)
@@ -108,20 +108,20 @@ GOOD = [
     ("no-fix-never", "NO_FIX", 0, False, 4, 0,
      {"send_time_ms": _T, "age_s": 0xFFFFFFFF, "last_fix": None}),
     ("no-fix-last", "NO_FIX", 0, False, 5, 0,
-     {"send_time_ms": _T, "age_s": 300, "last_fix": _fix(source=messages.FIX_SOURCE_LAST_KNOWN)}),
+     {"send_time_ms": _T, "age_s": 300, "last_fix": _fix(source=constants.FIX_SOURCE_LAST_KNOWN)}),
     ("alarm-panic-raised", "ALARM", 0, False, 6, 0,
-     {"alarm_id": 1, "kind": messages.ALARM_KIND_PANIC, "state": messages.ALARM_STATE_RAISED,
+     {"alarm_id": 1, "kind": constants.ALARM_KIND_PANIC, "state": constants.ALARM_STATE_RAISED,
       "raised_time_ms": _T, "fix": _fix()}),
     ("alarm-gnss-lost-cleared", "ALARM", 1, False, 2, 0,
-     {"alarm_id": 65535, "kind": messages.ALARM_KIND_GNSS_LOST,
-      "state": messages.ALARM_STATE_CLEARED, "raised_time_ms": _T, "fix": None}),
+     {"alarm_id": 65535, "kind": constants.ALARM_KIND_GNSS_LOST,
+      "state": constants.ALARM_STATE_CLEARED, "raised_time_ms": _T, "fix": None}),
     ("alarm-panic-repeat", "ALARM", 0, False, 9, 0,
-     {"alarm_id": 1, "kind": messages.ALARM_KIND_PANIC, "state": messages.ALARM_STATE_REPEAT,
-      "raised_time_ms": _T, "fix": _fix(source=messages.FIX_SOURCE_LAST_KNOWN)}),
+     {"alarm_id": 1, "kind": constants.ALARM_KIND_PANIC, "state": constants.ALARM_STATE_REPEAT,
+      "raised_time_ms": _T, "fix": _fix(source=constants.FIX_SOURCE_LAST_KNOWN)}),
     ("event-mode-changed", "EVENT", 1, False, 3, 0,
-     {"kind": messages.EVENT_KIND_MODE_CHANGED, "time_ms": _T, "value": messages.MODE_AWARE}),
+     {"kind": constants.EVENT_KIND_MODE_CHANGED, "time_ms": _T, "value": constants.MODE_AWARE}),
     ("event-charger-on", "EVENT", 0, False, 7, 0,
-     {"kind": messages.EVENT_KIND_CHARGER_ON, "time_ms": _T, "value": 0}),
+     {"kind": constants.EVENT_KIND_CHARGER_ON, "time_ms": _T, "value": 0}),
     ("ack-up", "ACK", 0, False, 8, 0, {"highest": 41, "bitmap": 0x8000000000000001}),
     ("ack-down", "ACK", 0, True, 1, 0, {"highest": 8, "bitmap": 0xFFFFFFFFFFFFFFFF}),
     ("operator-ack", "OPERATOR_ACK", 0, True, 2, 0, {"alarm_id": 1, "operator_id": 4242}),
@@ -129,17 +129,17 @@ GOOD = [
     ("config-items", "CONFIG", 0, True, 3, 0,
      {"config_version": 5, "items": [(1, 60), (10, 30), (9, 10000), (14, 604800)]}),
     ("command-vibrate", "COMMAND", 0, True, 4, 0,
-     {"command": messages.COMMAND_VIBRATE, "arg": 3}),
+     {"command": constants.COMMAND_VIBRATE, "arg": 3}),
     ("command-clear-alarm", "COMMAND", 0, True, 5, 0,
-     {"command": messages.COMMAND_CLEAR_ALARM, "arg": 1}),
-    ("proximity-warning", "PROXIMITY", 0, True, 6, 0, {"level": messages.PROXIMITY_WARNING}),
-    ("proximity-clear", "PROXIMITY", 2, True, 0xFFFFFFFF, 0, {"level": messages.PROXIMITY_CLEAR}),
-    ("proximity-uncertain", "PROXIMITY", 1, True, 2, 0, {"level": messages.PROXIMITY_UNCERTAIN}),
+     {"command": constants.COMMAND_CLEAR_ALARM, "arg": 1}),
+    ("proximity-warning", "PROXIMITY", 0, True, 6, 0, {"level": constants.PROXIMITY_WARNING}),
+    ("proximity-clear", "PROXIMITY", 2, True, 0xFFFFFFFF, 0, {"level": constants.PROXIMITY_CLEAR}),
+    ("proximity-uncertain", "PROXIMITY", 1, True, 2, 0, {"level": constants.PROXIMITY_UNCERTAIN}),
     ("mode-paired", "MODE", 0, True, 8, 0,
-     {"mode": messages.MODE_PAIRED, "offender_id": 0xA1B2C3D4, "valid_from_ms": _T,
+     {"mode": constants.MODE_PAIRED, "offender_id": 0xA1B2C3D4, "valid_from_ms": _T,
       "valid_until_ms": _T + 180 * 86400000}),
     ("mode-aware", "MODE", 1, True, 3, 0,
-     {"mode": messages.MODE_AWARE, "offender_id": 0, "valid_from_ms": 0, "valid_until_ms": 0}),
+     {"mode": constants.MODE_AWARE, "offender_id": 0, "valid_from_ms": 0, "valid_until_ms": 0}),
     ("time-sync", "TIME_SYNC", 0, True, 7, 0, {"utc_ms": _T}),
     ("test-inject", "TEST_INJECT", 3, True, 1, codec.FLAG_TEST,
      {"op": 1, "data": bytes.fromhex("00ff00017e")}),

@@ -53,59 +53,6 @@ SEALED_SIZES = (32, 48, 96, 144, 219)
 # The optional fix of NO_FIX and ALARM is named:
 FIX_NAME = {"NO_FIX": "last_fix", "ALARM": "fix"}
 
-# Constant tables (SPEC 6).
-RESET_POWER_ON = const(1)
-RESET_HARD = const(2)
-RESET_WATCHDOG = const(3)
-RESET_DEEPSLEEP = const(4)
-RESET_SOFT = const(5)
-RESET_CRASH = const(6)
-
-STATUS_ALARM_ACTIVE = const(1)
-STATUS_MOVING = const(2)
-STATUS_NO_CONTACT = const(4)
-STATUS_GNSS_ON = const(8)
-STATUS_LOW_POWER = const(16)
-STATUS_PROXIMITY = const(32)
-
-FIX_SOURCE_GNSS = const(1)
-FIX_SOURCE_LAST_KNOWN = const(2)
-
-ALARM_KIND_PANIC = const(1)
-ALARM_KIND_BATTERY_20 = const(2)
-ALARM_KIND_BATTERY_10 = const(3)
-ALARM_KIND_BATTERY_5 = const(4)
-ALARM_KIND_GNSS_LOST = const(5)
-ALARM_KIND_TAMPER = const(6)
-ALARM_KIND_POWER_OFF_ATTEMPT = const(7)
-
-ALARM_STATE_RAISED = const(1)
-ALARM_STATE_CANCELLED = const(2)
-ALARM_STATE_CLEARED = const(3)
-ALARM_STATE_REPEAT = const(4)
-
-EVENT_KIND_CHARGER_ON = const(1)
-EVENT_KIND_CHARGER_OFF = const(2)
-EVENT_KIND_SELF_TEST = const(3)
-EVENT_KIND_COMMS_RESTORED = const(4)
-EVENT_KIND_QUEUE_EVICTED = const(5)
-EVENT_KIND_MODE_CHANGED = const(6)
-
-# The device's scheme (HELLO/HEARTBEAT `mode`, MODE `mode`, SPEC 6.15).
-MODE_AWARE = const(1)
-MODE_PAIRED = const(2)
-
-COMMAND_LOCATE_NOW = const(1)
-COMMAND_VIBRATE = const(2)
-COMMAND_SELF_TEST = const(3)
-COMMAND_REBOOT = const(4)
-COMMAND_CLEAR_ALARM = const(5)
-
-PROXIMITY_CLEAR = const(0)
-PROXIMITY_UNCERTAIN = const(1)
-PROXIMITY_WARNING = const(2)
-PROXIMITY_ALARM = const(3)
-
 # CONFIG keys: id -> (name, min, max, default). Units are in the names (SPEC 6.9).
 CONFIG_KEYS = {
     1: ("heartbeat_s", 60, 86400, 900),

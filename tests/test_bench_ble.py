@@ -1,4 +1,4 @@
-"""bench/ble.py and bench/ble_heap.py run and end with one JSON object."""
+"""bench/transport.py --link ble and bench/ble_heap.py run and end with one JSON object."""
 import json
 import subprocess
 import sys
@@ -17,8 +17,8 @@ def run(script, *args):
 
 def test_bench_ble_round_trip_prints_json_last():
     pytest.importorskip("bumble")
-    figures = run("ble.py", "--n", "5")
-    assert figures["n"] == 5
+    figures = run("transport.py", "--link", "ble", "--rounds", "5")
+    assert figures["link"] == "ble" and figures["rounds"] == 5
     assert 0 < figures["virtual_rtt_ms_median"] <= figures["virtual_rtt_ms_p99"]
 
 

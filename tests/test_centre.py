@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from host.centre import Centre, CentreConfig
 from host.centre import centre as C
-from protocol import codec, messages
+from protocol import codec, constants, messages
 
 KEY = bytes(range(16))
 OTHER_KEY = bytes(range(1, 17))
@@ -30,8 +30,8 @@ def heartbeat(status=0):
                 uptime_s=10, status=status, mode=1, interval_s=900)
 
 
-def alarm(alarm_id=1, state=messages.ALARM_STATE_RAISED, raised_time_ms=T0, fix_=None):
-    return dict(alarm_id=alarm_id, kind=messages.ALARM_KIND_PANIC, state=state,
+def alarm(alarm_id=1, state=constants.ALARM_STATE_RAISED, raised_time_ms=T0, fix_=None):
+    return dict(alarm_id=alarm_id, kind=constants.ALARM_KIND_PANIC, state=state,
                 raised_time_ms=raised_time_ms, fix=fix_)
 
 
@@ -208,7 +208,7 @@ def test_silence_uses_per_device_and_low_power_interval():
     """Without an interval from the device (interval_s 0: not told), the config's."""
     c, d, e = centre(device_heartbeat_s={8: 60}), Dev(), Dev(device_id=8)
     untold = dict(interval_s=0)
-    c.receive("A", d.seal("HEARTBEAT", {**heartbeat(status=messages.STATUS_LOW_POWER),
+    c.receive("A", d.seal("HEARTBEAT", {**heartbeat(status=constants.STATUS_LOW_POWER),
                                         **untold}), T0)
     c.receive("B", e.seal("HEARTBEAT", {**heartbeat(), **untold}), T0)
     c.tick(T0 + 2 * 60_000 + 60_000)
@@ -257,14 +257,14 @@ def test_operator_ack_retried_until_acked_and_again_on_repeat():
 def test_cancelled_alarm_not_acked():
     c, d = centre(operator_ack_delay_ms=5000), Dev()
     c.receive("L", d.seal("ALARM", alarm()), T0)
-    c.receive("L", d.seal("ALARM", alarm(state=messages.ALARM_STATE_CANCELLED)), T0 + 1000)
+    c.receive("L", d.seal("ALARM", alarm(state=constants.ALARM_STATE_CANCELLED)), T0 + 1000)
     assert c.tick(T0 + 10_000) == [] and c.alarms[(7, 1)].cancelled_ms == T0 + 1000
     assert len(kinds(c, C.ALARM_CANCELLED)) == 1
 
 
 def test_downlink_waits_for_a_link_and_goes_out_on_contact():
     c, d = centre(), Dev()
-    counter = c.send(7, "COMMAND", {"command": messages.COMMAND_LOCATE_NOW, "arg": 0}, T0)
+    counter = c.send(7, "COMMAND", {"command": constants.COMMAND_LOCATE_NOW, "arg": 0}, T0)
     assert c.tick(T0) == []  # no link known yet
     frames = d.open(c.receive("L", d.seal("HEARTBEAT", heartbeat()), T0 + 5))
     assert [f.name for f in frames] == ["ACK", "COMMAND"] and frames[1].counter == counter

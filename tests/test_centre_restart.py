@@ -4,7 +4,7 @@ ack the device never confirmed is sent again, and no downlink counter is used tw
 bench/chaos.py (seeds 4230697605 and 4168784655 of `--seed 1`)."""
 from host.centre import Centre, CentreConfig
 from host.centre import centre as C
-from protocol import messages
+from protocol import constants
 
 from .test_centre import KEY, T0, Dev, alarm, kinds
 
@@ -58,7 +58,7 @@ def test_a_confirmed_or_closed_alarm_is_left_alone_after_a_restart(tmp_path):
     c.receive("L", d.seal("ALARM", alarm(alarm_id=1)), T0)
     c.receive("L", d.seal("ALARM", alarm(alarm_id=2, raised_time_ms=T0 + 1)), T0)
     c.receive("L", d.seal("ALARM", alarm(alarm_id=2, raised_time_ms=T0 + 1,
-                                         state=messages.ALARM_STATE_CANCELLED)), T0 + 1)
+                                         state=constants.ALARM_STATE_CANCELLED)), T0 + 1)
     ack = operator_acks(d, [w for _l, w in c.tick(T0 + 2)])
     assert [f.fields["alarm_id"] for f in ack] == [1]
     c.receive("L", d.seal("ACK", {"highest": ack[0].counter, "bitmap": 0}), T0 + 3)

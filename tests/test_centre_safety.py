@@ -1,6 +1,6 @@
 """Issue 9 at the centre: the operator's clear, silence by the device's state."""
 from host.centre import centre as C
-from protocol import messages
+from protocol import constants
 from tests.test_centre import T0, Dev, alarm, centre, heartbeat, hello, kinds
 
 
@@ -17,11 +17,11 @@ def test_the_operator_clears_a_panic_after_operator_clear_ms_and_its_record_clos
     assert not kinds(c, C.CLEAR_REQUESTED)
     out = d.open(w for _l, w in c.tick(T0 + 600_000))
     cmds = [f.fields for f in out if f.name == "COMMAND"]
-    assert cmds == [{"command": messages.COMMAND_CLEAR_ALARM, "arg": 1}]
+    assert cmds == [{"command": constants.COMMAND_CLEAR_ALARM, "arg": 1}]
     (ask,) = kinds(c, C.CLEAR_REQUESTED)
     assert ask.detail["alarm_id"] == 1 and ask.detail["operator_id"] == 1
     assert [r["change"] for r in c.evidence.rows("alarms")][-1] == "clear_requested"
-    c.receive("L", d.seal("ALARM", alarm(state=messages.ALARM_STATE_CLEARED,
+    c.receive("L", d.seal("ALARM", alarm(state=constants.ALARM_STATE_CLEARED,
                                          raised_time_ms=T0)), T0 + 601_000)
     assert c.alarm_history[0].closed and kinds(c, C.ALARM_CLEARED)
     assert all(a.clear_due_ms is None for a in c.alarm_history)
@@ -77,7 +77,7 @@ def test_silence_of_a_quiet_device_waits_two_intervals_plus_grace():
 def test_a_cleared_alarm_ends_the_urgent_watch():
     c, d = centre(), Dev()
     _alarm_raised(c, d, T0)
-    c.receive("L", d.seal("ALARM", alarm(state=messages.ALARM_STATE_CLEARED,
+    c.receive("L", d.seal("ALARM", alarm(state=constants.ALARM_STATE_CLEARED,
                                          raised_time_ms=T0)), T0 + 30_000)
     c.tick(T0 + 200_000)
     assert not kinds(c, C.NOT_REPORTING)
@@ -99,7 +99,7 @@ def test_a_stale_victim_fix_gives_uncertain_a_locate_and_an_escalation_in_the_ev
         out += c.offender_fix(9004, now, north_of(distance_m), LON, 10, now)
     frames = d.open(w for _l, w in out)
     assert [f.fields["level"] for f in frames if f.name == "PROXIMITY"] == [
-        messages.PROXIMITY_UNCERTAIN]
+        constants.PROXIMITY_UNCERTAIN]
     (prox,) = kinds(c, C.PROXIMITY)
     assert prox.detail["level"] == "uncertain" and prox.detail["basis"] == "stale_victim"
     assert [e.detail["reason"] for e in kinds(c, C.LOCATE_REQUESTED)][-1] == "uncertain"

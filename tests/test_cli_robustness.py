@@ -12,21 +12,11 @@ from pathlib import Path
 import pytest
 
 from host import cli
+from tests.scenario_text import SHORT_PANIC as SHORT
 
 REPO = Path(__file__).resolve().parent.parent
-SHORT = """
-[scenario]
-name = "short"
-duration_s = 600
-seed = 21
-
-[[device]]
-id = 77
-location = [52.0907, 5.1214]
-button = [{ at_s = 120, hold_ms = 2000 }]
-"""
 # Thirty virtual days: far longer than any test waits, so Ctrl-C always lands mid-run.
-LONG = SHORT.replace("duration_s = 600", "duration_s = 2592000").replace('"short"', '"long"')
+LONG = SHORT.replace("duration_s = 600", "duration_s = 2592000").replace('"short-panic"', '"long"')
 
 
 @pytest.fixture

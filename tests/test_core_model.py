@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from firmware import config, core
-from protocol import messages
+from protocol import constants
 from tests.test_core import Rig, make_fix
 
 LONG_PRESS_MS = 1500
@@ -49,8 +49,8 @@ class CoreModel(RuleBasedStateMachine):
                 if name == "ALARM":
                     self.alarm_counters.add(counter)
                     assert store == core.STORE_ALARM
-                    if fields["kind"] == messages.ALARM_KIND_PANIC and fields["state"] in (
-                            messages.ALARM_STATE_RAISED, messages.ALARM_STATE_REPEAT):
+                    if fields["kind"] == constants.ALARM_KIND_PANIC and fields["state"] in (
+                            constants.ALARM_STATE_RAISED, constants.ALARM_STATE_REPEAT):
                         assert during == "press", "panic alarm without a long press"
                         self.panic_records.append((fields["state"], fields["alarm_id"]))
                 if name in ("POSITION", "NO_FIX"):
@@ -117,12 +117,12 @@ class CoreModel(RuleBasedStateMachine):
             return
         # Never swallowed: one record per long press, and the wearer feels it was taken.
         if self.panic_id:
-            assert new == [(messages.ALARM_STATE_REPEAT, self.panic_id)], new
+            assert new == [(constants.ALARM_STATE_REPEAT, self.panic_id)], new
             assert "panic_repeat" in haptics
         else:
             self.panic_id = self.rig.core.panic_id
             assert self.panic_id, "a long press raised no panic"
-            assert new == [(messages.ALARM_STATE_RAISED, self.panic_id)], new
+            assert new == [(constants.ALARM_STATE_RAISED, self.panic_id)], new
             assert "panic_confirm" in haptics
         self.operator_acked = False              # the operator acknowledges the latest press
 

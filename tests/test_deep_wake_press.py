@@ -4,7 +4,7 @@ the imports. Holds of 1.5 s and more always raise a panic; 0.8 s never does. The
 firmware on the emulated board (600 ms boot, imports charged by their .mpy size)."""
 import pytest
 
-from protocol import messages
+from protocol import constants
 
 from .firmware_e2e import centre_alarms, resets, run_toml, trace
 
@@ -35,7 +35,7 @@ def _run(at_s=None, hold_ms=0, duration_s=None):
 
 
 def _panics(sim):
-    return [a for a in centre_alarms(sim, DEVICE) if a.kind == messages.ALARM_KIND_PANIC]
+    return [a for a in centre_alarms(sim, DEVICE) if a.kind == constants.ALARM_KIND_PANIC]
 
 
 @pytest.mark.parametrize("hold_ms", [800, 1500, 1600, 1800, 2000])

@@ -10,25 +10,13 @@ from pathlib import Path
 import pytest
 
 from host import cli, emulate, scenario
+from tests.scenario_text import SHORT_PANIC as SHORT
 
 REPO = Path(__file__).resolve().parent.parent
 ISSUE_KEYS = {"scenario", "seed", "virtual_s", "wall_s", "frames_up", "frames_down",
               "alarms_raised", "alarms_acked", "alarms_lost", "panic_to_ack_ms",
               "proximity_warn_latency_ms", "energy_mah", "avg_current_ma", "floor_ratio",
               "projected_battery_days", "trace_sha256"}
-# Ten virtual minutes with one panic press: a run of a fraction of a second.
-SHORT = """
-[scenario]
-name = "short-panic"
-description = "ten minutes, one panic press"
-duration_s = 600
-seed = 21
-
-[[device]]
-id = 77
-location = [52.0907, 5.1214]
-button = [{ at_s = 120, hold_ms = 2000 }]
-"""
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 from firmware import persist
 from host import emulate, scenario
 from host.deploy import device_files
-from protocol import codec, messages
+from protocol import codec, constants
 
 from .firmware_e2e import (
     boots,
@@ -28,7 +28,7 @@ from .firmware_e2e import (
     trace,
 )
 
-DEEPSLEEP = messages.RESET_DEEPSLEEP
+DEEPSLEEP = constants.RESET_DEEPSLEEP
 # Press to transport ACK on a clean link, from the instant the wearer presses a deep-sleeping
 # device: the 1.5 s long press (of which the 0.6 s boot is part), then one round trip.
 PRESS_TO_ACK_MAX_MS = 2_500
@@ -124,7 +124,7 @@ def test_deep_sleep_is_a_real_reset_and_boots_count_up(deep_run):
         [str(DEEPSLEEP)] * (len(causes) - 1)
     # A deep-sleep wake resumes (firmware/core.py): the only HELLO is the power-on one.
     hellos = [f.fields for _t, f in sent_frames(sim, DEEP_ID) if f.name == "HELLO"]
-    assert [(h["boot_count"], h["reset_cause"]) for h in hellos] == [(1, messages.RESET_POWER_ON)]
+    assert [(h["boot_count"], h["reset_cause"]) for h in hellos] == [(1, constants.RESET_POWER_ON)]
     assert sim.devices[DEEP_ID].crashes == []
 
 
@@ -167,7 +167,7 @@ def test_panic_press_wakes_deep_sleep_and_reaches_the_centre(deep_run):
     raised = log_lines(sim, DEEP_ID, "alarm 1 kind 1 state 1")
     assert raised, "the press that woke the device raised no panic"
     alarms = centre_alarms(sim, DEEP_ID)
-    assert [(a.alarm_id, a.kind) for a in alarms] == [(1, messages.ALARM_KIND_PANIC)]
+    assert [(a.alarm_id, a.kind) for a in alarms] == [(1, constants.ALARM_KIND_PANIC)]
     alarm_counter = [f.counter for _t, f in sent_frames(sim, DEEP_ID) if f.name == "ALARM"][0]
     acked = [t for t, counters in sim._acks_delivered()[DEEP_ID] if alarm_counter in counters]
     press_to_ack_ms = acked[0] - PRESS_MS             # boot (600 ms) and the hold included
@@ -222,7 +222,7 @@ CUT_MS, POWER_ON_MS, CLEAR_MS = 70_000, 80_000, 1_500_000
 
 def _clear_alarm_at(sim, device_id, t_ms, alarm_id):
     def clear():
-        sim.centre.send(device_id, "COMMAND", {"command": messages.COMMAND_CLEAR_ALARM,
+        sim.centre.send(device_id, "COMMAND", {"command": constants.COMMAND_CLEAR_ALARM,
                                                "arg": alarm_id}, sim.utc_ms())
         sim._send(sim.centre.tick(sim.utc_ms()))
     sim.world.at(t_ms, clear)
@@ -251,7 +251,7 @@ def _not_sleeps(resets_list):
 def test_alarm_raised_before_a_power_cut_is_resent_after_boot_unchanged(survive_run):
     sim = survive_run
     alarms = [(t, f) for t, f in sent_frames(sim, 21) if f.name == "ALARM"]
-    raised = [(t, f) for t, f in alarms if f.fields["state"] == messages.ALARM_STATE_RAISED]
+    raised = [(t, f) for t, f in alarms if f.fields["state"] == constants.ALARM_STATE_RAISED]
     before = [f for t, f in raised if t < CUT_MS]
     after = [f for t, f in raised if t >= POWER_ON_MS]
     assert before and after, "the alarm was not resent after the power cut"

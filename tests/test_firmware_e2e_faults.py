@@ -10,14 +10,14 @@ import littlefs
 import pytest
 
 from host import deploy
-from protocol import messages
+from protocol import constants
 
 from .firmware_e2e import boots, centre_alarms, log_lines, resets, sent_frames, start_toml
 
 
 def _clear_alarm_at(sim, device_id, t_ms, alarm_id):
     def clear():
-        sim.centre.send(device_id, "COMMAND", {"command": messages.COMMAND_CLEAR_ALARM,
+        sim.centre.send(device_id, "COMMAND", {"command": constants.COMMAND_CLEAR_ALARM,
                                                "arg": alarm_id}, sim.utc_ms())
         sim._send(sim.centre.tick(sim.utc_ms()))
     sim.world.at(t_ms, clear)
@@ -100,7 +100,7 @@ def test_an_alarm_reported_stored_survives_the_cut(sweep):
     for run in sweep:
         if run["stored"]:
             assert run["active_after_boot"], run["n"]       # still active: clear_alarm ends it
-            assert run["centre"] == [(1, messages.ALARM_KIND_PANIC, True)], run["n"]
+            assert run["centre"] == [(1, constants.ALARM_KIND_PANIC, True)], run["n"]
 
 
 def test_a_cut_before_the_alarm_is_stored(sweep):
@@ -116,7 +116,7 @@ def test_a_cut_before_the_alarm_is_stored(sweep):
     for run in lost:
         assert run["alarm_sends"] == 0 and run["forgotten"], run["n"]
     for run in queued:
-        assert run["centre"] == [(1, messages.ALARM_KIND_PANIC, True)], run["n"]
+        assert run["centre"] == [(1, constants.ALARM_KIND_PANIC, True)], run["n"]
         assert run["active_after_boot"] and not run["forgotten"], run["n"]
 
 
@@ -185,7 +185,7 @@ def test_device_resumes_with_queue_and_alarm_after_a_crash_or_hang(fault):
         assert boot_lines and not boot_lines[0].endswith("queue 0"), boot_lines
         assert log_lines(sim, 41, "boot: 1 alarm frame(s) awaiting ack")
         alarm_frames = [(t, f) for t, f in sent_frames(sim, 41) if f.name == "ALARM"
-                        and f.fields["state"] == messages.ALARM_STATE_RAISED]
+                        and f.fields["state"] == constants.ALARM_STATE_RAISED]
         assert {f.counter for _t, f in alarm_frames} == {alarm_frames[0][1].counter}
         assert any(t > reset_ms for t, _f in alarm_frames), "alarm not resent after the reset"
         # the centre hears it once the outage ends, and the clear finds it still active

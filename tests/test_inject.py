@@ -9,7 +9,7 @@ from hil import inject
 from hil.rig import open_dut
 from host import emulate
 from host.deploy import TEST_SWITCH, DeployError, device_files
-from protocol import codec, messages
+from protocol import codec, constants
 from tests.vm import MPY_CROSS
 
 INJECT_BOARD = "hil/boards/emu-inject.toml"
@@ -48,7 +48,7 @@ def test_a_test_build_needs_its_switch_line(tmp_path):
 
 
 def _alarms(dut):
-    return [f for _t, f in dut.of_type("ALARM") if f.fields["kind"] == messages.ALARM_KIND_PANIC]
+    return [f for _t, f in dut.of_type("ALARM") if f.fields["kind"] == constants.ALARM_KIND_PANIC]
 
 
 def _log_lines(dut, text):
@@ -81,7 +81,7 @@ def test_a_test_build_presses_once_per_frame_and_refuses_a_replay_or_a_forgery()
     try:
         assert _log_lines(dut, "TEST_INJECT accepted under the test key")
         dut.press_button(2000)
-        first = dut.expect("ALARM", timeout=3_000, where={"kind": messages.ALARM_KIND_PANIC})
+        first = dut.expect("ALARM", timeout=3_000, where={"kind": constants.ALARM_KIND_PANIC})
         dut.wait(5_000)
         wire = dut.injector.sent[-1][1]
         dut.link.send(wire)                        # the same frame again: replayed
@@ -91,7 +91,7 @@ def test_a_test_build_presses_once_per_frame_and_refuses_a_replay_or_a_forgery()
         assert len(_log_lines(dut, "test: press 2000 ms")) == 1
         assert _log_lines(dut, "dropped frame: bad_tag") != []
         assert [f.counter for f in _alarms(dut)
-                if f.fields["state"] == messages.ALARM_STATE_RAISED] == [first.counter]
+                if f.fields["state"] == constants.ALARM_STATE_RAISED] == [first.counter]
         # the device acks the centre's frames, never the rig's
         assert all(f.fields["highest"] < dut.injector.sender.counter - 1
                    for _t, f in dut.of_type("ACK"))
@@ -104,9 +104,9 @@ def test_injected_battery_and_route_hold_through_a_reset():
     try:
         dut.set_battery(8)
         dut.expect("ALARM", timeout=960_000,
-                   where={"kind": messages.ALARM_KIND_BATTERY_10})
+                   where={"kind": constants.ALARM_KIND_BATTERY_10})
         dut.reset()
-        hello = dut.expect("HELLO", timeout=15_000, where={"reset_cause": messages.RESET_HARD})
+        hello = dut.expect("HELLO", timeout=15_000, where={"reset_cause": constants.RESET_HARD})
         heartbeat = dut.expect("HEARTBEAT", timeout=960_000, since=dut.frames.index(
             next((t, f) for t, f in dut.frames if f is hello)))
         assert heartbeat.fields["battery_pct"] == 8

@@ -10,22 +10,7 @@ import pytest
 
 from host import cli, emulate
 from host.keys import load_keys
-
-SHORT = """
-[scenario]
-name = "short"
-duration_s = 600
-seed = 21
-
-[[device]]
-id = 77
-location = [52.0907, 5.1214]
-button = [{ at_s = 120, hold_ms = 2000 }]
-
-[[device]]
-id = 78
-location = [52.0907, 5.1214]
-"""
+from tests.scenario_text import TWO_DEVICES as SHORT
 
 
 def vigil(capsys, *argv):

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from protocol import messages
+from protocol import constants
 from tests.firmware_e2e import start_toml
 
 SCENARIO = """
@@ -24,7 +24,7 @@ BOUND_MS = 30_000
 def _vibrate_at(sim, t_ms, sent):
     def send():
         sent.append((sim.world.now_ms, sim.devices[41].state))
-        sim.centre.send(41, "COMMAND", {"command": messages.COMMAND_VIBRATE, "arg": 0},
+        sim.centre.send(41, "COMMAND", {"command": constants.COMMAND_VIBRATE, "arg": 0},
                         sim.utc_ms())
         sim._send(sim.centre.tick(sim.utc_ms()))
     sim.world.at(t_ms, send)

@@ -1,9 +1,9 @@
 """host/metrics.py: the ground-truth figures, each against a hand-made case that can fail."""
 from host import metrics
-from protocol import messages
+from protocol import constants
 
-CLEAR, UNCERTAIN = messages.PROXIMITY_CLEAR, messages.PROXIMITY_UNCERTAIN
-WARNING, ALARM = messages.PROXIMITY_WARNING, messages.PROXIMITY_ALARM
+CLEAR, UNCERTAIN = constants.PROXIMITY_CLEAR, constants.PROXIMITY_UNCERTAIN
+WARNING, ALARM = constants.PROXIMITY_WARNING, constants.PROXIMITY_ALARM
 
 
 def test_long_presses_use_the_provisioned_threshold_or_the_firmware_default():
@@ -24,16 +24,16 @@ def test_haptic_pulse_trains_are_named_by_the_firmware_patterns():
 
 def test_a_press_is_lost_unless_its_alarm_record_reached_the_centre():
     presses = [(10_000, 2000), (50_000, 2000), (90_000, 2000)]
-    logs = [(11_500, 1, 1, messages.ALARM_STATE_RAISED, 5),   # press 1: delivered
+    logs = [(11_500, 1, 1, constants.ALARM_STATE_RAISED, 5),   # press 1: delivered
             (51_500, 1, 1, 4, 9),                              # press 2: a repeat, not delivered
-            (60_000, 1, 1, messages.ALARM_STATE_CLEARED, 10)]  # a clear is nobody's press
+            (60_000, 1, 1, constants.ALARM_STATE_CLEARED, 10)]  # a clear is nobody's press
     lost = metrics.lost_presses(presses, logs, {5, 10})
     assert lost == [(50_000, 2000), (90_000, 2000)]
     assert metrics.lost_presses(presses[:2], logs, {5, 9}) == []
 
 
 def test_battery_alarms_do_not_stand_in_for_a_press():
-    logs = [(11_000, 2, 2, messages.ALARM_STATE_RAISED, 5)]
+    logs = [(11_000, 2, 2, constants.ALARM_STATE_RAISED, 5)]
     assert metrics.lost_presses([(10_000, 2000)], logs, {5}) == [(10_000, 2000)]
 
 

@@ -6,7 +6,7 @@ import random
 
 from host import emulate, scenario
 from host.deploy import device_files
-from protocol import messages
+from protocol import constants
 from tests.vm import REPO
 
 TOML = """
@@ -52,12 +52,12 @@ def _waits(paired):
 
     if paired:
         sim.world.at(MODE_SENT_MS, send("MODE", {
-            "mode": messages.MODE_PAIRED, "offender_id": 9004, "valid_from_ms": 0,
+            "mode": constants.MODE_PAIRED, "offender_id": 9004, "valid_from_ms": 0,
             "valid_until_ms": sim.utc0_ms + 86_400_000}))
     rng = random.Random(3)
     times = sorted(rng.uniform(PAIRED_FROM_MS, 2_900_000) for _ in range(12))
     for t_ms in times:
-        sim.world.at(t_ms, send("COMMAND", {"command": messages.COMMAND_VIBRATE, "arg": 0}))
+        sim.world.at(t_ms, send("COMMAND", {"command": constants.COMMAND_VIBRATE, "arg": 0}))
     try:
         sim.run()
         dev = sim.devices[41]

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol import codec, host_fast, host_make_vectors, host_reference, messages
+from protocol import codec, constants, host_fast, host_make_vectors, host_reference, messages
 
 KEY = bytes(range(16))
 
@@ -133,8 +133,8 @@ def test_location_messages_are_encrypted_on_the_wire():
 # and a NO_FIX; a PROXIMITY level, OPERATOR_ACK, COMMAND or TIME_SYNC as long as an ACK.
 _SMALL_DOWN = [("PROXIMITY", {"level": 0}), ("PROXIMITY", {"level": 3}),
                ("OPERATOR_ACK", {"alarm_id": 1, "operator_id": 1}),
-               ("COMMAND", {"command": messages.COMMAND_LOCATE_NOW, "arg": 0}),
-               ("COMMAND", {"command": messages.COMMAND_REBOOT, "arg": 0}),
+               ("COMMAND", {"command": constants.COMMAND_LOCATE_NOW, "arg": 0}),
+               ("COMMAND", {"command": constants.COMMAND_REBOOT, "arg": 0}),
                ("TIME_SYNC", {"utc_ms": 1}), ("ACK", {"highest": 1, "bitmap": 0}),
                ("CONFIG", {"config_version": 1, "items": []})]
 

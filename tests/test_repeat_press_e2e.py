@@ -1,7 +1,7 @@
 """Issue 9, end to end: a second long press while the panic alarm is active is not swallowed.
 The real firmware on the emulated board sends it as its own ALARM record (state repeat, the
 same alarm id), the centre delivers and acks it, and the wearer feels it was taken."""
-from protocol import messages
+from protocol import constants
 
 from .firmware_e2e import run_toml, sent_frames
 
@@ -23,10 +23,10 @@ def test_a_second_press_is_its_own_acked_record_and_a_short_one_is_nothing():
     try:
         alarms = {}
         for _t, f in sent_frames(sim, 61):
-            if f.name == "ALARM" and f.fields["kind"] == messages.ALARM_KIND_PANIC:
+            if f.name == "ALARM" and f.fields["kind"] == constants.ALARM_KIND_PANIC:
                 alarms[f.counter] = (f.fields["state"], f.fields["alarm_id"])
         records = [alarms[c] for c in sorted(alarms)]
-        assert records == [(messages.ALARM_STATE_RAISED, 1), (messages.ALARM_STATE_REPEAT, 1)]
+        assert records == [(constants.ALARM_STATE_RAISED, 1), (constants.ALARM_STATE_REPEAT, 1)]
         acked = set()
         for _t, counters in sim._acks_delivered()[61]:
             acked |= set(counters)

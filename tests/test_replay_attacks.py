@@ -12,7 +12,7 @@ import pytest
 
 from host.centre import Centre, CentreConfig
 from host.centre import centre as C
-from protocol import codec, host_make_vectors, messages
+from protocol import codec, constants, host_make_vectors, messages
 from tests.test_centre import KEY, OTHER_KEY, T0, Dev, alarm, centre, heartbeat, hello, kinds
 from tests.test_fw_app import DEVICE, boot, fake_board, run
 from tests.test_fw_app import KEY as DEVICE_KEY
@@ -148,7 +148,7 @@ def test_the_app_refuses_a_downlink_replayed_within_one_boot(tmp_path):
     a, hw, clock = boot(tmp_path)
     seen = _recorder(a)
     wire = codec.Sender(DEVICE, 1, DEVICE_KEY, downlink=True).seal(
-        "PROXIMITY", {"level": messages.PROXIMITY_WARNING})
+        "PROXIMITY", {"level": constants.PROXIMITY_WARNING})
     hw.link_uart.rx += wire + wire
     run(a, clock, 100)
     assert [e for e in seen if e[0] in ("rx", "rx_duplicate")] == [
@@ -156,8 +156,8 @@ def test_the_app_refuses_a_downlink_replayed_within_one_boot(tmp_path):
 
 
 DOWNLINKS = [
-    ("COMMAND", {"command": messages.COMMAND_REBOOT, "arg": 0}),
-    ("PROXIMITY", {"level": messages.PROXIMITY_CLEAR}),
+    ("COMMAND", {"command": constants.COMMAND_REBOOT, "arg": 0}),
+    ("PROXIMITY", {"level": constants.PROXIMITY_CLEAR}),
     ("CONFIG", {"config_version": 9, "items": [(1, 60)]}),
     ("OPERATOR_ACK", {"alarm_id": 1, "operator_id": 1}),
     ("TIME_SYNC", {"utc_ms": 1}),

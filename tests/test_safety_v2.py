@@ -3,7 +3,7 @@ scheme (aware / paired) switches over the air and ends by itself with no gap in 
 coverage, the device tells the centre its mode and how long it may be silent, and a paired
 device without a wake line stays reachable within 30 s."""
 from firmware import config, core
-from protocol import messages
+from protocol import constants
 
 from .test_core import Rig, make_fix, panic
 
@@ -34,7 +34,7 @@ def test_a_long_press_during_an_active_alarm_is_its_own_record_with_haptic():
     haptics = [a[1] for _t, a in rig.log[before:] if a[0] == "haptic"]
     assert "panic_repeat" in haptics
     records = _alarm_records(rig, mark)
-    assert [(s, i) for s, i, _c in records] == [(messages.ALARM_STATE_REPEAT, alarm_id)]
+    assert [(s, i) for s, i, _c in records] == [(constants.ALARM_STATE_REPEAT, alarm_id)]
     repeat_counter = records[0][2]
     assert repeat_counter > counter                                 # its own counter
     # retried like any alarm until acked
@@ -58,7 +58,7 @@ def test_every_long_press_counts_and_a_short_one_never_does():
         rig.run(5_000)
         rig.press(hold_ms)
     states = [s for s, _i, _c in _alarm_records(rig, mark)]
-    assert states == [messages.ALARM_STATE_REPEAT] * 3
+    assert states == [constants.ALARM_STATE_REPEAT] * 3
 
 
 def test_a_repeat_press_brings_back_the_panic_fix_rate():
@@ -74,10 +74,10 @@ def test_a_repeat_press_brings_back_the_panic_fix_rate():
 def test_hello_and_heartbeat_carry_mode_and_interval():
     rig = _with_utc()
     hello = rig.sends("HELLO")[0][1][2]
-    assert (hello["mode"], hello["interval_s"]) == (messages.MODE_AWARE, rig.cfg["heartbeat_s"])
+    assert (hello["mode"], hello["interval_s"]) == (constants.MODE_AWARE, rig.cfg["heartbeat_s"])
     rig.run(rig.cfg["heartbeat_s"] * 1000)
     beat = rig.sends("HEARTBEAT")[-1][1][2]
-    assert (beat["mode"], beat["interval_s"]) == (messages.MODE_AWARE, rig.cfg["heartbeat_s"])
+    assert (beat["mode"], beat["interval_s"]) == (constants.MODE_AWARE, rig.cfg["heartbeat_s"])
 
 
 def test_during_an_alarm_the_device_is_never_silent_for_more_than_30_s():
@@ -91,54 +91,54 @@ def test_during_an_alarm_the_device_is_never_silent_for_more_than_30_s():
     # cleared: at once a HEARTBEAT saying the device may now be quiet for heartbeat_s
     alarm_id = rig.core.panic_id
     mark = rig.now
-    rig.downlink("COMMAND", {"command": messages.COMMAND_CLEAR_ALARM, "arg": alarm_id})
+    rig.downlink("COMMAND", {"command": constants.COMMAND_CLEAR_ALARM, "arg": alarm_id})
     assert rig.sends("HEARTBEAT", mark)[0][1][2]["interval_s"] == rig.cfg["heartbeat_s"]
 
 
 def _paired(rig, valid_from=0, valid_until=None, counter=20):
-    fields = {"mode": messages.MODE_PAIRED, "offender_id": 9004, "valid_from_ms": valid_from,
+    fields = {"mode": constants.MODE_PAIRED, "offender_id": 9004, "valid_from_ms": valid_from,
               "valid_until_ms": valid_until or UTC + DAY_MS}
     return rig.downlink("MODE", fields, counter=counter)
 
 
 def _mode_events(rig, since=None):
     return [a[2]["value"] for _t, a in rig.sends("EVENT", since)
-            if a[2]["kind"] == messages.EVENT_KIND_MODE_CHANGED]
+            if a[2]["kind"] == constants.EVENT_KIND_MODE_CHANGED]
 
 
 def test_mode_paired_then_its_end_falls_back_to_aware_with_no_gap_in_panic():
     rig = _with_utc()
     _paired(rig, valid_until=UTC + 3_600_000)
-    assert rig.core.scheme == messages.MODE_PAIRED and _mode_events(rig) == [2]
+    assert rig.core.scheme == constants.MODE_PAIRED and _mode_events(rig) == [2]
     rig.run(rig.cfg["heartbeat_s"] * 1000)
-    assert rig.sends("HEARTBEAT")[-1][1][2]["mode"] == messages.MODE_PAIRED
+    assert rig.sends("HEARTBEAT")[-1][1][2]["mode"] == constants.MODE_PAIRED
     # a panic just before the end: it stays active across the switch, retried until acked
     rig.run(3_600_000 - rig.cfg["heartbeat_s"] * 1000 - 2_000 - 1500)
     _t, counter, alarm_id = panic(rig)
     rig.run(5_000)                                    # the court order ends meanwhile
-    assert rig.core.scheme == messages.MODE_AWARE and _mode_events(rig) == [2, 1]
+    assert rig.core.scheme == constants.MODE_AWARE and _mode_events(rig) == [2, 1]
     assert rig.core.panic_id == alarm_id
     assert counter in [a[1] for _t, a in rig.run(10_000) if a[0] == "resend"]
     rig.press(1500)                                   # a press after the switch still counts
-    assert _alarm_records(rig)[-1][:2] == (messages.ALARM_STATE_REPEAT, alarm_id)
+    assert _alarm_records(rig)[-1][:2] == (constants.ALARM_STATE_REPEAT, alarm_id)
     assert rig.core.pairing is None
 
 
 def test_mode_aware_and_paired_again_and_a_pairing_that_starts_later():
     rig = _with_utc()
     _paired(rig, valid_from=UTC + 600_000, counter=20)
-    assert rig.core.scheme == messages.MODE_AWARE                   # not yet valid
+    assert rig.core.scheme == constants.MODE_AWARE                   # not yet valid
     rig.run(601_000)
-    assert rig.core.scheme == messages.MODE_PAIRED
-    rig.downlink("MODE", {"mode": messages.MODE_AWARE, "offender_id": 0, "valid_from_ms": 0,
+    assert rig.core.scheme == constants.MODE_PAIRED
+    rig.downlink("MODE", {"mode": constants.MODE_AWARE, "offender_id": 0, "valid_from_ms": 0,
                           "valid_until_ms": 0}, counter=21)
-    assert rig.core.scheme == messages.MODE_AWARE and _mode_events(rig) == [2, 1]
+    assert rig.core.scheme == constants.MODE_AWARE and _mode_events(rig) == [2, 1]
 
 
 def test_a_paired_mode_that_makes_no_sense_is_refused():
     rig = _with_utc()
     acts = _paired(rig, valid_from=UTC + 10, valid_until=UTC)
-    assert rig.core.scheme == messages.MODE_AWARE and rig.core.pairing is None
+    assert rig.core.scheme == constants.MODE_AWARE and rig.core.pairing is None
     assert any(a[0] == "log" and "refused" in a[1] for a in acts)
     assert any(a[0] == "send" and a[1] == "ACK" for a in acts)      # authentic: acked
 
@@ -146,10 +146,10 @@ def test_a_paired_mode_that_makes_no_sense_is_refused():
 def test_mode_before_utc_is_known_waits_for_it():
     rig = Rig()
     _paired(rig)
-    assert rig.core.scheme == messages.MODE_AWARE                   # cannot judge the window
+    assert rig.core.scheme == constants.MODE_AWARE                   # cannot judge the window
     rig.event(("fix", make_fix(UTC)))
     rig.run(61_000)
-    assert rig.core.scheme == messages.MODE_PAIRED
+    assert rig.core.scheme == constants.MODE_PAIRED
 
 
 def test_the_pairing_survives_deep_sleep_and_ends_during_it():
@@ -159,7 +159,7 @@ def test_the_pairing_survives_deep_sleep_and_ends_during_it():
     _paired(rig, valid_until=UTC + 3_600_000)
     rig.run(60_000)
     woke = deep_wake(rig, 2 * 3_600_000)                            # the end passed asleep
-    assert woke.core.scheme == messages.MODE_AWARE
+    assert woke.core.scheme == constants.MODE_AWARE
     assert _mode_events(woke) == [1]
 
 

@@ -7,7 +7,7 @@ import littlefs
 import pytest
 
 from host import deploy
-from protocol import messages
+from protocol import constants
 
 from .test_firmware_e2e_faults import _cut_run
 from .vm import needs_micropython
@@ -48,8 +48,8 @@ def test_no_alarm_reported_stored_is_lost(sweep):
     for run in sweep:
         if run["stored"]:
             assert run["active_after_boot"], run["n"]
-            assert run["centre"] == [(1, messages.ALARM_KIND_PANIC, True)], run["n"]
+            assert run["centre"] == [(1, constants.ALARM_KIND_PANIC, True)], run["n"]
         elif run["centre"]:  # queued before the cut, snapshot not yet saved: resumed once
-            assert run["centre"] == [(1, messages.ALARM_KIND_PANIC, True)], run["n"]
+            assert run["centre"] == [(1, constants.ALARM_KIND_PANIC, True)], run["n"]
         else:  # cut before the queue append: nothing was sent, nothing claimed
             assert run["alarm_sends"] == 0 and run["forgotten"], run["n"]

@@ -53,14 +53,14 @@ def test_no_fix_is_reported(dut):
 
 @pytest.mark.needs_battery
 def test_low_battery_alarms(dut):
-    from protocol import messages
+    from protocol import constants
 
     # The battery is sampled at least at every wake, and an idle device wakes at least for
     # its heartbeat: a low battery is reported within one heartbeat interval.
     within_ms = (HEARTBEAT_S + 60) * 1000
     dut.set_battery(18)
-    first = dut.expect("ALARM", timeout=within_ms, where={"kind": messages.ALARM_KIND_BATTERY_20})
+    first = dut.expect("ALARM", timeout=within_ms, where={"kind": constants.ALARM_KIND_BATTERY_20})
     dut.set_battery(8)
-    second = dut.expect("ALARM", timeout=within_ms, where={"kind": messages.ALARM_KIND_BATTERY_10})
+    second = dut.expect("ALARM", timeout=within_ms, where={"kind": constants.ALARM_KIND_BATTERY_10})
     assert second.fields["alarm_id"] != first.fields["alarm_id"]
-    dut.expect_none("ALARM", within_ms, where={"kind": messages.ALARM_KIND_BATTERY_20})
+    dut.expect_none("ALARM", within_ms, where={"kind": constants.ALARM_KIND_BATTERY_20})

@@ -3,7 +3,7 @@ proximity warning buzzes, and a build with another schema is refused at HELLO.""
 import pytest
 
 from hil.tests.rules import REACHABILITY_MS, configure, wait_acked
-from protocol import codec, messages
+from protocol import codec, constants, messages
 
 HOME = (52.0907, 5.1214)
 AWAY = (52.1300, 5.1700)
@@ -42,7 +42,7 @@ def test_downlink_reaches_the_device_within_30_s(dut, enter):
         dut.wait(offset_ms)
         since = dut.mark()
         sent_ms = dut.clock.now_ms()
-        counter = dut.send("COMMAND", {"command": messages.COMMAND_SELF_TEST, "arg": 0})
+        counter = dut.send("COMMAND", {"command": constants.COMMAND_SELF_TEST, "arg": 0})
         worst_ms = max(worst_ms, wait_acked(dut, counter, REACHABILITY_MS, since) - sent_ms)
     assert worst_ms <= REACHABILITY_MS, worst_ms
 
@@ -52,7 +52,7 @@ def test_proximity_warning_runs_the_haptic(dut):
     dut.wait(5_000)
     since_ms = dut.clock.now_ms()
     mark = dut.mark()
-    counter = dut.send("PROXIMITY", {"level": messages.PROXIMITY_WARNING})
+    counter = dut.send("PROXIMITY", {"level": constants.PROXIMITY_WARNING})
     acked_ms = wait_acked(dut, counter, REACHABILITY_MS, mark)
     dut.wait(3_000)
     pulses = dut.haptic_pulses(since_ms)

@@ -9,7 +9,7 @@ from hil.tests.rules import (
     RAISED,
     configure,
 )
-from protocol import messages
+from protocol import constants
 
 
 @pytest.mark.needs_button_line
@@ -51,7 +51,7 @@ def test_power_cut_during_a_queue_write(dut, centre):
     dut.wait(5_000)
     dut.power_on()
     hello = dut.expect("HELLO", timeout=15_000, where={"boot_count": 2})
-    assert hello.fields["reset_cause"] == messages.RESET_POWER_ON
+    assert hello.fields["reset_cause"] == constants.RESET_POWER_ON
     # flash mounted and the device goes on: a new press raises an alarm that is acked
     dut.press_button(LONG_PRESS_MS)
     alarm = dut.expect("ALARM", timeout=PRESS_TO_ALARM_MS, where={"kind": PANIC, "state": RAISED})

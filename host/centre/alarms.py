@@ -24,7 +24,7 @@ from host.centre.model import (
     CLEAR_REQUESTED,
     Alarm,
 )
-from protocol import host_names, messages
+from protocol import constants, host_names, messages
 
 # ALARM state 4 (SPEC 6.6): a press while the alarm was active. Named here until every
 # protocol build has it.
@@ -49,7 +49,7 @@ class Alarms:
     def _schedule_clear(self, alarm, from_ms):
         """An open panic alarm is cleared by the operator `operator_clear_ms` after `from_ms`
         (the firmware keeps only a panic active; other kinds need no clearing)."""
-        if (self.config.operator_clear_ms is not None and alarm.kind == messages.ALARM_KIND_PANIC
+        if (self.config.operator_clear_ms is not None and alarm.kind == constants.ALARM_KIND_PANIC
                 and not alarm.closed and alarm.clear_sent_ms is None):
             alarm.clear_due_ms = from_ms + self.config.operator_clear_ms
 
@@ -64,7 +64,7 @@ class Alarms:
             self._operator_ack(alarm, now_ms)
         alarm.clear_sent_ms = now_ms
         counter = self.send(alarm.device_id, "COMMAND",
-                            {"command": messages.COMMAND_CLEAR_ALARM, "arg": alarm.alarm_id},
+                            {"command": constants.COMMAND_CLEAR_ALARM, "arg": alarm.alarm_id},
                             now_ms)
         self.evidence.alarm(now_ms, alarm.device_id, alarm.alarm_id, alarm.kind,
                             "clear_requested", alarm.raised_time_ms, counter)
@@ -83,7 +83,7 @@ class Alarms:
                           historic=frame.historic)
             self.alarms[key] = alarm
             self.alarm_history.append(alarm)
-            if state == messages.ALARM_STATE_RAISED:
+            if state == constants.ALARM_STATE_RAISED:
                 alarm.ack_due_ms = now_ms + self.config.operator_ack_delay_ms
                 self._schedule_clear(alarm, now_ms)
             if state == ALARM_STATE_REPEAT:  # its raised record is late or lost: the same
@@ -104,14 +104,14 @@ class Alarms:
             self._event(now_ms, ALARM_REPEAT, device.device_id, alarm_id=alarm.alarm_id,
                         endpoint=self._endpoint(device.device_id, alarm.raised_time_ms),
                         counter=frame.counter, has_fix=fix is not None)
-        elif state == messages.ALARM_STATE_RAISED:
+        elif state == constants.ALARM_STATE_RAISED:
             change = "repeated"
             if alarm.acked_ms is not None:
                 alarm.ack_due_ms = now_ms  # the device has not seen the operator's ack: again
         else:
             change = None
-        if state in (messages.ALARM_STATE_CANCELLED, messages.ALARM_STATE_CLEARED):
-            if state == messages.ALARM_STATE_CANCELLED:
+        if state in (constants.ALARM_STATE_CANCELLED, constants.ALARM_STATE_CLEARED):
+            if state == constants.ALARM_STATE_CANCELLED:
                 alarm.cancelled_ms = now_ms
                 change, event_kind = "cancelled", ALARM_CANCELLED
             else:

@@ -39,6 +39,15 @@ def make_centre(device_ids, evidence=":memory:"):
     return Centre(keys, CentreConfig(operator_ack_delay_ms=100), evidence=evidence)
 
 
+async def _close(writer):
+    """Close a client connection; a peer that already went away is not an error."""
+    writer.close()
+    try:
+        await writer.wait_closed()
+    except OSError:
+        pass
+
+
 async def start(centre):
     server = CentreServer(centre)
     url = await server.start_tcp("tcp://127.0.0.1:0")
@@ -92,11 +101,7 @@ async def device(port, device_id, delay_s, heartbeats=1, timeout_s=5.0):
             await _await_ack(reader, receiver, counter, timeout_s)
         return latency
     finally:
-        writer.close()
-        try:
-            await writer.wait_closed()
-        except OSError:
-            pass
+        await _close(writer)
 
 
 async def junk_peer(port, rate_bps, duration_s, seed, chunk=16384):
@@ -123,11 +128,7 @@ async def junk_peer(port, rate_bps, duration_s, seed, chunk=16384):
     except (ConnectionError, OSError):
         pass
     finally:
-        writer.close()
-        try:
-            await writer.wait_closed()
-        except OSError:
-            pass
+        await _close(writer)
     return sent
 
 
@@ -219,11 +220,7 @@ async def connections(links=5000, hold_s=0.5):
             results.append(await _await_ack(reader, receiver, 1, 60.0))
             await barrier.wait()  # everyone is connected at the same time
         finally:
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except OSError:
-                pass
+            await _close(writer)
 
     start_s = time.perf_counter()
     try:

@@ -40,12 +40,12 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-from protocol import host_names, messages
+from protocol import constants, host_names
 
-CLEAR = messages.PROXIMITY_CLEAR
-UNCERTAIN = messages.PROXIMITY_UNCERTAIN
-WARNING = messages.PROXIMITY_WARNING
-ALARM = messages.PROXIMITY_ALARM
+CLEAR = constants.PROXIMITY_CLEAR
+UNCERTAIN = constants.PROXIMITY_UNCERTAIN
+WARNING = constants.PROXIMITY_WARNING
+ALARM = constants.PROXIMITY_ALARM
 LEVEL_NAMES = host_names.PROXIMITY_LEVELS
 
 EARTH_RADIUS_M = 6371008.8  # IUGG mean radius

@@ -29,7 +29,7 @@ from host.centre.model import (
     SUPERSEDE_LOCATE,
 )
 from host.centre.proximity import LEVEL_NAMES, UNCERTAIN, Fix, haversine_m
-from protocol import messages
+from protocol import constants
 
 STATIONARY_MPS = 0.5  # her last two fixes moved slower: the pre-alert is not widened
 
@@ -82,7 +82,7 @@ class ProximityWatch:
             counter = self.send(victim_id, "PROXIMITY", {"level": decision.state}, now_ms)
         elif not decision.stale and decision.candidate > decision.state:
             # Rising but unconfirmed: a fresh victim fix now confirms (or refutes) it sooner.
-            self.send(victim_id, "COMMAND", {"command": messages.COMMAND_LOCATE_NOW, "arg": 0},
+            self.send(victim_id, "COMMAND", {"command": constants.COMMAND_LOCATE_NOW, "arg": 0},
                       now_ms, supersede=SUPERSEDE_CONFIRM)
         self.evidence.proximity(victim_id, offender_id, decision, self.config.proximity, counter)
         if decision.changed:
@@ -104,7 +104,7 @@ class ProximityWatch:
     def _track(self, victim_id, offender_id, now_ms, reason):
         """COMMAND locate_now for locate_track_s: fixes every proximity_fix_s, sent at once."""
         config = self.config.proximity
-        counter = self.send(victim_id, "COMMAND", {"command": messages.COMMAND_LOCATE_NOW,
+        counter = self.send(victim_id, "COMMAND", {"command": constants.COMMAND_LOCATE_NOW,
                                                    "arg": config.locate_track_s},
                             now_ms, supersede=SUPERSEDE_LOCATE)
         self._locate_ms[victim_id] = now_ms

@@ -16,7 +16,7 @@
 """
 from host.centre.model import ESCALATED, NOT_REPORTING
 from host.centre.proximity import WARNING
-from protocol import messages
+from protocol import constants
 
 
 class Silence:
@@ -67,7 +67,7 @@ class Silence:
     def _heartbeat_s(self, device):
         if device.reported_heartbeat_s:
             return device.reported_heartbeat_s
-        if device.status & messages.STATUS_LOW_POWER:
+        if device.status & constants.STATUS_LOW_POWER:
             return self.config.low_power_heartbeat_s
         return self.config.device_heartbeat_s.get(device.device_id, self.config.heartbeat_s)
 

@@ -22,18 +22,18 @@ import xml.etree.ElementTree as ET
 
 from host.decode import Decoder, format_time
 from host.keys import KeyFileError, load_keys
-from protocol import host_names, messages
+from protocol import constants, host_names
 
 FORMATS = ("jsonl", "csv", "gpx", "geojson")
 CSV_COLUMNS = ("device_id", "kind", "time", "fix_time_ms", "lat", "lon", "alt_m", "speed_cmps",
                "course_cdeg", "accuracy_m", "hdop_x10", "sats", "source", "counter",
                "alarm_id", "alarm_kind", "alarm_state", "received_time")
 KNOTS_PER_CMPS = 0.01 * 3600 / 1852
-OSMAND_ALARMS = {messages.ALARM_KIND_PANIC: "sos", messages.ALARM_KIND_TAMPER: "tampering",
-                 messages.ALARM_KIND_POWER_OFF_ATTEMPT: "powerOff",
-                 messages.ALARM_KIND_BATTERY_5: "lowBattery",
-                 messages.ALARM_KIND_BATTERY_10: "lowBattery",
-                 messages.ALARM_KIND_BATTERY_20: "lowBattery"}
+OSMAND_ALARMS = {constants.ALARM_KIND_PANIC: "sos", constants.ALARM_KIND_TAMPER: "tampering",
+                 constants.ALARM_KIND_POWER_OFF_ATTEMPT: "powerOff",
+                 constants.ALARM_KIND_BATTERY_5: "lowBattery",
+                 constants.ALARM_KIND_BATTERY_10: "lowBattery",
+                 constants.ALARM_KIND_BATTERY_20: "lowBattery"}
 
 
 class ExportError(Exception):

@@ -18,15 +18,15 @@ its metadata, else its first packet), like a trace's virtual time.
 import os
 
 from host.decode import Decoder
-from protocol import messages
+from protocol import constants
 
 from .load import ReportError
 
-_ALARM_STATES = {messages.ALARM_STATE_RAISED: "centre.alarm_raised",
-                 messages.ALARM_STATE_CANCELLED: "centre.alarm_cancelled",
-                 messages.ALARM_STATE_CLEARED: "centre.alarm_cleared"}
-_LEVELS = {messages.PROXIMITY_CLEAR: "clear", messages.PROXIMITY_UNCERTAIN: "uncertain",
-           messages.PROXIMITY_WARNING: "warning", messages.PROXIMITY_ALARM: "alarm"}
+_ALARM_STATES = {constants.ALARM_STATE_RAISED: "centre.alarm_raised",
+                 constants.ALARM_STATE_CANCELLED: "centre.alarm_cancelled",
+                 constants.ALARM_STATE_CLEARED: "centre.alarm_cleared"}
+_LEVELS = {constants.PROXIMITY_CLEAR: "clear", constants.PROXIMITY_UNCERTAIN: "uncertain",
+           constants.PROXIMITY_WARNING: "warning", constants.PROXIMITY_ALARM: "alarm"}
 
 
 def is_recording(path):

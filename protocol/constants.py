@@ -1,0 +1,59 @@
+"""The constant tables of protocol v2 (SPEC.md section 6), by name, for the host.
+
+The firmware does not import this module: each firmware module keeps the few values it uses
+as `_NAME = const(...)`, which mpy-cross folds into the bytecode, where a public name here
+would cost every device a global and a qstr of heap (docs/HARDWARE.md, "RAM").
+`tests/test_core.py` checks the firmware's copies against these.
+"""
+
+RESET_POWER_ON = 1
+RESET_HARD = 2
+RESET_WATCHDOG = 3
+RESET_DEEPSLEEP = 4
+RESET_SOFT = 5
+RESET_CRASH = 6
+
+STATUS_ALARM_ACTIVE = 1
+STATUS_MOVING = 2
+STATUS_NO_CONTACT = 4
+STATUS_GNSS_ON = 8
+STATUS_LOW_POWER = 16
+STATUS_PROXIMITY = 32
+
+FIX_SOURCE_GNSS = 1
+FIX_SOURCE_LAST_KNOWN = 2
+
+ALARM_KIND_PANIC = 1
+ALARM_KIND_BATTERY_20 = 2
+ALARM_KIND_BATTERY_10 = 3
+ALARM_KIND_BATTERY_5 = 4
+ALARM_KIND_GNSS_LOST = 5
+ALARM_KIND_TAMPER = 6
+ALARM_KIND_POWER_OFF_ATTEMPT = 7
+
+ALARM_STATE_RAISED = 1
+ALARM_STATE_CANCELLED = 2
+ALARM_STATE_CLEARED = 3
+ALARM_STATE_REPEAT = 4
+
+EVENT_KIND_CHARGER_ON = 1
+EVENT_KIND_CHARGER_OFF = 2
+EVENT_KIND_SELF_TEST = 3
+EVENT_KIND_COMMS_RESTORED = 4
+EVENT_KIND_QUEUE_EVICTED = 5
+EVENT_KIND_MODE_CHANGED = 6
+
+# The device's scheme (HELLO/HEARTBEAT `mode`, MODE `mode`, SPEC 6.15).
+MODE_AWARE = 1
+MODE_PAIRED = 2
+
+COMMAND_LOCATE_NOW = 1
+COMMAND_VIBRATE = 2
+COMMAND_SELF_TEST = 3
+COMMAND_REBOOT = 4
+COMMAND_CLEAR_ALARM = 5
+
+PROXIMITY_CLEAR = 0
+PROXIMITY_UNCERTAIN = 1
+PROXIMITY_WARNING = 2
+PROXIMITY_ALARM = 3
