@@ -15,15 +15,17 @@ _spec.loader.exec_module(safety)
 SEEDS = (0, 1)
 
 
-def runs(name):
-    return [safety.one((name, seed)) for seed in SEEDS]
+def runs(name, seeds=SEEDS):
+    return [safety.one((name, seed)) for seed in seeds]
 
 
-# victim-bus is left out: over 20 seeds it misses 6 crossings (bench/safety.py), so a pass on
-# two seeds would say more than is true. The lead has the figures.
-@pytest.mark.parametrize("name", ["offender-driving", "tag-30s", "loss-30", "both-moving"])
-def test_a_true_crossing_reaches_the_wearer_within_30_s_and_none_is_missed(name):
-    for r in runs(name):
+# victim-bus runs six seeds: before the centre's reach rule, seed 5 (among 6 of 20) missed
+# the crossing, because her stationary device fixed only every 900 s.
+@pytest.mark.parametrize("name, seeds", [("offender-driving", SEEDS), ("tag-30s", SEEDS),
+                                         ("loss-30", SEEDS), ("both-moving", SEEDS),
+                                         ("victim-bus", range(6))])
+def test_a_true_crossing_reaches_the_wearer_within_30_s_and_none_is_missed(name, seeds):
+    for r in runs(name, seeds):
         assert r["crossing_ms"], "%s seed %d: the offender never crossed?" % (name, r["seed"])
         assert max(r["crossing_ms"]) <= safety.CROSSING_P95_TARGET_MS, r
         assert r["proximity_missed"] == 0 and r["proximity_false"] == 0, r
