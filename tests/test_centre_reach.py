@@ -43,7 +43,7 @@ def test_an_offender_within_bus_reach_gets_a_fix_asked_for_before_she_could_cros
     answered = []
     for t in range(30_000, 1_800_000, 30_000):        # his tag, every 30 s, standing still
         c.offender_fix(9004, T0 + t, north_of(distance_m), LON, 10, T0 + t)
-        for at_ms, arg in sent[len(answered):]:
+        for at_ms, _arg in sent[len(answered):]:
             answered.append(at_ms)                     # her device answers 10 s later
             _at_home(c, d, at_ms + 10_000, at_ms + 10_000)
     margin_m = distance_m - 5 - 10 - CONFIG.warning_m
@@ -51,10 +51,11 @@ def test_an_offender_within_bus_reach_gets_a_fix_asked_for_before_she_could_cros
     # asked for at least reach_lookahead_s before that (give or take one 30 s report)
     deadline_s = margin_m / CONFIG.vehicle_mps - CONFIG.reach_lookahead_s
     fix_times = [T0] + [a + 10_000 for a in answered]
-    gaps_s = [(b - a) / 1000 for a, b in zip(fix_times, fix_times[1:] + [T0 + 1_800_000])]
+    gaps_s = [(b - a) / 1000 for a, b in zip(fix_times, fix_times[1:] + [T0 + 1_800_000],
+                                              strict=True)]
     assert answered and all(g <= deadline_s + 30 + 10 for g in gaps_s), (deadline_s, gaps_s)
     # and no more often than the rule needs: not a flood of requests
-    assert all((b - a) / 1000 >= deadline_s - 30 for a, b in zip(answered, answered[1:]))
+    assert all((b - a) / 1000 >= deadline_s - 30 for a, b in zip(answered, answered[1:], strict=False))
     assert [arg for _t, arg in sent] == [0] * len(sent)          # one fix each, no tracking
     assert len(_reach_requests(c)) == len(sent)
     assert all("distance" not in str(e.detail) for e in _reach_requests(c))
@@ -76,7 +77,7 @@ def test_an_unanswered_reach_request_is_not_repeated_at_every_offender_fix():
     for t in range(15_000, 600_000, 15_000):
         c.offender_fix(9004, T0 + t, north_of(3200), LON, 10, T0 + t)
     times_s = [(t - T0) / 1000 for t, _arg in sent]
-    assert len(times_s) >= 2 and all(b - a >= 90 for a, b in zip(times_s, times_s[1:])), times_s
+    assert len(times_s) >= 2 and all(b - a >= 90 for a, b in zip(times_s, times_s[1:], strict=False)), times_s
 
 
 def _no_fix(c, d, last_fix_ms, now_ms):
@@ -98,7 +99,7 @@ def test_a_device_reporting_no_fix_gets_at_most_one_locate_per_no_fix_locate_s(n
     times_s = sorted((t - T0) / 1000 for t, _arg in sent)
     if no_fix:
         after = [s for s in times_s if s >= 120]       # from her first NO_FIX on
-        assert all(b - a >= CONFIG.no_fix_locate_s for a, b in zip(after, after[1:])), times_s
+        assert all(b - a >= CONFIG.no_fix_locate_s for a, b in zip(after, after[1:], strict=False)), times_s
         assert len(after) <= hour_ms // 1000 // CONFIG.no_fix_locate_s
     else:
         assert len(times_s) > 4                        # without NO_FIX: not limited

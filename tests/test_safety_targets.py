@@ -44,6 +44,16 @@ def test_victim_indoors_gets_uncertain_at_wearer_and_operator_within_60_s():
         assert r["indoor_ms"] is not None and r["indoor_ms"] <= safety.INDOOR_TARGET_MS, r
 
 
+def test_an_indoor_hour_while_moving_with_the_centre_averages_at_most_3_ma():
+    # issue 9 (b): the centre's locate requests and the uncertain level kept the GNSS
+    # searching and the radio sending keepalives indoors (53.6 mA); the uncertain level's
+    # safety stays: the operator sees it, the wearer feels its pattern, nobody is "missing"
+    for r in runs("indoor-moving"):
+        assert r["indoor_hour_ma"] <= safety.INDOOR_HOUR_TARGET_MA, r
+        assert r["uncertain"] >= 1 and r["haptic"].get("proximity_uncertain", 0) >= 1, r
+        assert r["not_reporting"] == 0 and r["crashes"] == 0, r
+
+
 def test_a_brownout_during_an_active_alarm_reaches_the_operator_within_90_s():
     for r in runs("brownout-panic"):
         assert r["presses_long"] == 1 and r["alarms_lost"] == 0, r
