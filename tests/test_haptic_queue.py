@@ -94,3 +94,32 @@ def test_every_pattern_is_read_back_as_itself_and_queued_ones_stay_apart():
         names, _pulses = _felt([(0, name)])
         assert names == [name]
     assert outputs._GAP_MS > metrics.HAPTIC_GAP_MS
+
+
+REPEAT_THEN_QUICK_ACK = """
+[scenario]
+name = "repeat-quick-ack"
+duration_s = 200
+seed = 1
+
+[centre]
+operator_ack_delay_s = 0.35
+
+[[device]]
+id = 1004
+location = [52.0907, 5.1214]
+button = [{ at_s = 60, hold_ms = 2000 }, { at_s = 120, hold_ms = 2000 }]
+"""
+
+
+def test_the_wearer_feels_every_pattern_whole_when_the_operator_acks_at_once():
+    # the unchanged firmware on the emulated board against the emulated centre, whose
+    # operator acks 350 ms after each record arrives: read off the motor's pin
+    from host import emulate, scenario
+    run = emulate.ScenarioRun(scenario.parse(REPEAT_THEN_QUICK_ACK), 1)
+    try:
+        run.run()
+        haptic = run.summary(0.0)["haptic"]
+    finally:
+        run.close()
+    assert haptic == {"panic_confirm": 1, "panic_repeat": 1, "operator_ack": 2}, haptic
