@@ -16,6 +16,9 @@ Per scenario it prints one line; the last line is one JSON object with the figur
                               operator (the later of the two), p95 and max
   brownout_to_operator_ms     brown-out during an active alarm -> the operator is told
                               (NOT_REPORTING / ESCALATED), p95 and max
+  indoor_hour_ma              victim moving, then indoors (a route and an indoor span): her
+                              average current over the first hour indoors, mean and max
+                              (target <= 3 mA; the centre's locate requests included)
   alarms_lost                 long presses with no alarm at the centre, all runs
   alarms_misrouted            alarms at the wrong endpoint for the scheme the scenario had
                               the device in (mode-switch: aware -> paired -> aware)
@@ -39,6 +42,7 @@ PROXIMITY = ("offender-driving", "victim-bus", "both-moving", "tag-30s", "loss-3
 CROSSING_P95_TARGET_MS = 30_000
 INDOOR_TARGET_MS = 60_000
 BROWNOUT_TARGET_MS = 90_000
+INDOOR_HOUR_TARGET_MA = 3.0
 
 
 def names():
@@ -86,6 +90,21 @@ def _brownout_latency(run, device_id):
     return told[0] - deaths[0] if told else float("inf")
 
 
+def _indoor_hour_ma(run, spec):
+    """Run to the end of her first hour indoors and return her average current over it, for a
+    victim with a route (moving before she went in); None otherwise (nothing is run)."""
+    if not spec["indoor"] or spec.get("route") is None:
+        return None
+    start_ms = int(spec["indoor"][0]["start_s"] * 1000)
+    end_ms = min(start_ms + 3_600_000, start_ms + int(spec["indoor"][0]["duration_s"] * 1000),
+                 run.duration_ms)
+    energy = run.devices[spec["id"]].energy
+    run.world.run_until(start_ms)
+    before_mah = energy.mah()
+    run.world.run_until(end_ms)
+    return round((energy.mah() - before_mah) * 3_600_000 / (end_ms - start_ms), 3)
+
+
 def one(job):
     """Figures of one scenario and seed."""
     name, seed = job
@@ -93,6 +112,7 @@ def one(job):
     started = time.perf_counter()
     run = emulate.ScenarioRun(sc, seed)
     try:
+        indoor_hour_ma = _indoor_hour_ma(run, sc["device"][0])
         run.run()
         summary = run.summary(time.perf_counter() - started)
         latencies = [ms for _d, _t, ms in run.latency_samples()["proximity_warn_latency_ms"]]
@@ -112,10 +132,14 @@ def one(job):
             "presses_long": summary["presses_long"],
             "avg_current_ma": summary["avg_current_ma"],
             "crashes": summary["crashes"],
+            "haptic": summary["haptic"],
+            "not_reporting": summary["centre_events"].get("not_reporting", 0),
             "wall_s": round(time.perf_counter() - started, 2),
         }
         if spec["indoor"] and spec["offender"] is not None:
             out["indoor_ms"] = _indoor_latency(run, spec)
+        if indoor_hour_ma is not None:
+            out["indoor_hour_ma"] = indoor_hour_ma
         out["brownout_ms"] = _brownout_latency(run, spec["id"])
         return out
     finally:
@@ -127,6 +151,10 @@ def _p95(values):
         return None
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(0.95 * len(ordered)) - 1))]
+
+
+def _mean(values):
+    return round(sum(values) / len(values), 3) if values else None
 
 
 def _finite(value):
@@ -142,6 +170,7 @@ def aggregate(results):
               is not None]
     brownout = [r["brownout_ms"] for r in by.get("brownout-panic", ())
                 if r["brownout_ms"] is not None]
+    indoor_ma = [r["indoor_hour_ma"] for r in results if "indoor_hour_ma" in r]
     figures = {
         "seeds": max((len(v) for v in by.values()), default=0),
         "crossing_to_haptic_p95_ms": _finite(_p95(crossing)),
@@ -161,6 +190,8 @@ def aggregate(results):
         "brownout_to_operator_ms": {"p95": _finite(_p95(brownout)),
                                     "max": _finite(max(brownout, default=None)),
                                     "n": len(brownout)},
+        "indoor_hour_ma": {"mean": _mean(indoor_ma), "max": max(indoor_ma, default=None),
+                           "n": len(indoor_ma)},
         "alarms_lost": sum(r["alarms_lost"] for r in results),
         "presses_long": sum(r["presses_long"] for r in results),
         "alarms_misrouted": sum(r["alarms_misrouted"] for r in results),

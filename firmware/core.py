@@ -150,6 +150,7 @@ class Core:
         self._locating = False                     # COMMAND locate_now tracking (volatile)
         self._last_uplink = 0                      # ticks of the last frame sent but ACKs
         self._fix_fails = 0                        # failed acquisitions in a row (backoff)
+        self._locate_try_at = None                 # ticks of a locate_now try in backoff
         self.reported_interval_s = 0               # interval_s the centre last heard
 
     # --- public -----------------------------------------------------------------------------

@@ -7,6 +7,13 @@
 
 A pattern is a tuple of on/off durations in ms, starting with on. The LED "no_contact"
 pattern is a 30 ms blink on every wake: it costs no extra wakes and still shows.
+
+A haptic pattern asked for while another plays waits its turn (issue 9: an operator ACK
+~350 ms after a repeat press cut the panic_repeat pattern short, so the wearer could not
+tell her press was taken). Each pattern means something to the wearer, so none is cut:
+up to _QUEUE_MAX wait, the oldest waiting one gives way when more come, a pattern already
+waiting is not queued twice, and _GAP_MS of stillness separates two patterns so they are
+felt as two (the longest gap inside one is 600 ms).
 """
 try:
     from micropython import const
@@ -15,6 +22,8 @@ except ImportError:
 
 _TICKS_MAX = const(0x3FFFFFFF)
 _TICKS_HALF = const(0x20000000)
+_QUEUE_MAX = const(3)
+_GAP_MS = const(1000)
 
 HAPTIC = {
     "panic_confirm": (300,),                     # one firm buzz: the press was taken
@@ -39,9 +48,17 @@ class _Player:
         self.pattern = None
         self.index = 0
         self.until = 0
+        self.ended = None                        # ticks the last pattern ended
 
-    def start(self, pattern, now):
-        self.pattern, self.index = pattern, 0
+    def start(self, pattern, now, rest_ms=0):
+        """Play `pattern` from now, or after rest_ms of stillness (index -1: resting)."""
+        self.pattern = pattern
+        if rest_ms > 0:
+            self.index = -1
+            self.pin.value(0)
+            self.until = (now + rest_ms) & _TICKS_MAX
+            return
+        self.index = 0
         self.pin.value(1)
         self.until = (now + pattern[0]) & _TICKS_MAX
 
@@ -51,6 +68,7 @@ class _Player:
             if self.index >= len(self.pattern):
                 self.pattern = None
                 self.pin.value(0)
+                self.ended = self.until
                 return None
             self.pin.value(0 if self.index % 2 else 1)
             self.until = (self.until + self.pattern[self.index]) & _TICKS_MAX
@@ -62,11 +80,15 @@ class Outputs:
         self._haptic = _Player(haptic_pin)
         self._led = _Player(led_pin)
         self.led_mode = "off"
-        self._pending = None
+        self._pending = []                       # patterns waiting their turn, oldest first
         self.played = []                         # names, most recent last (kept short)
 
     def haptic(self, name):
-        self._pending = HAPTIC.get(name, HAPTIC["confirm"])
+        pattern = HAPTIC.get(name, HAPTIC["confirm"])
+        if pattern not in self._pending:
+            if len(self._pending) >= _QUEUE_MAX:
+                self._pending.pop(0)
+            self._pending.append(pattern)
         self.played.append(name)
         if len(self.played) > 8:
             self.played.pop(0)
@@ -80,14 +102,18 @@ class Outputs:
             self._led.start(blink, now)
 
     def busy(self):
-        return self._pending is not None or self._haptic.pattern is not None \
+        return bool(self._pending) or self._haptic.pattern is not None \
             or self._led.pattern is not None
 
     def step(self, now):
-        if self._pending is not None:
-            self._haptic.start(self._pending, now)
-            self._pending = None
-        a = self._haptic.step(now)
+        player = self._haptic
+        a = player.step(now)
+        if player.pattern is None and self._pending:
+            rest_ms = 0
+            if player.ended is not None:         # soon after another pattern: be still first
+                rest_ms = _GAP_MS - _diff(now, player.ended)
+            player.start(self._pending.pop(0), now, rest_ms)
+            a = player.step(now)
         b = self._led.step(now)
         if a is None:
             return b

@@ -13,6 +13,7 @@ _ALARM_GNSS_LOST = const(5)
 _MAX_FIXES = const(7)
 _NEVER_AGE_S = const(0xFFFFFFFF)
 _SOURCE_LAST_KNOWN = const(2)
+_PROXIMITY_WARNING = const(2)
 _STATE_RAISED = const(1)
 _STORE_EVIDENCE = const(1)
 
@@ -39,16 +40,29 @@ CADENCE = {
 }
 _STILL_FIXES_TO_STOP = const(3)
 # GNSS without a fix (issue 9: indoors the receiver kept acquiring at ~60 mA with the CPU
-# awake to read it). Outside the tracking modes a failed acquisition backs off: the next try
+# awake to read it). Outside full effort a failed acquisition backs off: the next try
 # comes _BACKOFF_FIRST_S later, each further gap _BACKOFF_GROWTH times the last, capped at
 # _BACKOFF_MAX_S (or the mode's own interval if that is longer). With the ephemeris hot (a fix
 # within _HOT_S; NEO-M8 hot start ~1 s) an attempt lasts _HOT_ATTEMPT_S, else gnss_timeout_s.
-# A fix, locate_now or a tracking mode ends the backoff; tracking modes never back off.
+# A fix ends the backoff. Full effort (full_effort()) never backs off: an active panic, or
+# the offender confirmed within the warning radius; the operator needs her position then,
+# and the receiver is worth its current. The uncertain level and the locate mode back off
+# too (issue 9: indoors the centre's locate_now requests and the uncertain level kept the
+# receiver searching and the radio sending keepalives, 53.6 mA over the indoor hour): the
+# centre already tells wearer and operator UNCERTAIN from the stale fix, and a search that
+# failed a minute ago is unlikely to succeed now. While backing off the device promises
+# the centre its routine interval, not the tracking keepalive (fast_reporting()).
+# While backing off, locate_now buys one try at once (bounded by _attempt_s; a failure
+# grows the gap like any other) at most once per _LOCATE_TRY_S; an earlier repeat leaves
+# the next try where the backoff put it, and that try sends its fix at once. The time of
+# the last such try lives in RAM: a deep sleep forgets it, and the centre's own limit
+# (no_fix_locate_s, one per 15 min after NO_FIX) still holds.
 _BACKOFF_FIRST_S = const(60)
 _BACKOFF_GROWTH = const(4)
 _BACKOFF_MAX_S = const(1800)
 _HOT_S = const(7200)
 _HOT_ATTEMPT_S = const(20)
+_LOCATE_TRY_S = const(900)
 # Modes in which the centre may need to reach the wearer within seconds (a PROXIMITY warning
 # follows a pre-alert): the device wakes every poll_ms to drain the link UART.
 TRACKING = ("panic", "proximity", "locate")
@@ -66,6 +80,16 @@ def cadence_mode(c):
     if c.moving:
         return "moving"
     return "stationary"
+
+
+def full_effort(c):
+    return bool(c.panic_id) or c.proximity >= _PROXIMITY_WARNING
+
+
+def fast_reporting(c):
+    """Tracking, and not backing off without a fix: the device keeps the centre's short
+    silence promise (power.interval_s, keepalive)."""
+    return cadence_mode(c) in TRACKING and (full_effort(c) or not c._fix_fails)
 
 
 def gnss(c, on, out):
@@ -115,7 +139,7 @@ def replan(c, now, out):
             gnss(c, 0, out)
     elif not c._want_fix:
         soon = ticks_add(now, max(c.cfg[fix_key], backoff_s(c)) * 1000)
-        if mode in TRACKING:
+        if mode in TRACKING and (full_effort(c) or not c._fix_fails):
             soon = now
         if "fix" not in due or ticks_diff(due["fix"], soon) > 0:
             due["fix"] = soon
@@ -202,7 +226,7 @@ def t_fix(c, now, out):
 def _attempt_s(c, now):
     """How long one acquisition may take before NO_FIX."""
     timeout_s = c.cfg["gnss_timeout_s"]
-    if cadence_mode(c) in TRACKING or c._send_next_fix:
+    if full_effort(c):
         return timeout_s
     hot = c._last_fix_at is not None and ticks_diff(now, c._last_fix_at) < _HOT_S * 1000
     return min(timeout_s, _HOT_ATTEMPT_S) if hot else timeout_s
@@ -228,7 +252,7 @@ def t_acquire(c, now, out):
     c._send("NO_FIX", fields, _STORE_EVIDENCE, now, out)
     c._send_next_fix = False
     mode = cadence_mode(c)
-    if mode in TRACKING:
+    if full_effort(c):
         c._due["acquire"] = c._at(now, "gnss_timeout_s")   # keep trying: the centre needs it
         return
     c._want_fix = False
@@ -261,7 +285,13 @@ def locate_now(c, arg, now, out):
     seconds (a fix every proximity_fix_s, each sent at once), silently: no haptic, no LED.
     A repeat extends the tracking without an extra fix."""
     starting = not arg or not c._locating
-    c._fix_fails = 0                                 # the centre wants it: full effort again
+    try_now = True
+    if c._fix_fails and not full_effort(c):          # backing off: one try now, not too often
+        since = c._locate_try_at
+        since = -1 if since is None else ticks_diff(now, since)
+        try_now = since < 0 or since >= _LOCATE_TRY_S * 1000
+        if try_now:
+            c._locate_try_at = now
     if arg:
         c._due["locate_end"] = ticks_add(now, arg * 1000)
         if not c._locating:
@@ -269,7 +299,7 @@ def locate_now(c, arg, now, out):
             out.append(("log", "locate tracking %d s" % arg))
     if starting:
         c._send_next_fix = True
-        if not c._want_fix:
+        if not c._want_fix and try_now:
             c._due["fix"] = now
     if arg:
         replan(c, now, out)

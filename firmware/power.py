@@ -60,16 +60,17 @@ def t_heartbeat(c, now, out):
 def interval_s(c):
     """The longest the device means to stay silent now (HELLO/HEARTBEAT interval_s, SPEC 6.3):
     the heartbeat interval, or _KEEPALIVE_S while tracking (an alarm, a proximity level, a
-    locate), when a failed fix must not make the wearer look silent to the centre."""
+    locate), when a failed fix must not make the wearer look silent to the centre; not while
+    backing off without a fix outside full effort (positioning.fast_reporting)."""
     base = c.cfg["low_battery_heartbeat_s" if c.low_power else "heartbeat_s"]
-    if positioning.cadence_mode(c) in positioning.TRACKING:
+    if positioning.fast_reporting(c):
         return min(base, _KEEPALIVE_S)
     return base
 
 
 def keepalive(c, now):
     """While tracking, arm a HEARTBEAT for _KEEPALIVE_S after the last uplink."""
-    if positioning.cadence_mode(c) in positioning.TRACKING:
+    if positioning.fast_reporting(c):
         due = ticks_add(c._last_uplink, _KEEPALIVE_S * 1000)
         c._due["keepalive"] = now if ticks_diff(due, now) < 0 else due
     else:
@@ -77,7 +78,7 @@ def keepalive(c, now):
 
 
 def t_keepalive(c, now, out):
-    if (positioning.cadence_mode(c) in positioning.TRACKING
+    if (positioning.fast_reporting(c)
             and ticks_diff(now, c._last_uplink) >= _KEEPALIVE_S * 1000):
         t_heartbeat(c, now, out)
     else:

@@ -26,8 +26,8 @@ def rx_proximity(c, fields, now, out):
         c._due.pop("proximity_end", None)
     if level != before:
         c._persist(out)
-        if bool(level) != bool(before):
-            positioning.replan(c, now, out)
+        if bool(level) != bool(before) or (level >= 2) != (before >= 2):
+            positioning.replan(c, now, out)             # also: warning ends any backoff
 
 
 def t_proximity_end(c, now, out):

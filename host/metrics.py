@@ -25,7 +25,10 @@ from protocol import codec, constants, messages
 
 LONG_PRESS_KEY = "long_press_ms"
 ALARM_MATCH_MS = 15_000  # a press's ALARM record is logged within its hold plus a boot
-HAPTIC_GAP_MS = 400  # pulses closer than this belong to one pattern (the longest gap is 300)
+# Pulses closer than this belong to one pattern: the longest gap inside one (600 ms, in
+# proximity_uncertain; at 400 its slow pulses were read as three short buzzes) plus slack.
+# firmware/outputs.py leaves _GAP_MS (more than this) between two queued patterns.
+HAPTIC_GAP_MS = max(max(p[1::2], default=0) for p in outputs.HAPTIC.values()) + 150
 DURATION_SLACK_MS = 60  # a pulse may be this much off the pattern (the superloop's timing)
 CROSSING_GRACE_MS = 60_000
 FALSE_FACTOR = 1.1

@@ -15,15 +15,17 @@ _spec.loader.exec_module(safety)
 SEEDS = (0, 1)
 
 
-def runs(name):
-    return [safety.one((name, seed)) for seed in SEEDS]
+def runs(name, seeds=SEEDS):
+    return [safety.one((name, seed)) for seed in seeds]
 
 
-# victim-bus is left out: over 20 seeds it misses 6 crossings (bench/safety.py), so a pass on
-# two seeds would say more than is true. The lead has the figures.
-@pytest.mark.parametrize("name", ["offender-driving", "tag-30s", "loss-30", "both-moving"])
-def test_a_true_crossing_reaches_the_wearer_within_30_s_and_none_is_missed(name):
-    for r in runs(name):
+# victim-bus runs six seeds: before the centre's reach rule, seed 5 (among 6 of 20) missed
+# the crossing, because her stationary device fixed only every 900 s.
+@pytest.mark.parametrize("name, seeds", [("offender-driving", SEEDS), ("tag-30s", SEEDS),
+                                         ("loss-30", SEEDS), ("both-moving", SEEDS),
+                                         ("victim-bus", range(6))])
+def test_a_true_crossing_reaches_the_wearer_within_30_s_and_none_is_missed(name, seeds):
+    for r in runs(name, seeds):
         assert r["crossing_ms"], "%s seed %d: the offender never crossed?" % (name, r["seed"])
         assert max(r["crossing_ms"]) <= safety.CROSSING_P95_TARGET_MS, r
         assert r["proximity_missed"] == 0 and r["proximity_false"] == 0, r
@@ -40,6 +42,16 @@ def test_victim_indoors_gets_uncertain_at_wearer_and_operator_within_60_s():
     for r in runs("victim-indoors"):
         assert r["uncertain"] >= 1, r
         assert r["indoor_ms"] is not None and r["indoor_ms"] <= safety.INDOOR_TARGET_MS, r
+
+
+def test_an_indoor_hour_while_moving_with_the_centre_averages_at_most_3_ma():
+    # issue 9 (b): the centre's locate requests and the uncertain level kept the GNSS
+    # searching and the radio sending keepalives indoors (53.6 mA); the uncertain level's
+    # safety stays: the operator sees it, the wearer feels its pattern, nobody is "missing"
+    for r in runs("indoor-moving"):
+        assert r["indoor_hour_ma"] <= safety.INDOOR_HOUR_TARGET_MA, r
+        assert r["uncertain"] >= 1 and r["haptic"].get("proximity_uncertain", 0) >= 1, r
+        assert r["not_reporting"] == 0 and r["crashes"] == 0, r
 
 
 def test_a_brownout_during_an_active_alarm_reaches_the_operator_within_90_s():

@@ -67,6 +67,13 @@ class ProximityConfig:
     walking_mps: float = 1.4  # a stale victim is assumed to move at least this fast
     max_speed_mps: float = 40.0  # no plausible speed above this (a train, a motorway)
     predict: bool = True  # warn on a predicted crossing (see the module docstring)
+    # Reach (host/centre/proximity_watch.py): how fast a victim with a stale fix may be
+    # carried towards the offender (13.9 m/s = 50 km/h, a bus or a car in town; 0 = off),
+    # and how far ahead to look (his next 30 s report plus a locate round trip).
+    vehicle_mps: float = 13.9
+    reach_lookahead_s: float = 60.0
+    # At most one locate_now per this while the device reports NO_FIX (indoors).
+    no_fix_locate_s: int = 900
     predict_max_s: float = 60.0
     predict_margin_s: float = 10.0
 

@@ -20,6 +20,22 @@ to the device, and the locate_now requests that keep the victim's fixes fresh.
   An offender within alarm_m of the victim's last known position while it is stale is an
   ESCALATED event for the operator, once per episode. Every decision, with its basis,
   radii, speeds and predicted closest approach, is a row of the evidence log.
+- Reach (issue 9, a victim on a bus): a stationary device fixes only every heartbeat_s
+  (900 s), so a victim who boards a bus towards the offender was seen minutes after the
+  crossing. On each offender fix the centre asks whether she could have reached the
+  warning radius by now, or within `reach_lookahead_s` (his next report plus a locate round
+  trip), had she left her last known position at `vehicle_mps` (a bus or a car in town)
+  the moment after her last fix: distance - both accuracies - warning_m <= vehicle_mps x
+  (her fix's age + lookahead). If so it asks for one fix (COMMAND locate_now, arg 0),
+  counting the age from the later of her fix and the last such request, so requests come
+  every (distance - warning_m) / vehicle_mps - lookahead seconds and only while he is
+  within reach: at 3 km about every 85 s, at 6 km every 5 min, beyond ~14 km never (her
+  own 900 s fix comes first). A fix that shows her moving then starts the pre-alert.
+- No fix (issue 9, the indoor hour): while the device's newest report is NO_FIX (it is
+  indoors, its GNSS could not fix), the centre sends it at most one locate_now of any kind
+  per `no_fix_locate_s`: each one made the receiver search again at ~50 mA. The levels
+  are not held back: a stale fix still gives the wearer and the operator UNCERTAIN and the
+  escalation; only the requests for fixes she cannot get are spaced out.
 """
 from host.centre.model import (
     ESCALATED,
@@ -47,6 +63,7 @@ class ProximityWatch:
             decision = self._trackers[victim_id].offender_fix(fix, now_ms)
             self._decided(victim_id, offender_id, decision, now_ms)
             self._prealert(victim_id, offender_id, fix, now_ms)
+            self._reach(victim_id, offender_id, fix, now_ms)
             device = self.devices.get(victim_id)
             if device is not None and device.link_id is not None:
                 out.extend((device.link_id, w) for w in self._flush_device(victim_id, now_ms))
@@ -59,10 +76,13 @@ class ProximityWatch:
         return None if tracker is None else tracker.state
 
     def _on_position(self, device, frame, now_ms):
+        if frame.fields["fixes"]:
+            self._no_fix_ms.pop(device.device_id, None)
         for fix in sorted(frame.fields["fixes"], key=lambda f: f["fix_time_ms"]):
             self._victim_fix(device.device_id, fix, now_ms)
 
     def _on_no_fix(self, device, frame, now_ms):
+        self._no_fix_ms[device.device_id] = now_ms
         if frame.fields["last_fix"] is not None:
             self._victim_fix(device.device_id, frame.fields["last_fix"], now_ms)
 
@@ -80,8 +100,10 @@ class ProximityWatch:
         counter = None
         if decision.changed:
             counter = self.send(victim_id, "PROXIMITY", {"level": decision.state}, now_ms)
-        elif not decision.stale and decision.candidate > decision.state:
+        elif not decision.stale and decision.candidate > decision.state and \
+                self._may_locate(victim_id, now_ms):
             # Rising but unconfirmed: a fresh victim fix now confirms (or refutes) it sooner.
+            self._any_locate_ms[victim_id] = now_ms
             self.send(victim_id, "COMMAND", {"command": constants.COMMAND_LOCATE_NOW, "arg": 0},
                       now_ms, supersede=SUPERSEDE_CONFIRM)
         self.evidence.proximity(victim_id, offender_id, decision, self.config.proximity, counter)
@@ -104,10 +126,12 @@ class ProximityWatch:
     def _track(self, victim_id, offender_id, now_ms, reason):
         """COMMAND locate_now for locate_track_s: fixes every proximity_fix_s, sent at once."""
         config = self.config.proximity
+        if not self._may_locate(victim_id, now_ms):
+            return
         counter = self.send(victim_id, "COMMAND", {"command": constants.COMMAND_LOCATE_NOW,
                                                    "arg": config.locate_track_s},
                             now_ms, supersede=SUPERSEDE_LOCATE)
-        self._locate_ms[victim_id] = now_ms
+        self._locate_ms[victim_id] = self._any_locate_ms[victim_id] = now_ms
         self._event(now_ms, LOCATE_REQUESTED, victim_id, offender_id=offender_id,
                     track_s=config.locate_track_s, counter=counter, reason=reason)
 
@@ -130,3 +154,34 @@ class ProximityWatch:
             return  # tracking (or its request) still covers the next offender fixes
         self._track(victim_id, offender_id, now_ms, "prealert")
 
+
+    def _may_locate(self, victim_id, now_ms):
+        """False while the device's newest report is NO_FIX and a locate_now went out less
+        than no_fix_locate_s ago (see the module docstring)."""
+        if victim_id not in self._no_fix_ms:
+            return True
+        last_ms = self._any_locate_ms.get(victim_id)
+        return last_ms is None or now_ms - last_ms >= \
+            self.config.proximity.no_fix_locate_s * 1000
+
+    def _reach(self, victim_id, offender_id, offender, now_ms):
+        """Ask for one victim fix when she could have reached the warning radius by bus
+        since her last fix (see the module docstring)."""
+        config = self.config.proximity
+        victim = self._trackers[victim_id].victim
+        if not config.vehicle_mps or victim is None:
+            return
+        tracking_ms = self._locate_ms.get(victim_id)
+        if tracking_ms is not None and now_ms - tracking_ms < config.locate_track_s * 1000:
+            return  # she was asked to track: her fixes come every proximity_fix_s anyway
+        since_ms = max(victim.time_ms, self._reach_ms.get(victim_id, victim.time_ms))
+        margin_m = haversine_m(victim.lat_e7, victim.lon_e7, offender.lat_e7, offender.lon_e7) \
+            - victim.accuracy_m - offender.accuracy_m - config.warning_m
+        reach_m = config.vehicle_mps * ((now_ms - since_ms) / 1000.0 + config.reach_lookahead_s)
+        if margin_m > reach_m or not self._may_locate(victim_id, now_ms):
+            return
+        counter = self.send(victim_id, "COMMAND", {"command": constants.COMMAND_LOCATE_NOW,
+                                                   "arg": 0}, now_ms, supersede=SUPERSEDE_CONFIRM)
+        self._reach_ms[victim_id] = self._any_locate_ms[victim_id] = now_ms
+        self._event(now_ms, LOCATE_REQUESTED, victim_id, offender_id=offender_id, track_s=0,
+                    counter=counter, reason="reach", victim_age_ms=now_ms - victim.time_ms)
