@@ -67,7 +67,14 @@ export_tree() {  # repo commit dest [paths]: the commit's files, without touchin
         git -C "$clone" fetch -q --depth 1 "$repo" "$commit"
         repo=$clone
     fi
-    git -C "$repo" archive "$commit" "$@" | tar -x -C "$dest"
+    if [ $# -eq 0 ]; then
+        git -C "$repo" archive "$commit" | tar -x -C "$dest"
+    fi
+    local sub
+    for sub in "$@"; do  # one subtree at a time: nothing outside it is read
+        mkdir -p "$dest/$sub"
+        git -C "$repo" archive "$commit:$sub" | tar -x -C "$dest/$sub"
+    done
 }
 
 SRC=$WORK/micropython
