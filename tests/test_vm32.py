@@ -12,7 +12,7 @@ import pytest
 from host.deploy import device_files
 from host.emulate import REPO
 from host.emulator import World
-from host.emulator.vm import VM_ENV, VmUnavailable, check_available, vm_command
+from host.emulator.vm import VM_ENV, VmUnavailable, check_available, vm_binary, vm_command
 
 from .vm import needs_micropython
 
@@ -48,9 +48,10 @@ def test_a_vigil_micropython_that_is_not_there_is_one_line(monkeypatch):
 
 def test_vigil_micropython_names_the_binary_and_unset_keeps_the_default(monkeypatch):
     monkeypatch.setenv(VM_ENV, "/bin/true")
-    assert vm_command() == ["/bin/true"]
+    assert vm_command() == ["/bin/true"] == vm_command(flash_fd=5)  # no launcher for it
+    assert vm_binary() == "/bin/true"
     monkeypatch.delenv(VM_ENV)
-    assert vm_command(None) != ["/bin/true"]
+    assert vm_binary() is None  # the pip VM, as before
 
 
 def _run(binary, code):
