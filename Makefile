@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv demo test lint firmware-check bench clean hil-labgrid
+.PHONY: all venv demo test lint firmware-check bench clean hil-labgrid vm32
 
 all: test
 
@@ -52,6 +52,12 @@ bench: $(STAMP)
 	$(BIN)/python bench/emulator.py
 	$(BIN)/python bench/recording.py
 	$(BIN)/python bench/report.py
+
+# A 32-bit MicroPython unix port (the ESP32's word size) into ~/.cache/vigil, for heap figures
+# (VIGIL_MICROPYTHON=path, bench/heap.py --micropython path). Not part of `make test`: it
+# takes minutes and needs gcc-multilib.
+vm32:
+	bench/build_vm32.sh 32
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

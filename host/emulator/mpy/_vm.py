@@ -256,19 +256,26 @@ def _make_board(names, sampled):
 class _FlashBlocks:
     """The board's flash as littlefs sees it: the blocks live on the host, which counts
     every write (for power cuts). Reads come straight from the host's mapping of the image
-    when the launcher passed its address, else over the pipe."""
+    when the launcher passed its address, from the image's file when the host passed its fd
+    ("@N": a plain binary, VIGIL_MICROPYTHON), else over the pipe."""
 
     def __init__(self, board, blocks, block_size, address):
         self._board = board
         self._blocks = blocks
         self._block_size = block_size
         self._image = None
-        if address:
+        self._file = None
+        if address and address[0] == "@":
+            self._file = open("/proc/self/fd/" + address[1:], "rb")
+        elif address:
             import uctypes
-            self._image = memoryview(uctypes.bytearray_at(address, blocks * block_size))
+            self._image = memoryview(uctypes.bytearray_at(int(address), blocks * block_size))
 
     def readblocks(self, block, buf, off=0):
-        if self._image is None:
+        if self._file is not None:
+            self._file.seek(block * self._block_size + off)
+            self._file.readinto(buf)
+        elif self._image is None:
             buf[:] = self._board.flash_read(block, off, len(buf))
         else:
             start = block * self._block_size + off
@@ -449,10 +456,11 @@ def _main():
     gc.collect()
     # Measured before the flash is mounted: the filesystem (littlefs's buffers) is the
     # firmware's cost on a board too.
-    _send(b"H" + _pack("<q", gc.mem_alloc() - _BARE_ALLOC))
+    # Then the word size: 4 on a 32-bit build (the ESP32's), 8 on the 64-bit one.
+    _send(b"H" + _pack("<qB", gc.mem_alloc() - _BARE_ALLOC, 8 if sys.maxsize > 0x7FFFFFFF else 4))
     # mtime=False: the ESP32's default stamps files with the RTC, but this VM's clock is the
     # host's wall clock, which would make images differ from run to run.
-    address = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+    address = sys.argv[3] if len(sys.argv) > 3 else 0
     fs = os.VfsLfs2(_FlashBlocks(board, blocks, block_size, address), mtime=False)
     os.umount("/")
     os.mount(fs, "/")
