@@ -35,8 +35,7 @@ from itertools import repeat
 from operator import itemgetter
 
 import numpy as np
-from cobs.cobs import DecodeError
-from cobs.cobs import decode as _cobs_decode
+from numpy.lib.stride_tricks import sliding_window_view
 
 from protocol import codec, messages
 from protocol.host_fast import FastKeys
@@ -57,8 +56,6 @@ _SEALED_OK[list(codec.SEALED_SIZES)] = True
 BATCH = 65536
 _MIN_BODY = 22
 MAX_BLOCK_WORDS = (1 << 20) >> 2  # host.recording.MAX_BLOCK, the reader's bound
-_FOUR = np.arange(4)
-_EIGHT = np.arange(8)
 _NONCE_FROM_HEADER = np.array([3, 4, 5, 6, 1, 7, 8, 9, 10, 2])
 
 
@@ -158,29 +155,8 @@ def read_frames(path):
     return times, datas
 
 
-def _unstuff(blocks):
-    try:
-        return list(map(_cobs_decode, blocks))
-    except DecodeError:
-        out = []
-        for block in blocks:
-            try:
-                out.append(_cobs_decode(block))
-            except DecodeError:
-                out.append(b"")
-        return out
-
-
 _LAST = itemgetter(-1)
 _BUT_LAST = itemgetter(slice(None, -1))
-_BUT_TAG = itemgetter(slice(None, -10))  # what the tag signs: all but the tag and the CRC
-
-
-def _pick(items, indexes):
-    """[items[i] for i in indexes], in C."""
-    if len(indexes) == 1:
-        return (items[indexes[0]],)
-    return itemgetter(*indexes)(items) if indexes else ()
 
 
 def _blocks_of(datas):
@@ -238,15 +214,21 @@ def decode_buffer(buf, keys, result=None):
 
 
 def _decode_spans(buf, starts, ends, keys, result, base):
+    """Decode the blocks at [starts, ends) of `buf` (arrays of byte offsets, in file
+    order): each batch's stretch of the file is copied once and decoded in place."""
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    whole = np.frombuffer(buf, dtype=np.uint8)
+    starts = np.asarray(starts, dtype=np.int64)
+    ends = np.asarray(ends, dtype=np.int64)
     try:
-        take = buf.__getitem__
         for first in range(0, len(starts), BATCH):
-            blocks = list(map(take, map(slice, starts[first:first + BATCH],
-                                        ends[first:first + BATCH])))
-            _decode_batch(blocks, keys, result, base + first)
+            s, e = starts[first:first + BATCH], ends[first:first + BATCH]
+            low = int(s[0])
+            region = whole[low:int(e.max())].copy()
+            _decode_region(region, s - low, e - low, keys, result, base + first)
     finally:
+        del whole  # an exported buffer would keep the mmap from closing
         if gc_was_enabled:
             gc.enable()
     _sort_groups(result)
@@ -341,85 +323,149 @@ def walk_blocks(word):
     return np.array(positions, dtype=np.int64)
 
 
-def _be32(arr, at):
-    return np.ascontiguousarray(arr[at[:, None] + _FOUR]).view(">u4").reshape(-1).astype(
-        np.int64)
-
-
 def _decode_batch(blocks, keys, result, base):
-    count = len(blocks)
+    """Decode COBS blocks (bytes, delimiters removed): laid end to end in one region."""
+    lengths = np.fromiter(map(len, blocks), dtype=np.int64, count=len(blocks))
+    ends = np.cumsum(lengths)
+    region = np.frombuffer(bytearray(b"".join(blocks)), dtype=np.uint8)
+    _decode_region(region, ends - lengths, ends, keys, result, base)
+
+
+def _unstuff_region(region, starts, ends):
+    """COBS-decode every block region[start:end] in place; returns which blocks were valid
+    COBS of a body with a frame's length (22..MAX_FRAME bytes).
+
+    A valid block's body is then region[start + 1:end]: decoding drops the first code byte
+    and turns every later code byte into the zero it stands for, in place (no 0xFF code can
+    occur below 254 body bytes, so none is skipped). The code chains of all blocks are
+    walked together, one code byte of every block per numpy step; a block whose chain
+    does not land exactly on its end, or that holds a zero, is not COBS (as cobs.decode
+    says)."""
+    size = ends - starts
+    is_zero = np.zeros(len(region) + 1, dtype=bool)  # one more: an end may be len(region)
+    np.equal(region, 0, out=is_zero[:-1])
+    bounds = np.stack((starts, ends), axis=1).reshape(-1)
+    no_zero = ~np.logical_or.reduceat(is_zero, bounds)[::2]  # (an empty block is refused)
+    good = np.zeros(len(starts), dtype=bool)
+    live = np.flatnonzero((size > _MIN_BODY) & (size <= codec.MAX_FRAME + 1) & no_zero)
+    pos, end = starts[live], ends[live]
+    while len(live):
+        step = region[pos]
+        region[pos] = 0
+        pos = pos + step
+        done = pos >= end
+        good[live[done]] = pos[done] == end[done]
+        more = ~done
+        live, pos, end = live[more], pos[more], end[more]
+    return good
+
+
+def _crc_table():
+    return np.array([crc_hqx(bytes([i]), 0) for i in range(256)], dtype=np.int64)
+
+
+_CRC_TABLE = _crc_table()  # crc_hqx's: crc = (crc << 8 & 0xFF00) ^ table[crc >> 8 ^ byte]
+_TOKEN_WIDTH = 16
+
+
+def _slices(buf, at, size):
+    """[bytes(buf[a:a + n]) for a, n in zip(at, size)] (at ascending, spans disjoint), in
+    one struct.unpack: the format skips each gap ("Nx") and takes each span ("Ns"); its
+    tokens are built in numpy, one fixed-width row per distinct (gap, size), padded with
+    spaces (which struct ignores)."""
+    if not len(at):
+        return ()
+    gap = at - np.concatenate(([0], at[:-1] + size[:-1]))
+    pairs, which = np.unique((gap << 16) | size, return_inverse=True)
+    tokens = np.full((len(pairs), _TOKEN_WIDTH), ord(" "), dtype=np.uint8)
+    for row, pair in enumerate(pairs.tolist()):
+        g, n = pair >> 16, pair & 0xFFFF
+        token = (("%dx" % g if g else "") + "%ds" % n).encode()
+        tokens[row, :len(token)] = np.frombuffer(token, dtype=np.uint8)
+    fmt = tokens[which.reshape(-1)].tobytes()
+    return struct.unpack_from(fmt, buf)
+
+
+def _rows(region, at, width):
+    """region[a:a + width] for each a in `at`, as one (len(at), width) array (each row one
+    memcpy from a sliding-window view, not a gather of every byte)."""
+    return sliding_window_view(region, width)[at]
+
+
+def _decode_region(region, starts, ends, keys, result, base):
+    """Decode the COBS blocks at [starts, ends) of `region` (a writable uint8 array, changed
+    in place; blocks in ascending order, disjoint); frame i of the batch is frame base + i
+    of the result."""
+    count = len(starts)
     result.frames += count
-    bodies = _unstuff(blocks)
-    # Framing, size, CRC and version, each over the batch.
-    lengths = np.fromiter(map(len, bodies), dtype=np.int64, count=count)
-    framed = (lengths >= _MIN_BODY) & (lengths <= codec.MAX_FRAME)
-    crc = np.fromiter(map(crc_hqx, bodies, repeat(0xFFFF)), dtype=np.int64, count=count)
-    crc_ok = framed & (crc == 0)
+    framed = _unstuff_region(region, starts, ends)
     result.refuse("framing", int(count - framed.sum()))
-    result.refuse("bad_crc", int(framed.sum() - crc_ok.sum()))
-    joined = b"".join(bodies)
-    arr = np.frombuffer(joined, dtype=np.uint8)
-    starts = np.cumsum(lengths) - lengths
-    idx = np.nonzero(crc_ok)[0]
-    ok = (arr[starts[idx]] == codec.VERSION) & (lengths[idx] >= codec.MIN_FRAME)
-    result.refuse("bad_version_or_truncated", int(len(idx) - ok.sum()))
-    idx = idx[ok]
-    # Keys: one lookup per (device, key id) present, not per frame.
-    at = starts[idx]
-    device_id = _be32(arr, at + 3)
-    key_id = arr[at + 2].astype(np.int64)
-    pair, which = np.unique((device_id << 8) | key_id, return_inverse=True)
-    which = which.reshape(-1)
-    table = [keys.get((p >> 8, p & 0xFF)) for p in pair.tolist()]
-    known = np.array([k is not None for k in table], dtype=bool)[which] if len(pair) else (
-        np.zeros(0, dtype=bool))
-    result.refuse("unknown_key", int(len(idx) - known.sum()))
-    # Frames grouped by key (stable, so in order within a key): each key's HMACs run as
-    # C-level maps over its frames, and its keystream is one ECB call.
-    order = np.argsort(which[known], kind="stable")
-    idx = idx[known][order]
-    which = which[known][order]
+    idx = np.flatnonzero(framed)
     if not len(idx):
         return
-    at = starts[idx]
-    size = lengths[idx]
-    chosen = _pick(bodies, idx.tolist())
-    signed = list(map(_BUT_TAG, chosen))
-    bounds = np.flatnonzero(np.diff(which)) + 1
-    group_start = np.concatenate(([0], bounds)).tolist()
-    group_end = np.concatenate((bounds, [len(idx)])).tolist()
-    group_key = [table[w] for w in which[group_start].tolist()]
-    digests = []
-    for k, first, last in zip(group_key, group_start, group_end, strict=True):
-        hash_type = type(k._inner)
-        copy, update, digest = hash_type.copy, hash_type.update, hash_type.digest
-        inners = list(map(copy, repeat(k._inner, last - first)))
-        deque(map(update, inners, signed[first:last]), maxlen=0)
-        outers = list(map(copy, repeat(k._outer, last - first)))
-        deque(map(update, outers, map(digest, inners)), maxlen=0)
-        digests.append(b"".join(map(digest, outers)))
-    tags = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(-1, 32)[:, :8]
-    tag_ok = (tags == arr[(at + size - 10)[:, None] + _EIGHT]).all(axis=1)
-    result.refuse("bad_tag", int(len(idx) - tag_ok.sum()))
-    direction = arr[at + 1]
-    counter = _be32(arr, at + 7)
+    at = starts[idx] + 1  # each body's first byte
+    size = ends[idx] - at
+    head = _rows(region, at, 11)  # the routing header (SPEC 3)
+    # What the tag signs (all but the tag and the CRC), one bytes object a frame; the CRC
+    # (SPEC 3) over those by crc_hqx, continued over the tail (tag and CRC) in numpy: the
+    # CRC of a whole body with its CRC is 0.
+    signed = _slices(region.data, at, size - 10)
+    crc = np.fromiter(map(crc_hqx, signed, repeat(0xFFFF)), dtype=np.int64, count=len(idx))
+    tail = _rows(region, at + size - 10, 10)
+    for column in tail.T.astype(np.int64):
+        crc = ((crc << 8) & 0xFF00) ^ _CRC_TABLE[(crc >> 8) ^ column]
+    crc_ok = crc == 0
+    result.refuse("bad_crc", int(len(idx) - crc_ok.sum()))
+    ok = crc_ok & (head[:, 0] == codec.VERSION) & (size >= codec.MIN_FRAME)
+    result.refuse("bad_version_or_truncated", int(crc_ok.sum() - ok.sum()))
+    # Keys: one lookup per (device, key id) present, not per frame.
+    device_id = np.ascontiguousarray(head[:, 3:7]).view(">u4").reshape(-1).astype(np.int64)
+    pair, which = np.unique((device_id << 8) | head[:, 2], return_inverse=True)
+    which = which.reshape(-1)
+    table = [keys.get((p >> 8, p & 0xFF)) for p in pair.tolist()]
+    known = np.array([k is not None for k in table], dtype=bool)[which]
+    result.refuse("unknown_key", int(ok.sum() - (ok & known).sum()))
+    ok &= known
+    # HMAC-SHA256 of every frame (a damaged one's too: it is refused below, and computing
+    # its tag costs less than leaving it out): C-level maps of hashlib's copy/update/digest
+    # from each frame's key's pre-absorbed pads. A frame of an unknown key gets any key's
+    # pads (its tag is never looked at).
+    spare = next((k for k in table if k is not None), None)
+    if spare is None:
+        return
+    inner = np.array([(k or spare)._inner for k in table], dtype=object)[which].tolist()
+    outer = np.array([(k or spare)._outer for k in table], dtype=object)[which].tolist()
+    hash_type = type(spare._inner)
+    copy, update, digest = hash_type.copy, hash_type.update, hash_type.digest
+    inners = list(map(copy, inner))
+    deque(map(update, inners, signed), maxlen=0)
+    del signed, inner
+    outers = list(map(copy, outer))
+    deque(map(update, outers, map(digest, inners)), maxlen=0)
+    del inners, outer
+    tags = np.frombuffer(b"".join(map(digest, outers)), dtype=np.uint8).reshape(-1, 32)
+    del outers
+    tag_ok = ok & (tags[:, :8] == tail[:, :8]).all(axis=1)
+    result.refuse("bad_tag", int(ok.sum() - tag_ok.sum()))
+    direction = head[:, 1]
+    counter = np.ascontiguousarray(head[:, 7:11]).view(">u4").reshape(-1)
     sealed_size = size - 21
     route_ok = tag_ok & (direction <= 1) & (counter != 0) & _SEALED_OK[sealed_size]
     result.refuse("bad_payload", int(tag_ok.sum() - route_ok.sum()))
     keep = np.nonzero(route_ok)[0]
     if not len(keep):
         return
-    # From here on by sealed size, then by key: frames of one size are whole bodies of one
-    # length, stacked into a 2-D array whose sealed columns are a plain slice.
+    # From here on by sealed size, then by key: each key's keystream of one size is one ECB
+    # call, and the sealed parts of one size are one 2-D array, so decryption, the padding
+    # check and the payloads are slices, not gathers.
     keep = keep[np.lexsort((which[keep], sealed_size[keep]))]
-    chosen = _pick(chosen, keep.tolist())
-    idx, which, at = idx[keep], which[keep], at[keep]
+    idx, which, at, head = idx[keep], which[keep], at[keep], head[keep]
     sizes = sealed_size[keep]
     direction = direction[keep]
     # Counter blocks (SPEC 4.3): the frame's nonce (device id, direction, counter, key id:
     # header bytes 3-6, 1, 7-10, 2), four zero bytes and the block number, one row a block.
     blocks_each = (sizes + 15) >> 4
-    nonce = arr[at[:, None] + _NONCE_FROM_HEADER]
+    nonce = head[:, _NONCE_FROM_HEADER]
     rows = np.repeat(np.arange(len(idx)), blocks_each)
     first_block = np.cumsum(blocks_each) - blocks_each
     number = np.arange(len(rows)) - first_block[rows]
@@ -439,9 +485,8 @@ def _decode_batch(blocks, keys, result, base):
     size_bounds = (np.flatnonzero(np.diff(sizes)) + 1).tolist()
     parts = []
     for a, b in zip([0] + size_bounds, size_bounds + [len(idx)], strict=True):
-        size = int(sizes[a])
-        stack = np.frombuffer(b"".join(chosen[a:b]), dtype=np.uint8).reshape(b - a, size + 21)
-        parts.append(stack[:, 11:11 + ((size + 15) >> 4 << 4)].reshape(-1))
+        width = (int(sizes[a]) + 15) >> 4 << 4
+        parts.append(_rows(region, at[a:b] + 11, width).reshape(-1))
     sealed = np.concatenate(parts) ^ np.frombuffer(stream, dtype=np.uint8)
     offsets = first_block * 16
     _open_sealed(sealed, sizes, offsets, idx + base, direction, result)
