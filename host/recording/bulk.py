@@ -235,71 +235,106 @@ def _decode_spans(buf, starts, ends, keys, result, base):
     return result
 
 
-def frame_spans(buf):
+def frame_spans(buf, as_arrays=False):
     """([start], [end]) byte offsets in `buf` of every frame packet's COBS block (its 0x00
     delimiter left out), or None when `buf` is not a single-section little-endian vigil
-    recording whose blocks all check out (then the general reader must judge it)."""
-    if sys.byteorder != "little" or len(buf) < 28:
+    recording whose blocks all check out (then the general reader must judge it).
+    as_arrays: numpy int64 arrays instead of lists."""
+    word = _words(buf)
+    if word is None:
         return None
-    size_words = len(buf) >> 2
-    if len(buf) & 3:
-        return None  # a truncated last block
-    word = np.frombuffer(buf, dtype="<u4", count=size_words)
     at = _block_starts(word)
-    if at is None:
+    section = None if at is None else _section(word, at)
+    if section is None:
         return None
-    lengths = word[at + 1].astype(np.int64)
-    if not (word[at + (lengths >> 2) - 1] == lengths).all():
-        return None  # a trailer that does not repeat its length
+    spans = _epb_spans(word, at, 0, *section)
+    if spans is None or as_arrays:
+        return spans
+    return spans[0].tolist(), spans[1].tolist()
+
+
+def _words(buf):
+    """`buf` as little-endian 32-bit words, or None if it cannot be a whole recording."""
+    if sys.byteorder != "little" or len(buf) < 28 or len(buf) & 3:
+        return None  # (a length not a multiple of 4: a truncated last block)
+    return np.frombuffer(buf, dtype="<u4", count=len(buf) >> 2)
+
+
+def _section(word, at):
+    """(indexes in `at` of the blocks that are not packets, the link type of each
+    interface) of a recording of one section, or None if it is not one vigil writes."""
     types = word[at]
     if types[0] != pcapng.SHB_TYPE or word[1 + 1] != pcapng.BYTE_ORDER_MAGIC:
         return None
-    others = np.nonzero(types != pcapng.EPB_TYPE)[0]
+    others = np.flatnonzero(types != pcapng.EPB_TYPE)
     linktypes = []
     for i in others[1:].tolist():
         if types[i] != pcapng.IDB_TYPE:
             return None  # another section, or a block vigil does not write
         linktypes.append(int(word[at[i] + 2]) & 0xFFFF)
-    epb = at[types == pcapng.EPB_TYPE]
+    return others, np.asarray(linktypes, dtype=np.int64)
+
+
+def _epb_spans(word, at, first, others, linktypes):
+    """(start, end) byte offsets of the frame packets among the blocks at word offsets
+    `at` (blocks first, first + 1, ... of the file; `others` and `linktypes` from
+    _section), or None if a block does not check out."""
+    lengths = word[at + 1].astype(np.int64)
+    if not (word[at + (lengths >> 2) - 1] == lengths).all():
+        return None  # a trailer that does not repeat its length
+    is_epb = word[at] == pcapng.EPB_TYPE
+    epb = at[is_epb]
     if not len(epb):
-        return [], []
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     iface = word[epb + 2].astype(np.int64)
     captured = word[epb + 5].astype(np.int64)
-    later_idb = np.searchsorted(others, np.nonzero(types == pcapng.EPB_TYPE)[0]) - 1
-    if (iface >= later_idb).any() or (captured > (lengths[types == pcapng.EPB_TYPE] - 32)).any():
+    later_idb = np.searchsorted(others, np.flatnonzero(is_epb) + first) - 1
+    if (iface >= later_idb).any() or (captured > (lengths[is_epb] - 32)).any():
         return None  # an interface not described before its packets, or an overlong packet
-    frames = np.asarray(linktypes, dtype=np.int64)[iface] == pcapng.LINKTYPE_USER0
-    start = (epb[frames] << 2) + 28
+    frames = linktypes[iface] == pcapng.LINKTYPE_USER0
+    start = (epb[frames].astype(np.int64) << 2) + 28
     end = start + captured[frames]
-    body = np.frombuffer(buf, dtype=np.uint8)
+    body = word.view(np.uint8)
     nonempty = end > start
     end[nonempty] -= body[end[nonempty] - 1] == 0
-    return start.tolist(), end.tolist()
+    return start, end
 
 
-def _block_starts(word):
-    """Word offsets of every block, or None if the lengths do not chain to the end.
-
-    Each block's length gives the next one's place, so the walk is sequential. It is done
-    in numpy first: every word that could start a block (a type vigil writes, a plausible
-    length, the trailer repeating it) is a candidate, and when the candidates tile the
-    whole buffer exactly, they are the blocks. A packet's bytes could pass for a block
-    start only by chance; then the candidates do not tile, and a plain walk decides."""
+def _candidates(word, low, high):
+    """Word offsets in [low, high) that could start a block: a type vigil writes, a
+    plausible length, the trailer repeating it."""
     size_words = len(word)
-    candidate = np.flatnonzero((word == pcapng.EPB_TYPE) | (word == pcapng.IDB_TYPE) |
-                               (word == pcapng.SHB_TYPE))
+    part = word[low:high]
+    candidate = np.flatnonzero((part == pcapng.EPB_TYPE) | (part == pcapng.IDB_TYPE) |
+                               (part == pcapng.SHB_TYPE)) + low
     candidate = candidate[candidate + 1 < size_words]
     length = word[candidate + 1].astype(np.int64)
     step = length >> 2
     plausible = ((length >= 12) & ((length & 3) == 0) & (step <= MAX_BLOCK_WORDS) &
                  (candidate + step <= size_words))
     candidate, length, step = candidate[plausible], length[plausible], step[plausible]
-    candidate = candidate[word[candidate + step - 1] == length]
+    return candidate[word[candidate + step - 1] == length]
+
+
+def _tiling(word, candidate):
+    """`candidate` if its blocks tile the whole of `word` exactly, else None."""
     if len(candidate) and candidate[0] == 0:
         ends = candidate + (word[candidate + 1].astype(np.int64) >> 2)
-        if ends[-1] == size_words and (ends[:-1] == candidate[1:]).all():
+        if ends[-1] == len(word) and (ends[:-1] == candidate[1:]).all():
             return candidate
-    return walk_blocks(word)
+    return None
+
+
+def _block_starts(word):
+    """Word offsets of every block, or None if the lengths do not chain to the end.
+
+    Each block's length gives the next one's place, so the walk is sequential. It is done
+    in numpy first: every word that could start a block is a candidate (_candidates), and
+    when the candidates tile the whole buffer exactly, they are the blocks. A packet's
+    bytes could pass for a block start only by chance; then the candidates do not tile,
+    and a plain walk decides."""
+    at = _tiling(word, _candidates(word, 0, len(word)))
+    return walk_blocks(word) if at is None else at
 
 
 def walk_blocks(word):
@@ -575,8 +610,9 @@ def _sort_groups(result):
 
 def decode_file(path, keys, workers=1):
     """decode_buffer over the file, mapped into memory rather than read. With workers > 1
-    the frames are split into that many runs, decoded by forked processes and merged: the
-    same result, in frame order."""
+    the file is split between that many forked processes: each looks for block starts in
+    its share of the file, this process checks that they chain, then each decodes its run
+    of blocks, and the parts are merged: the same result, in frame order."""
     keys = key_table(keys)
     with open(path, "rb") as f:
         try:
@@ -584,46 +620,87 @@ def decode_file(path, keys, workers=1):
         except ValueError:  # an empty file cannot be mapped
             return decode_buffer(b"", keys)
     with mapped:
-        spans = frame_spans(mapped) if workers > 1 else None
-        if spans is None or len(spans[0]) < 2 * BATCH or "fork" not in (
-                multiprocessing.get_all_start_methods()):
+        if (workers < 2 or len(mapped) < 2 * BATCH * _MIN_PACKET_BYTES or
+                "fork" not in multiprocessing.get_all_start_methods()):
             return decode_buffer(mapped, keys)
-    starts, ends = spans
-    cut = [len(starts) * i // workers for i in range(workers + 1)]
-    global _FORKED
-    _FORKED = (path, keys, starts, ends)  # inherited by the forked workers, never pickled
-    try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            parts = pool.map(_decode_part, list(zip(cut[:-1], cut[1:], strict=True)))
-    finally:
-        _FORKED = None
-    return _merge(parts)
+        parts = _decode_parallel(path, mapped, keys, workers)
+        return decode_buffer(mapped, keys) if parts is None else _merge(parts)
 
 
+_MIN_PACKET_BYTES = 64  # no frame packet is smaller: a file below 2 * BATCH of them stays here
 _FORKED = None
 
 
-def _decode_part(bounds):
-    path, keys, starts, ends = _FORKED
-    first, last = bounds
-    started_s = time.process_time()
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-        part = _decode_spans(mapped, starts[first:last], ends[first:last], keys, BulkResult(),
-                             first)
-    part.cpu_s = [time.process_time() - started_s]
+def _decode_parallel(path, mapped, keys, workers):
+    """The parts of decode_file's split, or None if the file is not one the fast walk
+    takes (decode_buffer then gives the general reader's verdict)."""
+    global _FORKED
+    word = _words(mapped)
+    if word is None:
+        return None
+    _FORKED = (path, keys)  # inherited by the forked workers, never pickled
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            cut = [len(word) * i // workers for i in range(workers + 1)]
+            found = pool.map(_candidates_part, list(zip(cut[:-1], cut[1:], strict=True)))
+            at = _tiling(word, np.concatenate(found))
+            if at is None:
+                at = walk_blocks(word)
+            section = None if at is None else _section(word, at)
+            if section is None:
+                return None
+            cut = [len(at) * i // workers for i in range(workers + 1)]
+            parts = pool.map(_decode_part, [(at[a:b], a, section)
+                                            for a, b in zip(cut[:-1], cut[1:], strict=True)])
+    finally:
+        _FORKED = None
+        del word  # an exported buffer would keep the mmap from closing
+    return None if None in parts else parts
+
+
+def _mapped_words(path):
+    with open(path, "rb") as f:
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+def _candidates_part(bounds):
+    with _mapped_words(_FORKED[0]) as mapped:
+        word = _words(mapped)
+        found = _candidates(word, *bounds)
+        del word
+    return found
+
+
+def _decode_part(task):
+    """Decode the frame packets among one run of blocks (frame indexes from 0: _merge
+    shifts them)."""
+    at, first, section = task
+    path, keys = _FORKED
+    with _mapped_words(path) as mapped:
+        word = _words(mapped)
+        spans = _epb_spans(word, at, first, *section)
+        del word
+        if spans is None:
+            return None
+        part = _decode_spans(mapped, spans[0], spans[1], keys, BulkResult(), 0)
+    # The worker's whole CPU time (a forked process starts from 0): its share of the block
+    # search too.
+    part.cpu_s = [time.process_time()]
     return part
 
 
 def _merge(parts):
     result = BulkResult()
     for part in parts:  # in frame order: each part's frames follow the previous part's
+        shift = result.frames
         result.frames += part.frames
         result.valid += part.valid
         for reason, count in part.refused.items():
             result.refuse(reason, count)
-        result.singles.update(part.singles)
+        result.singles.update((i + shift, fields) for i, fields in part.singles.items())
         result.cpu_s += part.cpu_s
         for key, group in part.groups.items():
+            group["index"] = group["index"] + shift
             old = result.groups.get(key)
             result.groups[key] = group if old is None else {
                 path: np.concatenate((old[path], group[path])) for path in group}
