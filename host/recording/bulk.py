@@ -260,10 +260,11 @@ def _words(buf):
     return np.frombuffer(buf, dtype="<u4", count=len(buf) >> 2)
 
 
-def _section(word, at):
+def _section(word, at, types=None):
     """(indexes in `at` of the blocks that are not packets, the link type of each
-    interface) of a recording of one section, or None if it is not one vigil writes."""
-    types = word[at]
+    interface) of a recording of one section, or None if it is not one vigil writes.
+    types: word[at], if known."""
+    types = word[at] if types is None else types
     if types[0] != pcapng.SHB_TYPE or word[1 + 1] != pcapng.BYTE_ORDER_MAGIC:
         return None
     others = np.flatnonzero(types != pcapng.EPB_TYPE)
@@ -316,11 +317,12 @@ def _candidates(word, low, high):
     return candidate[word[candidate + step - 1] == length]
 
 
-def _tiling(word, candidate):
-    """`candidate` if its blocks tile the whole of `word` exactly, else None."""
+def _tiling(size_words, candidate, length):
+    """`candidate` if its blocks (`length` bytes each) tile all `size_words` exactly, else
+    None."""
     if len(candidate) and candidate[0] == 0:
-        ends = candidate + (word[candidate + 1].astype(np.int64) >> 2)
-        if ends[-1] == len(word) and (ends[:-1] == candidate[1:]).all():
+        ends = candidate + (length >> 2)
+        if ends[-1] == size_words and (ends[:-1] == candidate[1:]).all():
             return candidate
     return None
 
@@ -333,7 +335,8 @@ def _block_starts(word):
     when the candidates tile the whole buffer exactly, they are the blocks. A packet's
     bytes could pass for a block start only by chance; then the candidates do not tile,
     and a plain walk decides."""
-    at = _tiling(word, _candidates(word, 0, len(word)))
+    candidate = _candidates(word, 0, len(word))
+    at = _tiling(len(word), candidate, word[candidate + 1].astype(np.int64))
     return walk_blocks(word) if at is None else at
 
 
@@ -642,11 +645,14 @@ def _decode_parallel(path, mapped, keys, workers):
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             cut = [len(word) * i // workers for i in range(workers + 1)]
+            # Each worker's candidates come with their lengths and types, so that this
+            # process does not have to read (fault in) every page of the file itself.
             found = pool.map(_candidates_part, list(zip(cut[:-1], cut[1:], strict=True)))
-            at = _tiling(word, np.concatenate(found))
+            candidate, length, types = (np.concatenate(c) for c in zip(*found, strict=True))
+            at = _tiling(len(word), candidate, length)
             if at is None:
-                at = walk_blocks(word)
-            section = None if at is None else _section(word, at)
+                at, types = walk_blocks(word), None
+            section = None if at is None else _section(word, at, types)
             if section is None:
                 return None
             cut = [len(at) * i // workers for i in range(workers + 1)]
@@ -667,6 +673,7 @@ def _candidates_part(bounds):
     with _mapped_words(_FORKED[0]) as mapped:
         word = _words(mapped)
         found = _candidates(word, *bounds)
+        found = found, word[found + 1].astype(np.int64), word[found]
         del word
     return found
 
