@@ -5,7 +5,7 @@ import threading
 
 from host.recording import LINKTYPE_USER1, Writer
 from host.recording import replay as replay_mod
-from host.transport import listen
+from host.transport import TransportClosed, listen
 
 T0_NS = 1_767_225_600_000_000_000
 
@@ -72,21 +72,27 @@ def _recording(path, n, gap_ns):
 
 def _serve(url="tcp://127.0.0.1:0"):
     """A peer that reads every frame, answers frame 7, and closes when the replay does
-    (replay's close waits for that: transport/tcp.py)."""
+    (replay's close waits for that: transport/tcp.py). `got` ends with the reason it
+    stopped (a string) if that was not the replay's close."""
     listener = listen(url)
     got = []
 
     def run():
-        link = listener.accept(timeout_ms=5000)
+        link = listener.accept(timeout_ms=10000)
         if link is None:
+            got.append("no connection within 10 s")
             return
         with link:
             while True:
                 try:
-                    frame = link.recv(timeout_ms=5000)
-                except OSError:
+                    frame = link.recv(timeout_ms=10000)
+                except TransportClosed:
+                    return  # the replay closed: everything it sent has been read
+                except OSError as e:
+                    got.append("recv failed: %s" % e)
                     return
                 if frame is None:
+                    got.append("nothing for 10 s")
                     return
                 got.append(frame)
                 if frame[0] == 7:
@@ -107,7 +113,8 @@ def test_replay_over_tcp_delivers_every_frame_of_the_direction_in_order(tmp_path
         try:
             code = replay_mod.main([str(path), "--to", listener.url, "--speed", "max",
                                     "--direction", direction, "--json"])
-            thread.join(5)
+            thread.join(15)
+            assert not thread.is_alive()
         finally:
             listener.close()
         assert code == 0
