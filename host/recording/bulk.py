@@ -9,18 +9,25 @@ million frames).
 
 Same checks as `host_fast.FastReceiver.open` (SPEC 9) except the replay window, which is
 per-frame state: use `vigil decode` for that. No Python bytecode runs per frame (except on
-the fallbacks for damaged input: a block that is not COBS, blocks that do not chain):
+the fallback for damaged input: blocks that do not chain):
 - the file is mapped (mmap), its blocks found in numpy (each block's length gives the
-  next one's place; see _block_starts), and each frame sliced out in one C-level map;
-- COBS, CRC and lengths are C-level maps over the batch, the routing headers numpy columns;
+  next one's place; see _block_starts), and each batch's stretch of the file copied once;
+- COBS is undone in place over the whole batch (_unstuff_region: the code-byte chains of
+  all frames walked together in numpy); headers, tags and sealed parts are rows of
+  sliding-window views (one memcpy a row), the routing headers numpy columns;
+- the signed part of every frame becomes a bytes object in one struct.unpack (a format
+  of "skip N, take M" built in numpy); CRC-16 is crc_hqx over those, continued over the
+  tag and CRC bytes in numpy;
 - HMAC-SHA256, which has no batch form in the standard library, runs as C-level maps of
-  hashlib's copy/update/digest over each key's frames (pads absorbed once per key);
+  hashlib's copy/update/digest over every frame, from its key's pre-absorbed pads;
 - AES-CTR: the counter blocks of every frame of a key are built in numpy and encrypted by
-  one ECB call; frames of one sealed size are stacked into a 2-D array, so decryption,
-  the padding check and the payloads (numpy structured views, one per message type and
-  length) are slices, not gathers.
-tests/test_bulk.py checks it against FastReceiver on the golden sessions and damaged copies,
-and bench/recording.py against the construct reference decoder.
+  one ECB call per key and sealed size; decryption, the padding check and the payloads
+  (numpy structured views, one per message type and length) are slices, not gathers.
+- decode_file(workers=N) splits the block search and the decoding between N forked
+  processes.
+tests/test_bulk.py checks it against FastReceiver on the golden sessions, damaged copies
+(refusal reasons too) and wrong keys, and bench/recording.py against the construct
+reference decoder.
 """
 import gc
 import io
