@@ -208,3 +208,17 @@ def test_bulk_matches_the_reference_on_truncated_corrupt_and_wrong_key_frames():
         assert sum(later.values()) == reasons.get("later", 0)
     assert seen == {"framing", "bad_crc", "bad_version_or_truncated", "unknown_key", "bad_tag",
                     "later"}
+
+
+def test_signed_parts_are_cut_exactly_whatever_the_gaps():
+    rng = random.Random(5)
+    buf = rng.randbytes(300_000)
+    at, size, place = [], [], 0
+    for gap in (0, 1, 9, 250, 99_999, 3, 0, 100_000):  # adjacent spans, long stretches
+        place += gap
+        n = rng.randrange(1, 241)
+        at.append(place)
+        size.append(n)
+        place += n
+    got = bulk._slices(buf, np.array(at, dtype=np.int64), np.array(size, dtype=np.int64))
+    assert list(got) == [buf[a:a + n] for a, n in zip(at, size, strict=True)]

@@ -410,7 +410,6 @@ def _crc_table():
 
 
 _CRC_TABLE = _crc_table()  # crc_hqx's: crc = (crc << 8 & 0xFF00) ^ table[crc >> 8 ^ byte]
-_TOKEN_WIDTH = 16
 
 
 def _slices(buf, at, size):
@@ -422,11 +421,11 @@ def _slices(buf, at, size):
         return ()
     gap = at - np.concatenate(([0], at[:-1] + size[:-1]))
     pairs, which = np.unique((gap << 16) | size, return_inverse=True)
-    tokens = np.full((len(pairs), _TOKEN_WIDTH), ord(" "), dtype=np.uint8)
-    for row, pair in enumerate(pairs.tolist()):
-        g, n = pair >> 16, pair & 0xFFFF
-        token = (("%dx" % g if g else "") + "%ds" % n).encode()
-        tokens[row, :len(token)] = np.frombuffer(token, dtype=np.uint8)
+    texts = [(("%dx" % (pair >> 16) if pair >> 16 else "") + "%ds" % (pair & 0xFFFF)).encode()
+             for pair in pairs.tolist()]
+    tokens = np.full((len(texts), max(map(len, texts))), ord(" "), dtype=np.uint8)
+    for row, text in enumerate(texts):
+        tokens[row, :len(text)] = np.frombuffer(text, dtype=np.uint8)
     fmt = tokens[which.reshape(-1)].tobytes()
     return struct.unpack_from(fmt, buf)
 
