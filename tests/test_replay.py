@@ -5,7 +5,7 @@ import threading
 
 from host.recording import LINKTYPE_USER1, Writer
 from host.recording import replay as replay_mod
-from host.transport import listen
+from host.transport import TransportClosed, listen
 
 T0_NS = 1_767_225_600_000_000_000
 
@@ -71,21 +71,35 @@ def _recording(path, n, gap_ns):
 
 
 def _serve(url="tcp://127.0.0.1:0"):
+    """A peer that reads every frame, answers frame 7, and closes when the replay does
+    (replay's close waits for that: transport/tcp.py). `got` ends with the reason it
+    stopped (a string) if that was not the replay's close."""
     listener = listen(url)
     got = []
 
     def run():
-        link = listener.accept(timeout_ms=5000)
-        while link is not None:
-            try:
-                frame = link.recv(timeout_ms=2000)
-            except OSError:
-                return
-            if frame is None:
-                return
-            got.append(frame)
-            if frame[0] == 7:
-                link.send(b"\x05\x01\x02\x03\x00")  # something back, to be drained
+        link = listener.accept(timeout_ms=10000)
+        if link is None:
+            got.append("no connection within 10 s")
+            return
+        with link:
+            while True:
+                try:
+                    frame = link.recv(timeout_ms=10000)
+                except TransportClosed:
+                    return  # the replay closed: everything it sent has been read
+                except OSError as e:
+                    got.append("recv failed: %s" % e)
+                    return
+                if frame is None:
+                    got.append("nothing for 10 s")
+                    return
+                got.append(frame)
+                if frame[0] == 7:
+                    try:
+                        link.send(b"\x05\x01\x02\x03\x00")  # something back, to be drained
+                    except OSError:
+                        pass  # too late for a reply: what arrived still counts
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return listener, got, thread
@@ -99,7 +113,8 @@ def test_replay_over_tcp_delivers_every_frame_of_the_direction_in_order(tmp_path
         try:
             code = replay_mod.main([str(path), "--to", listener.url, "--speed", "max",
                                     "--direction", direction, "--json"])
-            thread.join(5)
+            thread.join(15)
+            assert not thread.is_alive()
         finally:
             listener.close()
         assert code == 0
@@ -132,6 +147,59 @@ def test_replay_at_1x_takes_the_recorded_time_and_reports_the_error(tmp_path, ca
     assert elapsed_s >= 0.199
     assert result["sent"] == 150 and len(got) == 150
     assert 0 <= result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
+    assert result["received"] == 1  # the reply to frame 6, read while waiting for frame 7
+    assert result["realtime"] is False
+
+
+def test_realtime_priority_is_restored_or_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    import os
+
+    path = tmp_path / "s.pcapng"
+    _recording(path, 20, 1_000_000)
+    before = os.sched_getscheduler(0)
+    permitted = True
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+        os.sched_setscheduler(0, before, os.sched_param(0))
+    except OSError:
+        permitted = False
+    seen = []
+    real_set = os.sched_setscheduler
+
+    def spy(pid, policy, param):
+        seen.append(policy)
+        return real_set(pid, policy, param)
+
+    monkeypatch.setattr(os, "sched_setscheduler", spy)
+    listener, got, thread = _serve()
+    try:
+        assert replay_mod.main([str(path), "--to", listener.url, "--json", "--realtime"]) == 0
+        thread.join(5)
+    finally:
+        listener.close()
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert result["realtime"] is permitted and len(got) == 15
+    assert os.sched_getscheduler(0) == before  # restored
+    if permitted:
+        assert seen == [os.SCHED_FIFO, before]
+    else:
+        assert len(captured.err.strip().splitlines()) == 1 and "--realtime" in captured.err
+
+    def refuse(pid, policy, param):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "sched_setscheduler", refuse)
+    listener, got, thread = _serve()
+    try:
+        assert replay_mod.main([str(path), "--to", listener.url, "--json", "--realtime"]) == 0
+        thread.join(5)
+    finally:
+        listener.close()
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["realtime"] is False and len(got) == 15
+    assert captured.err.strip() == ("vigil replay: --realtime: not permitted here (Operation "
+                                    "not permitted); replaying at normal priority")
 
 
 def test_bad_arguments_are_one_line_exit_2(tmp_path, capsys):

@@ -340,3 +340,56 @@ def test_register_a_backend():
         t.close()
     finally:
         del transport.BACKENDS["fake"]
+
+
+def test_tcp_close_waits_for_the_peer_so_its_late_replies_do_not_reset_it(monkeypatch):
+    """The peer is still reading (and answering every frame) when this side closes: a
+    graceful close (FIN, then reading until the peer closes) lets it read everything and
+    answer everything; an abortive one (unread bytes, or bytes arriving after the close)
+    resets the connection and the peer's next send fails."""
+    from host.transport import tcp
+
+    monkeypatch.setattr(tcp, "CLOSE_QUIET_S", 5.0)  # wait for the peer however slow it is
+    listener = listen("tcp://127.0.0.1:0", timeout_ms=2000)
+    client = open_transport(listener.url, timeout_ms=2000)
+    server = listener.accept(timeout_ms=2000)
+    listener.close()
+    sent = frames(200)
+    report = {"got": [], "replies": 0, "error": None}
+
+    def peer():
+        time.sleep(0.2)  # the client has sent everything and is closing by now
+        with server:
+            try:
+                while True:
+                    frame = server.recv(timeout_ms=5000)
+                    if frame is None:
+                        return
+                    report["got"].append(frame)
+                    server.send(b"\x05\x01\x02\x03\x00")
+                    report["replies"] += 1
+            except TransportClosed:
+                return  # the client's FIN, after its last frame
+            except OSError as e:
+                report["error"] = e
+
+    thread = threading.Thread(target=peer)
+    thread.start()
+    for f in sent:
+        client.send(f)
+    started = time.monotonic()
+    client.close()
+    elapsed_s = time.monotonic() - started
+    thread.join(5)
+    assert report["error"] is None and report["got"] == sent and report["replies"] == 200
+    assert 0.1 < elapsed_s < 5.0  # it waited for the peer, and not for the whole bound
+
+
+def test_tcp_close_of_a_peer_that_never_closes_is_bounded():
+    from host.transport import tcp
+
+    client, server = _tcp()
+    started = time.monotonic()
+    client.close()
+    assert time.monotonic() - started < tcp.CLOSE_QUIET_S + 0.5
+    server.close()

@@ -9,18 +9,25 @@ million frames).
 
 Same checks as `host_fast.FastReceiver.open` (SPEC 9) except the replay window, which is
 per-frame state: use `vigil decode` for that. No Python bytecode runs per frame (except on
-the fallbacks for damaged input: a block that is not COBS, blocks that do not chain):
+the fallback for damaged input: blocks that do not chain):
 - the file is mapped (mmap), its blocks found in numpy (each block's length gives the
-  next one's place; see _block_starts), and each frame sliced out in one C-level map;
-- COBS, CRC and lengths are C-level maps over the batch, the routing headers numpy columns;
+  next one's place; see _block_starts), and each batch's stretch of the file copied once;
+- COBS is undone in place over the whole batch (_unstuff_region: the code-byte chains of
+  all frames walked together in numpy); headers, tags and sealed parts are rows of
+  sliding-window views (one memcpy a row), the routing headers numpy columns;
+- the signed part of every frame becomes a bytes object in one struct.unpack (a format
+  of "skip N, take M" built in numpy); CRC-16 is crc_hqx over those, continued over the
+  tag and CRC bytes in numpy;
 - HMAC-SHA256, which has no batch form in the standard library, runs as C-level maps of
-  hashlib's copy/update/digest over each key's frames (pads absorbed once per key);
+  hashlib's copy/update/digest over every frame, from its key's pre-absorbed pads;
 - AES-CTR: the counter blocks of every frame of a key are built in numpy and encrypted by
-  one ECB call; frames of one sealed size are stacked into a 2-D array, so decryption,
-  the padding check and the payloads (numpy structured views, one per message type and
-  length) are slices, not gathers.
-tests/test_bulk.py checks it against FastReceiver on the golden sessions and damaged copies,
-and bench/recording.py against the construct reference decoder.
+  one ECB call per key and sealed size; decryption, the padding check and the payloads
+  (numpy structured views, one per message type and length) are slices, not gathers.
+- decode_file(workers=N) splits the block search and the decoding between N forked
+  processes.
+tests/test_bulk.py checks it against FastReceiver on the golden sessions, damaged copies
+(refusal reasons too) and wrong keys, and bench/recording.py against the construct
+reference decoder.
 """
 import gc
 import io
@@ -35,8 +42,7 @@ from itertools import repeat
 from operator import itemgetter
 
 import numpy as np
-from cobs.cobs import DecodeError
-from cobs.cobs import decode as _cobs_decode
+from numpy.lib.stride_tricks import sliding_window_view
 
 from protocol import codec, messages
 from protocol.host_fast import FastKeys
@@ -57,8 +63,6 @@ _SEALED_OK[list(codec.SEALED_SIZES)] = True
 BATCH = 65536
 _MIN_BODY = 22
 MAX_BLOCK_WORDS = (1 << 20) >> 2  # host.recording.MAX_BLOCK, the reader's bound
-_FOUR = np.arange(4)
-_EIGHT = np.arange(8)
 _NONCE_FROM_HEADER = np.array([3, 4, 5, 6, 1, 7, 8, 9, 10, 2])
 
 
@@ -158,29 +162,8 @@ def read_frames(path):
     return times, datas
 
 
-def _unstuff(blocks):
-    try:
-        return list(map(_cobs_decode, blocks))
-    except DecodeError:
-        out = []
-        for block in blocks:
-            try:
-                out.append(_cobs_decode(block))
-            except DecodeError:
-                out.append(b"")
-        return out
-
-
 _LAST = itemgetter(-1)
 _BUT_LAST = itemgetter(slice(None, -1))
-_BUT_TAG = itemgetter(slice(None, -10))  # what the tag signs: all but the tag and the CRC
-
-
-def _pick(items, indexes):
-    """[items[i] for i in indexes], in C."""
-    if len(indexes) == 1:
-        return (items[indexes[0]],)
-    return itemgetter(*indexes)(items) if indexes else ()
 
 
 def _blocks_of(datas):
@@ -238,86 +221,130 @@ def decode_buffer(buf, keys, result=None):
 
 
 def _decode_spans(buf, starts, ends, keys, result, base):
+    """Decode the blocks at [starts, ends) of `buf` (arrays of byte offsets, in file
+    order): each batch's stretch of the file is copied once and decoded in place."""
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    whole = np.frombuffer(buf, dtype=np.uint8)
+    starts = np.asarray(starts, dtype=np.int64)
+    ends = np.asarray(ends, dtype=np.int64)
     try:
-        take = buf.__getitem__
         for first in range(0, len(starts), BATCH):
-            blocks = list(map(take, map(slice, starts[first:first + BATCH],
-                                        ends[first:first + BATCH])))
-            _decode_batch(blocks, keys, result, base + first)
+            s, e = starts[first:first + BATCH], ends[first:first + BATCH]
+            low = int(s[0])
+            region = whole[low:int(e.max())].copy()
+            _decode_region(region, s - low, e - low, keys, result, base + first)
     finally:
+        del whole  # an exported buffer would keep the mmap from closing
         if gc_was_enabled:
             gc.enable()
     _sort_groups(result)
     return result
 
 
-def frame_spans(buf):
+def frame_spans(buf, as_arrays=False):
     """([start], [end]) byte offsets in `buf` of every frame packet's COBS block (its 0x00
     delimiter left out), or None when `buf` is not a single-section little-endian vigil
-    recording whose blocks all check out (then the general reader must judge it)."""
-    if sys.byteorder != "little" or len(buf) < 28:
+    recording whose blocks all check out (then the general reader must judge it).
+    as_arrays: numpy int64 arrays instead of lists."""
+    word = _words(buf)
+    if word is None:
         return None
-    size_words = len(buf) >> 2
-    if len(buf) & 3:
-        return None  # a truncated last block
-    word = np.frombuffer(buf, dtype="<u4", count=size_words)
     at = _block_starts(word)
-    if at is None:
+    section = None if at is None else _section(word, at)
+    if section is None:
         return None
-    lengths = word[at + 1].astype(np.int64)
-    if not (word[at + (lengths >> 2) - 1] == lengths).all():
-        return None  # a trailer that does not repeat its length
-    types = word[at]
+    spans = _epb_spans(word, at, 0, *section)
+    if spans is None or as_arrays:
+        return spans
+    return spans[0].tolist(), spans[1].tolist()
+
+
+def _words(buf):
+    """`buf` as little-endian 32-bit words, or None if it cannot be a whole recording."""
+    if sys.byteorder != "little" or len(buf) < 28 or len(buf) & 3:
+        return None  # (a length not a multiple of 4: a truncated last block)
+    return np.frombuffer(buf, dtype="<u4", count=len(buf) >> 2)
+
+
+def _section(word, at, types=None):
+    """(indexes in `at` of the blocks that are not packets, the link type of each
+    interface) of a recording of one section, or None if it is not one vigil writes.
+    types: word[at], if known."""
+    types = word[at] if types is None else types
     if types[0] != pcapng.SHB_TYPE or word[1 + 1] != pcapng.BYTE_ORDER_MAGIC:
         return None
-    others = np.nonzero(types != pcapng.EPB_TYPE)[0]
+    others = np.flatnonzero(types != pcapng.EPB_TYPE)
     linktypes = []
     for i in others[1:].tolist():
         if types[i] != pcapng.IDB_TYPE:
             return None  # another section, or a block vigil does not write
         linktypes.append(int(word[at[i] + 2]) & 0xFFFF)
-    epb = at[types == pcapng.EPB_TYPE]
+    return others, np.asarray(linktypes, dtype=np.int64)
+
+
+def _epb_spans(word, at, first, others, linktypes):
+    """(start, end) byte offsets of the frame packets among the blocks at word offsets
+    `at` (blocks first, first + 1, ... of the file; `others` and `linktypes` from
+    _section), or None if a block does not check out."""
+    lengths = word[at + 1].astype(np.int64)
+    if not (word[at + (lengths >> 2) - 1] == lengths).all():
+        return None  # a trailer that does not repeat its length
+    is_epb = word[at] == pcapng.EPB_TYPE
+    epb = at[is_epb]
     if not len(epb):
-        return [], []
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     iface = word[epb + 2].astype(np.int64)
     captured = word[epb + 5].astype(np.int64)
-    later_idb = np.searchsorted(others, np.nonzero(types == pcapng.EPB_TYPE)[0]) - 1
-    if (iface >= later_idb).any() or (captured > (lengths[types == pcapng.EPB_TYPE] - 32)).any():
+    later_idb = np.searchsorted(others, np.flatnonzero(is_epb) + first) - 1
+    if (iface >= later_idb).any() or (captured > (lengths[is_epb] - 32)).any():
         return None  # an interface not described before its packets, or an overlong packet
-    frames = np.asarray(linktypes, dtype=np.int64)[iface] == pcapng.LINKTYPE_USER0
-    start = (epb[frames] << 2) + 28
+    frames = linktypes[iface] == pcapng.LINKTYPE_USER0
+    start = (epb[frames].astype(np.int64) << 2) + 28
     end = start + captured[frames]
-    body = np.frombuffer(buf, dtype=np.uint8)
+    body = word.view(np.uint8)
     nonempty = end > start
     end[nonempty] -= body[end[nonempty] - 1] == 0
-    return start.tolist(), end.tolist()
+    return start, end
 
 
-def _block_starts(word):
-    """Word offsets of every block, or None if the lengths do not chain to the end.
-
-    Each block's length gives the next one's place, so the walk is sequential. It is done
-    in numpy first: every word that could start a block (a type vigil writes, a plausible
-    length, the trailer repeating it) is a candidate, and when the candidates tile the
-    whole buffer exactly, they are the blocks. A packet's bytes could pass for a block
-    start only by chance; then the candidates do not tile, and a plain walk decides."""
+def _candidates(word, low, high):
+    """Word offsets in [low, high) that could start a block: a type vigil writes, a
+    plausible length, the trailer repeating it."""
     size_words = len(word)
-    candidate = np.flatnonzero((word == pcapng.EPB_TYPE) | (word == pcapng.IDB_TYPE) |
-                               (word == pcapng.SHB_TYPE))
+    part = word[low:high]
+    candidate = np.flatnonzero((part == pcapng.EPB_TYPE) | (part == pcapng.IDB_TYPE) |
+                               (part == pcapng.SHB_TYPE)) + low
     candidate = candidate[candidate + 1 < size_words]
     length = word[candidate + 1].astype(np.int64)
     step = length >> 2
     plausible = ((length >= 12) & ((length & 3) == 0) & (step <= MAX_BLOCK_WORDS) &
                  (candidate + step <= size_words))
     candidate, length, step = candidate[plausible], length[plausible], step[plausible]
-    candidate = candidate[word[candidate + step - 1] == length]
+    return candidate[word[candidate + step - 1] == length]
+
+
+def _tiling(size_words, candidate, length):
+    """`candidate` if its blocks (`length` bytes each) tile all `size_words` exactly, else
+    None."""
     if len(candidate) and candidate[0] == 0:
-        ends = candidate + (word[candidate + 1].astype(np.int64) >> 2)
+        ends = candidate + (length >> 2)
         if ends[-1] == size_words and (ends[:-1] == candidate[1:]).all():
             return candidate
-    return walk_blocks(word)
+    return None
+
+
+def _block_starts(word):
+    """Word offsets of every block, or None if the lengths do not chain to the end.
+
+    Each block's length gives the next one's place, so the walk is sequential. It is done
+    in numpy first: every word that could start a block is a candidate (_candidates), and
+    when the candidates tile the whole buffer exactly, they are the blocks. A packet's
+    bytes could pass for a block start only by chance; then the candidates do not tile,
+    and a plain walk decides."""
+    candidate = _candidates(word, 0, len(word))
+    at = _tiling(len(word), candidate, word[candidate + 1].astype(np.int64))
+    return walk_blocks(word) if at is None else at
 
 
 def walk_blocks(word):
@@ -341,85 +368,148 @@ def walk_blocks(word):
     return np.array(positions, dtype=np.int64)
 
 
-def _be32(arr, at):
-    return np.ascontiguousarray(arr[at[:, None] + _FOUR]).view(">u4").reshape(-1).astype(
-        np.int64)
-
-
 def _decode_batch(blocks, keys, result, base):
-    count = len(blocks)
+    """Decode COBS blocks (bytes, delimiters removed): laid end to end in one region."""
+    lengths = np.fromiter(map(len, blocks), dtype=np.int64, count=len(blocks))
+    ends = np.cumsum(lengths)
+    region = np.frombuffer(bytearray(b"".join(blocks)), dtype=np.uint8)
+    _decode_region(region, ends - lengths, ends, keys, result, base)
+
+
+def _unstuff_region(region, starts, ends):
+    """COBS-decode every block region[start:end] in place; returns which blocks were valid
+    COBS of a body with a frame's length (22..MAX_FRAME bytes).
+
+    A valid block's body is then region[start + 1:end]: decoding drops the first code byte
+    and turns every later code byte into the zero it stands for, in place (no 0xFF code can
+    occur below 254 body bytes, so none is skipped). The code chains of all blocks are
+    walked together, one code byte of every block per numpy step; a block whose chain
+    does not land exactly on its end, or that holds a zero, is not COBS (as cobs.decode
+    says)."""
+    size = ends - starts
+    is_zero = np.zeros(len(region) + 1, dtype=bool)  # one more: an end may be len(region)
+    np.equal(region, 0, out=is_zero[:-1])
+    bounds = np.stack((starts, ends), axis=1).reshape(-1)
+    no_zero = ~np.logical_or.reduceat(is_zero, bounds)[::2]  # (an empty block is refused)
+    good = np.zeros(len(starts), dtype=bool)
+    live = np.flatnonzero((size > _MIN_BODY) & (size <= codec.MAX_FRAME + 1) & no_zero)
+    pos, end = starts[live], ends[live]
+    while len(live):
+        step = region[pos]
+        region[pos] = 0
+        pos = pos + step
+        done = pos >= end
+        good[live[done]] = pos[done] == end[done]
+        more = ~done
+        live, pos, end = live[more], pos[more], end[more]
+    return good
+
+
+def _crc_table():
+    return np.array([crc_hqx(bytes([i]), 0) for i in range(256)], dtype=np.int64)
+
+
+_CRC_TABLE = _crc_table()  # crc_hqx's: crc = (crc << 8 & 0xFF00) ^ table[crc >> 8 ^ byte]
+
+
+def _slices(buf, at, size):
+    """[bytes(buf[a:a + n]) for a, n in zip(at, size)] (at ascending, spans disjoint), in
+    one struct.unpack: the format skips each gap ("Nx") and takes each span ("Ns"); its
+    tokens are built in numpy, one fixed-width row per distinct (gap, size), padded with
+    spaces (which struct ignores)."""
+    if not len(at):
+        return ()
+    gap = at - np.concatenate(([0], at[:-1] + size[:-1]))
+    pairs, which = np.unique((gap << 16) | size, return_inverse=True)
+    texts = [(("%dx" % (pair >> 16) if pair >> 16 else "") + "%ds" % (pair & 0xFFFF)).encode()
+             for pair in pairs.tolist()]
+    tokens = np.full((len(texts), max(map(len, texts))), ord(" "), dtype=np.uint8)
+    for row, text in enumerate(texts):
+        tokens[row, :len(text)] = np.frombuffer(text, dtype=np.uint8)
+    fmt = tokens[which.reshape(-1)].tobytes()
+    return struct.unpack_from(fmt, buf)
+
+
+def _rows(region, at, width):
+    """region[a:a + width] for each a in `at`, as one (len(at), width) array (each row one
+    memcpy from a sliding-window view, not a gather of every byte)."""
+    return sliding_window_view(region, width)[at]
+
+
+def _decode_region(region, starts, ends, keys, result, base):
+    """Decode the COBS blocks at [starts, ends) of `region` (a writable uint8 array, changed
+    in place; blocks in ascending order, disjoint); frame i of the batch is frame base + i
+    of the result."""
+    count = len(starts)
     result.frames += count
-    bodies = _unstuff(blocks)
-    # Framing, size, CRC and version, each over the batch.
-    lengths = np.fromiter(map(len, bodies), dtype=np.int64, count=count)
-    framed = (lengths >= _MIN_BODY) & (lengths <= codec.MAX_FRAME)
-    crc = np.fromiter(map(crc_hqx, bodies, repeat(0xFFFF)), dtype=np.int64, count=count)
-    crc_ok = framed & (crc == 0)
+    framed = _unstuff_region(region, starts, ends)
     result.refuse("framing", int(count - framed.sum()))
-    result.refuse("bad_crc", int(framed.sum() - crc_ok.sum()))
-    joined = b"".join(bodies)
-    arr = np.frombuffer(joined, dtype=np.uint8)
-    starts = np.cumsum(lengths) - lengths
-    idx = np.nonzero(crc_ok)[0]
-    ok = (arr[starts[idx]] == codec.VERSION) & (lengths[idx] >= codec.MIN_FRAME)
-    result.refuse("bad_version_or_truncated", int(len(idx) - ok.sum()))
-    idx = idx[ok]
-    # Keys: one lookup per (device, key id) present, not per frame.
-    at = starts[idx]
-    device_id = _be32(arr, at + 3)
-    key_id = arr[at + 2].astype(np.int64)
-    pair, which = np.unique((device_id << 8) | key_id, return_inverse=True)
-    which = which.reshape(-1)
-    table = [keys.get((p >> 8, p & 0xFF)) for p in pair.tolist()]
-    known = np.array([k is not None for k in table], dtype=bool)[which] if len(pair) else (
-        np.zeros(0, dtype=bool))
-    result.refuse("unknown_key", int(len(idx) - known.sum()))
-    # Frames grouped by key (stable, so in order within a key): each key's HMACs run as
-    # C-level maps over its frames, and its keystream is one ECB call.
-    order = np.argsort(which[known], kind="stable")
-    idx = idx[known][order]
-    which = which[known][order]
+    idx = np.flatnonzero(framed)
     if not len(idx):
         return
-    at = starts[idx]
-    size = lengths[idx]
-    chosen = _pick(bodies, idx.tolist())
-    signed = list(map(_BUT_TAG, chosen))
-    bounds = np.flatnonzero(np.diff(which)) + 1
-    group_start = np.concatenate(([0], bounds)).tolist()
-    group_end = np.concatenate((bounds, [len(idx)])).tolist()
-    group_key = [table[w] for w in which[group_start].tolist()]
-    digests = []
-    for k, first, last in zip(group_key, group_start, group_end, strict=True):
-        hash_type = type(k._inner)
-        copy, update, digest = hash_type.copy, hash_type.update, hash_type.digest
-        inners = list(map(copy, repeat(k._inner, last - first)))
-        deque(map(update, inners, signed[first:last]), maxlen=0)
-        outers = list(map(copy, repeat(k._outer, last - first)))
-        deque(map(update, outers, map(digest, inners)), maxlen=0)
-        digests.append(b"".join(map(digest, outers)))
-    tags = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(-1, 32)[:, :8]
-    tag_ok = (tags == arr[(at + size - 10)[:, None] + _EIGHT]).all(axis=1)
-    result.refuse("bad_tag", int(len(idx) - tag_ok.sum()))
-    direction = arr[at + 1]
-    counter = _be32(arr, at + 7)
+    at = starts[idx] + 1  # each body's first byte
+    size = ends[idx] - at
+    head = _rows(region, at, 11)  # the routing header (SPEC 3)
+    # What the tag signs (all but the tag and the CRC), one bytes object a frame; the CRC
+    # (SPEC 3) over those by crc_hqx, continued over the tail (tag and CRC) in numpy: the
+    # CRC of a whole body with its CRC is 0.
+    signed = _slices(region.data, at, size - 10)
+    crc = np.fromiter(map(crc_hqx, signed, repeat(0xFFFF)), dtype=np.int64, count=len(idx))
+    tail = _rows(region, at + size - 10, 10)
+    for column in tail.T.astype(np.int64):
+        crc = ((crc << 8) & 0xFF00) ^ _CRC_TABLE[(crc >> 8) ^ column]
+    crc_ok = crc == 0
+    result.refuse("bad_crc", int(len(idx) - crc_ok.sum()))
+    ok = crc_ok & (head[:, 0] == codec.VERSION) & (size >= codec.MIN_FRAME)
+    result.refuse("bad_version_or_truncated", int(crc_ok.sum() - ok.sum()))
+    # Keys: one lookup per (device, key id) present, not per frame.
+    device_id = np.ascontiguousarray(head[:, 3:7]).view(">u4").reshape(-1).astype(np.int64)
+    pair, which = np.unique((device_id << 8) | head[:, 2], return_inverse=True)
+    which = which.reshape(-1)
+    table = [keys.get((p >> 8, p & 0xFF)) for p in pair.tolist()]
+    known = np.array([k is not None for k in table], dtype=bool)[which]
+    result.refuse("unknown_key", int(ok.sum() - (ok & known).sum()))
+    ok &= known
+    # HMAC-SHA256 of every frame (a damaged one's too: it is refused below, and computing
+    # its tag costs less than leaving it out): C-level maps of hashlib's copy/update/digest
+    # from each frame's key's pre-absorbed pads. A frame of an unknown key gets any key's
+    # pads (its tag is never looked at).
+    spare = next((k for k in table if k is not None), None)
+    if spare is None:
+        return
+    inner = np.array([(k or spare)._inner for k in table], dtype=object)[which].tolist()
+    outer = np.array([(k or spare)._outer for k in table], dtype=object)[which].tolist()
+    hash_type = type(spare._inner)
+    copy, update, digest = hash_type.copy, hash_type.update, hash_type.digest
+    inners = list(map(copy, inner))
+    deque(map(update, inners, signed), maxlen=0)
+    del signed, inner
+    outers = list(map(copy, outer))
+    deque(map(update, outers, map(digest, inners)), maxlen=0)
+    del inners, outer
+    tags = np.frombuffer(b"".join(map(digest, outers)), dtype=np.uint8).reshape(-1, 32)
+    del outers
+    tag_ok = ok & (tags[:, :8] == tail[:, :8]).all(axis=1)
+    result.refuse("bad_tag", int(ok.sum() - tag_ok.sum()))
+    direction = head[:, 1]
+    counter = np.ascontiguousarray(head[:, 7:11]).view(">u4").reshape(-1)
     sealed_size = size - 21
     route_ok = tag_ok & (direction <= 1) & (counter != 0) & _SEALED_OK[sealed_size]
     result.refuse("bad_payload", int(tag_ok.sum() - route_ok.sum()))
     keep = np.nonzero(route_ok)[0]
     if not len(keep):
         return
-    # From here on by sealed size, then by key: frames of one size are whole bodies of one
-    # length, stacked into a 2-D array whose sealed columns are a plain slice.
+    # From here on by sealed size, then by key: each key's keystream of one size is one ECB
+    # call, and the sealed parts of one size are one 2-D array, so decryption, the padding
+    # check and the payloads are slices, not gathers.
     keep = keep[np.lexsort((which[keep], sealed_size[keep]))]
-    chosen = _pick(chosen, keep.tolist())
-    idx, which, at = idx[keep], which[keep], at[keep]
+    idx, which, at, head = idx[keep], which[keep], at[keep], head[keep]
     sizes = sealed_size[keep]
     direction = direction[keep]
     # Counter blocks (SPEC 4.3): the frame's nonce (device id, direction, counter, key id:
     # header bytes 3-6, 1, 7-10, 2), four zero bytes and the block number, one row a block.
     blocks_each = (sizes + 15) >> 4
-    nonce = arr[at[:, None] + _NONCE_FROM_HEADER]
+    nonce = head[:, _NONCE_FROM_HEADER]
     rows = np.repeat(np.arange(len(idx)), blocks_each)
     first_block = np.cumsum(blocks_each) - blocks_each
     number = np.arange(len(rows)) - first_block[rows]
@@ -439,9 +529,8 @@ def _decode_batch(blocks, keys, result, base):
     size_bounds = (np.flatnonzero(np.diff(sizes)) + 1).tolist()
     parts = []
     for a, b in zip([0] + size_bounds, size_bounds + [len(idx)], strict=True):
-        size = int(sizes[a])
-        stack = np.frombuffer(b"".join(chosen[a:b]), dtype=np.uint8).reshape(b - a, size + 21)
-        parts.append(stack[:, 11:11 + ((size + 15) >> 4 << 4)].reshape(-1))
+        width = (int(sizes[a]) + 15) >> 4 << 4
+        parts.append(_rows(region, at[a:b] + 11, width).reshape(-1))
     sealed = np.concatenate(parts) ^ np.frombuffer(stream, dtype=np.uint8)
     offsets = first_block * 16
     _open_sealed(sealed, sizes, offsets, idx + base, direction, result)
@@ -530,8 +619,9 @@ def _sort_groups(result):
 
 def decode_file(path, keys, workers=1):
     """decode_buffer over the file, mapped into memory rather than read. With workers > 1
-    the frames are split into that many runs, decoded by forked processes and merged: the
-    same result, in frame order."""
+    the file is split between that many forked processes: each looks for block starts in
+    its share of the file, this process checks that they chain, then each decodes its run
+    of blocks, and the parts are merged: the same result, in frame order."""
     keys = key_table(keys)
     with open(path, "rb") as f:
         try:
@@ -539,46 +629,91 @@ def decode_file(path, keys, workers=1):
         except ValueError:  # an empty file cannot be mapped
             return decode_buffer(b"", keys)
     with mapped:
-        spans = frame_spans(mapped) if workers > 1 else None
-        if spans is None or len(spans[0]) < 2 * BATCH or "fork" not in (
-                multiprocessing.get_all_start_methods()):
+        if (workers < 2 or len(mapped) < 2 * BATCH * _MIN_PACKET_BYTES or
+                "fork" not in multiprocessing.get_all_start_methods()):
             return decode_buffer(mapped, keys)
-    starts, ends = spans
-    cut = [len(starts) * i // workers for i in range(workers + 1)]
-    global _FORKED
-    _FORKED = (path, keys, starts, ends)  # inherited by the forked workers, never pickled
-    try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            parts = pool.map(_decode_part, list(zip(cut[:-1], cut[1:], strict=True)))
-    finally:
-        _FORKED = None
-    return _merge(parts)
+        parts = _decode_parallel(path, mapped, keys, workers)
+        return decode_buffer(mapped, keys) if parts is None else _merge(parts)
 
 
+_MIN_PACKET_BYTES = 64  # no frame packet is smaller: a file below 2 * BATCH of them stays here
 _FORKED = None
 
 
-def _decode_part(bounds):
-    path, keys, starts, ends = _FORKED
-    first, last = bounds
-    started_s = time.process_time()
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-        part = _decode_spans(mapped, starts[first:last], ends[first:last], keys, BulkResult(),
-                             first)
-    part.cpu_s = [time.process_time() - started_s]
+def _decode_parallel(path, mapped, keys, workers):
+    """The parts of decode_file's split, or None if the file is not one the fast walk
+    takes (decode_buffer then gives the general reader's verdict)."""
+    global _FORKED
+    word = _words(mapped)
+    if word is None:
+        return None
+    _FORKED = (path, keys)  # inherited by the forked workers, never pickled
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            cut = [len(word) * i // workers for i in range(workers + 1)]
+            # Each worker's candidates come with their lengths and types, so that this
+            # process does not have to read (fault in) every page of the file itself.
+            found = pool.map(_candidates_part, list(zip(cut[:-1], cut[1:], strict=True)))
+            candidate, length, types = (np.concatenate(c) for c in zip(*found, strict=True))
+            at = _tiling(len(word), candidate, length)
+            if at is None:
+                at, types = walk_blocks(word), None
+            section = None if at is None else _section(word, at, types)
+            if section is None:
+                return None
+            cut = [len(at) * i // workers for i in range(workers + 1)]
+            parts = pool.map(_decode_part, [(at[a:b], a, section)
+                                            for a, b in zip(cut[:-1], cut[1:], strict=True)])
+    finally:
+        _FORKED = None
+        del word  # an exported buffer would keep the mmap from closing
+    return None if None in parts else parts
+
+
+def _mapped_words(path):
+    with open(path, "rb") as f:
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+def _candidates_part(bounds):
+    with _mapped_words(_FORKED[0]) as mapped:
+        word = _words(mapped)
+        found = _candidates(word, *bounds)
+        found = found, word[found + 1].astype(np.int64), word[found]
+        del word
+    return found
+
+
+def _decode_part(task):
+    """Decode the frame packets among one run of blocks (frame indexes from 0: _merge
+    shifts them)."""
+    at, first, section = task
+    path, keys = _FORKED
+    with _mapped_words(path) as mapped:
+        word = _words(mapped)
+        spans = _epb_spans(word, at, first, *section)
+        del word
+        if spans is None:
+            return None
+        part = _decode_spans(mapped, spans[0], spans[1], keys, BulkResult(), 0)
+    # The worker's whole CPU time (a forked process starts from 0): its share of the block
+    # search too.
+    part.cpu_s = [time.process_time()]
     return part
 
 
 def _merge(parts):
     result = BulkResult()
     for part in parts:  # in frame order: each part's frames follow the previous part's
+        shift = result.frames
         result.frames += part.frames
         result.valid += part.valid
         for reason, count in part.refused.items():
             result.refuse(reason, count)
-        result.singles.update(part.singles)
+        result.singles.update((i + shift, fields) for i, fields in part.singles.items())
         result.cpu_s += part.cpu_s
         for key, group in part.groups.items():
+            group["index"] = group["index"] + shift
             old = result.groups.get(key)
             result.groups[key] = group if old is None else {
                 path: np.concatenate((old[path], group[path])) for path in group}

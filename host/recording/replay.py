@@ -8,19 +8,24 @@
 Frames are scheduled against one absolute clock (start + recorded offset / speed), never by
 sleeping between frames, so a long replay does not drift: a late frame makes no later frame
 late. The scheduling error (actual send time minus the scheduled time) is reported as
-p50/p99 at the end. Replies from the peer are read and counted, so a peer is never blocked
-on a full socket.
+p50/p99 at the end. Replies from the peer are read and counted while waiting, so a peer is
+never blocked on a full socket. `--realtime` replays at real-time priority, which a busy
+machine needs for a p99 within 2 ms (bench/recording.py).
 """
 import argparse
+import gc
 import math
+import os
 import sys
-import threading
 import time
 
 DEFAULT_DIRECTION = "up"  # an integrator's back end receives what devices sent
-SPIN_S = 0.0015  # sleep until this close to a frame's time, then spin (sleep overshoots)
-# While replaying, another thread (the reply drain) holding the GIL must hand it over within
-# this, not CPython's default 5 ms: that default alone would exceed the 2 ms error target.
+# Sleep until this close to a frame's time, then spin: a sleep overshoots by about 0.1 ms
+# on an idle machine. No longer: at a frame a millisecond a longer spin keeps the process
+# always busy, and the kernel's fair scheduler then takes the CPU from it for milliseconds.
+SPIN_S = 0.0003
+# While replaying, another thread (a tap, a transport's own thread) holding the GIL must
+# hand it over within this, not CPython's default 5 ms: that alone exceeds the 2 ms target.
 SWITCH_INTERVAL_S = 0.0002
 
 
@@ -85,44 +90,81 @@ def frames_to_send(packets, direction):
             if not p.interface.is_stimuli and p.direction == direction]
 
 
-def replay(frames, transport, speed, progress=None, clock=time.perf_counter,
-           sleep=time.sleep):
+def replay(frames, transport, speed, progress=None, clock=time.perf_counter, sleep=None,
+           realtime=False):
     """Send [(t_ns, wire)] on `transport` on schedule; returns the Scheduler's report plus
-    `received` (frames the peer sent back)."""
+    `received` (frames the peer sent back) and `realtime` (whether it ran at real-time
+    priority: asked for and permitted).
+
+    The wait before each frame is spent reading the peer's frames (recv with the time left
+    as its timeout), on this thread: a second reader thread would have to take the GIL
+    from the sender, and on a busy machine a thread holding it can be descheduled for
+    milliseconds. `sleep` replaces that wait (tests with a fake clock)."""
     received = [0]
-    stop = threading.Event()
+    peer = [True]
 
-    def drain():
-        while not stop.is_set():
+    def wait_reading(seconds):
+        if peer[0]:
             try:
-                if transport.recv(timeout_ms=50) is not None:
+                if transport.recv(timeout_ms=seconds * 1000) is not None:
                     received[0] += 1
-            except OSError:
                 return
+            except OSError:  # the peer has gone (or cannot be read): only wait from now on
+                peer[0] = False
+        time.sleep(seconds)
 
-    reader = threading.Thread(target=drain, daemon=True)
+    scheduler = Scheduler(speed, clock, sleep or wait_reading)
+    at_max = math.isinf(speed)
     switch_interval_s = sys.getswitchinterval()
     sys.setswitchinterval(min(switch_interval_s, SWITCH_INTERVAL_S))
-    reader.start()
-    scheduler = Scheduler(speed, clock, sleep)
+    restore_policy = _realtime() if realtime else None
+    # No garbage collection while on the clock: a full collection of a big process takes
+    # tens of milliseconds, and would land on whichever frame's allocation triggered it.
+    # What exists now is frozen (never scanned again); the replay itself makes no cycles.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    gc.freeze()
     try:
         for i, (t_ns, wire) in enumerate(frames, 1):
             due = scheduler.wait(t_ns)
             transport.send(wire)
             scheduler.sent(due)
+            if at_max and sleep is None:
+                wait_reading(0)  # never waits, so read what came back after each frame
             if progress and (i % 256 == 0 or i == len(frames)):
                 progress(i, len(frames))
     finally:
-        stop.set()
         sys.setswitchinterval(switch_interval_s)
-    if math.isinf(speed):
+        if restore_policy is not None:
+            restore_policy()
+        gc.unfreeze()
+        if gc_was_enabled:
+            gc.enable()
+    if at_max:
         scheduler.errors_s = []  # nothing was scheduled
     result = scheduler.report()
     result["sent"] = len(frames)
-    stop.wait(0)
-    reader.join(0.2)
     result["received"] = received[0]
+    result["realtime"] = restore_policy is not None
     return result
+
+
+REALTIME_PRIORITY = 10  # SCHED_FIFO, low among real-time tasks (kernel threads use 50+)
+
+
+def _realtime():
+    """Run this thread at real-time priority (SCHED_FIFO) while replaying: it then runs as
+    soon as its sleep ends, whatever else the machine is doing (it sleeps most of the time,
+    so it takes little from anyone). Returns the function that restores the old policy, or
+    None if not permitted (it needs root or CAP_SYS_NICE; Linux only), after saying so."""
+    try:
+        policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(REALTIME_PRIORITY))
+    except (AttributeError, OSError) as e:
+        print("vigil replay: --realtime: not permitted here (%s); replaying at normal "
+              "priority" % (getattr(e, "strerror", None) or e), file=sys.stderr)
+        return None
+    return lambda: os.sched_setscheduler(0, policy, param)
 
 
 def _progress(total_label):
@@ -163,6 +205,9 @@ def main(argv=None):
     mode.add_argument("--update", action="store_true",
                       help="emu:// only: re-record each session from its scenario and seed")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--realtime", action="store_true", help=(
+        "replay at real-time priority (SCHED_FIFO; needs root or CAP_SYS_NICE): on a busy "
+        "machine, the way to keep the scheduling error within a few milliseconds"))
     parser.add_argument("--record", metavar="FILE.pcapng",
                         help="record the replay itself: what was sent and what came back")
     try:
@@ -200,7 +245,8 @@ def main(argv=None):
             recorder = Recorder(args.record, meta={"transport": args.to,
                                                    "replay_of": args.files[0]})
             recorder.attach(transport, sent=args.direction)  # this side plays the sender
-        result = replay(frames, transport, args.speed, _progress("to " + args.to))
+        result = replay(frames, transport, args.speed, _progress("to " + args.to),
+                        realtime=args.realtime)
     except OSError as e:
         print("vigil replay: %s: %s" % (args.record if recorder is None and args.record
                                         else args.to, e.strerror or e), file=sys.stderr)

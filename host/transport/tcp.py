@@ -1,6 +1,7 @@
 """tcp://host:port — a TCP client, and TcpListener, the server side the centre listens on."""
 import select
 import socket
+import time
 
 from host.transport.base import BadUrl, Transport, TransportClosed, TransportError, TransportTimeout
 
@@ -11,6 +12,15 @@ def parse_host_port(url, allow_zero=False):
     if not sep or not host or not port.isdigit() or not (0 if allow_zero else 1) <= int(port) <= 65535:
         raise BadUrl("%s: expected tcp://HOST:PORT" % url)
     return host.strip("[]"), int(port)
+
+
+# A graceful close (FIN, not RST): after this side's last byte, wait for the peer to close
+# too, reading (and dropping) what it still sends, for at most CLOSE_WAIT_S, or until it has
+# been quiet for CLOSE_QUIET_S (a peer that never closes: two ends closed one after the
+# other by one thread). Closing with unread bytes in the receive buffer sends RST, and a
+# peer that then writes gets ECONNRESET: a reply in flight when we close is enough.
+CLOSE_WAIT_S = 2.0
+CLOSE_QUIET_S = 0.1
 
 
 def _error(url, e):
@@ -58,11 +68,32 @@ class TcpTransport(Transport):
             raise _error(self.url, e) from None
 
     def _close_internal(self):
+        sock = self._sock
         try:
-            self._sock.shutdown(socket.SHUT_RDWR)  # wakes a receiver blocked in select
+            sock.shutdown(socket.SHUT_WR)  # FIN after everything already sent
+            _drain_until_closed(sock, CLOSE_WAIT_S, CLOSE_QUIET_S)
+        except OSError:
+            pass  # already reset or gone: nothing left to deliver
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # wakes a receiver blocked in select
         except OSError:
             pass
-        self._sock.close()
+        sock.close()
+
+
+def _drain_until_closed(sock, wait_s, quiet_s):
+    """Read and drop what the peer sends until it closes (True), or until it has sent
+    nothing for quiet_s or wait_s have passed (False)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        readable, _, _ = select.select([sock], [], [], min(left, quiet_s))
+        if not readable:
+            return False
+        if not sock.recv(65536):
+            return True
 
 
 class TcpListener:
