@@ -38,7 +38,7 @@ except ImportError:  # CPython
 # SPEC 4.6). False here: mpy-cross drops every `if _TEST:` block, so a production .mpy has no
 # trace of the channel, and production images do not even carry inject.py.
 _TEST = const(False)
-# SPEC 6 values (protocol/constants.py; tests/test_core.py checks them)
+# SPEC 6 values (protocol/host_constants.py; tests/test_core.py checks them)
 _RESET_DEEPSLEEP = const(4)
 _ALARM_KIND_PANIC = const(1)
 _ALARM_STATE_RAISED = const(1)

@@ -95,7 +95,7 @@ class Dut:
     def reset_cause(self):
         """The HELLO reset_cause that reset() gives: EN (a relay, esptool's DTR/RTS, the
         emulator) is a power-on reset; TEST_INJECT's machine.reset() a hard reset."""
-        from protocol import constants
+        from protocol import host_constants as constants
         return getattr(self._driver("power"), "reset_cause", constants.RESET_POWER_ON)
 
     def cut_power_after_flash_writes(self, n):

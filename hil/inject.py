@@ -18,7 +18,8 @@ import time
 from firmware import inject as fw
 from firmware.battery import _OCV
 from host.transport import TransportTimeout
-from protocol import codec, constants
+from protocol import codec
+from protocol import host_constants as constants
 
 _EPOCH_2026_S = 1767225600
 MAX_WAYPOINTS = (codec.MAX_PAYLOAD - 1 - struct.calcsize(fw._ROUTE_HEAD)) // 8

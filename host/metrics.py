@@ -21,7 +21,8 @@ the centre believes happened:
 import re
 
 from firmware import outputs
-from protocol import codec, constants, messages
+from protocol import codec, messages
+from protocol import host_constants as constants
 
 LONG_PRESS_KEY = "long_press_ms"
 ALARM_MATCH_MS = 15_000  # a press's ALARM record is logged within its hold plus a boot

@@ -13,7 +13,8 @@ import struct
 import sys
 from pathlib import Path
 
-from protocol import codec, constants, framing, messages
+from protocol import codec, framing, messages
+from protocol import host_constants as constants
 from protocol.crypto import TAG_LEN, Ctr, Hmac, derive_keys
 
 VECTORS_PATH = Path(__file__).resolve().parent / "vectors" / "vectors.json"

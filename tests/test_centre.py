@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 from host.centre import Centre, CentreConfig
 from host.centre import centre as C
-from protocol import codec, constants, messages
+from protocol import codec, messages
+from protocol import host_constants as constants
 
 KEY = bytes(range(16))
 OTHER_KEY = bytes(range(1, 17))

@@ -4,7 +4,7 @@ ack the device never confirmed is sent again, and no downlink counter is used tw
 bench/chaos.py (seeds 4230697605 and 4168784655 of `--seed 1`)."""
 from host.centre import Centre, CentreConfig
 from host.centre import centre as C
-from protocol import constants
+from protocol import host_constants as constants
 
 from .test_centre import KEY, T0, Dev, alarm, kinds
 

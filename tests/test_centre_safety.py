@@ -1,6 +1,6 @@
 """Issue 9 at the centre: the operator's clear, silence by the device's state."""
 from host.centre import centre as C
-from protocol import constants
+from protocol import host_constants as constants
 from tests.test_centre import T0, Dev, alarm, centre, heartbeat, hello, kinds
 
 

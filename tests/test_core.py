@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from firmware import config, core, persist, positioning, power
-from protocol import codec, constants, messages
+from protocol import codec, messages
+from protocol import host_constants as constants
 from tests.vm import CORE_HEAP, compile_tree, device_lib, needs_micropython, run_micropython
 
 REPO = Path(__file__).resolve().parent.parent
@@ -109,7 +110,7 @@ def test_core_imports_no_hardware_modules(module):
     assert not imported & {"machine", "time", "esp32", "bluetooth", "utime"}
 
 
-# The core's private consts -> their protocol.constants (or messages) names, where they differ.
+# The core's private consts -> their protocol.host_constants (or messages) names, where they differ.
 _PROTOCOL_NAMES = {
     "ALARM_PANIC": "ALARM_KIND_PANIC", "ALARM_BATTERY_20": "ALARM_KIND_BATTERY_20",
     "ALARM_BATTERY_10": "ALARM_KIND_BATTERY_10", "ALARM_BATTERY_5": "ALARM_KIND_BATTERY_5",
@@ -138,7 +139,7 @@ def _consts(module):
 @pytest.mark.parametrize("module", CORE_MODULES + ("app",))
 def test_core_constants_match_protocol(module):
     """Each firmware module keeps private consts (free on MicroPython) of the protocol's
-    numbers; protocol/constants.py is the host's table, which the firmware never imports
+    numbers; protocol/host_constants.py is the host's table, which the firmware never imports
     (each public name there would cost the device a global and a qstr of heap)."""
     checked = 0
     for name, value in _consts(module):
@@ -150,7 +151,7 @@ def test_core_constants_match_protocol(module):
         elif name in _STORE:
             assert value == _STORE[name], (module, name)
     assert checked or module in ("clock", "proximity")
-    assert "protocol.constants" not in (REPO / "firmware" / (module + ".py")).read_text()
+    assert "protocol.host_constants" not in (REPO / "firmware" / (module + ".py")).read_text()
     assert "import constants" not in (REPO / "firmware" / (module + ".py")).read_text()
     assert core.STORE_ALARM == 2                     # the app's view of the flash queue
 

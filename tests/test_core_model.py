@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from firmware import config, core
-from protocol import constants
+from protocol import host_constants as constants
 from tests.test_core import Rig, make_fix
 
 LONG_PRESS_MS = 1500

@@ -4,7 +4,7 @@ the imports. Holds of 1.5 s and more always raise a panic; 0.8 s never does. The
 firmware on the emulated board (600 ms boot, imports charged by their .mpy size)."""
 import pytest
 
-from protocol import constants
+from protocol import host_constants as constants
 
 from .firmware_e2e import centre_alarms, resets, run_toml, trace
 

@@ -14,7 +14,8 @@ import pytest
 from firmware import persist
 from host import emulate, scenario
 from host.deploy import device_files
-from protocol import codec, constants
+from protocol import codec
+from protocol import host_constants as constants
 
 from .firmware_e2e import (
     boots,

@@ -10,7 +10,7 @@ import littlefs
 import pytest
 
 from host import deploy
-from protocol import constants
+from protocol import host_constants as constants
 
 from .firmware_e2e import boots, centre_alarms, log_lines, resets, sent_frames, start_toml
 

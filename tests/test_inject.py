@@ -9,7 +9,8 @@ from hil import inject
 from hil.rig import open_dut
 from host import emulate
 from host.deploy import TEST_SWITCH, DeployError, device_files
-from protocol import codec, constants
+from protocol import codec
+from protocol import host_constants as constants
 from tests.vm import MPY_CROSS
 
 INJECT_BOARD = "hil/boards/emu-inject.toml"

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from protocol import constants
+from protocol import host_constants as constants
 from tests.firmware_e2e import start_toml
 
 SCENARIO = """

@@ -1,6 +1,6 @@
 """host/metrics.py: the ground-truth figures, each against a hand-made case that can fail."""
 from host import metrics
-from protocol import constants
+from protocol import host_constants as constants
 
 CLEAR, UNCERTAIN = constants.PROXIMITY_CLEAR, constants.PROXIMITY_UNCERTAIN
 WARNING, ALARM = constants.PROXIMITY_WARNING, constants.PROXIMITY_ALARM

@@ -63,8 +63,10 @@ epochs = st.fixed_dictionaries(
         "when": st.datetimes(datetime.datetime(2000, 1, 1), datetime.datetime(2099, 12, 31)).map(
             lambda d: d.replace(microsecond=d.microsecond // 10000 * 10000)
         ),
-        "lat": st.floats(-89.999, 89.999),
-        "lon": st.floats(-179.999, 179.999),
+        # At a receiver's resolution: pynmeagps rounds 59.9999999 minutes up to "60.00000", a
+        # coordinate no receiver sends and the parser refuses (test_sixty_minutes_is_refused).
+        "lat": st.floats(-89.999, 89.999).map(lambda v: round(v, 7)),
+        "lon": st.floats(-179.999, 179.999).map(lambda v: round(v, 7)),
         "spd": st.floats(0, 999).map(lambda v: round(v, 1)),
         "cog": st.floats(0, 359.9).map(lambda v: round(v, 1)),
         "alt": st.floats(-400, 9000).map(lambda v: round(v, 1)),
@@ -105,6 +107,13 @@ def test_fix_matches_pynmea2(e, sizes, gga_first):
     assert fix["source"] == 1
     assert parser.sentences == 3 and parser.bad_checksum == 0 and parser.garbage == 0
     assert parser.fix_mode == 3 and parser.pdop_x10 == 21
+
+
+def test_sixty_minutes_is_refused():
+    line = rmc(WHEN, 0.0, 1.9999999999999964)
+    assert b",00160.00000,E," in line                  # 1 degree 60 minutes: not a coordinate
+    parser = NmeaParser()
+    assert parser.feed(line + gga(WHEN, 0.0, 1.9999999999999964) + gsa()) == []
 
 
 def test_known_sentence_values():

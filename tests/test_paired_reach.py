@@ -6,7 +6,7 @@ import random
 
 from host import emulate, scenario
 from host.deploy import device_files
-from protocol import constants
+from protocol import host_constants as constants
 from tests.vm import REPO
 
 TOML = """

@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol import codec, constants, host_fast, host_make_vectors, host_reference, messages
+from protocol import codec, host_fast, host_make_vectors, host_reference, messages
+from protocol import host_constants as constants
 
 KEY = bytes(range(16))
 

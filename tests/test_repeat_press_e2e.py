@@ -1,7 +1,7 @@
 """Issue 9, end to end: a second long press while the panic alarm is active is not swallowed.
 The real firmware on the emulated board sends it as its own ALARM record (state repeat, the
 same alarm id), the centre delivers and acks it, and the wearer feels it was taken."""
-from protocol import constants
+from protocol import host_constants as constants
 
 from .firmware_e2e import run_toml, sent_frames
 

@@ -12,7 +12,8 @@ import pytest
 
 from host.centre import Centre, CentreConfig
 from host.centre import centre as C
-from protocol import codec, constants, host_make_vectors, messages
+from protocol import codec, host_make_vectors, messages
+from protocol import host_constants as constants
 from tests.test_centre import KEY, OTHER_KEY, T0, Dev, alarm, centre, heartbeat, hello, kinds
 from tests.test_fw_app import DEVICE, boot, fake_board, run
 from tests.test_fw_app import KEY as DEVICE_KEY

@@ -3,7 +3,7 @@ scheme (aware / paired) switches over the air and ends by itself with no gap in 
 coverage, the device tells the centre its mode and how long it may be silent, and a paired
 device without a wake line stays reachable within 30 s."""
 from firmware import config, core
-from protocol import constants
+from protocol import host_constants as constants
 
 from .test_core import Rig, make_fix, panic
 

@@ -7,7 +7,7 @@ import littlefs
 import pytest
 
 from host import deploy
-from protocol import constants
+from protocol import host_constants as constants
 
 from .test_firmware_e2e_faults import _cut_run
 from .vm import needs_micropython

@@ -1,7 +1,8 @@
 """Figures the HIL suite holds every board to (from SPEC.md, CONTRACTS.md and the firmware's
 config defaults), and small helpers the tests share. Only the Dut API is used, so the same
 tests run on emulated, pty, serial and labgrid boards."""
-from protocol import constants, messages
+from protocol import host_constants as constants
+from protocol import messages
 
 LONG_PRESS_MS = 2_000           # held longer than long_press_ms (1500 ms)
 PRESS_TO_ALARM_MS = 3_000       # press start to the ALARM on the link

@@ -53,7 +53,7 @@ def test_no_fix_is_reported(dut):
 
 @pytest.mark.needs_battery
 def test_low_battery_alarms(dut):
-    from protocol import constants
+    from protocol import host_constants as constants
 
     # The battery is sampled at least at every wake, and an idle device wakes at least for
     # its heartbeat: a low battery is reported within one heartbeat interval.

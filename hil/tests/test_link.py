@@ -3,7 +3,8 @@ proximity warning buzzes, and a build with another schema is refused at HELLO.""
 import pytest
 
 from hil.tests.rules import REACHABILITY_MS, configure, wait_acked
-from protocol import codec, constants, messages
+from protocol import codec, messages
+from protocol import host_constants as constants
 
 HOME = (52.0907, 5.1214)
 AWAY = (52.1300, 5.1700)

@@ -9,7 +9,7 @@ from hil.tests.rules import (
     RAISED,
     configure,
 )
-from protocol import constants
+from protocol import host_constants as constants
 
 
 @pytest.mark.needs_button_line

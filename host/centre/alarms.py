@@ -24,7 +24,8 @@ from host.centre.model import (
     CLEAR_REQUESTED,
     Alarm,
 )
-from protocol import constants, host_names, messages
+from protocol import host_constants as constants
+from protocol import host_names, messages
 
 # ALARM state 4 (SPEC 6.6): a press while the alarm was active. Named here until every
 # protocol build has it.

@@ -40,7 +40,8 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-from protocol import constants, host_names
+from protocol import host_constants as constants
+from protocol import host_names
 
 CLEAR = constants.PROXIMITY_CLEAR
 UNCERTAIN = constants.PROXIMITY_UNCERTAIN

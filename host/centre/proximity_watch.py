@@ -45,7 +45,7 @@ from host.centre.model import (
     SUPERSEDE_LOCATE,
 )
 from host.centre.proximity import LEVEL_NAMES, UNCERTAIN, Fix, haversine_m
-from protocol import constants
+from protocol import host_constants as constants
 
 STATIONARY_MPS = 0.5  # her last two fixes moved slower: the pre-alert is not widened
 

@@ -16,7 +16,7 @@
 """
 from host.centre.model import ESCALATED, NOT_REPORTING
 from host.centre.proximity import WARNING
-from protocol import constants
+from protocol import host_constants as constants
 
 
 class Silence:

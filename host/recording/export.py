@@ -22,7 +22,8 @@ import xml.etree.ElementTree as ET
 
 from host.decode import Decoder, format_time
 from host.keys import KeyFileError, load_keys
-from protocol import constants, host_names
+from protocol import host_constants as constants
+from protocol import host_names
 
 FORMATS = ("jsonl", "csv", "gpx", "geojson")
 CSV_COLUMNS = ("device_id", "kind", "time", "fix_time_ms", "lat", "lon", "alt_m", "speed_cmps",

@@ -18,7 +18,7 @@ its metadata, else its first packet), like a trace's virtual time.
 import os
 
 from host.decode import Decoder
-from protocol import constants
+from protocol import host_constants as constants
 
 from .load import ReportError
 
