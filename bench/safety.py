@@ -34,7 +34,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from host import emulate, metrics, scenario  # noqa: E402
-from protocol import codec, constants  # noqa: E402
+from protocol import codec  # noqa: E402
+from protocol import host_constants as constants  # noqa: E402
 
 SUITE = Path(__file__).resolve().parent / "safety"
 PROXIMITY = ("offender-driving", "victim-bus", "both-moving", "tag-30s", "loss-30",
