@@ -19,13 +19,18 @@ def _keys(path):
     return emu.session_keys(scenarios.load(meta["scenario_source"]), meta["seed"])
 
 
-def _reference(datas, store):
+def _receivers(store):
+    """FastReceiver for each direction, holding every key of the store, no replay check."""
     ring = host_fast.Keyring()
     for device_id in store.devices():
         for key_id in store.key_ids(device_id):
             ring.add(device_id, key_id, store.get(device_id, key_id))
-    receivers = {d: host_fast.FastReceiver(ring, downlink=d, check_replay=False)
-                 for d in (False, True)}
+    return {d: host_fast.FastReceiver(ring, downlink=d, check_replay=False)
+            for d in (False, True)}
+
+
+def _reference(datas, store):
+    receivers = _receivers(store)
     out = {}
     for i, data in enumerate(datas):
         block = data[:-1] if data.endswith(b"\x00") else data
@@ -115,12 +120,7 @@ def _reference_reasons(datas, store):
     short for a sealed part after a good CRC is "bad_version_or_truncated")."""
     from cobs.cobs import decode as cobs_decode
 
-    ring = host_fast.Keyring()
-    for device_id in store.devices():
-        for key_id in store.key_ids(device_id):
-            ring.add(device_id, key_id, store.get(device_id, key_id))
-    receivers = {d: host_fast.FastReceiver(ring, downlink=d, check_replay=False)
-                 for d in (False, True)}
+    receivers = _receivers(store)
     reasons = {}
     for data in datas:
         block = data[:-1] if data.endswith(b"\x00") else data

@@ -166,18 +166,22 @@ def test_realtime_priority_is_restored_or_refused_in_one_line(tmp_path, capsys, 
     seen = []
     real_set = os.sched_setscheduler
 
+    def replay_realtime():
+        """Replay the file with --realtime to a fresh peer: (frames it got, captured output)."""
+        listener, got, thread = _serve()
+        try:
+            assert replay_mod.main([str(path), "--to", listener.url, "--json", "--realtime"]) == 0
+            thread.join(5)
+        finally:
+            listener.close()
+        return got, capsys.readouterr()
+
     def spy(pid, policy, param):
         seen.append(policy)
         return real_set(pid, policy, param)
 
     monkeypatch.setattr(os, "sched_setscheduler", spy)
-    listener, got, thread = _serve()
-    try:
-        assert replay_mod.main([str(path), "--to", listener.url, "--json", "--realtime"]) == 0
-        thread.join(5)
-    finally:
-        listener.close()
-    captured = capsys.readouterr()
+    got, captured = replay_realtime()
     result = json.loads(captured.out)
     assert result["realtime"] is permitted and len(got) == 15
     assert os.sched_getscheduler(0) == before  # restored
@@ -190,13 +194,7 @@ def test_realtime_priority_is_restored_or_refused_in_one_line(tmp_path, capsys, 
         raise PermissionError(1, "Operation not permitted")
 
     monkeypatch.setattr(os, "sched_setscheduler", refuse)
-    listener, got, thread = _serve()
-    try:
-        assert replay_mod.main([str(path), "--to", listener.url, "--json", "--realtime"]) == 0
-        thread.join(5)
-    finally:
-        listener.close()
-    captured = capsys.readouterr()
+    got, captured = replay_realtime()
     assert json.loads(captured.out)["realtime"] is False and len(got) == 15
     assert captured.err.strip() == ("vigil replay: --realtime: not permitted here (Operation "
                                     "not permitted); replaying at normal priority")
