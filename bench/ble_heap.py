@@ -15,7 +15,9 @@ its state and its queue, which is what BLE adds to MicroPython's heap. `--app-mi
 runs the whole firmware on the VM over each link (the emulated radio through the VM bridge)
 and reports the peak of gc.mem_alloc() at its wakes, overall and after the first minute. NimBLE's
 host and the controller live in the IDF heap, outside MicroPython's (docs/HARDWARE.md).
-The VM is 64-bit: objects and bytecode are up to twice their ESP32 size.
+The pip VM is 64-bit: objects and bytecode are up to 1.4 times their ESP32 size; with
+VIGIL_MICROPYTHON set to the 32-bit build of bench/build_vm32.sh, the figures are the board's
+(`word_bits` in the JSON says which).
 """
 import argparse
 import json
@@ -109,6 +111,7 @@ def probe(frames, frame_bytes):
                 found[name] = [int(n) for n in numbers]
         if set(found) != {"ble-probe", "uart-probe"}:
             raise RuntimeError("the probe printed %r" % [line for _t, line in dev.log][-8:])
+        found["word_bits"] = 8 * dev.vm.word_bytes
     return found
 
 
@@ -200,10 +203,10 @@ def main(argv=None):
         "ble_minus_uart_bytes": (full - before) - (u_built - u_before),
         "frames": queued,
         "frame_bytes": args.frame_bytes,
-        "word_bits": 64,
+        "word_bits": found["word_bits"],
     }
-    print("BLE link on the MicroPython VM (64-bit): imports %d B, the link with %d queued "
-          "frames of %d B %d B, %d B in all" % (figures["ble_import_bytes"], queued,
+    print("BLE link on the MicroPython VM (%d-bit): imports %d B, the link with %d queued "
+          "frames of %d B %d B, %d B in all" % (figures["word_bits"], figures["ble_import_bytes"], queued,
                                                 args.frame_bytes,
                                                 figures["ble_link_full_queue_bytes"],
                                                 figures["ble_total_bytes"]))
