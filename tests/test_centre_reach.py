@@ -101,8 +101,14 @@ def test_a_device_reporting_no_fix_gets_at_most_one_locate_per_no_fix_locate_s(n
         after = [s for s in times_s if s >= 120]       # from her first NO_FIX on
         assert all(b - a >= CONFIG.no_fix_locate_s for a, b in zip(after, after[1:], strict=False)), times_s
         assert len(after) <= hour_ms // 1000 // CONFIG.no_fix_locate_s
+        # every hold is in the evidence log, once per window (not once per offender fix)
+        held = [e for e in c.events if e.kind == C.LOCATE_HELD]
+        assert held and len(held) <= len(after) + 1, (len(held), times_s)
+        assert {e.detail["limit"] for e in held} == {"no_fix_locate_s"}
+        assert all(e.detail["next_allowed_ms"] > e.time_ms for e in held)
     else:
         assert len(times_s) > 4                        # without NO_FIX: not limited
+        assert not [e for e in c.events if e.kind == C.LOCATE_HELD]
     # the levels are not held back: the operator saw the uncertain level either way
     levels = [e.detail["level"] for e in c.events if e.kind == C.PROXIMITY]
     assert "uncertain" in levels

@@ -83,6 +83,7 @@ class Centre(Intake, Alarms, ProximityWatch, Silence, Downlinks, Modes):
         self._victims: dict[int, list] = {}  # offender id -> [victim ids]
         self._locate_ms: dict[int, int] = {}  # victim id -> when the last tracking request was queued
         self._any_locate_ms: dict[int, int] = {}  # victim id -> the last locate_now of any kind
+        self._held_after_ms: dict[int, int] = {}  # victim id -> the locate_now a hold was logged after
         self._reach_ms: dict[int, int] = {}  # victim id -> the last reach request (proximity_watch)
         self._no_fix_ms: dict[int, int] = {}  # victim id -> NO_FIX with no fix since (the time)
         self._init_modes()

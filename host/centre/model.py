@@ -26,6 +26,7 @@ SCHEMA_MISMATCH = "schema_mismatch"
 DEVICE_EVENT = "device_event"
 DOWNLINK_EXPIRED = "downlink_expired"
 LOCATE_REQUESTED = "locate_requested"
+LOCATE_HELD = "locate_held"  # a locate_now the no-fix limit held back (once per window)
 ESCALATED = "escalated"  # the operator must look now (silence.py, proximity_watch.py)
 MODE_ORDERED = "mode_ordered"  # set_mode() was called: the MODE downlink is queued
 MODE_CHANGED = "mode_changed"  # the device's scheme changed (modes.py), and who did it

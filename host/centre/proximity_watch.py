@@ -39,6 +39,7 @@ to the device, and the locate_now requests that keep the victim's fixes fresh.
 """
 from host.centre.model import (
     ESCALATED,
+    LOCATE_HELD,
     LOCATE_REQUESTED,
     PROXIMITY,
     SUPERSEDE_CONFIRM,
@@ -101,7 +102,7 @@ class ProximityWatch:
         if decision.changed:
             counter = self.send(victim_id, "PROXIMITY", {"level": decision.state}, now_ms)
         elif not decision.stale and decision.candidate > decision.state and \
-                self._may_locate(victim_id, now_ms):
+                self._may_locate(victim_id, offender_id, now_ms, "confirm"):
             # Rising but unconfirmed: a fresh victim fix now confirms (or refutes) it sooner.
             self._any_locate_ms[victim_id] = now_ms
             self.send(victim_id, "COMMAND", {"command": constants.COMMAND_LOCATE_NOW, "arg": 0},
@@ -126,7 +127,7 @@ class ProximityWatch:
     def _track(self, victim_id, offender_id, now_ms, reason):
         """COMMAND locate_now for locate_track_s: fixes every proximity_fix_s, sent at once."""
         config = self.config.proximity
-        if not self._may_locate(victim_id, now_ms):
+        if not self._may_locate(victim_id, offender_id, now_ms, reason):
             return
         counter = self.send(victim_id, "COMMAND", {"command": constants.COMMAND_LOCATE_NOW,
                                                    "arg": config.locate_track_s},
@@ -155,14 +156,23 @@ class ProximityWatch:
         self._track(victim_id, offender_id, now_ms, "prealert")
 
 
-    def _may_locate(self, victim_id, now_ms):
+    def _may_locate(self, victim_id, offender_id, now_ms, reason):
         """False while the device's newest report is NO_FIX and a locate_now went out less
-        than no_fix_locate_s ago (see the module docstring)."""
+        than no_fix_locate_s ago (see the module docstring). A hold is a decision too: the
+        first in each window goes to the evidence log as locate_held (one per window, not
+        one per offender fix)."""
         if victim_id not in self._no_fix_ms:
             return True
         last_ms = self._any_locate_ms.get(victim_id)
-        return last_ms is None or now_ms - last_ms >= \
-            self.config.proximity.no_fix_locate_s * 1000
+        limit_s = self.config.proximity.no_fix_locate_s
+        if last_ms is None or now_ms - last_ms >= limit_s * 1000:
+            return True
+        if self._held_after_ms.get(victim_id) != last_ms:
+            self._held_after_ms[victim_id] = last_ms
+            self._event(now_ms, LOCATE_HELD, victim_id, offender_id=offender_id, reason=reason,
+                        limit="no_fix_locate_s", last_locate_ms=last_ms,
+                        next_allowed_ms=last_ms + limit_s * 1000)
+        return False
 
     def _reach(self, victim_id, offender_id, offender, now_ms):
         """Ask for one victim fix when she could have reached the warning radius by bus
@@ -178,7 +188,7 @@ class ProximityWatch:
         margin_m = haversine_m(victim.lat_e7, victim.lon_e7, offender.lat_e7, offender.lon_e7) \
             - victim.accuracy_m - offender.accuracy_m - config.warning_m
         reach_m = config.vehicle_mps * ((now_ms - since_ms) / 1000.0 + config.reach_lookahead_s)
-        if margin_m > reach_m or not self._may_locate(victim_id, now_ms):
+        if margin_m > reach_m or not self._may_locate(victim_id, offender_id, now_ms, "reach"):
             return
         counter = self.send(victim_id, "COMMAND", {"command": constants.COMMAND_LOCATE_NOW,
                                                    "arg": 0}, now_ms, supersede=SUPERSEDE_CONFIRM)
