@@ -76,25 +76,20 @@ def raise_alarm(c, kind, state, alarm_id, now, out):
 
 
 def raise_panic(c, now, out):
-    if c.panic_id:
-        # A press while the alarm is active is never swallowed (issue 9): the wearer feels
-        # it was taken, the centre gets its own record (ALARM state repeat, SPEC 6.6), and
-        # tracking goes back to the panic rate.
-        c.panic_operator_acked = 0
-        c._panic_slow = False
-        c._due["panic_track"] = c._at(now, "panic_track_s")
-        out.append(("haptic", "panic_repeat"))
-        raise_alarm(c, _ALARM_PANIC, _STATE_REPEAT, c.panic_id, now, out)
-        positioning.replan(c, now, out)
-        return
-    c.panic_id = c.next_alarm_id
-    c.next_alarm_id = c.panic_id % 0xFFFF + 1
-    c.panic_raised_utc = c.utc_ms(now)
+    # A press while the alarm is active is never swallowed (issue 9): the wearer feels it was
+    # taken, the centre gets its own record (ALARM state repeat, SPEC 6.6), and tracking goes
+    # back to the panic rate.
+    repeat = bool(c.panic_id)
+    if not repeat:
+        c.panic_id = c.next_alarm_id
+        c.next_alarm_id = c.panic_id % 0xFFFF + 1
+        c.panic_raised_utc = c.utc_ms(now)
     c.panic_operator_acked = 0
     c._panic_slow = False
     c._due["panic_track"] = c._at(now, "panic_track_s")
-    out.append(("haptic", "panic_confirm"))
-    raise_alarm(c, _ALARM_PANIC, _STATE_RAISED, c.panic_id, now, out)
+    out.append(("haptic", "panic_repeat" if repeat else "panic_confirm"))
+    raise_alarm(c, _ALARM_PANIC, _STATE_REPEAT if repeat else _STATE_RAISED, c.panic_id, now,
+                out)
     positioning.replan(c, now, out)
 
 
