@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from host.emulator.vm import VmUnavailable, check_available  # noqa: E402
+from host.emulator.vmtools import VmUnavailable, check_available  # noqa: E402
 
 PROBE = """
 import gc, os

@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from host import emulate, scenario  # noqa: E402
 from host.emulator.heap import HEAP_PER_MPY_BYTE  # noqa: E402
-from host.emulator.vm import VM_ENV, VmUnavailable, check_available  # noqa: E402
+from host.emulator.vmtools import VM_ENV, VmUnavailable, check_available  # noqa: E402
 
 TARGET_KIB = 80
 
@@ -89,7 +89,7 @@ def imports_heap():
     (the emulator's own share left out of both), and the .mpy bytes that loaded."""
     from host.deploy import device_files
     from host.emulator import World
-    from host.emulator.vm import compiled_files
+    from host.emulator.vmtools import compiled_files
 
     files = device_files(REPO)
     files["/main.py"] = IMPORTS_PROBE

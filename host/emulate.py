@@ -768,7 +768,7 @@ def _runtime_options(args):
         return False
     heap_bytes = None
     if args.heap is not None:
-        from host.emulator.vm import parse_heap
+        from host.emulator.vmtools import parse_heap
         if args.runtime != "micropython":
             print("vigil emulate: --heap needs --runtime micropython", file=sys.stderr)
             return False
@@ -778,7 +778,7 @@ def _runtime_options(args):
             print("vigil emulate: --heap: %s" % e, file=sys.stderr)
             return False
     if args.runtime == "micropython":
-        from host.emulator.vm import VmUnavailable, check_available
+        from host.emulator.vmtools import VmUnavailable, check_available
         try:
             check_available()
         except VmUnavailable as e:

@@ -23,7 +23,7 @@ def test_bench_ble_round_trip_prints_json_last():
 
 
 def test_bench_ble_heap_counts_the_queue_it_fills():
-    from host.emulator.vm import VmUnavailable, check_available
+    from host.emulator.vmtools import VmUnavailable, check_available
     try:
         check_available()
     except VmUnavailable as e:

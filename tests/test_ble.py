@@ -346,7 +346,7 @@ def test_without_a_secret_store_anyone_resolves_the_private_address(world):
 def test_the_driver_runs_on_the_real_micropython_vm(world):
     # The same round trip with firmware/ble.py (and its IRK handshake) in the MicroPython
     # unix port: the VM bridge carries the IRQ handler's arguments and its result.
-    from host.emulator.vm import VmUnavailable, check_available
+    from host.emulator.vmtools import VmUnavailable, check_available
     try:
         check_available()
     except VmUnavailable as e:

@@ -12,7 +12,7 @@ import pytest
 from host.deploy import device_files
 from host.emulate import REPO
 from host.emulator import World
-from host.emulator.vm import VM_ENV, VmUnavailable, check_available, vm_binary, vm_command
+from host.emulator.vmtools import VM_ENV, VmUnavailable, check_available, vm_binary, vm_command
 
 from .vm import needs_micropython
 

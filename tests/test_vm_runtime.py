@@ -12,7 +12,7 @@ import pytest
 
 from host import emulate, scenario
 from host.emulator import World, device
-from host.emulator.vm import parse_heap
+from host.emulator.vmtools import parse_heap
 
 from .vm import needs_micropython
 

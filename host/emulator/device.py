@@ -100,7 +100,8 @@ class EmulatedDevice(GpioBus, UartBus, FirmwareRuntime):
         # runtime="micropython": each boot runs in a real MicroPython VM (vm.py).
         self.vm = None
         if runtime == "micropython":
-            from .vm import DEFAULT_HEAP_BYTES, VmBridge, compiled_files
+            from .vm import DEFAULT_HEAP_BYTES, VmBridge
+            from .vmtools import compiled_files
             self.vm = VmBridge(self, heap_bytes or DEFAULT_HEAP_BYTES)
             self.vm.sources = dict(files or {})
             files = compiled_files(files or {}) if image is None else files
