@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from host.decode import Decoder  # noqa: E402
 from host.keys import KeyStore  # noqa: E402
-from host.recording import Writer, bulk  # noqa: E402
+from host.recording import Writer, blocks, bulk  # noqa: E402
 from host.recording import replay as replay_mod  # noqa: E402
 from host.transport import listen  # noqa: E402
 from protocol import host_fast, host_reference  # noqa: E402
@@ -150,7 +150,7 @@ def bench_decode_parallel(path, store, count, workers, runs=3):
 
 
 def _datas(data, limit):
-    starts, ends = bulk.frame_spans(data)
+    starts, ends = blocks.frame_spans(data)
     return [data[a:b + 1] for a, b in zip(starts[:limit], ends[:limit], strict=True)]
 
 

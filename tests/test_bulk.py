@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from host import scenario as scenarios
-from host.recording import Reader, bulk, emu
+from host.recording import Reader, blocks, bulk, emu
 from protocol import codec, host_fast
 
 GOLDEN = sorted((Path(__file__).parent / "golden").glob("*.pcapng"))
@@ -88,11 +88,11 @@ def test_decode_file_mapped_and_split_matches_the_list_decoder(path, monkeypatch
 
 def test_block_walk_in_numpy_falls_back_when_packet_bytes_look_like_a_block():
     word = np.array([6, 40, 6, 12, 12, 0, 0, 0, 0, 40], dtype="<u4")  # a fake block at 2
-    assert bulk._block_starts(word).tolist() == bulk.walk_blocks(word).tolist() == [0]
+    assert blocks.block_starts(word).tolist() == blocks.walk_blocks(word).tolist() == [0]
     for path in GOLDEN:
         word = np.frombuffer(path.read_bytes(), dtype="<u4")
-        fast = bulk._block_starts(word)
-        assert fast.tolist() == bulk.walk_blocks(word).tolist() and len(fast) > 100
+        fast = blocks.block_starts(word)
+        assert fast.tolist() == blocks.walk_blocks(word).tolist() and len(fast) > 100
 
 
 def test_a_truncated_recording_goes_through_the_reader_and_its_one_line_error(tmp_path):
@@ -101,7 +101,7 @@ def test_a_truncated_recording_goes_through_the_reader_and_its_one_line_error(tm
     data = GOLDEN[0].read_bytes()
     cut = tmp_path / "cut.pcapng"
     cut.write_bytes(data[:len(data) // 2 + 3])
-    assert bulk.frame_spans(cut.read_bytes()) is None
+    assert blocks.frame_spans(cut.read_bytes()) is None
     with pytest.raises(RecordingError) as error:
         bulk.decode_file(str(cut), _keys(GOLDEN[0]))
     assert "\n" not in str(error.value)
