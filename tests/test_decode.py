@@ -5,7 +5,7 @@ import json
 import os
 import tempfile
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from host import decode
@@ -118,6 +118,9 @@ def test_unusable_input_exits_2_with_one_line(tmp_path, capsys):
        st.booleans(), st.booleans(), st.booleans())
 def test_any_input_gives_lines_and_0_or_1(capsys, parts, as_hex, as_json, keyed):
     data = b"".join(parts)
+    # Bytes that open with pcapng's magic are a recording, not a raw capture: a broken one
+    # is a one-line error (test_a_truncated_recording_is_one_line_and_exit_1).
+    assume(as_hex or not data.startswith(decode.PCAPNG_MAGIC))
     with tempfile.TemporaryDirectory() as directory:
         argv = []
         if as_hex:
@@ -331,3 +334,12 @@ def test_decode_a_truncated_recording_keeps_the_frames_before_the_cut(tmp_path, 
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0 and len(out.splitlines()) == len(GOOD_WIRES)
     assert subprocess  # imported for the pipe above
+
+
+def test_a_truncated_recording_is_one_line_and_exit_1(tmp_path, capsys):
+    path = _write(str(tmp_path), "in.bin", decode.PCAPNG_MAGIC)   # the magic and nothing else
+    assert decode.main([path]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip() == "vigil decode: %s: stopped at byte 0: corrupt section " \
+        "header (length 0)" % path
