@@ -13,8 +13,8 @@ from host.cliutil import ClosedStream, guard_std_streams
 COMMANDS = {
     "decode": ("host.decode", "decode frames from a byte stream, hex lines or a recording"),
     "centre": ("host.centre.cli", "run the monitoring-centre emulator on a transport URL"),
-    "emulate": ("host.emulate", "run a scenario on emulated devices against the emulated centre"),
-    "scenarios": ("host.emulate", "list the built-in scenarios"),
+    "emulate": ("host.emulate_cli", "run a scenario on emulated devices against the emulated centre"),
+    "scenarios": ("host.emulate_cli", "list the built-in scenarios"),
     "replay": ("host.recording.replay", "replay a recording to a URL, or check it on emu://"),
     "diff": ("host.recording.diff", "compare two recordings frame by frame"),
     "export": ("host.recording.export", "export positions and alarms (jsonl, csv, gpx, geojson, osmand://)"),
