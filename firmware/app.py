@@ -208,7 +208,13 @@ class App:
             if sleep_ms > 0:
                 hw.wait(sleep_ms)               # awake: back early on bytes or an IRQ
             return
-        if not self._quiet_link():
+        # Stop listening before the sleep: LINK_READY low, then a guard time for a packet the
+        # peer had already started. Bytes that came in meanwhile (or a wake line still held)
+        # mean another pass instead of the sleep.
+        hw.ready(0)
+        hw.time.sleep_ms(_READY_GUARD_MS)
+        if hw.link_uart.any() or hw.link_wake_asserted():
+            hw.ready(1)
             return
         if self.guard is not None:
             self.guard.clear()                  # a full pass ran: not a crash loop
@@ -228,18 +234,6 @@ class App:
         hw.machine.lightsleep(sleep_ms)
         hw.after_light_sleep()
         hw.ready(1)
-
-    def _quiet_link(self):
-        """Stop listening before a sleep: LINK_READY low, then a guard time for a packet the
-        peer had already started. Bytes that came in meanwhile (or a wake line still held)
-        mean another pass instead of the sleep."""
-        hw = self.hw
-        hw.ready(0)
-        hw.time.sleep_ms(_READY_GUARD_MS)
-        if hw.link_uart.any() or hw.link_wake_asserted():
-            hw.ready(1)
-            return False
-        return True
 
     def rtc_ms(self):
         """The RTC in ms: unlike ticks, it keeps counting through deep sleep."""
@@ -271,7 +265,12 @@ class App:
         if kind == "send":
             self._send(action)
         elif kind == "resend":
-            frame = self.alarm_frames.get(action[1]) or self._stored(action[1])
+            frame = self.alarm_frames.get(action[1])
+            if frame is None:
+                # One record from flash: reading the whole queue would not fit in RAM at 10k
+                # records.
+                record = self.queue.get(action[1])
+                frame = None if record is None else record[1]
             if frame is None:
                 log("resend %d: not stored" % action[1])
             else:
@@ -330,11 +329,6 @@ class App:
             self._alarm_writes.append(frame)
         else:
             self._write(frame)
-
-    def _stored(self, counter):
-        # One record from flash: reading the whole queue would not fit in RAM at 10k records.
-        record = self.queue.get(counter)
-        return None if record is None else record[1]
 
     def _flush(self, max_n, below, skip):
         """Resend queued records oldest-first, byte for byte as stored (SPEC 3.3: a resend
