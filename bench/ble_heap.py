@@ -91,7 +91,7 @@ link.ble.handler(30, (10, b"irk", bytes(16)))
 for n in range(%(frames)d):
     link.write(bytes(%(frame_bytes)d))
 gc.collect()
-print("ble-probe", before, imported, gc.mem_alloc(), link.queued)
+print("ble-probe", before, imported, gc.mem_alloc(), len(link._queue))
 """
 
 

@@ -4,7 +4,6 @@
     link.write(frame_bytes)           queued; sent when a central is connected and ready
     link.poll() -> [Frame, ...]       frames the central wrote; bad ones logged and dropped
     link.duplicates -> [Frame, ...]   authentic repeats seen by the last poll (ack again)
-    link.connected, link.queued       a central is ready; frames not yet confirmed
     link.stop() / link.start()        radio off / on
     link.plan_sleep(mode, ms, now)    the app's sleep, adjusted for the radio (below)
     link.has_wake_line                False: the app plans listen windows (config wake_line 0)
@@ -26,9 +25,9 @@ the radio comes on (poll() starts it), advertises fast, and the device stays awa
 central connects and exchanges frames: until the queue is empty and linger_ms have passed
 since the last byte, or window_ms after the radio came on if no central came. Then the
 radio goes off and the device sleeps as the core planned (light sleep is at most the
-reachability bound, 25 s). stay_connected=True keeps the radio and the CPU up instead
-(time.sleep, never light sleep): a downlink then waits one connection event, not a window,
-at ~40 times the current.
+reachability bound, 25 s). Keeping the radio and the CPU up instead (never light sleep)
+would make a downlink wait one connection event, not a window, at ~40 times the current
+(README, energy table).
 
 Privacy: the advertisement carries only the flags: no name, no service UUID, no
 manufacturer data, no TX power. The GAP name (readable by anyone who connects; "MPY ESP32"
@@ -63,37 +62,30 @@ RX_UUID = "5a1e0002-7669-6769-6c00-000000000000"
 TX_UUID = "5a1e0003-7669-6769-6c00-000000000000"
 
 _ADV_FLAGS_ONLY = b"\x02\x01\x06"                      # LE General Discoverable, no BR/EDR
+_ADV_INTERVAL_US = const(100000)
 _ATT_HEADER = const(3)
 _DEFAULT_MTU = const(23)
-
-
-def _ticks_diff(a, b):
-    # time.ticks_diff for the ESP32's 2**30 ms tick period, without importing time here.
-    return ((a - b + 0x20000000) & 0x3FFFFFFF) - 0x20000000
+_MTU = const(247)               # asked for: one frame (<= 244 bytes stuffed) per piece
+_RX_BUFFER = const(512)         # bytes the RX characteristic keeps until gatts_read
+_WINDOW_MS = const(2000)        # a listen window no central came to
+_LINGER_MS = const(300)         # awake after the last byte with a central
 
 
 class BleLink:
     # No line the phone can pull: the radio is off between listen windows (module docstring).
     has_wake_line = False
 
-    def __init__(self, ble, uuid, receiver, log=None, mtu=247, adv_interval_us=100000,
-                 rx_buffer=512, max_queued=32, private=True, ticks_ms=None,
-                 stay_connected=False, window_ms=2000, linger_ms=300, secrets=None):
+    def __init__(self, ble, uuid, receiver, log=None, max_queued=32, private=True,
+                 ticks_ms=None, secrets=None):
         self.ble = ble
         self.uuid = uuid
         self.receiver = receiver
         self.log = log
-        self.mtu_wanted = mtu
-        self.adv_interval_us = adv_interval_us
-        self.rx_buffer = rx_buffer
         self.max_queued = max_queued
         self.private = private
         self.secrets = secrets      # blesecrets.SecretStore: our IRK and bonds, on flash
         self.bonding = False
         self.ticks_ms = ticks_ms
-        self.stay_connected = stay_connected
-        self.window_ms = window_ms
-        self.linger_ms = linger_ms
         self.windows = 0
         self._on_since = 0
         self._last_io = 0
@@ -123,7 +115,7 @@ class BleLink:
         ble.irq(self._irq)
         ble.active(True)
         ble.config(gap_name=b"")
-        ble.config(mtu=self.mtu_wanted)
+        ble.config(mtu=_MTU)
         self.private_address = False
         if self.private:
             try:
@@ -148,13 +140,13 @@ class BleLink:
         ((self._rx_handle, self._tx_handle),) = ble.gatts_register_services((service,))
         # A characteristic buffer holds 20 bytes unless told otherwise, and a longer write is
         # cut silently; append keeps several writes until gatts_read takes them.
-        ble.gatts_set_buffer(self._rx_handle, self.rx_buffer, True)
+        ble.gatts_set_buffer(self._rx_handle, _RX_BUFFER, True)
         self._on = True
         self._conn = None
         self._ready = False
         self.windows += 1
         self._on_since = self._last_io = self._now()
-        self._advertise()
+        ble.gap_advertise(_ADV_INTERVAL_US, _ADV_FLAGS_ONLY)
 
     def stop(self):
         """Radio off. Unconfirmed frames stay queued and go out after the next start()."""
@@ -162,11 +154,15 @@ class BleLink:
             return
         self._on = False
         self._conn = None
+        self._cut()
+        self.ble.irq(None)
+        self.ble.active(False)
+
+    def _cut(self):
+        # No central, or a new one: a frame cut short starts over.
         self._ready = False
         self._offset = 0
         self._inflight = 0
-        self.ble.irq(None)
-        self.ble.active(False)
 
     def _now(self):
         return self.ticks_ms() if self.ticks_ms is not None else 0
@@ -178,12 +174,12 @@ class BleLink:
         self._pump()
         if mode not in ("light", "deep") or not self._on:
             return mode, sleep_ms
-        if self.stay_connected:
-            return "idle", sleep_ms
-        if self.connected:
-            busy = bool(self._queue) or _ticks_diff(now, self._last_io) < self.linger_ms
+        # time.ticks_diff for the ESP32's 2**30 ms tick period, without importing time here
+        if self._conn is not None and self._ready:
+            busy = bool(self._queue) or (
+                (now - self._last_io + 0x20000000) & 0x3FFFFFFF) - 0x20000000 < _LINGER_MS
         else:                                          # no central yet, or not subscribed
-            busy = _ticks_diff(now, self._on_since) < self.window_ms
+            busy = ((now - self._on_since + 0x20000000) & 0x3FFFFFFF) - 0x20000000 < _WINDOW_MS
         if busy:
             return "idle", min(sleep_ms, 20)
         if self._conn is not None:
@@ -191,18 +187,7 @@ class BleLink:
         self.stop()
         return mode, sleep_ms
 
-    def _advertise(self):
-        self.ble.gap_advertise(self.adv_interval_us, _ADV_FLAGS_ONLY)
-
     # --- Link interface ---------------------------------------------------------------------
-    @property
-    def connected(self):
-        return self._conn is not None and self._ready
-
-    @property
-    def queued(self):
-        return len(self._queue)
-
     def write(self, frame):
         # The leading delimiter ends any piece the central holds from a frame cut short by a
         # disconnect, as on the UART (SPEC 2.3).
@@ -243,20 +228,16 @@ class BleLink:
             if self._conn is None:
                 self._conn = data[0]
                 self._last_io = now
-                self._ready = False
                 self._mtu = _DEFAULT_MTU
-                self._offset = 0                       # a cut frame starts over
-                self._inflight = 0
+                self._cut()
             else:
                 self.ble.gap_disconnect(data[0])       # one central at a time
         elif event == _IRQ_CENTRAL_DISCONNECT:
             if data[0] == self._conn:
                 self._conn = None
-                self._ready = False
-                self._offset = 0
-                self._inflight = 0
+                self._cut()
                 if self._on:
-                    self._advertise()
+                    self.ble.gap_advertise(_ADV_INTERVAL_US, _ADV_FLAGS_ONLY)
         elif event == _IRQ_GATTS_WRITE:
             if data[0] == self._conn and data[1] == self._rx_handle:
                 piece = self.ble.gatts_read(self._rx_handle)
