@@ -227,7 +227,8 @@ class UART:
         return data if data else None
 
     def write(self, buf):
-        return _board.uart_write(self._id, bytes(buf))
+        # The port writes from the caller's buffer (uart_write_bytes): no copy on the heap.
+        return _board.uart_write(self._id, buf.encode() if isinstance(buf, str) else buf)
 
     def flush(self):
         _board.uart_flush(self._id)
@@ -324,7 +325,7 @@ class RTC:
             return _board.rtc_memory(None)
         if len(data) > _RTC_MEMORY_MAX:
             raise ValueError("buffer too long")
-        _board.rtc_memory(bytes(data))
+        _board.rtc_memory(data)  # the port memcpy()s into RTC RAM: no copy on the heap
 
 
 class WDT:
