@@ -125,7 +125,7 @@ class App:
         exact = state.get("counter") if rtc else None
         state["counter"] = self.counter.resume(exact)
         version, items = self.flash.load_config()
-        cfg = config_mod.load(None)
+        cfg = config_mod.defaults()
         refused = config_mod.apply(cfg, list(items.items()))
         for reason in refused:
             log(reason)
