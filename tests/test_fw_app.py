@@ -130,7 +130,8 @@ def uplinks(hw, receiver):
 
 
 def boot(tmp_path, hw=None):
-    persist.save_keys(str(tmp_path / "keys"), DEVICE, {1: KEY})
+    (tmp_path / "keys").mkdir(exist_ok=True)
+    (tmp_path / "keys" / "device.key").write_bytes(persist.key_file_bytes(DEVICE, {1: KEY}))
     hw, clock = hw or fake_board()
     a = app_mod.App(hw, root=str(tmp_path))
     a.start()
