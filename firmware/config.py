@@ -12,47 +12,47 @@ def defaults():
     cfg = {}
     for entry in CONFIG_KEYS.values():
         cfg[entry[0]] = entry[3]
-    # Local settings (a literal here costs no RAM between boots, unlike a module table).
-    # Not settable over the air; the comment after each gives its sensible range.
-    cfg.update({
+    # Local settings: not settable over the air; the comment after each gives its sensible
+    # range. Keyword arguments, not a table: no RAM between boots, names interned once.
+    cfg.update(
         # 1: the board has the link's wake line (docs/LINK.md): the peer wakes the device
         # when it has a downlink, so there are no listen windows. 0: listen before each
         # reachability bound runs out (a board whose peer cannot wake it).
-        "wake_line": 1,  # 0..1
+        wake_line=1,  # 0..1
         # Wake this long before the reachability bound runs out, so a held downlink is
         # drained within the bound even with boot/wake jitter: 30 s bound -> a listen window
         # every 25 s.
-        "listen_margin_ms": 5000,  # 0..60000
+        listen_margin_ms=5000,  # 0..60000
         # Deep sleep only when the next wake is at least this far away. Waking from deep
         # sleep is a full boot (~0.6-1 s at 25-40 mA, i.e. 15-40 mAs) while light sleep costs
         # ~0.8 mA: deep sleep pays for gaps above about a minute. The wake line keeps the
         # device reachable in deep sleep too (a boot, ~1 s).
-        "deep_sleep_min_s": 120,  # 0..86400
+        deep_sleep_min_s=120,  # 0..86400
         # Button contacts bounce for a few ms; a release shorter than this is not a release.
-        "debounce_ms": 30,  # 0..500
+        debounce_ms=30,  # 0..500
         # How often the battery and charger are sampled.
-        "battery_sample_s": 60,  # 10..3600
+        battery_sample_s=60,  # 10..3600
         # Low-power mode below this charge: routine positions stop, slow heartbeat.
-        "low_power_pct": 10,  # 1..50
+        low_power_pct=10,  # 1..50
         # A sent record not acked within this is treated as backlog (resent from the queue).
-        "ack_wait_ms": 10000,  # 500..600000
+        ack_wait_ms=10000,  # 500..600000
         # Backlog flush: at most this many records per flush, flushes at least this far apart.
-        "flush_max": 16,  # 1..64
-        "flush_interval_ms": 5000,  # 0..600000
+        flush_max=16,  # 1..64
+        flush_interval_ms=5000,  # 0..600000
         # Keep the GNSS powered between fixes when the next fix is this close (re-acquisition
         # would cost more than tracking). With ephemeris fresh a restart is a hot start: ~1 s
         # (NEO-M8 datasheet) at 25 mA plus up to poll_ms until it is read, ~50-125 mAs even
         # if it takes 3-5 s, against 23 mA tracking: cycling pays from a ~5 s gap. So the 5 s
         # panic cadence keeps it on and the 15 s proximity/locate cadence cycles it (an
         # offender pre-alert costs ~2.6 mA on average instead of ~12 mA).
-        "gnss_keep_on_s": 10,  # 0..600
+        gnss_keep_on_s=10,  # 0..600
         # While the GNSS is on or the centre tracks the device (panic, proximity, locate),
         # wake at least this often: NMEA arrives at 1 Hz, and a PROXIMITY downlink held by
         # the gateway reaches the wearer at the next wake.
-        "poll_ms": 2000,  # 200..30000
+        poll_ms=2000,  # 200..30000
         # PROXIMITY cadence lapses if the centre stops refreshing it (lost "clear" downlink).
-        "proximity_hold_s": 1800,  # 60..86400
-    })
+        proximity_hold_s=1800,  # 60..86400
+    )
     return cfg
 
 

@@ -83,7 +83,7 @@ def encode(obj, out=None):
         out.append(0x46)  # F
     elif isinstance(obj, int):
         if not -(1 << 63) <= obj < (1 << 63):
-            raise ValueError("persist: int %d does not fit 64 bits" % obj)
+            raise ValueError("persist: %d > 64 bits" % obj)
         out.append(0x69)  # i
         out.extend(struct.pack("<q", obj))
     elif isinstance(obj, (bytes, bytearray, str)):
@@ -239,7 +239,7 @@ class MessageCounter:
 
     def ensure(self, counter):
         if counter > _U32_MAX:
-            raise ValueError("counter: 32-bit space used up, rotate the key")
+            raise ValueError("counter: spent, rotate the key")
         if counter >= self.reserved:
             reserved = min(counter + self.block, _U32_MAX + 1)
             write_file(self.path, reserved)  # before the counter is used, never after
@@ -329,7 +329,7 @@ class FlashState:
 def key_file_bytes(device_id, keys):
     for key_id in keys:
         if not isinstance(key_id, int) or len(keys[key_id]) != 16:
-            raise ValueError("keys: key %r must be an int id with 16 bytes" % (key_id,))
+            raise ValueError("keys: id %r needs 16 bytes" % (key_id,))
     return _seal(_FILE_MAGIC, [device_id, keys])
 
 
@@ -367,8 +367,7 @@ class RtcState:
     def save(self, obj):
         blob = _seal(_RTC_MAGIC, obj)
         if len(blob) > _RTC_MAX - _RTC_PREFIX:
-            raise ValueError("rtc: state is %d bytes, RTC memory holds %d"
-                             % (len(blob), _RTC_MAX - _RTC_PREFIX))
+            raise ValueError("rtc: %d B, RTC memory holds %d" % (len(blob), _RTC_MAX - _RTC_PREFIX))
         self._swap(blob)
 
     def take(self):

@@ -77,7 +77,7 @@ _SEALED = const(6)  # no more appends (full, or torn tail found)
 class Queue:
     def __init__(self, root_dir, capacity_records=10000, segment_records=128):
         if capacity_records < 1 or segment_records < 1:
-            raise ValueError("queue: capacity_records and segment_records must be >= 1")
+            raise ValueError("queue: capacity_records or segment_records < 1")
         self.root = root_dir.rstrip("/")
         self.capacity_records = capacity_records
         self.segment_records = segment_records
@@ -130,8 +130,7 @@ class Queue:
     def append(self, counter, is_alarm, frame):
         length = len(frame)
         if not 0 < length <= _MAX_FRAME or not 0 <= counter <= 0xFFFFFFFF:
-            raise ValueError("queue: frame length %d (1..250) or counter %d (u32)"
-                             % (length, counter))
+            raise ValueError("queue: frame length %d or counter %d" % (length, counter))
         evicted = 0
         while len(self) >= self.capacity_records:
             # full: the oldest live routine record gives way, an alarm never does
