@@ -104,8 +104,6 @@ class App:
         self.root = root
         self.guard = guard                     # bootguard.BootGuard, cleared at the first sleep
         self._last_traffic = None              # ticks of the last frame in or out
-        self.flash = persist.FlashState(root + "/state")
-        self.rtc_state = persist.RtcState(hw.rtc)
         self.counter = persist.MessageCounter(root + "/state/counter.bin")
         self.queue = Queue(root + "/queue")
         self.alarm_frames = {}                 # counter -> sealed frame, for fast resends
@@ -117,14 +115,14 @@ class App:
     def start(self):
         hw = self.hw
         cause = hw.reset_cause()
-        boots = self.flash.bump_boot_count()
-        rtc = self.rtc_state.take() if cause == _RESET_DEEPSLEEP else None
+        boots = persist.bump_boot_count(self.root + "/state")
+        rtc = persist.rtc_take(hw.rtc) if cause == _RESET_DEEPSLEEP else None
         state = rtc if isinstance(rtc, dict) else persist.read_file(self.root + "/state/core.bin")
         if not isinstance(state, dict):
             state = {}
         exact = state.get("counter") if rtc else None
         state["counter"] = self.counter.resume(exact)
-        version, items = self.flash.load_config()
+        version, items = persist.load_config(self.root + "/state")
         cfg = config_mod.defaults()
         refused = config_mod.apply(cfg, list(items.items()))
         for reason in refused:
@@ -251,7 +249,7 @@ class App:
             state = self.core.sleep_snapshot(hw.ticks_ms())
             state["deep"]["rtc_ms"] = self.rtc_ms()
             state["down"] = self.down_floor.snapshot()
-            self.rtc_state.save(state)
+            persist.rtc_save(hw.rtc, state)
             log("deep sleep %d ms" % sleep_ms)
             hw.link_uart.flush()
             hw.hold_outputs()
@@ -333,7 +331,7 @@ class App:
             items = {}
             for key_id in config_mod.CONFIG_KEYS:
                 items[key_id] = cfg[config_mod.CONFIG_KEYS[key_id][0]]
-            self.flash.save_config(action[1], items)
+            persist.save_config(self.root + "/state", action[1], items)
         elif kind == "reboot":
             self.reboot = True
         elif kind == "log":
