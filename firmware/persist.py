@@ -15,7 +15,7 @@ API (MicroPython and CPython; uses only `os`, `struct`, `binascii` and file I/O)
     MessageCounter(path, block=256)   the protocol's 32-bit frame counter (from 1)
         .resume(exact=None) -> next   call once at boot. `exact` is the counter kept in RTC
                                       memory across deep sleep (only pass it on a deep-sleep
-                                      wake; RtcState.take() clears the blob so a stale copy is
+                                      wake; rtc_take() clears the blob so a stale copy is
                                       never reused). Without it, resume at the reserved value.
         .ensure(counter)              make sure `counter` is covered by the reservation before
                                       it is used (protocol.codec.Sender counts): when it is
@@ -33,19 +33,20 @@ API (MicroPython and CPython; uses only `os`, `struct`, `binascii` and file I/O)
         .snapshot() -> bytes          the exact window, for RTC memory before deep sleep
         .reserved                     every downlink counter ever accepted is at or below it
 
-    FlashState(state_dir)   missing or corrupt files give the defaults shown
-        .bump_boot_count() -> the new count (boot.bin, from 0)
-        .load_config() -> (version, {key_id: value})   default (0, {})
-        .save_config(version, items)  items: dict or (key_id, value) pairs
+    State files in state_dir; missing or corrupt files give the defaults shown:
+    bump_boot_count(state_dir) -> the new count        (boot.bin, from 0)
+    load_config(state_dir) -> (version, {key_id: value})   default (0, {})
+    save_config(state_dir, version, items)   items: dict or (key_id, value) pairs
 
     load_keys(keys_dir) -> (device_id, {key_id: key16}) or None if missing/corrupt
     key_file_bytes(device_id, keys) -> bytes   keys: {key_id: 16 bytes}; the content of
                                       keys_dir/device.key, for host provisioning
 
-    RtcState(rtc)   rtc: any object with memory() / memory(bytes), like machine.RTC()
-        .save(obj)      store `obj` (usually a dict) with a checksum; at most 2048 bytes
-        .take() -> obj or None   read and clear: a blob is used once, never after a later
-                                 reset that did not save it again
+    RTC memory; rtc: any object with memory() / memory(bytes), like machine.RTC()
+    rtc_save(rtc, obj)      store `obj` (usually a dict) with a checksum, after the boot
+                            guard's 8 bytes; at most 2040 bytes
+    rtc_take(rtc) -> obj or None   read and clear: a blob is used once, never after a later
+                                   reset that did not save it again
 """
 
 import binascii
@@ -294,33 +295,31 @@ class DownlinkFloor:
         return struct.pack("<IQ", window.highest, window.bitmap) if window else None
 
 
-# ---- flash state --------------------------------------------------------------------------
+# ---- flash state: missing or corrupt files give the defaults ---------------------------------
 
 
-class FlashState:
-    def __init__(self, state_dir):
-        self.dir = state_dir.rstrip("/") + "/"
+def bump_boot_count(state_dir):
+    path = state_dir + "/boot.bin"
+    count = read_file(path, 0)
+    count = (count if isinstance(count, int) and count >= 0 else 0) + 1
+    write_file(path, count)
+    return count
 
-    def bump_boot_count(self):
-        path = self.dir + "boot.bin"
-        count = read_file(path, 0)
-        count = (count if isinstance(count, int) and count >= 0 else 0) + 1
-        write_file(path, count)
-        return count
 
-    def load_config(self):
-        data = read_file(self.dir + "config.bin")
-        if (
-            isinstance(data, list)
-            and len(data) == 2
-            and isinstance(data[0], int)
-            and isinstance(data[1], dict)
-        ):
-            return data[0], data[1]
-        return 0, {}
+def load_config(state_dir):
+    data = read_file(state_dir + "/config.bin")
+    if (
+        isinstance(data, list)
+        and len(data) == 2
+        and isinstance(data[0], int)
+        and isinstance(data[1], dict)
+    ):
+        return data[0], data[1]
+    return 0, {}
 
-    def save_config(self, version, items):
-        write_file(self.dir + "config.bin", [version, dict(items)])
+
+def save_config(state_dir, version, items):
+    write_file(state_dir + "/config.bin", [version, dict(items)])
 
 
 # ---- keys ---------------------------------------------------------------------------------
@@ -348,30 +347,27 @@ def load_keys(keys_dir):
 
 
 # ---- RTC memory ---------------------------------------------------------------------------
+# The deep-sleep snapshot, after the boot guard's bytes (bootguard.py owns the first
+# PREFIX_BYTES: the crash count must survive this snapshot's save and take).
 
 
-class RtcState:
-    """The deep-sleep snapshot in RTC memory, after the boot guard's bytes (bootguard.py owns
-    the first PREFIX_BYTES: the crash count must survive this snapshot's save and take)."""
+def _rtc_swap(rtc, blob):
+    """Put `blob` after the boot guard's bytes; returns what was there."""
+    memory = bytes(rtc.memory())
+    prefix = memory[:_RTC_PREFIX]
+    rtc.memory(prefix + bytes(_RTC_PREFIX - len(prefix)) + blob)
+    return memory[_RTC_PREFIX:]
 
-    def __init__(self, rtc):
-        self.rtc = rtc
 
-    def _swap(self, blob):
-        """Put `blob` after the boot guard's bytes; returns what was there."""
-        memory = bytes(self.rtc.memory())
-        prefix = memory[:_RTC_PREFIX]
-        self.rtc.memory(prefix + bytes(_RTC_PREFIX - len(prefix)) + blob)
-        return memory[_RTC_PREFIX:]
+def rtc_save(rtc, obj):
+    blob = _seal(_RTC_MAGIC, obj)
+    if len(blob) > _RTC_MAX - _RTC_PREFIX:
+        raise ValueError("rtc: %d B, RTC memory holds %d" % (len(blob), _RTC_MAX - _RTC_PREFIX))
+    _rtc_swap(rtc, blob)
 
-    def save(self, obj):
-        blob = _seal(_RTC_MAGIC, obj)
-        if len(blob) > _RTC_MAX - _RTC_PREFIX:
-            raise ValueError("rtc: %d B, RTC memory holds %d" % (len(blob), _RTC_MAX - _RTC_PREFIX))
-        self._swap(blob)
 
-    def take(self):
-        try:
-            return _unseal(_RTC_MAGIC, self._swap(b""))
-        except ValueError:
-            return None
+def rtc_take(rtc):
+    try:
+        return _unseal(_RTC_MAGIC, _rtc_swap(rtc, b""))
+    except ValueError:
+        return None

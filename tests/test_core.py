@@ -334,7 +334,7 @@ def test_sleep_snapshot_fits_rtc_memory_with_every_timer_running():
     rig.event(("fix", make_fix(speed_cmps=900)), 500)
     state = rig.core.sleep_snapshot(rig.now)
     assert len(state["deep"]["timers"]) >= 10
-    assert len(persist.encode(state)) + 8 + 8 <= 2048     # RtcState's limit after the guard
+    assert len(persist.encode(state)) + 8 + 8 <= 2048     # rtc_save's limit after the guard
 
 
 # (persist's round trip is left out: core, config and persist together do not fit the small

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware import persist
-from firmware.persist import FlashState, MessageCounter, RtcState
+from firmware.persist import MessageCounter, rtc_save, rtc_take
 
 scalars = (
     st.none()
@@ -115,18 +115,18 @@ def test_counter_reserves_ahead_and_never_reuses_after_a_reboot(tmp_path):
 
 def test_counter_resumes_exactly_across_deep_sleep(tmp_path):
     path = str(tmp_path / "counter.bin")
-    rtc = RtcState(Rtc())
+    rtc = Rtc()
     counter = Sender(MessageCounter(path, block=16))
     for _ in range(5):
         counter.take()
-    rtc.save({"counter": counter.next})
+    rtc_save(rtc, {"counter": counter.next})
     # deep sleep: a reset that keeps RTC memory
-    state = rtc.take()
+    state = rtc_take(rtc)
     counter = Sender(MessageCounter(path, block=16), state["counter"])
     assert counter.next == 6, "no block skipped"
     assert counter.take() == 6
     # a later watchdog reset must not reuse the stale blob
-    assert rtc.take() is None
+    assert rtc_take(rtc) is None
     assert MessageCounter(path, block=16).resume(None) == 17
 
 
@@ -161,11 +161,11 @@ def test_counter_space_exhausted_is_a_clear_error(tmp_path):
 def test_counter_model_across_reboots_and_deep_sleeps(tmp_path_factory, runs):
     """Each run takes n counters, then either deep-sleeps (RTC kept) or loses power."""
     path = str(tmp_path_factory.mktemp("c") / "counter.bin")
-    rtc = RtcState(Rtc())
+    rtc = Rtc()
     used = set()
     last = 0
     for n, deep_sleep in runs:
-        state = rtc.take()
+        state = rtc_take(rtc)
         counter = Sender(MessageCounter(path, block=8), state["counter"] if state else None)
         for _ in range(n):
             c = counter.take()
@@ -173,24 +173,23 @@ def test_counter_model_across_reboots_and_deep_sleeps(tmp_path_factory, runs):
             used.add(c)
             last = c
         if deep_sleep:
-            rtc.save({"counter": counter.next})
+            rtc_save(rtc, {"counter": counter.next})
             if state is not None and n == 0:
                 assert counter.next == state["counter"]
 
 
 def test_flash_state_defaults_and_round_trips(tmp_path):
-    state = FlashState(str(tmp_path / "state"))
-    assert state.load_config() == (0, {})
-    assert state.bump_boot_count() == 1                # the directory is made on the way
-    assert state.bump_boot_count() == 2
-    state.save_config(3, [(1, 900), (2, 30)])
-    state = FlashState(str(tmp_path / "state"))
-    assert state.load_config() == (3, {1: 900, 2: 30})
-    assert state.bump_boot_count() == 3
+    state_dir = str(tmp_path / "state")
+    assert persist.load_config(state_dir) == (0, {})
+    assert persist.bump_boot_count(state_dir) == 1     # the directory is made on the way
+    assert persist.bump_boot_count(state_dir) == 2
+    persist.save_config(state_dir, 3, [(1, 900), (2, 30)])
+    assert persist.load_config(state_dir) == (3, {1: 900, 2: 30})
+    assert persist.bump_boot_count(state_dir) == 3
     (tmp_path / "state" / "config.bin").write_bytes(b"VS garbage")
     (tmp_path / "state" / "boot.bin").write_bytes(persist._seal(b"VS", "not an int"))
-    assert state.load_config() == (0, {})
-    assert state.bump_boot_count() == 1
+    assert persist.load_config(state_dir) == (0, {})
+    assert persist.bump_boot_count(state_dir) == 1
 
 
 def test_write_file_makes_missing_directories(tmp_path):
@@ -218,12 +217,11 @@ def test_keys_round_trip_and_reject_bad_keys(tmp_path):
 
 def test_rtc_blob_round_trip_checksum_and_size_limit():
     rtc = Rtc()
-    state = RtcState(rtc)
-    assert state.take() is None
-    state.save({"counter": 5, "alarm": [1, 2], "fixes": b"\x01\x02"})
+    assert rtc_take(rtc) is None
+    rtc_save(rtc, {"counter": 5, "alarm": [1, 2], "fixes": b"\x01\x02"})
     rtc.blob = rtc.blob[:-1] + bytes([rtc.blob[-1] ^ 1])
-    assert state.take() is None, "a corrupted blob is ignored"
-    state.save({"counter": 5})
-    assert state.take() == {"counter": 5}
+    assert rtc_take(rtc) is None, "a corrupted blob is ignored"
+    rtc_save(rtc, {"counter": 5})
+    assert rtc_take(rtc) == {"counter": 5}
     with pytest.raises(ValueError, match="RTC memory holds 2040"):
-        state.save({"big": bytes(3000)})
+        rtc_save(rtc, {"big": bytes(3000)})

@@ -7,12 +7,12 @@ from tests.vm import CUT_BLOCK_DEVICE, device_lib, needs_micropython, run_microp
 pytestmark = [pytest.mark.micropython, needs_micropython]
 
 CUT_SCRIPT = CUT_BLOCK_DEVICE + r"""
-from firmware.persist import MessageCounter, FlashState, read_file
+from firmware.persist import MessageCounter, bump_boot_count, load_config, read_file, save_config
 
 dev = CutDevice(24)
 os.VfsLfs2.mkfs(dev)
 os.mount(os.VfsLfs2(dev), '/fl')
-FlashState('/fl/state').save_config(1, {1: 900})
+save_config('/fl/state', 1, {1: 900})
 os.umount('/fl')
 base = bytes(dev.d)
 
@@ -28,7 +28,7 @@ def boot(n, used):
             if not dev.cut:
                 used.append(k)
             k += 1
-        FlashState('/fl/state').bump_boot_count()
+        bump_boot_count('/fl/state')
     except OSError:
         if not dev.cut:
             raise
@@ -47,8 +47,7 @@ def check(n, torn):
     assert len(used) == len(set(used)), ('reused', n, torn, used)
     assert used == sorted(used), ('backwards', n, torn, used)
     os.mount(os.VfsLfs2(dev), '/fl')
-    state = FlashState('/fl/state')
-    assert state.load_config() == (1, {1: 900}), ('config', n, torn)
+    assert load_config('/fl/state') == (1, {1: 900}), ('config', n, torn)
     boots = read_file('/fl/state/boot.bin')
     assert 2 <= boots <= 3, ('boots', n, torn, boots)
     os.umount('/fl')
@@ -75,7 +74,7 @@ def test_counter_is_never_reused_across_power_cuts_on_littlefs(tmp_path):
 
 
 RTC_SCRIPT = r"""
-from firmware.persist import RtcState, MessageCounter, encode, decode
+from firmware.persist import rtc_save, rtc_take, MessageCounter, encode, decode
 class Rtc:
     def __init__(self):
         self.blob = b''
@@ -83,11 +82,11 @@ class Rtc:
         if data is None:
             return self.blob
         self.blob = bytes(data)
-rtc = RtcState(Rtc())
+rtc = Rtc()
 obj = {'counter': 77, 'alarm': [1, True, None, b'\x00\xff', 'x'], -5: -(1 << 40)}
-rtc.save(obj)
-assert rtc.take() == obj
-assert rtc.take() is None
+rtc_save(rtc, obj)
+assert rtc_take(rtc) == obj
+assert rtc_take(rtc) is None
 assert decode(encode(obj)) == obj
 c = MessageCounter(ROOT + '/c.bin', block=8)
 assert c.resume() == 1
