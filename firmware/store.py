@@ -104,7 +104,7 @@ class Queue:
                 self._delete(seq)  # an orphan left by a cut between a segment's two deletes
         scratch = bytearray(_MAX_FRAME + _CRC_SIZE)
         for seq in segs:
-            seg = self._scan(seq, scratch)
+            seg = self._scan(seq, scratch, 0xFFFFFFFF)  # every record
             if seg[_LIVE]:
                 self._segments.append(seg)
             else:
@@ -236,7 +236,7 @@ class Queue:
     def _file(self, seq, kind):
         return "%s/q%08d.%s" % (self.root, seq, kind)
 
-    def _scan(self, seq, scratch=None, limit=0xFFFFFFFF):
+    def _scan(self, seq, scratch, limit):
         """Index segment `seq` (at most `limit` records) and its .ack file into RAM; returns
         the segment's metadata list. At load `scratch` (a bytearray for one frame and its
         crc) verifies the checksums; later scans trust what the load verified."""
