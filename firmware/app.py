@@ -104,8 +104,6 @@ class App:
         self.root = root
         self.guard = guard                     # bootguard.BootGuard, cleared at the first sleep
         self._last_traffic = None              # ticks of the last frame in or out
-        self.flash = persist.FlashState(root + "/state")
-        self.rtc_state = persist.RtcState(hw.rtc)
         self.counter = persist.MessageCounter(root + "/state/counter.bin")
         self.queue = Queue(root + "/queue")
         self.alarm_frames = {}                 # counter -> sealed frame, for fast resends
@@ -224,7 +222,7 @@ class App:
             state = self.core.sleep_snapshot(hw.ticks_ms())
             state["deep"]["rtc_ms"] = self.rtc_ms()
             state["down"] = self.down_floor.snapshot()
-            self.rtc_state.save(state)
+            persist.rtc_save(hw.rtc, state)
             log("deep sleep %d ms" % sleep_ms)
             hw.link_uart.flush()
             hw.hold_outputs()
@@ -299,7 +297,7 @@ class App:
             items = {}
             for key_id in messages.CONFIG_KEYS:
                 items[key_id] = cfg[messages.CONFIG_KEYS[key_id][0]]
-            self.flash.save_config(action[1], items)
+            persist.save_config(self.root + "/state", action[1], items)
         elif kind == "reboot":
             self.reboot = True
         elif kind == "log":

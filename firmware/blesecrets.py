@@ -33,32 +33,31 @@ class SecretStore:
                     self._items.append([item[0], bytes(item[1]), bytes(item[2])])
 
     def get(self, sec_type, index, key):
-        if key is None:
-            i = 0
-            for t, _k, v in self._items:
-                if t == sec_type:
-                    if i == index:
-                        return v
-                    i += 1
-            return None
-        key = bytes(key)
+        if key is not None:
+            key = bytes(key)
         for t, k, v in self._items:
-            if t == sec_type and k == key:
-                return v
+            if t == sec_type:
+                if key is None:                        # the index-th of this type
+                    if index == 0:
+                        return v
+                    index -= 1
+                elif k == key:
+                    return v
         return None
 
     def set(self, sec_type, key, value):
         key = bytes(key)
-        items = [it for it in self._items if not (it[0] == sec_type and it[1] == key)]
+        items = self._items
+        for i in range(len(items)):
+            if items[i][0] == sec_type and items[i][1] == key:
+                del items[i]                           # keys are unique: at most one
+                break
         if value is not None:
             items.append([sec_type, key, bytes(value)])
-            while len(items) > _MAX_SECRETS:
+            if len(items) > _MAX_SECRETS:
                 for i in range(len(items)):            # the oldest bond goes, never our IRK
                     if items[i][0] != _OUR_IRK:
                         del items[i]
                         break
-                else:
-                    break
-        self._items = items
         persist.write_file(self.path, items)
         return True

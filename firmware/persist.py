@@ -2,26 +2,27 @@
 
 API (MicroPython and CPython; uses only `os`, `struct`, `binascii` and file I/O):
 
-    encode(obj) -> bytes; decode(data) -> obj
+    encode(obj, out=None) -> out; decode(data) -> obj
         A compact codec for None, bool, int (signed 64-bit), bytes, str, list/tuple (decoded
-        as list) and dict. Bad data raises ValueError.
+        as list) and dict. encode appends to the bytearray `out` (a new one if None) and
+        returns it. Bad data raises ValueError.
     write_file(path, obj)          atomic: write path + ".tmp", then rename over `path`, so a
                                    cut mid-write leaves the old value. File = b"VS" <H len <I
-                                   crc32, then encode(obj).
+                                   crc32, then encode(obj). Makes a missing directory.
+    makedirs(path)                 `path` and its missing parents (littlefs has no makedirs)
     read_file(path, default=None)  the object, or `default` if missing, torn or corrupt.
 
-    MessageCounter(path, block=256, first=1)   the protocol's 32-bit frame counter
+    MessageCounter(path, block=256)   the protocol's 32-bit frame counter (from 1)
         .resume(exact=None) -> next   call once at boot. `exact` is the counter kept in RTC
                                       memory across deep sleep (only pass it on a deep-sleep
-                                      wake; RtcState.take() clears the blob so a stale copy is
+                                      wake; rtc_take() clears the blob so a stale copy is
                                       never reused). Without it, resume at the reserved value.
-        .take() -> counter            the next counter; persists a new reservation first when
-                                      the current one is used up (one flash write per `block`).
-        .ensure(counter)              make sure `counter` is covered by the reservation, for a
-                                      caller that lets protocol.codec.Sender count.
-        .next, .reserved              next counter to use; every counter ever used is below
-                                      `reserved`, which is what the file holds.
-        Raises ValueError when the 32-bit space is used up (rotate the key).
+        .ensure(counter)              make sure `counter` is covered by the reservation before
+                                      it is used (protocol.codec.Sender counts): when it is
+                                      not, persist a new one first (one flash write per
+                                      `block` counters). Raises ValueError past the 32-bit
+                                      space (rotate the key).
+        .reserved                     every counter ever used is below it; the file holds it
 
     DownlinkFloor(path, block=256)   the downlink replay window's durable floor (SPEC 4.4)
         .attach(receiver, device_id, key_id, exact=None)   at boot: refuse every downlink
@@ -32,21 +33,20 @@ API (MicroPython and CPython; uses only `os`, `struct`, `binascii` and file I/O)
         .snapshot() -> bytes          the exact window, for RTC memory before deep sleep
         .reserved                     every downlink counter ever accepted is at or below it
 
-    FlashState(state_dir="/state")  missing or corrupt files give the defaults shown
-        .boot_count() -> int (0)      .bump_boot_count() -> the new count
-        .load_config() -> (version, {key_id: value})   default (0, {})
-        .save_config(version, items)  items: dict or (key_id, value) pairs
-        .load_alarm() -> dict or None                  the active alarm, kept across reboots
-        .save_alarm(alarm)            a dict, or None to clear it
+    State files in state_dir; missing or corrupt files give the defaults shown:
+    bump_boot_count(state_dir) -> the new count        (boot.bin, from 0)
+    load_config(state_dir) -> (version, {key_id: value})   default (0, {})
+    save_config(state_dir, version, items)   items: dict or (key_id, value) pairs
 
-    load_keys(keys_dir="/keys") -> (device_id, {key_id: key16}) or None if missing/corrupt
-    save_keys(keys_dir, device_id, keys)   keys: {key_id: 16 bytes}; file keys_dir/device.key
-    key_file_bytes(device_id, keys) -> bytes   the same file's content, for host provisioning
+    load_keys(keys_dir) -> (device_id, {key_id: key16}) or None if missing/corrupt
+    key_file_bytes(device_id, keys) -> bytes   keys: {key_id: 16 bytes}; the content of
+                                      keys_dir/device.key, for host provisioning
 
-    RtcState(rtc)   rtc: any object with memory() / memory(bytes), like machine.RTC()
-        .save(obj)      store `obj` (usually a dict) with a checksum; at most 2048 bytes
-        .take() -> obj or None   read and clear: a blob is used once, never after a later
-                                 reset that did not save it again
+    RTC memory; rtc: any object with memory() / memory(bytes), like machine.RTC()
+    rtc_save(rtc, obj)      store `obj` (usually a dict) with a checksum, after the boot
+                            guard's 8 bytes; at most 2040 bytes
+    rtc_take(rtc) -> obj or None   read and clear: a blob is used once, never after a later
+                                   reset that did not save it again
 """
 
 import binascii
@@ -71,9 +71,11 @@ _U32_MAX = const(0xFFFFFFFF)
 # ---- codec --------------------------------------------------------------------------------
 
 
-def _enc(obj, out):
+def encode(obj, out=None):
     # One bytearray for the whole blob: a list of small bytes pieces (and its growing array
     # of pointers) fragments a small heap, which is what runs out first on the board.
+    if out is None:
+        out = bytearray()
     if obj is None:
         out.append(0x4E)  # N
     elif obj is True:
@@ -82,42 +84,30 @@ def _enc(obj, out):
         out.append(0x46)  # F
     elif isinstance(obj, int):
         if not -(1 << 63) <= obj < (1 << 63):
-            raise ValueError("persist: int %d does not fit 64 bits" % obj)
+            raise ValueError("persist: %d > 64 bits" % obj)
         out.append(0x69)  # i
         out.extend(struct.pack("<q", obj))
-    elif isinstance(obj, (bytes, bytearray)):
-        out.append(0x62)  # b
-        out.extend(struct.pack("<H", len(obj)))
-        out.extend(obj)
-    elif isinstance(obj, str):
-        data = obj.encode()
-        out.append(0x73)  # s
+    elif isinstance(obj, (bytes, bytearray, str)):
+        is_str = isinstance(obj, str)
+        data = obj.encode() if is_str else obj
+        out.append(0x73 if is_str else 0x62)  # s, b
         out.extend(struct.pack("<H", len(data)))
         out.extend(data)
-    elif isinstance(obj, (list, tuple)):
-        out.append(0x6C)  # l
+    elif isinstance(obj, (list, tuple, dict)):
+        is_dict = isinstance(obj, dict)
+        out.append(0x64 if is_dict else 0x6C)  # d, l
         out.extend(struct.pack("<H", len(obj)))
         for item in obj:
-            _enc(item, out)
-    elif isinstance(obj, dict):
-        out.append(0x64)  # d
-        out.extend(struct.pack("<H", len(obj)))
-        for key in obj:
-            _enc(key, out)
-            _enc(obj[key], out)
+            encode(item, out)
+            if is_dict:
+                encode(obj[item], out)
     else:
         raise ValueError("persist: cannot store a %s" % type(obj).__name__)
-
-
-def encode(obj):
-    out = bytearray()
-    _enc(obj, out)
-    return bytes(out)
+    return out
 
 
 def _dec(data, pos):
-    if pos >= len(data):
-        raise ValueError("persist: truncated data")
+    # Past the end data[pos] raises IndexError, which decode() reports as bad data.
     tag = data[pos]
     pos += 1
     if tag == 0x4E:  # N
@@ -128,16 +118,16 @@ def _dec(data, pos):
         return False, pos
     if tag == 0x69:  # i
         if pos + 8 > len(data):
-            raise ValueError("persist: truncated int")
+            raise ValueError("persist: bad data")
         return struct.unpack("<q", data[pos : pos + 8])[0], pos + 8
     if pos + 2 > len(data):
-        raise ValueError("persist: truncated length")
+        raise ValueError("persist: bad data")
     n = struct.unpack("<H", data[pos : pos + 2])[0]
     pos += 2
     if tag == 0x62 or tag == 0x73:  # b, s
-        if pos + n > len(data):
-            raise ValueError("persist: truncated bytes")
         raw = bytes(data[pos : pos + n])
+        if len(raw) != n:
+            raise ValueError("persist: bad data")
         return (raw if tag == 0x62 else raw.decode()), pos + n
     if tag == 0x6C:  # l
         items = []
@@ -149,62 +139,61 @@ def _dec(data, pos):
         result = {}
         for _ in range(n):
             key, pos = _dec(data, pos)
-            value, pos = _dec(data, pos)
-            if isinstance(key, list):
-                raise ValueError("persist: list as dict key")
-            result[key] = value
+            result[key], pos = _dec(data, pos)  # a list as key: TypeError, bad data
         return result, pos
-    raise ValueError("persist: unknown tag 0x%02x" % tag)
+    raise ValueError("persist: bad data")
 
 
 def decode(data):
     try:
         obj, pos = _dec(data, 0)
     except (UnicodeError, IndexError, TypeError):
-        raise ValueError("persist: malformed data") from None
+        raise ValueError("persist: bad data") from None
     if pos != len(data):
-        raise ValueError("persist: %d trailing bytes" % (len(data) - pos))
+        raise ValueError("persist: bad data")
     return obj
 
 
 def _seal(magic, obj):
     # The header is packed in front of the body in place: one buffer, no copies.
-    out = bytearray(_FRAME_SIZE)
-    _enc(obj, out)
+    out = encode(obj, bytearray(_FRAME_SIZE))
     struct.pack_into(_FRAME, out, 0, magic, len(out) - _FRAME_SIZE,
                      binascii.crc32(memoryview(out)[_FRAME_SIZE:]))
     return out
 
 
 def _unseal(magic, data):
-    if len(data) < _FRAME_SIZE:
-        raise ValueError("persist: short blob")
-    got_magic, length, crc = struct.unpack(_FRAME, data[:_FRAME_SIZE])
-    body = data[_FRAME_SIZE : _FRAME_SIZE + length]
-    if got_magic != magic or len(body) != length or binascii.crc32(body) != crc:
-        raise ValueError("persist: bad magic, length or checksum")
-    return decode(body)
+    if len(data) >= _FRAME_SIZE:
+        got_magic, length, crc = struct.unpack(_FRAME, data[:_FRAME_SIZE])
+        body = data[_FRAME_SIZE : _FRAME_SIZE + length]
+        if got_magic == magic and len(body) == length and binascii.crc32(body) == crc:
+            return decode(body)
+    raise ValueError("persist: bad data")
 
 
 # ---- files --------------------------------------------------------------------------------
 
 
-def _makedirs(path):
+def makedirs(path):
     built = ""
     for part in path.split("/"):
-        if not part:
-            continue
-        built = built + "/" + part if built or path[0] == "/" else part
-        try:
-            os.stat(built)
-        except OSError:
-            os.mkdir(built)
+        if part:
+            built = built + "/" + part if built or path[0] == "/" else part
+            try:
+                os.stat(built)
+            except OSError:
+                os.mkdir(built)
 
 
 def write_file(path, obj):
     data = _seal(_FILE_MAGIC, obj)
     tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
+    try:
+        f = open(tmp, "wb")
+    except OSError:  # the first file of a directory not made yet
+        makedirs(path[: path.rfind("/") + 1])
+        f = open(tmp, "wb")
+    with f:
         f.write(data)
     try:
         os.rename(tmp, path)  # atomic replace on littlefs and POSIX
@@ -230,47 +219,32 @@ def read_file(path, default=None):
 
 
 class MessageCounter:
-    def __init__(self, path, block=256, first=1):
+    def __init__(self, path, block=256):
         if block < 1:
             raise ValueError("counter: block must be >= 1")
         self.path = path
         self.block = block
-        self.first = first
         reserved = read_file(path)
-        if not isinstance(reserved, int) or not first <= reserved <= _U32_MAX + 1:
-            reserved = first
+        if not isinstance(reserved, int) or not 1 <= reserved <= _U32_MAX + 1:
+            reserved = 1
         self.reserved = reserved
-        self.next = reserved
 
     def resume(self, exact=None):
-        if isinstance(exact, int) and self.first <= exact <= _U32_MAX + 1:
+        if isinstance(exact, int) and 1 <= exact <= _U32_MAX + 1:
             # RTC memory kept the exact value over deep sleep: no block is skipped. A value
             # above the file's means the file was lost; never go backwards.
             if exact > self.reserved:
                 self.reserved = exact
-            self.next = exact
-        else:
-            self.next = self.reserved
-        return self.next
+            return exact
+        return self.reserved
 
     def ensure(self, counter):
         if counter > _U32_MAX:
-            raise ValueError("counter: 32-bit counter space used up, rotate the key")
+            raise ValueError("counter: spent, rotate the key")
         if counter >= self.reserved:
-            reserved = counter + self.block
-            if reserved > _U32_MAX + 1:
-                reserved = _U32_MAX + 1
-            slash = self.path.rfind("/")
-            if slash > 0:
-                _makedirs(self.path[:slash])
+            reserved = min(counter + self.block, _U32_MAX + 1)
             write_file(self.path, reserved)  # before the counter is used, never after
             self.reserved = reserved
-
-    def take(self):
-        counter = self.next
-        self.ensure(counter)
-        self.next = counter + 1
-        return counter
 
 
 # ---- downlink replay floor -----------------------------------------------------------------
@@ -293,96 +267,59 @@ class DownlinkFloor:
     def __init__(self, path, block=256):
         self.path = path
         self.block = block
-        self.reserved = 0
-        self.key = None
         self.window = None
-        stored = read_file(path)
-        self._stored = stored if isinstance(stored, dict) else {}
 
     def attach(self, receiver, device_id, key_id, exact=None):
+        stored = read_file(self.path)
+        self._stored = stored if isinstance(stored, dict) else {}  # key_id -> reserved
         reserved = self._stored.get(key_id)
         self.reserved = reserved if isinstance(reserved, int) and reserved >= 0 else 0
         self.key = (device_id, key_id)
         window = self.window = receiver.window(device_id, key_id)
         if isinstance(exact, bytes) and len(exact) == 12:
-            highest, bitmap = struct.unpack("<IQ", exact)
-            window.highest, window.bitmap = highest, bitmap
-            if highest > self.reserved:  # the file was lost: never go backwards
-                self._write(highest + self.block)
+            window.highest, window.bitmap = struct.unpack("<IQ", exact)
+            self._accepted(device_id, key_id, window)  # the file was lost: never go backwards
         elif self.reserved:
             receiver.floors[self.key] = self.reserved
         receiver.on_accept = self._accepted
 
     def _accepted(self, device_id, key_id, window):
         if (device_id, key_id) == self.key and window.highest > self.reserved:
-            self._write(window.highest + self.block)
-
-    def _write(self, reserved):
-        if reserved > _U32_MAX:
-            reserved = _U32_MAX
-        key = self.key
-        if key is None:
-            return
-        self._stored[key[1]] = reserved
-        slash = self.path.rfind("/")
-        if slash > 0:
-            _makedirs(self.path[:slash])
-        write_file(self.path, self._stored)  # before the frame is acted on, never after
-        self.reserved = reserved
+            reserved = min(window.highest + self.block, _U32_MAX)
+            self._stored[key_id] = reserved
+            write_file(self.path, self._stored)  # before the frame is acted on, never after
+            self.reserved = reserved
 
     def snapshot(self):
         window = self.window
         return struct.pack("<IQ", window.highest, window.bitmap) if window else None
 
 
-# ---- flash state --------------------------------------------------------------------------
+# ---- flash state: missing or corrupt files give the defaults ---------------------------------
 
 
-class FlashState:
-    def __init__(self, state_dir="/state"):
-        self.dir = state_dir.rstrip("/")
-        _makedirs(self.dir)
+def bump_boot_count(state_dir):
+    path = state_dir + "/boot.bin"
+    count = read_file(path, 0)
+    count = (count if isinstance(count, int) and count >= 0 else 0) + 1
+    write_file(path, count)
+    return count
 
-    def _path(self, name):
-        return self.dir + "/" + name
 
-    def boot_count(self):
-        count = read_file(self._path("boot.bin"), 0)
-        return count if isinstance(count, int) and count >= 0 else 0
+def load_config(state_dir):
+    data = read_file(state_dir + "/config.bin")
+    if (
+        isinstance(data, list)
+        and len(data) == 2
+        and isinstance(data[0], int)
+        and isinstance(data[1], dict)
+    ):
+        return data[0], data[1]
+    return 0, {}
 
-    def bump_boot_count(self):
-        count = self.boot_count() + 1
-        write_file(self._path("boot.bin"), count)
-        return count
 
-    def load_config(self):
-        data = read_file(self._path("config.bin"))
-        if (
-            isinstance(data, list)
-            and len(data) == 2
-            and isinstance(data[0], int)
-            and isinstance(data[1], dict)
-        ):
-            return data[0], data[1]
-        return 0, {}
-
-    def save_config(self, version, items):
-        if not isinstance(items, dict):
-            items = dict(items)
-        write_file(self._path("config.bin"), [version, items])
-
-    def load_alarm(self):
-        alarm = read_file(self._path("alarm.bin"))
-        return alarm if isinstance(alarm, dict) else None
-
-    def save_alarm(self, alarm):
-        if alarm is None:
-            try:
-                os.remove(self._path("alarm.bin"))
-            except OSError:
-                pass
-        else:
-            write_file(self._path("alarm.bin"), alarm)
+def save_config(state_dir, version, items):
+    write_file(state_dir + "/config.bin", [version, dict(items)])
 
 
 # ---- keys ---------------------------------------------------------------------------------
@@ -391,19 +328,11 @@ class FlashState:
 def key_file_bytes(device_id, keys):
     for key_id in keys:
         if not isinstance(key_id, int) or len(keys[key_id]) != 16:
-            raise ValueError("keys: key %r must be an int id with 16 bytes" % (key_id,))
+            raise ValueError("keys: id %r needs 16 bytes" % (key_id,))
     return _seal(_FILE_MAGIC, [device_id, keys])
 
 
-def save_keys(keys_dir, device_id, keys):
-    data = key_file_bytes(device_id, keys)
-    _makedirs(keys_dir)
-    path = keys_dir.rstrip("/") + "/device.key"
-    write_file(path, [device_id, keys])
-    return len(data)
-
-
-def load_keys(keys_dir="/keys"):
+def load_keys(keys_dir):
     data = read_file(keys_dir.rstrip("/") + "/device.key")
     if not isinstance(data, list) or len(data) != 2 or not isinstance(data[1], dict):
         return None
@@ -418,32 +347,27 @@ def load_keys(keys_dir="/keys"):
 
 
 # ---- RTC memory ---------------------------------------------------------------------------
+# The deep-sleep snapshot, after the boot guard's bytes (bootguard.py owns the first
+# PREFIX_BYTES: the crash count must survive this snapshot's save and take).
 
 
-class RtcState:
-    """The deep-sleep snapshot in RTC memory, after the boot guard's bytes (bootguard.py owns
-    the first PREFIX_BYTES: the crash count must survive this snapshot's save and take)."""
+def _rtc_swap(rtc, blob):
+    """Put `blob` after the boot guard's bytes; returns what was there."""
+    memory = bytes(rtc.memory())
+    prefix = memory[:_RTC_PREFIX]
+    rtc.memory(prefix + bytes(_RTC_PREFIX - len(prefix)) + blob)
+    return memory[_RTC_PREFIX:]
 
-    def __init__(self, rtc):
-        self.rtc = rtc
 
-    def _prefix(self):
-        memory = bytes(self.rtc.memory())
-        prefix = memory[:_RTC_PREFIX]
-        return prefix + bytes(_RTC_PREFIX - len(prefix))
+def rtc_save(rtc, obj):
+    blob = _seal(_RTC_MAGIC, obj)
+    if len(blob) > _RTC_MAX - _RTC_PREFIX:
+        raise ValueError("rtc: %d B, RTC memory holds %d" % (len(blob), _RTC_MAX - _RTC_PREFIX))
+    _rtc_swap(rtc, blob)
 
-    def save(self, obj):
-        blob = _seal(_RTC_MAGIC, obj)
-        if len(blob) > _RTC_MAX - _RTC_PREFIX:
-            raise ValueError("rtc: state is %d bytes, RTC memory holds %d"
-                             % (len(blob), _RTC_MAX - _RTC_PREFIX))
-        self.rtc.memory(self._prefix() + blob)
 
-    def take(self):
-        prefix = self._prefix()
-        try:
-            obj = _unseal(_RTC_MAGIC, bytes(self.rtc.memory())[_RTC_PREFIX:])
-        except ValueError:
-            obj = None
-        self.rtc.memory(prefix)
-        return obj
+def rtc_take(rtc):
+    try:
+        return _unseal(_RTC_MAGIC, _rtc_swap(rtc, b""))
+    except ValueError:
+        return None

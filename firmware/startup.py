@@ -26,15 +26,15 @@ def resume(app, log):
     hw = app.hw
     root = app.root
     cause = hw.reset_cause()
-    boots = app.flash.bump_boot_count()
-    rtc = app.rtc_state.take() if cause == _RESET_DEEPSLEEP else None
+    boots = persist.bump_boot_count(root + "/state")
+    rtc = persist.rtc_take(hw.rtc) if cause == _RESET_DEEPSLEEP else None
     state = rtc if isinstance(rtc, dict) else persist.read_file(root + "/state/core.bin")
     if not isinstance(state, dict):
         state = {}
     exact = state.get("counter") if rtc else None
     state["counter"] = app.counter.resume(exact)
-    version, items = app.flash.load_config()
-    cfg = config_mod.load(None)
+    version, items = persist.load_config(root + "/state")
+    cfg = config_mod.defaults()
     for reason in config_mod.apply(cfg, list(items.items())):
         log(reason)
     state["config_version"] = version

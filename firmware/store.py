@@ -1,11 +1,10 @@
 """Store-and-forward queue on flash: append-only segments that survive a power cut.
 
-API (MicroPython and CPython; uses only `os`, `struct`, `binascii` and file I/O):
+API (MicroPython and CPython; uses `os`, `struct`, `binascii`, file I/O and persist.makedirs):
 
     q = Queue(root_dir, capacity_records=10000, segment_records=128)
     q.append(counter, is_alarm, frame) -> evicted_now   # durable when it returns
-    q.ack(counters) -> acked_now     # iterable of counters; durable when it returns
-    q.ack_one(counter) -> 0 or 1
+    q.ack(counters) -> acked_now     # a list, tuple or range; durable when it returns
     q.pending(limit=8, alarms_first=False, exclude=()) -> [(counter, is_alarm, frame), ...]
     q.get(counter) -> (is_alarm, frame) or None    one live record, without loading the rest
     len(q)              live (unacked, not evicted) records
@@ -35,7 +34,8 @@ the file, which on littlefs commits atomically; on other filesystems a torn tail
 length or checksum and is ignored at load, never misread. A segment whose tail was found torn is
 sealed: new records go to a new segment, so garbage never sits between valid records.
 
-RAM: a small list per segment plus one cached segment index (counters, offsets, flags), so
+RAM: a small list per segment plus one cached segment index (counters, frame lengths, flags:
+6 bytes per record of one segment; a record's offset is the sum of the lengths before it), so
 10,000 records need a few kilobytes, not one object per record.
 """
 
@@ -43,6 +43,8 @@ import binascii
 import os
 import struct
 from array import array
+
+from firmware.persist import makedirs
 
 try:
     from micropython import const
@@ -55,7 +57,6 @@ _ACK_MAGIC = const(0x5A)
 _HEADER = "<BBHI"
 _HEADER_SIZE = const(8)
 _CRC_SIZE = const(4)
-_ACK_ENTRY = "<IBBH"
 _ACK_SIZE = const(8)
 _MAX_FRAME = const(250)
 _REASON_ACKED = const(1)
@@ -71,77 +72,45 @@ _LIVE_ALARMS = const(3)
 _MIN_COUNTER = const(4)
 _MAX_COUNTER = const(5)
 _SEALED = const(6)  # no more appends (full, or torn tail found)
-_BYTES = const(7)  # valid bytes in the file (append position)
-
-
-def _join(root, name):
-    return root + "/" + name if root else name
-
-
-def _seg_name(seq):
-    return "q%08d.seg" % seq
-
-
-def _ack_name(seq):
-    return "q%08d.ack" % seq
-
-
-def _ack_entry(counter, reason):
-    head = struct.pack("<IBB", counter, reason, _ACK_MAGIC)
-    return head + struct.pack("<H", binascii.crc32(head) & 0xFFFF)
-
-
-def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
-
-
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
-
-
-class _Index:
-    """Per-record index of one segment: counters, file offsets and flags, preallocated."""
-
-    def __init__(self, capacity):
-        self.seq = -1  # no segment
-        self.n = 0
-        self.counters = array("I", bytes(4 * capacity))
-        self.offsets = array("I", bytes(4 * capacity))
-        self.flags = bytearray(capacity)
-
-    def add(self, counter, offset, flags):
-        n = self.n
-        if n == len(self.flags):  # a segment written with a larger segment_records
-            self.counters.append(0)
-            self.offsets.append(0)
-            self.flags.append(0)
-        self.counters[n] = counter
-        self.offsets[n] = offset
-        self.flags[n] = flags
-        self.n = n + 1
 
 
 class Queue:
     def __init__(self, root_dir, capacity_records=10000, segment_records=128):
         if capacity_records < 1 or segment_records < 1:
-            raise ValueError("queue: capacity_records and segment_records must be >= 1")
-        self.root = root_dir.rstrip("/") if root_dir != "/" else ""
+            raise ValueError("queue: capacity_records or segment_records < 1")
+        self.root = root_dir.rstrip("/")
         self.capacity_records = capacity_records
         self.segment_records = segment_records
         self.evicted_total = 0
         self._segments = []  # metadata lists, oldest first
-        self._index_buf = _Index(segment_records)  # the one segment indexed in RAM
-        self._header = bytearray(_HEADER_SIZE)
-        self._buf = bytearray(_HEADER_SIZE + _MAX_FRAME + _CRC_SIZE)
-        self._ensure_dir()
-        self._load()
+        # the index of the one segment held in RAM (_scan), preallocated
+        self._indexed = -1  # its seq, -1 for none
+        self._count = 0  # records indexed
+        self._counters = array("I", bytes(4 * segment_records))
+        self._lengths = bytearray(segment_records)  # frame lengths
+        self._flags = bytearray(segment_records)
+        makedirs(self.root)
+        segs = []
+        acks = []
+        for name in os.listdir(self.root or "/"):
+            if len(name) == 13 and name[0] == "q" and name[1:9].isdigit():
+                if name.endswith(".seg"):
+                    segs.append(int(name[1:9]))
+                elif name.endswith(".ack"):
+                    acks.append(int(name[1:9]))
+        segs.sort()
+        for seq in acks:
+            if seq not in segs:
+                self._delete(seq)  # an orphan left by a cut between a segment's two deletes
+        scratch = bytearray(_MAX_FRAME + _CRC_SIZE)
+        for seq in segs:
+            seg = self._scan(seq, scratch, 0xFFFFFFFF)  # every record
+            if seg[_LIVE]:
+                self._segments.append(seg)
+            else:
+                self._delete(seq)
+        for seg in self._segments[:-1]:
+            seg[_SEALED] = True  # only the newest segment takes appends
 
     # ---- public -------------------------------------------------------------------------
 
@@ -159,279 +128,229 @@ class Queue:
         return n
 
     def append(self, counter, is_alarm, frame):
-        if len(frame) > _MAX_FRAME or len(frame) == 0:
-            raise ValueError("queue: frame length %d not in 1..%d" % (len(frame), _MAX_FRAME))
-        if not 0 <= counter <= 0xFFFFFFFF:
-            raise ValueError("queue: counter %r is not a u32" % (counter,))
+        length = len(frame)
+        if not 0 < length <= _MAX_FRAME or not 0 <= counter <= 0xFFFFFFFF:
+            raise ValueError("queue: frame length %d or counter %d" % (length, counter))
         evicted = 0
         while len(self) >= self.capacity_records:
-            if not self._evict_oldest_routine():
-                break
-            evicted += 1
-        if len(self) >= self.capacity_records and not is_alarm:
-            # full of alarms: the new routine record is the one that gives way
+            # full: the oldest live routine record gives way, an alarm never does
+            for seg in self._segments:
+                if seg[_LIVE] > seg[_LIVE_ALARMS]:
+                    self._index(seg)
+                    i = 0
+                    while self._flags[i]:  # an alarm or retired
+                        i += 1
+                    self._retire(seg, (self._counters[i],), _REASON_EVICTED)
+                    break
+            else:
+                if is_alarm:
+                    break  # above capacity: the real limit is flash space
+                self.evicted_total += 1  # full of alarms: the new routine record gives way
+                return evicted + 1
             self.evicted_total += 1
-            return evicted + 1
-        self._write_record(counter, is_alarm, frame)
+            evicted += 1
+        seg = self._segments[-1] if self._segments else None
+        if seg is None or seg[_SEALED]:
+            seg = [seg[_SEQ] + 1 if seg else 0, 0, 0, 0, 0xFFFFFFFF, 0, False]
+            self._segments.append(seg)
+        flags = _FLAG_ALARM if is_alarm else 0
+        header = struct.pack(_HEADER, _MAGIC, flags, length, counter)
+        with open(self._file(seg[_SEQ], "seg"), "ab") as f:
+            f.write(header)
+            f.write(frame)
+            f.write(struct.pack("<I", binascii.crc32(frame, binascii.crc32(header))))
+        # update RAM only after the close returned: the record is durable now
+        records = seg[_RECORDS]
+        if self._indexed == seg[_SEQ]:
+            self._counters[records] = counter
+            self._lengths[records] = length
+            self._flags[records] = flags
+            self._count = records + 1
+        seg[_RECORDS] = records + 1
+        seg[_LIVE] += 1
+        seg[_LIVE_ALARMS] += flags
+        if counter < seg[_MIN_COUNTER]:
+            seg[_MIN_COUNTER] = counter
+        if counter > seg[_MAX_COUNTER]:
+            seg[_MAX_COUNTER] = counter
+        if records + 1 >= self.segment_records:
+            seg[_SEALED] = True
         return evicted
 
-    def ack_one(self, counter):
-        return self.ack((counter,))
-
     def ack(self, counters):
-        # group by segment so a batch costs one flash commit per segment, not per counter
-        groups = {}
-        for counter in counters:
-            for seg in self._segments:
-                if seg[_LIVE] and seg[_MIN_COUNTER] <= counter <= seg[_MAX_COUNTER]:
-                    if seg[_SEQ] not in groups:
-                        groups[seg[_SEQ]] = (seg, [])
-                    groups[seg[_SEQ]][1].append(counter)
+        # grouped by segment, so a batch costs one flash commit per segment, not per counter
         done = 0
-        for seq in sorted(groups):
-            seg, group = groups[seq]
-            done += self._retire(seg, group, _REASON_ACKED)
+        for seg in self._segments[:]:  # a copy: _retire drops a segment it empties
+            if seg[_LIVE]:
+                group = []
+                for counter in counters:
+                    if seg[_MIN_COUNTER] <= counter <= seg[_MAX_COUNTER]:
+                        group.append(counter)
+                if group:
+                    done += self._retire(seg, group, _REASON_ACKED)
         return done
 
     def get(self, counter):
         for seg in self._segments:
             if seg[_LIVE] and seg[_MIN_COUNTER] <= counter <= seg[_MAX_COUNTER]:
-                index = self._index(seg)
-                for i in range(index.n):
-                    if index.counters[i] == counter and not index.flags[i] & _FLAG_RETIRED:
-                        return bool(index.flags[i] & _FLAG_ALARM), self._read_frame(seg, i)
+                self._index(seg)
+                for i in range(self._count):
+                    if self._counters[i] == counter and not self._flags[i] & _FLAG_RETIRED:
+                        record = []
+                        self._read(seg, (i,), record)
+                        return record[0][1:]
         return None
-
-    def _read_frame(self, seg, i):
-        with open(_join(self.root, _seg_name(seg[_SEQ])), "rb") as f:
-            f.seek(self._index_buf.offsets[i])
-            f.readinto(self._header)
-            return f.read(struct.unpack(_HEADER, self._header)[2])
 
     def pending(self, limit=8, alarms_first=False, exclude=()):
         out = []
-        if alarms_first:
-            self._collect(out, limit, exclude, True)
-            self._collect(out, limit, exclude, False)
-        else:
-            self._collect(out, limit, exclude, None)
+        # one pass over the segments for every record, or one for alarms then one for the rest
+        for want_alarm in (True, False) if alarms_first else (None,):
+            for seg in self._segments:
+                if len(out) >= limit:
+                    return out
+                if want_alarm is None:
+                    has_any = seg[_LIVE]
+                elif want_alarm:
+                    has_any = seg[_LIVE_ALARMS]
+                else:
+                    has_any = seg[_LIVE] - seg[_LIVE_ALARMS]
+                if not has_any:
+                    continue  # no flash read for a segment without a wanted record
+                self._index(seg)
+                wanted = []
+                for i in range(self._count):
+                    flag = self._flags[i]
+                    if flag & _FLAG_RETIRED or self._counters[i] in exclude:
+                        continue
+                    if want_alarm is not None and bool(flag & _FLAG_ALARM) != want_alarm:
+                        continue
+                    wanted.append(i)
+                    if len(out) + len(wanted) >= limit:
+                        break
+                if wanted:
+                    self._read(seg, wanted, out)
         return out
 
-    # ---- loading ------------------------------------------------------------------------
+    # ---- private ------------------------------------------------------------------------
 
-    def _ensure_dir(self):
-        path = ""
-        for part in self.root.split("/"):
-            if not part:
-                continue
-            path = path + "/" + part if path or self.root[0] == "/" else part
-            if not _exists(path):
-                os.mkdir(path)
+    def _file(self, seq, kind):
+        return "%s/q%08d.%s" % (self.root, seq, kind)
 
-    def _load(self):
-        segs = []
-        acks = []
-        for name in os.listdir(self.root or "/"):
-            if len(name) == 13 and name[0] == "q" and name[1:9].isdigit():
-                if name.endswith(".seg"):
-                    segs.append(int(name[1:9]))
-                elif name.endswith(".ack"):
-                    acks.append(int(name[1:9]))
-        segs.sort()
-        for seq in acks:
-            if seq not in segs:
-                _remove(_join(self.root, _ack_name(seq)))
-        for seq in segs:
-            seg = self._scan(seq, True)
-            if seg[_LIVE] == 0:
-                self._delete(seg)
-                continue
-            self._segments.append(seg)
-        for seg in self._segments[:-1]:
-            seg[_SEALED] = True  # only the newest segment takes appends
-
-    def _scan(self, seq, verify, limit=0xFFFFFFFF):
-        """Index segment `seq` (at most `limit` records) into self._index_buf.
-
-        Returns the segment's metadata list."""
-        index = self._index_buf
-        index.seq = -1
-        index.n = 0
-        seg = [seq, 0, 0, 0, 0xFFFFFFFF, 0, False, 0]
-        path = _join(self.root, _seg_name(seq))
-        header = self._header
-        with open(path, "rb") as f:
-            offset = 0
-            while index.n < limit:
+    def _scan(self, seq, scratch, limit):
+        """Index segment `seq` (at most `limit` records) and its .ack file into RAM; returns
+        the segment's metadata list. At load `scratch` (a bytearray for one frame and its
+        crc) verifies the checksums; later scans trust what the load verified."""
+        self._indexed = -1
+        counters = self._counters
+        lengths = self._lengths
+        flags = self._flags
+        n = 0
+        seg = [seq, 0, 0, 0, 0xFFFFFFFF, 0, False]
+        header = bytearray(_HEADER_SIZE)
+        with open(self._file(seq, "seg"), "rb") as f:
+            while n < limit:
                 got = f.readinto(header)
                 if got != _HEADER_SIZE:
                     if got:
                         seg[_SEALED] = True
                     break
-                magic, flags, length, counter = struct.unpack(_HEADER, header)
-                if magic != _MAGIC or length == 0 or length > _MAX_FRAME or flags & ~_FLAG_ALARM:
+                magic, flag, length, counter = struct.unpack(_HEADER, header)
+                if magic != _MAGIC or length == 0 or length > _MAX_FRAME or flag & ~_FLAG_ALARM:
                     seg[_SEALED] = True
                     break
-                if verify:
-                    body = memoryview(self._buf)[: length + _CRC_SIZE]
-                    if f.readinto(body) != length + _CRC_SIZE:
-                        seg[_SEALED] = True
-                        break
-                    crc = binascii.crc32(body[:length], binascii.crc32(header))
-                    if crc != struct.unpack("<I", body[length:])[0]:
-                        seg[_SEALED] = True
-                        break
-                else:
+                if scratch is None:
                     f.seek(length + _CRC_SIZE, 1)
-                index.add(counter, offset, flags)
-                offset += _HEADER_SIZE + length + _CRC_SIZE
+                else:
+                    body = memoryview(scratch)[: length + _CRC_SIZE]
+                    if f.readinto(body) != length + _CRC_SIZE or binascii.crc32(
+                            body[:length], binascii.crc32(header)) != struct.unpack(
+                            "<I", body[length:])[0]:
+                        seg[_SEALED] = True
+                        break
+                if n == len(flags):  # a segment written with a larger segment_records
+                    counters.append(0)
+                    lengths.append(0)
+                    flags.append(0)
+                counters[n] = counter
+                lengths[n] = length
+                flags[n] = flag
+                n += 1
                 if counter < seg[_MIN_COUNTER]:
                     seg[_MIN_COUNTER] = counter
                 if counter > seg[_MAX_COUNTER]:
                     seg[_MAX_COUNTER] = counter
-        seg[_RECORDS] = index.n
-        seg[_BYTES] = offset
-        if seg[_RECORDS] >= self.segment_records:
+        seg[_RECORDS] = n
+        if n >= self.segment_records:
             seg[_SEALED] = True
-        self._read_retired(seq, index)
-        live = 0
-        alarms = 0
-        for i in range(index.n):
-            flag = index.flags[i]
-            if not flag & _FLAG_RETIRED:
-                live += 1
-                if flag & _FLAG_ALARM:
-                    alarms += 1
-        seg[_LIVE] = live
-        seg[_LIVE_ALARMS] = alarms
-        index.seq = seq
+        try:
+            acks = open(self._file(seq, "ack"), "rb")
+        except OSError:
+            pass  # nothing retired yet
+        else:
+            entry = header  # the same 8 bytes
+            with acks:
+                while acks.readinto(entry) == _ACK_SIZE:
+                    counter, _reason, magic, check = struct.unpack("<IBBH", entry)
+                    if magic != _ACK_MAGIC or check != binascii.crc32(
+                            memoryview(entry)[:6]) & 0xFFFF:
+                        break  # torn tail: entries after it were never durable
+                    for i in range(n):
+                        if counters[i] == counter:
+                            flags[i] |= _FLAG_RETIRED
+        for i in range(n):
+            if not flags[i] & _FLAG_RETIRED:
+                seg[_LIVE] += 1
+                seg[_LIVE_ALARMS] += flags[i]  # & _FLAG_ALARM: the only other flag
+        self._count = n
+        self._indexed = seq
         return seg
 
-    def _read_retired(self, seq, index):
-        try:
-            f = open(_join(self.root, _ack_name(seq)), "rb")
-        except OSError:
-            return
-        entry = self._header  # 8 bytes, free while no segment file is being read
-        counters = index.counters
-        flags = index.flags
-        with f:
-            while f.readinto(entry) == _ACK_SIZE:
-                counter, reason, magic, check = struct.unpack(_ACK_ENTRY, entry)
-                if magic != _ACK_MAGIC or check != binascii.crc32(memoryview(entry)[:6]) & 0xFFFF:
-                    break  # torn tail: entries after it were never durable
-                for i in range(index.n):
-                    if counters[i] == counter:
-                        flags[i] |= _FLAG_RETIRED
-
     def _index(self, seg):
-        if self._index_buf.seq != seg[_SEQ]:
+        if self._indexed != seg[_SEQ]:
             # never trust bytes beyond what the load verified
-            self._scan(seg[_SEQ], False, seg[_RECORDS])
-        return self._index_buf
+            self._scan(seg[_SEQ], None, seg[_RECORDS])
 
-    # ---- writing ------------------------------------------------------------------------
-
-    def _write_record(self, counter, is_alarm, frame):
-        seg = self._segments[-1] if self._segments else None
-        if seg is None or seg[_SEALED] or seg[_RECORDS] >= self.segment_records:
-            if seg is not None:
-                seg[_SEALED] = True
-            seq = seg[_SEQ] + 1 if seg is not None else 0
-            seg = [seq, 0, 0, 0, 0xFFFFFFFF, 0, False, 0]
-            self._segments.append(seg)
-        flags = _FLAG_ALARM if is_alarm else 0
-        header = struct.pack(_HEADER, _MAGIC, flags, len(frame), counter)
-        crc = binascii.crc32(frame, binascii.crc32(header))
-        with open(_join(self.root, _seg_name(seg[_SEQ])), "ab") as f:
-            f.write(header)
-            f.write(frame)
-            f.write(struct.pack("<I", crc))
-        # update RAM only after the close returned: the record is durable now
-        if self._index_buf.seq == seg[_SEQ]:
-            self._index_buf.add(counter, seg[_BYTES], flags)
-        seg[_BYTES] += _HEADER_SIZE + len(frame) + _CRC_SIZE
-        seg[_RECORDS] += 1
-        seg[_LIVE] += 1
-        if is_alarm:
-            seg[_LIVE_ALARMS] += 1
-        if counter < seg[_MIN_COUNTER]:
-            seg[_MIN_COUNTER] = counter
-        if counter > seg[_MAX_COUNTER]:
-            seg[_MAX_COUNTER] = counter
-        if seg[_RECORDS] >= self.segment_records:
-            seg[_SEALED] = True
+    def _read(self, seg, indices, out):
+        """Append (counter, is_alarm, frame) of these indexed records to `out`."""
+        lengths = self._lengths
+        with open(self._file(seg[_SEQ], "seg"), "rb") as f:
+            for i in indices:
+                # record i begins after i headers, frames and checksums
+                f.seek(i * (_HEADER_SIZE + _CRC_SIZE) + sum(lengths[:i]) + _HEADER_SIZE)
+                out.append((self._counters[i], bool(self._flags[i] & _FLAG_ALARM),
+                            f.read(lengths[i])))
 
     def _retire(self, seg, counters, reason):
         """Retire the live records of `seg` with these counters; returns how many."""
-        index = self._index(seg)
+        self._index(seg)
+        flags = self._flags
         hits = []
         entries = b""
-        for i in range(index.n):
-            counter = index.counters[i]
-            if counter in counters and not index.flags[i] & _FLAG_RETIRED:
+        for i in range(self._count):
+            counter = self._counters[i]
+            if counter in counters and not flags[i] & _FLAG_RETIRED:
                 hits.append(i)
-                entries += _ack_entry(counter, reason)
+                entry = struct.pack("<IBB", counter, reason, _ACK_MAGIC)
+                entries += entry + struct.pack("<H", binascii.crc32(entry) & 0xFFFF)
         if not hits:
             return 0
-        with open(_join(self.root, _ack_name(seg[_SEQ])), "ab") as f:
+        with open(self._file(seg[_SEQ], "ack"), "ab") as f:
             f.write(entries)
         for i in hits:
-            index.flags[i] |= _FLAG_RETIRED
             seg[_LIVE] -= 1
-            if index.flags[i] & _FLAG_ALARM:
-                seg[_LIVE_ALARMS] -= 1
+            seg[_LIVE_ALARMS] -= flags[i]  # & _FLAG_ALARM: not yet retired
+            flags[i] |= _FLAG_RETIRED
         if seg[_LIVE] == 0 and seg[_SEALED]:
-            self._delete(seg)
+            self._delete(seg[_SEQ])
             self._segments.remove(seg)
         return len(hits)
 
-    def _delete(self, seg):
-        if self._index_buf.seq == seg[_SEQ]:
-            self._index_buf.seq = -1
+    def _delete(self, seq):
+        if self._indexed == seq:
+            self._indexed = -1
         # .seg first: an orphan .ack is harmless, an orphan .seg would resurrect records
-        _remove(_join(self.root, _seg_name(seg[_SEQ])))
-        _remove(_join(self.root, _ack_name(seg[_SEQ])))
-
-    def _evict_oldest_routine(self):
-        for seg in self._segments:
-            if seg[_LIVE] > seg[_LIVE_ALARMS]:
-                index = self._index(seg)
-                for i in range(index.n):
-                    if not index.flags[i]:  # neither alarm nor retired
-                        if self._retire(seg, (index.counters[i],), _REASON_EVICTED):
-                            self.evicted_total += 1
-                            return True
-        return False
-
-    def _collect(self, out, limit, exclude, want_alarm):
-        for seg in self._segments:
-            if len(out) >= limit:
-                return
-            if want_alarm is None:
-                if not seg[_LIVE]:
-                    continue
-            elif want_alarm:
-                if not seg[_LIVE_ALARMS]:
-                    continue
-            elif seg[_LIVE] == seg[_LIVE_ALARMS]:
-                continue
-            index = self._index(seg)
-            wanted = []
-            for i in range(index.n):
-                flag = index.flags[i]
-                if flag & _FLAG_RETIRED or index.counters[i] in exclude:
-                    continue
-                if want_alarm is not None and bool(flag & _FLAG_ALARM) != want_alarm:
-                    continue
-                wanted.append(i)
-                if len(out) + len(wanted) >= limit:
-                    break
-            if not wanted:
-                continue
-            with open(_join(self.root, _seg_name(seg[_SEQ])), "rb") as f:
-                for i in wanted:
-                    f.seek(index.offsets[i])
-                    f.readinto(self._header)
-                    length = struct.unpack(_HEADER, self._header)[2]
-                    out.append((index.counters[i], bool(index.flags[i] & _FLAG_ALARM), f.read(length)))
+        for kind in ("seg", "ack"):
+            try:
+                os.remove(self._file(seq, kind))
+            except OSError:
+                pass

@@ -334,7 +334,7 @@ def test_sleep_snapshot_fits_rtc_memory_with_every_timer_running():
     rig.event(("fix", make_fix(speed_cmps=900)), 500)
     state = rig.core.sleep_snapshot(rig.now)
     assert len(state["deep"]["timers"]) >= 10
-    assert len(persist.encode(state)) + 8 + 8 <= 2048     # RtcState's limit after the guard
+    assert len(persist.encode(state)) + 8 + 8 <= 2048     # rtc_save's limit after the guard
 
 
 # (persist's round trip is left out: core, config and persist together do not fit the small
@@ -856,12 +856,15 @@ def test_unknown_event_is_logged_not_raised():
     assert acts and acts[0][0] == "log"
 
 
-@pytest.mark.parametrize("key", sorted(config.ranges()))
-def test_config_defaults_lie_in_their_ranges(key):
-    _, low, high, default = config.ranges()[key]
-    assert low <= default <= high
+@pytest.mark.parametrize("key_id", sorted(config.CONFIG_KEYS))
+def test_config_defaults_lie_in_their_ranges(key_id):
+    name, low, high, default = config.CONFIG_KEYS[key_id]
+    assert low <= default <= high and config.defaults()[name] == default
 
 
-def test_config_load_ignores_bad_saved_values():
-    cfg = config.load({"heartbeat_s": 5, "panic_fix_s": 3, "nonsense": 1})
-    assert cfg["heartbeat_s"] == 900 and cfg["panic_fix_s"] == 3 and "nonsense" not in cfg
+def test_config_apply_refuses_bad_values_and_changes_nothing_for_them():
+    cfg = config.defaults()
+    ids = {entry[0]: key_id for key_id, entry in config.CONFIG_KEYS.items()}
+    refused = config.apply(cfg, [(ids["heartbeat_s"], 5), (ids["panic_fix_s"], 3), (250, 1)])
+    assert cfg["heartbeat_s"] == 900 and cfg["panic_fix_s"] == 3 and len(refused) == 2
+    assert "heartbeat_s" in refused[0] and "250" in refused[1]

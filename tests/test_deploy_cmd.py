@@ -53,8 +53,6 @@ def test_provision_writes_the_key_and_the_key_file(board, capsys, tmp_path):
     assert [e["device_id"] for e in entries] == [9, 1004]
     key = bytes.fromhex(entries[1]["key"])
     assert key.hex() not in out
-    state = persist.FlashState(os.path.join(board.root, "state"))
-    del state
     with open(os.path.join(board.root, "keys", "device.key"), "rb") as f:
         assert f.read() == persist.key_file_bytes(1004, {0: key})
     # a second provisioning replaces the key, in both places

@@ -73,10 +73,10 @@ def test_bad_config_is_one_line_naming_the_field(line, words):
 
 
 def test_config_file_is_what_the_firmware_reads(tmp_path):
-    """The provisioned bytes are persist's own file format: FlashState reads them back."""
+    """The provisioned bytes are persist's own file format: load_config reads them back."""
     (tmp_path / "config.bin").write_bytes(emulate.config_file_bytes(3, {10: 600, 1: 1800}))
-    assert persist.FlashState(str(tmp_path)).load_config() == (3, {10: 600, 1: 1800})
-    persist.FlashState(str(tmp_path)).save_config(3, {10: 600, 1: 1800})
+    assert persist.load_config(str(tmp_path)) == (3, {10: 600, 1: 1800})
+    persist.save_config(str(tmp_path), 3, {10: 600, 1: 1800})
     assert (tmp_path / "config.bin").read_bytes() == emulate.config_file_bytes(
         3, {10: 600, 1: 1800})
 
@@ -147,10 +147,10 @@ def test_the_wake_line_lets_it_deep_sleep_for_less_than_listen_windows_cost():
     quiet["device"][0]["config"] = {name: None for name in quiet["device"][0]["config"]}
     files = device_files(emulate.REPO)
     source = files["/lib/firmware/config.py"].decode()
-    assert '"wake_line": (0, 1, 1)' in source
+    assert "wake_line=1," in source
     no_wake_line = dict(files)
     no_wake_line["/lib/firmware/config.py"] = source.replace(
-        '"wake_line": (0, 1, 1)', '"wake_line": (0, 1, 0)').encode()
+        "wake_line=1,", "wake_line=0,").encode()
     deep_summary, _ = emulate.run(quiet)
     light_summary, _ = emulate.run(quiet, firmware_files=no_wake_line)
     assert deep_summary["crashes"] == light_summary["crashes"] == 0

@@ -130,7 +130,8 @@ def uplinks(hw, receiver):
 
 
 def boot(tmp_path, hw=None):
-    persist.save_keys(str(tmp_path / "keys"), DEVICE, {1: KEY})
+    (tmp_path / "keys").mkdir(exist_ok=True)
+    (tmp_path / "keys" / "device.key").write_bytes(persist.key_file_bytes(DEVICE, {1: KEY}))
     hw, clock = hw or fake_board()
     a = app_mod.App(hw, root=str(tmp_path))
     a.start()
@@ -239,7 +240,7 @@ def test_deep_sleep_wake_resumes_the_timers_less_the_rtc_measured_sleep(tmp_path
     """The app keeps the core's timers and the RTC time in RTC memory; a wake (here a button,
     100 s into a 595 s sleep, with ticks restarted) resumes them less the time the RTC
     counted, sends no HELLO, and keeps the exact counter."""
-    persist.FlashState(str(tmp_path / "state")).save_config(1, {10: 600})  # reachability_s
+    persist.save_config(str(tmp_path / "state"), 1, {10: 600})  # reachability_s
     a, hw, clock = boot(tmp_path)
     receiver, _ = centre()
     run(a, clock, 120_000)                         # no fix: GNSS off after gnss_timeout_s

@@ -102,7 +102,7 @@ def test_the_crash_count_survives_the_apps_deep_sleep_snapshot_and_clears_on_a_g
 
 def test_the_snapshot_and_the_crash_count_share_rtc_memory():
     from firmware.bootguard import BootGuard
-    from firmware.persist import RtcState
+    from firmware.persist import rtc_save, rtc_take
 
     class Rtc:
         data = b""
@@ -113,9 +113,9 @@ def test_the_snapshot_and_the_crash_count_share_rtc_memory():
             self.data = bytes(data)
     rtc = Rtc()
     BootGuard(rtc).count_crash()
-    RtcState(rtc).save({"counter": 5})
+    rtc_save(rtc, {"counter": 5})
     assert BootGuard(rtc).crashes == 1                 # the save kept the count
-    assert RtcState(rtc).take() == {"counter": 5}
+    assert rtc_take(rtc) == {"counter": 5}
     guard = BootGuard(rtc)
     assert guard.crashes == 1                          # and so did the take
     guard.clear()

@@ -29,9 +29,8 @@ PAIRED_FROM_MS = MODE_SENT_MS + 600_000          # the MODE itself waits for a l
 def _no_wake_line_files():
     files = dict(device_files(REPO))
     source = files["/lib/firmware/config.py"].decode()
-    assert '"wake_line": (0, 1, 1)' in source
-    files["/lib/firmware/config.py"] = source.replace(
-        '"wake_line": (0, 1, 1)', '"wake_line": (0, 1, 0)').encode()
+    assert "wake_line=1," in source
+    files["/lib/firmware/config.py"] = source.replace("wake_line=1,", "wake_line=0,").encode()
     return files
 
 

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware import persist
-from firmware.persist import FlashState, MessageCounter, RtcState
+from firmware.persist import MessageCounter, rtc_save, rtc_take
 
 scalars = (
     st.none()
@@ -74,6 +74,21 @@ class Rtc:
         self.blob = bytes(data)
 
 
+class Sender:
+    """Counts like protocol.codec.Sender over a MessageCounter: each counter is ensured
+    (reserved on flash) before it is used."""
+
+    def __init__(self, counter, exact=None):
+        self.counter = counter
+        self.next = counter.resume(exact)
+
+    def take(self):
+        used = self.next
+        self.counter.ensure(used)
+        self.next = used + 1
+        return used
+
+
 def test_counter_reserves_ahead_and_never_reuses_after_a_reboot(tmp_path):
     path = str(tmp_path / "state" / "counter.bin")
     writes = []
@@ -85,14 +100,14 @@ def test_counter_reserves_ahead_and_never_reuses_after_a_reboot(tmp_path):
 
     persist.write_file = counting_write
     try:
-        counter = MessageCounter(path, block=256)
-        assert counter.resume() == 1
+        counter = Sender(MessageCounter(path, block=256))
+        assert counter.next == 1
         used = [counter.take() for _ in range(600)]
         assert used == list(range(1, 601))
         assert writes == [257, 513, 769], "one flash write per block, not per frame"
         # power cut: RAM is gone, the file says 769
-        counter = MessageCounter(path, block=256)
-        assert counter.resume() == 769
+        counter = Sender(MessageCounter(path, block=256))
+        assert counter.next == 769
         assert counter.take() == 769
     finally:
         persist.write_file = real_write
@@ -100,27 +115,25 @@ def test_counter_reserves_ahead_and_never_reuses_after_a_reboot(tmp_path):
 
 def test_counter_resumes_exactly_across_deep_sleep(tmp_path):
     path = str(tmp_path / "counter.bin")
-    rtc = RtcState(Rtc())
-    counter = MessageCounter(path, block=16)
-    counter.resume()
+    rtc = Rtc()
+    counter = Sender(MessageCounter(path, block=16))
     for _ in range(5):
         counter.take()
-    rtc.save({"counter": counter.next})
+    rtc_save(rtc, {"counter": counter.next})
     # deep sleep: a reset that keeps RTC memory
-    state = rtc.take()
-    counter = MessageCounter(path, block=16)
-    assert counter.resume(state["counter"]) == 6, "no block skipped"
+    state = rtc_take(rtc)
+    counter = Sender(MessageCounter(path, block=16), state["counter"])
+    assert counter.next == 6, "no block skipped"
     assert counter.take() == 6
     # a later watchdog reset must not reuse the stale blob
-    assert rtc.take() is None
-    counter = MessageCounter(path, block=16)
-    assert counter.resume(None) == 17
+    assert rtc_take(rtc) is None
+    assert MessageCounter(path, block=16).resume(None) == 17
 
 
 def test_counter_never_goes_back_if_the_file_is_behind_rtc(tmp_path):
     path = str(tmp_path / "counter.bin")
-    counter = MessageCounter(path, block=8)
-    assert counter.resume(1000) == 1000
+    counter = Sender(MessageCounter(path, block=8), 1000)
+    assert counter.next == 1000
     assert counter.take() == 1000
     assert MessageCounter(path, block=8).resume() == 1008
 
@@ -137,8 +150,7 @@ def test_counter_ensure_for_a_sender_that_counts_itself(tmp_path):
 
 
 def test_counter_space_exhausted_is_a_clear_error(tmp_path):
-    counter = MessageCounter(str(tmp_path / "c.bin"), block=256)
-    counter.resume(0xFFFFFFFF)
+    counter = Sender(MessageCounter(str(tmp_path / "c.bin"), block=256), 0xFFFFFFFF)
     assert counter.take() == 0xFFFFFFFF
     with pytest.raises(ValueError, match="rotate the key"):
         counter.take()
@@ -149,68 +161,67 @@ def test_counter_space_exhausted_is_a_clear_error(tmp_path):
 def test_counter_model_across_reboots_and_deep_sleeps(tmp_path_factory, runs):
     """Each run takes n counters, then either deep-sleeps (RTC kept) or loses power."""
     path = str(tmp_path_factory.mktemp("c") / "counter.bin")
-    rtc = RtcState(Rtc())
+    rtc = Rtc()
     used = set()
     last = 0
     for n, deep_sleep in runs:
-        state = rtc.take()
-        counter = MessageCounter(path, block=8)
-        counter.resume(state["counter"] if state else None)
+        state = rtc_take(rtc)
+        counter = Sender(MessageCounter(path, block=8), state["counter"] if state else None)
         for _ in range(n):
             c = counter.take()
             assert c not in used and c > last
             used.add(c)
             last = c
         if deep_sleep:
-            rtc.save({"counter": counter.next})
+            rtc_save(rtc, {"counter": counter.next})
             if state is not None and n == 0:
                 assert counter.next == state["counter"]
 
 
 def test_flash_state_defaults_and_round_trips(tmp_path):
-    state = FlashState(str(tmp_path / "state"))
-    assert state.boot_count() == 0
-    assert state.load_config() == (0, {})
-    assert state.load_alarm() is None
-    assert state.bump_boot_count() == 1
-    assert state.bump_boot_count() == 2
-    state.save_config(3, [(1, 900), (2, 30)])
-    alarm = {"alarm_id": 7, "kind": 1, "state": 1, "raised_time_ms": 1234, "fix": None}
-    state.save_alarm(alarm)
-    state = FlashState(str(tmp_path / "state"))
-    assert state.boot_count() == 2
-    assert state.load_config() == (3, {1: 900, 2: 30})
-    assert state.load_alarm() == alarm
-    state.save_alarm(None)
-    assert state.load_alarm() is None
+    state_dir = str(tmp_path / "state")
+    assert persist.load_config(state_dir) == (0, {})
+    assert persist.bump_boot_count(state_dir) == 1     # the directory is made on the way
+    assert persist.bump_boot_count(state_dir) == 2
+    persist.save_config(state_dir, 3, [(1, 900), (2, 30)])
+    assert persist.load_config(state_dir) == (3, {1: 900, 2: 30})
+    assert persist.bump_boot_count(state_dir) == 3
     (tmp_path / "state" / "config.bin").write_bytes(b"VS garbage")
     (tmp_path / "state" / "boot.bin").write_bytes(persist._seal(b"VS", "not an int"))
-    assert state.load_config() == (0, {})
-    assert state.boot_count() == 0
+    assert persist.load_config(state_dir) == (0, {})
+    assert persist.bump_boot_count(state_dir) == 1
+
+
+def test_write_file_makes_missing_directories(tmp_path):
+    path = str(tmp_path / "a" / "b" / "x.bin")
+    persist.write_file(path, [1, b"2"])
+    assert persist.read_file(path) == [1, b"2"]
 
 
 def test_keys_round_trip_and_reject_bad_keys(tmp_path):
     keys_dir = str(tmp_path / "keys")
     assert persist.load_keys(keys_dir) is None
-    persist.save_keys(keys_dir, 0xC0FFEE, {1: bytes(range(16)), 2: b"k" * 16})
-    assert persist.load_keys(keys_dir) == (0xC0FFEE, {1: bytes(range(16)), 2: b"k" * 16})
+    keys = {1: bytes(range(16)), 2: b"k" * 16}
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "device.key").write_bytes(persist.key_file_bytes(0xC0FFEE, keys))
+    assert persist.load_keys(keys_dir) == (0xC0FFEE, keys)
+    persist.write_file(keys_dir + "/device.key", [0xC0FFEE, keys])  # the same file
     assert (tmp_path / "keys" / "device.key").read_bytes() == persist.key_file_bytes(
-        0xC0FFEE, {1: bytes(range(16)), 2: b"k" * 16}
+        0xC0FFEE, keys
     )
     with pytest.raises(ValueError, match="16 bytes"):
-        persist.save_keys(keys_dir, 1, {1: b"short"})
+        persist.key_file_bytes(1, {1: b"short"})
     (tmp_path / "keys" / "device.key").write_bytes(b"\0" * 30)
     assert persist.load_keys(keys_dir) is None
 
 
 def test_rtc_blob_round_trip_checksum_and_size_limit():
     rtc = Rtc()
-    state = RtcState(rtc)
-    assert state.take() is None
-    state.save({"counter": 5, "alarm": [1, 2], "fixes": b"\x01\x02"})
+    assert rtc_take(rtc) is None
+    rtc_save(rtc, {"counter": 5, "alarm": [1, 2], "fixes": b"\x01\x02"})
     rtc.blob = rtc.blob[:-1] + bytes([rtc.blob[-1] ^ 1])
-    assert state.take() is None, "a corrupted blob is ignored"
-    state.save({"counter": 5})
-    assert state.take() == {"counter": 5}
+    assert rtc_take(rtc) is None, "a corrupted blob is ignored"
+    rtc_save(rtc, {"counter": 5})
+    assert rtc_take(rtc) == {"counter": 5}
     with pytest.raises(ValueError, match="RTC memory holds 2040"):
-        state.save({"big": bytes(3000)})
+        rtc_save(rtc, {"big": bytes(3000)})

@@ -218,10 +218,11 @@ def test_queue_on_a_littlefs_image_mounted_on_the_host(tmp_path):
         def remove(self, path):
             fs.remove(path)
 
+    import firmware.persist as persist
     import firmware.store as store
 
     real_os, real_open = store.os, getattr(store, "open", None)
-    store.os = LfsOs()
+    store.os = persist.os = LfsOs()  # persist.makedirs makes the queue's directory
 
     def lfs_open(path, mode="r"):
         if "a" in mode:  # littlefs-python's append mode does not create the file
@@ -241,7 +242,7 @@ def test_queue_on_a_littlefs_image_mounted_on_the_host(tmp_path):
         assert [r[0] for r in q.pending(20)] == [6, 7, 8, 9, 10]
         assert sorted(fs.listdir("/queue"))[0] == "q00000001.ack"
     finally:
-        store.os = real_os
+        store.os = persist.os = real_os
         if real_open is None:
             del store.open
         else:

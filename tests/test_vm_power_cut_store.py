@@ -4,7 +4,7 @@ is deleted) and saves a CONFIG. For every N: the image mounts, every record the 
 reported stored (append returned) and did not see acked is still in the queue, an acked
 record never comes back, and the saved config is the old one or the new one, never garbage.
 The image is read back on the host (littlefs-python) with the firmware's own Queue and
-FlashState, as the next boot would."""
+load_config, as the next boot would."""
 import os
 
 import pytest
@@ -27,7 +27,6 @@ WORK = """
 from firmware import persist
 from firmware.store import Queue
 q = Queue("/queue", segment_records=%d)
-state = persist.FlashState("/state")
 print("ready")
 for c in range(1, %d):
     q.append(c, c == 3, b"frame-%%d" %% c)
@@ -36,7 +35,7 @@ for c in range(1, %d):
         q.ack(%r)
         print("acked")
     if c == %d:
-        state.save_config(%d, %r)
+        persist.save_config("/state", %d, %r)
         print("config")
 print("done")
 """ % (SEGMENT_RECORDS, RECORDS + 1, ACK_AFTER, ACKED, CONFIG_AFTER, CONFIG[0], CONFIG[1])
@@ -71,7 +70,7 @@ def _read_back(image, tmp_path):
                 local.write_bytes(flash_image.read_file(fs, path))
     queue = Queue(str(tmp_path / "queue"), segment_records=SEGMENT_RECORDS)
     live = {c: frame for c, _a, frame in queue.pending(limit=100)}
-    config = persist.FlashState(str(tmp_path / "state")).load_config()
+    config = persist.load_config(str(tmp_path / "state"))
     return live, config, sorted(os.listdir(tmp_path / "queue"))
 
 
