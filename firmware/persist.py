@@ -154,11 +154,13 @@ def decode(data):
     return obj
 
 
-def _seal(magic, obj):
-    # The header is packed in front of the body in place: one buffer, no copies.
-    out = encode(obj, bytearray(_FRAME_SIZE))
-    struct.pack_into(_FRAME, out, 0, magic, len(out) - _FRAME_SIZE,
-                     binascii.crc32(memoryview(out)[_FRAME_SIZE:]))
+def _seal(magic, obj, prefix=b""):
+    # The header (and the RTC's prefix) go in front of the body in place: one buffer, no
+    # copies. The deep-sleep snapshot is the largest blob and comes at the heap's peak.
+    start = len(prefix)
+    out = encode(obj, bytearray(prefix + bytes(_FRAME_SIZE)))
+    struct.pack_into(_FRAME, out, start, magic, len(out) - start - _FRAME_SIZE,
+                     binascii.crc32(memoryview(out)[start + _FRAME_SIZE:]))
     return out
 
 
@@ -351,23 +353,26 @@ def load_keys(keys_dir):
 # PREFIX_BYTES: the crash count must survive this snapshot's save and take).
 
 
-def _rtc_swap(rtc, blob):
-    """Put `blob` after the boot guard's bytes; returns what was there."""
-    memory = bytes(rtc.memory())
+def _rtc_prefix(memory):
+    # the boot guard's bytes, padded: they stay whatever the snapshot does
     prefix = memory[:_RTC_PREFIX]
-    rtc.memory(prefix + bytes(_RTC_PREFIX - len(prefix)) + blob)
-    return memory[_RTC_PREFIX:]
+    return prefix + bytes(_RTC_PREFIX - len(prefix))
 
 
 def rtc_save(rtc, obj):
-    blob = _seal(_RTC_MAGIC, obj)
-    if len(blob) > _RTC_MAX - _RTC_PREFIX:
-        raise ValueError("rtc: %d B, RTC memory holds %d" % (len(blob), _RTC_MAX - _RTC_PREFIX))
-    _rtc_swap(rtc, blob)
+    # sealed behind the prefix in one buffer: the snapshot comes at the heap's peak, and a
+    # prefix + blob copy of it was the allocation that failed first
+    blob = _seal(_RTC_MAGIC, obj, _rtc_prefix(bytes(rtc.memory())))
+    if len(blob) > _RTC_MAX:
+        raise ValueError("rtc: %d B, RTC memory holds %d" % (len(blob) - _RTC_PREFIX,
+                                                              _RTC_MAX - _RTC_PREFIX))
+    rtc.memory(blob)
 
 
 def rtc_take(rtc):
+    memory = bytes(rtc.memory())
+    rtc.memory(_rtc_prefix(memory))
     try:
-        return _unseal(_RTC_MAGIC, _rtc_swap(rtc, b""))
+        return _unseal(_RTC_MAGIC, memory[_RTC_PREFIX:])
     except ValueError:
         return None
