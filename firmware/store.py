@@ -178,16 +178,14 @@ class Queue:
         return evicted
 
     def ack(self, counters):
-        # grouped by segment, so a batch costs one flash commit per segment, not per counter
+        # by segment, so a batch costs one flash commit per segment, not per counter
         done = 0
         for seg in self._segments[:]:  # a copy: _retire drops a segment it empties
             if seg[_LIVE]:
-                group = []
                 for counter in counters:
                     if seg[_MIN_COUNTER] <= counter <= seg[_MAX_COUNTER]:
-                        group.append(counter)
-                if group:
-                    done += self._retire(seg, group, _REASON_ACKED)
+                        done += self._retire(seg, counters, _REASON_ACKED)
+                        break
         return done
 
     def get(self, counter):
@@ -323,27 +321,36 @@ class Queue:
     def _retire(self, seg, counters, reason):
         """Retire the live records of `seg` with these counters; returns how many."""
         self._index(seg)
+        counts = self._counters
         flags = self._flags
-        hits = []
-        entries = b""
+        # Three passes, no lists: count, write the retire log (sized once: built by += it
+        # would be a new bytes per entry), then mark RAM once the log is durable. An ACK
+        # comes at the heap's peak.
+        hits = 0
         for i in range(self._count):
-            counter = self._counters[i]
-            if counter in counters and not flags[i] & _FLAG_RETIRED:
-                hits.append(i)
-                entry = struct.pack("<IBB", counter, reason, _ACK_MAGIC)
-                entries += entry + struct.pack("<H", binascii.crc32(entry) & 0xFFFF)
+            if counts[i] in counters and not flags[i] & _FLAG_RETIRED:
+                hits += 1
         if not hits:
             return 0
+        entries = bytearray(_ACK_SIZE * hits)
+        at = 0
+        for i in range(self._count):
+            if counts[i] in counters and not flags[i] & _FLAG_RETIRED:
+                struct.pack_into("<IBB", entries, at, counts[i], reason, _ACK_MAGIC)
+                struct.pack_into("<H", entries, at + 6,
+                                 binascii.crc32(memoryview(entries)[at:at + 6]) & 0xFFFF)
+                at += _ACK_SIZE
         with open(self._file(seg[_SEQ], "ack"), "ab") as f:
             f.write(entries)
-        for i in hits:
-            seg[_LIVE] -= 1
-            seg[_LIVE_ALARMS] -= flags[i]  # & _FLAG_ALARM: not yet retired
-            flags[i] |= _FLAG_RETIRED
+        for i in range(self._count):
+            if counts[i] in counters and not flags[i] & _FLAG_RETIRED:
+                seg[_LIVE] -= 1
+                seg[_LIVE_ALARMS] -= flags[i]  # & _FLAG_ALARM: not yet retired
+                flags[i] |= _FLAG_RETIRED
         if seg[_LIVE] == 0 and seg[_SEALED]:
             self._delete(seg[_SEQ])
             self._segments.remove(seg)
-        return len(hits)
+        return hits
 
     def _delete(self, seq):
         if self._indexed == seq:
