@@ -35,7 +35,7 @@ import json
 import sys
 
 from host.keys import KeyFileError, load_keys
-from protocol import codec, framing, host_fast
+from protocol import codec, framing, host_fast, host_tables
 from protocol.host_make_vectors import to_jsonable
 
 _FLAG_NAMES = ((codec.FLAG_ACK_REQ, "ack_req"), (codec.FLAG_DOWNLINK, "downlink"),
@@ -251,7 +251,7 @@ class Decoder:
         if framing.crc16(body[:-2]) != body[-2] << 8 | body[-1]:
             return _invalid("bad_crc", "")
         if body[0] != codec.VERSION:
-            return _invalid("bad_version", codec._version_detail(body[0]))
+            return _invalid("bad_version", host_tables.version_detail(body[0]))
         if size < codec.MIN_FRAME:
             return _invalid("truncated", "%d bytes" % size)
         direction, key_id = body[1], body[2]

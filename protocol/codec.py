@@ -18,7 +18,7 @@ flags and every payload are encrypted and authenticated.
 import struct
 
 from protocol import framing, messages
-from protocol.crypto import TAG_LEN, Ctr, Hmac, derive_keys
+from protocol.crypto import TAG_LEN, Keys
 
 try:
     from micropython import const
@@ -33,9 +33,9 @@ CRC_SIZE = const(2)
 MAX_FRAME = const(240)  # unstuffed; COBS adds at most 1 byte per 254, so one BLE ATT write
 # Sealed sizes (SPEC 3.4): a sealed part is always the smallest of these that holds
 # INNER_SIZE + payload, so an observer learns only the bucket, never the exact length.
-SEALED_SIZES = messages.SEALED_SIZES
-MAX_SEALED = const(219)  # MAX_FRAME - HEADER_SIZE - TAG_LEN - CRC_SIZE
-MAX_PAYLOAD = const(216)  # MAX_SEALED - INNER_SIZE
+SEALED_SIZES = (32, 48, 96, 144, 219)
+MAX_PAYLOAD = const(216)  # the largest sealed size (MAX_FRAME - HEADER_SIZE - TAG_LEN -
+# CRC_SIZE) less INNER_SIZE
 MIN_FRAME = const(53)  # HEADER_SIZE + SEALED_SIZES[0] + TAG_LEN + CRC_SIZE
 MAX_WIRE = const(243)  # stuffed frame plus its 0x00 delimiter
 REPLAY_WINDOW = const(64)
@@ -52,9 +52,8 @@ _HEADER_FORMAT = ">BBBII"
 _TEST_INJECT = const(0x86)
 _ACK = const(0x10)
 _V1_MIN_FRAME = const(22)  # no frame of either version is shorter: below is truncated
+# The reasons a FrameError gives are listed in protocol/host_tables.py (REASONS).
 
-REASONS = ("bad_cobs", "bad_crc", "truncated", "oversize", "bad_version", "unknown_type",
-           "unknown_key", "bad_tag", "replayed", "bad_payload", "wrong_direction", "test_only")
 
 def sealed_size(payload_len):
     """The padded size of the sealed part for a payload of `payload_len` bytes, or 0."""
@@ -66,17 +65,15 @@ def sealed_size(payload_len):
 
 
 class FrameError(Exception):
-    """A frame from the peer was refused. `reason` is one of REASONS; `frame` is set for
-    "replayed" (an authentic duplicate, which must be acked again but not delivered twice)."""
+    """A frame from the peer was refused. `reason` is one of host_tables.REASONS; `frame` is
+    set for "replayed" (an authentic duplicate, which must be acked again but not delivered
+    twice). str() gives "reason: detail"."""
 
     def __init__(self, reason, detail="", frame=None):
-        super().__init__(reason)
+        super().__init__(reason + ": " + detail if detail else reason)
         self.reason = reason
         self.detail = detail
         self.frame = frame
-
-    def __str__(self):
-        return self.reason + (": " + self.detail if self.detail else "")
 
 
 class Frame:
@@ -88,6 +85,8 @@ class Frame:
         self.type = type_code
         self.name = name
         self.flags = flags
+        self.ack_requested = bool(flags & FLAG_ACK_REQ)
+        self.downlink = bool(flags & FLAG_DOWNLINK)
         self.key_id = key_id
         self.device_id = device_id
         self.counter = counter
@@ -95,45 +94,18 @@ class Frame:
         self.raw = raw
         self.historic = False
 
-    @property
-    def ack_requested(self):
-        return bool(self.flags & FLAG_ACK_REQ)
-
-    @property
-    def downlink(self):
-        return bool(self.flags & FLAG_DOWNLINK)
-
-    def __repr__(self):
-        return "Frame(%s dev=%d key=%d ctr=%d flags=%d %r)" % (
-            self.name, self.device_id, self.key_id, self.counter, self.flags, self.fields)
-
-
-class _Keys:
-    def __init__(self, key):
-        mac_key, enc_key = derive_keys(key)
-        self.mac = Hmac(mac_key)
-        self.ctr = Ctr(enc_key)
-
 
 class Keyring:
-    """Device keys by (device_id, key_id); key_id allows rotation (SPEC 4.1)."""
+    """Device keys (crypto.Keys) by (device_id, key_id); key_id allows rotation (SPEC 4.1)."""
 
     def __init__(self):
         self._keys = {}
 
     def add(self, device_id, key_id, key):
-        self._keys[(device_id, key_id)] = _Keys(bytes(key))
+        self._keys[(device_id, key_id)] = Keys(bytes(key))
 
     def get(self, device_id, key_id):
         return self._keys.get((device_id, key_id))
-
-    def remove(self, device_id, key_id):
-        self._keys.pop((device_id, key_id), None)
-
-
-def default_flags(name):
-    """The flags SPEC 8 asks for: every frame but ACK asks for a transport ACK."""
-    return 0 if name == "ACK" else FLAG_ACK_REQ
 
 
 class Sender:
@@ -147,17 +119,17 @@ class Sender:
         self.key_id = key_id
         self.downlink = downlink
         self.counter = counter
-        self._keys = _Keys(bytes(key))
+        self._keys = Keys(bytes(key))
         self._buf = bytearray(MAX_FRAME)
 
     def seal(self, name, fields, flags=0, counter=None):
         """Return the wire bytes of one frame (COBS, 0x00-terminated). A given `counter`
         re-seals a retransmission; otherwise the next counter is used and advanced."""
-        spec = messages.BY_NAME.get(name)
-        if spec is None:
-            raise messages.PayloadError("unknown message " + str(name))
-        direction = spec[2]
-        if direction != messages.BOTH and (direction == messages.DOWN) != self.downlink:
+        entry = messages.find(name)
+        if entry is None:
+            raise messages.PayloadError("unknown message %r" % (name,))
+        direction = entry[2]
+        if direction != "both" and (direction == "down") != self.downlink:
             raise messages.PayloadError("%s cannot be sent in this direction" % name)
         if flags & ~_KNOWN_FLAGS:
             raise messages.PayloadError("flags: only ACK_REQ and TEST")
@@ -166,13 +138,11 @@ class Sender:
             counter = self.counter
         if not 0 < counter <= 0xFFFFFFFF:
             raise messages.PayloadError("counter out of range")
-        flags |= default_flags(name)
+        if name != "ACK":  # SPEC 8: every frame but ACK asks for a transport ACK
+            flags |= FLAG_ACK_REQ
         buf = self._buf
         start = HEADER_SIZE + INNER_SIZE
-        try:
-            end = messages.encode_into(buf, start, name, fields)
-        except IndexError:
-            end = MAX_FRAME
+        end = messages.encode_into(buf, start, entry, fields)
         size = sealed_size(end - start)
         if not size:
             raise messages.PayloadError("%s payload exceeds %d bytes" % (name, MAX_PAYLOAD))
@@ -183,14 +153,14 @@ class Sender:
             buf[i] = 0
         struct.pack_into(_HEADER_FORMAT, buf, 0, VERSION, 1 if self.downlink else 0,
                          self.key_id, self.device_id, counter)
-        buf[HEADER_SIZE] = spec[0]
+        buf[HEADER_SIZE] = entry[0]
         buf[HEADER_SIZE + 1] = flags
         buf[HEADER_SIZE + 2] = end - start
-        buf[HEADER_SIZE:sealed_end] = self._keys.ctr.xor(
+        buf[HEADER_SIZE:sealed_end] = self._keys.xor(
             self.device_id, self.downlink, counter, self.key_id,
             bytes(buf[HEADER_SIZE:sealed_end]))
         body = memoryview(buf)
-        buf[sealed_end:sealed_end + TAG_LEN] = self._keys.mac.digest(body[:sealed_end])[:TAG_LEN]
+        buf[sealed_end:sealed_end + TAG_LEN] = self._keys.tag(body[:sealed_end])
         end = sealed_end + TAG_LEN
         struct.pack_into(">H", buf, end, framing.crc16(body[:end]))
         end += CRC_SIZE
@@ -270,7 +240,8 @@ class Receiver:
         return items
 
     def open(self, block):
-        """Open one COBS block (without its delimiter). Returns a Frame or raises FrameError."""
+        """Open one COBS block (without its delimiter). Returns a Frame or raises FrameError.
+        The checks run in SPEC 9's order, the same in every implementation."""
         if len(block) > MAX_WIRE - 1:
             raise FrameError("oversize", "%d stuffed bytes" % len(block))
         try:
@@ -287,7 +258,7 @@ class Receiver:
         if framing.crc16(mv[:end]) != (body[end] << 8 | body[end + 1]):
             raise FrameError("bad_crc")
         if body[0] != VERSION:
-            raise FrameError("bad_version", _version_detail(body[0]))
+            raise FrameError("bad_version", "v%d frame, v2 expected" % body[0])
         if size < MIN_FRAME:
             raise FrameError("truncated", "%d bytes" % size)
         version, direction, key_id, device_id, counter = struct.unpack_from(
@@ -299,19 +270,42 @@ class Receiver:
             # from bad_tag (SPEC 4.2); a device has one key and nothing to hide by it.
             raise FrameError("unknown_key", "device %d key %d" % (device_id, key_id))
         tag_at = end - TAG_LEN
-        if keys.mac.digest(mv[:tag_at])[:TAG_LEN] != body[tag_at:end]:
+        if keys.tag(mv[:tag_at]) != body[tag_at:end]:
             raise FrameError("bad_tag", "device %d key %d" % (device_id, key_id))
-        inner = _check_route(direction, self.downlink, counter, tag_at - HEADER_SIZE)
-        return self._accept(body, inner, direction, key_id, device_id, counter, keys, tag_at)
-
-    def _accept(self, body, inner, direction, key_id, device_id, counter, keys, tag_at):
-        sealed = keys.ctr.xor(device_id, direction, counter, key_id, body[HEADER_SIZE:tag_at])
-        code, flags, payload = _open_inner(sealed, self.downlink, key_id, self.test_mode)
+        # The clear header's rules, checked once the tag matched (SPEC 9, steps 7-8).
+        sealed_len = tag_at - HEADER_SIZE
+        if direction > 1:
+            raise FrameError("bad_payload", "direction %d" % direction)
+        if direction != self.downlink:
+            raise FrameError("wrong_direction")
+        if counter == 0:
+            raise FrameError("bad_payload", "counter 0")
+        if sealed_len not in SEALED_SIZES:
+            raise FrameError("bad_payload", "size %d" % sealed_len)
+        # The decrypted type, flags, length and padding (SPEC 9, steps 9-13).
+        sealed = keys.xor(device_id, direction, counter, key_id, body[HEADER_SIZE:tag_at])
+        code, flags, length = sealed[0], sealed[1], sealed[2]
+        entry = messages.find(code)
+        if entry is None:
+            raise FrameError("unknown_type", "type 0x%02x" % code)
+        if entry[2] != "both" and (entry[2] == "down") != self.downlink:
+            raise FrameError("wrong_direction", entry[1])
+        if flags & ~_KNOWN_FLAGS:
+            raise FrameError("bad_payload", "flags %d" % flags)
+        end = INNER_SIZE + length
+        if sealed_size(length) != sealed_len:
+            raise FrameError("bad_payload", "length %d" % length)
+        for i in range(end, sealed_len):
+            if sealed[i]:
+                raise FrameError("bad_payload", "padding")
+        if code == _TEST_INJECT and not (self.test_mode and key_id == TEST_KEY_ID and
+                                         flags & FLAG_TEST):
+            raise FrameError("test_only", "TEST_INJECT is refused outside test builds")
         try:
-            name, fields = messages.decode(code, payload)
+            fields = messages.decode(entry, sealed[INNER_SIZE:end])
         except messages.PayloadError as e:
             raise FrameError("bad_payload", str(e))
-        frame = Frame(code, name, flags | (FLAG_DOWNLINK if direction else 0), key_id,
+        frame = Frame(code, entry[1], flags | (FLAG_DOWNLINK if direction else 0), key_id,
                       device_id, counter, fields, body)
         if self.check_replay:
             # ACK is exempt: an old ACK only repeats what was true (those counters did
@@ -325,47 +319,6 @@ class Receiver:
             if self.on_accept is not None:
                 self.on_accept(device_id, key_id, window)
         return frame
-
-
-def _check_route(direction, downlink, counter, sealed_len):
-    """The clear header's rules, checked once the tag matched (SPEC 9, steps 7-8)."""
-    if direction > 1:
-        raise FrameError("bad_payload", "direction %d" % direction)
-    if bool(direction) != downlink:
-        raise FrameError("wrong_direction")
-    if counter == 0:
-        raise FrameError("bad_payload", "counter 0")
-    if sealed_len not in SEALED_SIZES:
-        raise FrameError("bad_payload", "size %d" % sealed_len)
-    return sealed_len
-
-
-def _open_inner(sealed, downlink, key_id, test_mode):
-    """Check the decrypted type, flags, length and padding (SPEC 9, steps 9-13); return
-    (type code, flags, payload)."""
-    code, flags, length = sealed[0], sealed[1], sealed[2]
-    spec = messages.BY_TYPE.get(code)
-    if spec is None:
-        raise FrameError("unknown_type", "type 0x%02x" % code)
-    direction = spec[2]
-    if direction != messages.BOTH and (direction == messages.DOWN) != downlink:
-        raise FrameError("wrong_direction", spec[1])
-    if flags & ~_KNOWN_FLAGS:
-        raise FrameError("bad_payload", "flags %d" % flags)
-    end = INNER_SIZE + length
-    if sealed_size(length) != len(sealed):
-        raise FrameError("bad_payload", "length %d" % length)
-    for i in range(end, len(sealed)):
-        if sealed[i]:
-            raise FrameError("bad_payload", "padding")
-    if code == _TEST_INJECT and not (test_mode and key_id == TEST_KEY_ID and flags & FLAG_TEST):
-        raise FrameError("test_only", "TEST_INJECT is refused outside test builds")
-    return code, flags, sealed[INNER_SIZE:end]
-
-
-def _version_detail(version):
-    return "v%d frame, v2 expected" % version
-
 
 
 class Deframer:

@@ -43,7 +43,7 @@ from operator import itemgetter
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from protocol import codec, messages
+from protocol import codec, host_tables, messages
 from protocol.host_fast import FastKeys
 
 from .blocks import as_words, candidates, epb_spans, find_section, frame_spans, tiling, walk_blocks
@@ -123,7 +123,7 @@ class BulkResult:
             return None
         key, row = where
         group = self.groups[key]
-        spec = messages.BY_NAME[key[0]]
+        spec = host_tables.BY_NAME[key[0]]
         flat = {path: group[path][row].item() for path in group if path != "index"}
         out = {name: flat[name] for name in spec[5]}
         kind = spec[6]
@@ -428,13 +428,13 @@ def _open_sealed(sealed, sizes, offsets, frame_index, downlink, result):
         good[first:end] &= ~(block[:, :size] & pad).any(axis=1)  # padding must be zero
     result.refuse("bad_payload", int((~good).sum()))
     for type_code in np.unique(code[good]).tolist():
-        spec = messages.BY_TYPE.get(type_code)
+        spec = host_tables.BY_TYPE.get(type_code)
         rows_of_type = np.nonzero(good & (code == type_code))[0]
         if spec is None:
             result.refuse("unknown_type", len(rows_of_type))
             continue
-        want_down = spec[2] == messages.DOWN
-        if spec[2] != messages.BOTH:
+        want_down = spec[2] == host_tables.DOWN
+        if spec[2] != host_tables.BOTH:
             wrong = (downlink[rows_of_type] == 1) != want_down
             result.refuse("wrong_direction", int(wrong.sum()))
             rows_of_type = rows_of_type[~wrong]
@@ -454,7 +454,7 @@ def _payloads(spec, n, rows, data, frame_index, result):
         for row, payload in zip(rows.tolist(), map(bytes, data), strict=True):
             # CONFIG items, TEST_INJECT data, or a bad length
             try:
-                _name, fields = messages.decode(spec[0], payload)
+                fields = messages.decode(messages.find(spec[0]), payload)
             except messages.PayloadError:
                 result.refuse("bad_payload")
                 continue
