@@ -181,7 +181,7 @@ ring.add(0x0A0B0C0D, 1, KEY)
 rx = codec.Receiver(ring, check_replay=False)
 body = framing.cobs_decode(hb_block)
 mv = memoryview(body)
-keys = ring.get(0x0A0B0C0D, 1)
+keys = ring[(0x0A0B0C0D, 1)]
 def loop(f, arg):
     def run():
         for _ in range(N):

@@ -26,38 +26,39 @@ except ImportError:
     def const(x):
         return x
 
-VERSION = const(2)
-HEADER_SIZE = const(11)
-INNER_SIZE = const(3)  # type, flags, length: the first sealed bytes
-CRC_SIZE = const(2)
-MAX_FRAME = const(240)  # unstuffed; COBS adds at most 1 byte per 254, so one BLE ATT write
+_VERSION = const(2)
+_HEADER_SIZE = const(11)
+_INNER_SIZE = const(3)  # type, flags, length: the first sealed bytes
+_CRC_SIZE = const(2)
+_MAX_FRAME = const(240)  # unstuffed; COBS adds 1 byte per 254 at most: one BLE ATT write
 # Sealed sizes (SPEC 3.4): a sealed part is always the smallest of these that holds
-# INNER_SIZE + payload, so an observer learns only the bucket, never the exact length.
+# _INNER_SIZE + payload, so an observer learns only the bucket, never the exact length.
 SEALED_SIZES = (32, 48, 96, 144, 219)
-MAX_PAYLOAD = const(216)  # the largest sealed size (MAX_FRAME - HEADER_SIZE - TAG_LEN -
-# CRC_SIZE) less INNER_SIZE
-MIN_FRAME = const(53)  # HEADER_SIZE + SEALED_SIZES[0] + TAG_LEN + CRC_SIZE
-MAX_WIRE = const(243)  # stuffed frame plus its 0x00 delimiter
-REPLAY_WINDOW = const(64)
+_MAX_PAYLOAD = const(216)  # the largest sealed size (_MAX_FRAME - _HEADER_SIZE - TAG_LEN -
+# _CRC_SIZE) less _INNER_SIZE
+_MIN_FRAME = const(53)  # _HEADER_SIZE + SEALED_SIZES[0] + TAG_LEN + _CRC_SIZE
+_MAX_WIRE = const(243)  # stuffed frame plus its 0x00 delimiter
+_REPLAY_WINDOW = const(64)
 TEST_KEY_ID = const(0xFF)
 
 # Sealed flags (inside the ciphertext).
-FLAG_ACK_REQ = const(1)
-FLAG_TEST = const(16)
+_FLAG_ACK_REQ = const(1)
+_FLAG_TEST = const(16)
 _KNOWN_FLAGS = const(17)
 # Not a sealed bit: Frame.flags carries it for a downlink, from the clear direction byte.
-FLAG_DOWNLINK = const(8)
+_FLAG_DOWNLINK = const(8)
 
 _HEADER_FORMAT = ">BBBII"
 _TEST_INJECT = const(0x86)
 _ACK = const(0x10)
 _V1_MIN_FRAME = const(22)  # no frame of either version is shorter: below is truncated
-# The reasons a FrameError gives are listed in protocol/host_tables.py (REASONS).
+# The constants are private, so free on the device (mpy-cross inlines them);
+# protocol/host_tables.py publishes them for the host, with the reasons a FrameError gives.
 
 
 def sealed_size(payload_len):
     """The padded size of the sealed part for a payload of `payload_len` bytes, or 0."""
-    need = INNER_SIZE + payload_len
+    need = _INNER_SIZE + payload_len
     for size in SEALED_SIZES:
         if need <= size:
             return size
@@ -78,15 +79,15 @@ class FrameError(Exception):
 
 class Frame:
     """One authenticated, decrypted and decoded frame. `flags` holds the sealed flags, plus
-    FLAG_DOWNLINK for a downlink. `historic` is not on the wire (SPEC 3.3): a receiver that
+    _FLAG_DOWNLINK for a downlink. `historic` is not on the wire (SPEC 3.3): a receiver that
     tells a late record from a live one (the centre) sets it."""
 
     def __init__(self, type_code, name, flags, key_id, device_id, counter, fields, raw):
         self.type = type_code
         self.name = name
         self.flags = flags
-        self.ack_requested = bool(flags & FLAG_ACK_REQ)
-        self.downlink = bool(flags & FLAG_DOWNLINK)
+        self.ack_requested = bool(flags & _FLAG_ACK_REQ)
+        self.downlink = bool(flags & _FLAG_DOWNLINK)
         self.key_id = key_id
         self.device_id = device_id
         self.counter = counter
@@ -95,17 +96,11 @@ class Frame:
         self.historic = False
 
 
-class Keyring:
+class Keyring(dict):
     """Device keys (crypto.Keys) by (device_id, key_id); key_id allows rotation (SPEC 4.1)."""
 
-    def __init__(self):
-        self._keys = {}
-
     def add(self, device_id, key_id, key):
-        self._keys[(device_id, key_id)] = Keys(bytes(key))
-
-    def get(self, device_id, key_id):
-        return self._keys.get((device_id, key_id))
+        self[(device_id, key_id)] = Keys(bytes(key))
 
 
 class Sender:
@@ -120,7 +115,7 @@ class Sender:
         self.downlink = downlink
         self.counter = counter
         self._keys = Keys(bytes(key))
-        self._buf = bytearray(MAX_FRAME)
+        self._buf = bytearray(_MAX_FRAME)
 
     def seal(self, name, fields, flags=0, counter=None):
         """Return the wire bytes of one frame (COBS, 0x00-terminated). A given `counter`
@@ -131,39 +126,39 @@ class Sender:
         direction = entry[2]
         if direction != "both" and (direction == "down") != self.downlink:
             raise messages.PayloadError("%s cannot be sent in this direction" % name)
-        if flags & ~_KNOWN_FLAGS:
-            raise messages.PayloadError("flags: only ACK_REQ and TEST")
+        if flags & ~_KNOWN_FLAGS:  # only ACK_REQ and TEST
+            raise messages.PayloadError("flags %d" % flags)
         advance = counter is None
         if advance:
             counter = self.counter
         if not 0 < counter <= 0xFFFFFFFF:
-            raise messages.PayloadError("counter out of range")
+            raise messages.PayloadError("counter %d" % counter)
         if name != "ACK":  # SPEC 8: every frame but ACK asks for a transport ACK
-            flags |= FLAG_ACK_REQ
+            flags |= _FLAG_ACK_REQ
         buf = self._buf
-        start = HEADER_SIZE + INNER_SIZE
+        start = _HEADER_SIZE + _INNER_SIZE
         end = messages.encode_into(buf, start, entry, fields)
         size = sealed_size(end - start)
         if not size:
-            raise messages.PayloadError("%s payload exceeds %d bytes" % (name, MAX_PAYLOAD))
+            raise messages.PayloadError("%s payload exceeds %d bytes" % (name, _MAX_PAYLOAD))
         if advance:
             self.counter = counter + 1
-        sealed_end = HEADER_SIZE + size
+        sealed_end = _HEADER_SIZE + size
         for i in range(end, sealed_end):
             buf[i] = 0
-        struct.pack_into(_HEADER_FORMAT, buf, 0, VERSION, 1 if self.downlink else 0,
+        struct.pack_into(_HEADER_FORMAT, buf, 0, _VERSION, 1 if self.downlink else 0,
                          self.key_id, self.device_id, counter)
-        buf[HEADER_SIZE] = entry[0]
-        buf[HEADER_SIZE + 1] = flags
-        buf[HEADER_SIZE + 2] = end - start
-        buf[HEADER_SIZE:sealed_end] = self._keys.xor(
+        buf[_HEADER_SIZE] = entry[0]
+        buf[_HEADER_SIZE + 1] = flags
+        buf[_HEADER_SIZE + 2] = end - start
+        buf[_HEADER_SIZE:sealed_end] = self._keys.xor(
             self.device_id, self.downlink, counter, self.key_id,
-            bytes(buf[HEADER_SIZE:sealed_end]))
+            bytes(buf[_HEADER_SIZE:sealed_end]))
         body = memoryview(buf)
         buf[sealed_end:sealed_end + TAG_LEN] = self._keys.tag(body[:sealed_end])
         end = sealed_end + TAG_LEN
         struct.pack_into(">H", buf, end, framing.crc16(body[:end]))
-        end += CRC_SIZE
+        end += _CRC_SIZE
         return framing.cobs_encode(bytes(buf[:end])) + b"\x00"
 
 
@@ -181,14 +176,14 @@ class ReplayWindow:
         offset = self.highest - counter
         if offset == 0:
             return self.highest != 0
-        if offset > REPLAY_WINDOW:
+        if offset > _REPLAY_WINDOW:
             return True  # too old to tell: refused as a replay
         return bool(self.bitmap >> (offset - 1) & 1)
 
     def accept(self, counter):
         if counter > self.highest:
             shift = counter - self.highest
-            if shift > REPLAY_WINDOW:
+            if shift > _REPLAY_WINDOW:
                 self.bitmap = 0
             else:
                 self.bitmap = ((self.bitmap << shift) | (1 << (shift - 1))) & 0xFFFFFFFFFFFFFFFF
@@ -242,28 +237,28 @@ class Receiver:
     def open(self, block):
         """Open one COBS block (without its delimiter). Returns a Frame or raises FrameError.
         The checks run in SPEC 9's order, the same in every implementation."""
-        if len(block) > MAX_WIRE - 1:
+        if len(block) > _MAX_WIRE - 1:
             raise FrameError("oversize", "%d stuffed bytes" % len(block))
         try:
             body = framing.cobs_decode(block)
         except ValueError as e:
             raise FrameError("bad_cobs", str(e))
         size = len(body)
-        if size > MAX_FRAME:
+        if size > _MAX_FRAME:
             raise FrameError("oversize", "%d bytes" % size)
         if size < _V1_MIN_FRAME:
             raise FrameError("truncated", "%d bytes" % size)
-        end = size - CRC_SIZE
+        end = size - _CRC_SIZE
         mv = memoryview(body)
         if framing.crc16(mv[:end]) != (body[end] << 8 | body[end + 1]):
             raise FrameError("bad_crc")
-        if body[0] != VERSION:
+        if body[0] != _VERSION:
             raise FrameError("bad_version", "v%d frame, v2 expected" % body[0])
-        if size < MIN_FRAME:
+        if size < _MIN_FRAME:
             raise FrameError("truncated", "%d bytes" % size)
         version, direction, key_id, device_id, counter = struct.unpack_from(
             _HEADER_FORMAT, body, 0)
-        keys = self.keyring.get(device_id, key_id)
+        keys = self.keyring.get((device_id, key_id))
         if keys is None:
             # Only the local log sees this reason. A host receiver facing strangers (the
             # centre, host_fast) also spends an HMAC here, so timing does not tell it apart
@@ -273,7 +268,7 @@ class Receiver:
         if keys.tag(mv[:tag_at]) != body[tag_at:end]:
             raise FrameError("bad_tag", "device %d key %d" % (device_id, key_id))
         # The clear header's rules, checked once the tag matched (SPEC 9, steps 7-8).
-        sealed_len = tag_at - HEADER_SIZE
+        sealed_len = tag_at - _HEADER_SIZE
         if direction > 1:
             raise FrameError("bad_payload", "direction %d" % direction)
         if direction != self.downlink:
@@ -283,7 +278,7 @@ class Receiver:
         if sealed_len not in SEALED_SIZES:
             raise FrameError("bad_payload", "size %d" % sealed_len)
         # The decrypted type, flags, length and padding (SPEC 9, steps 9-13).
-        sealed = keys.xor(device_id, direction, counter, key_id, body[HEADER_SIZE:tag_at])
+        sealed = keys.xor(device_id, direction, counter, key_id, body[_HEADER_SIZE:tag_at])
         code, flags, length = sealed[0], sealed[1], sealed[2]
         entry = messages.find(code)
         if entry is None:
@@ -292,20 +287,20 @@ class Receiver:
             raise FrameError("wrong_direction", entry[1])
         if flags & ~_KNOWN_FLAGS:
             raise FrameError("bad_payload", "flags %d" % flags)
-        end = INNER_SIZE + length
+        end = _INNER_SIZE + length
         if sealed_size(length) != sealed_len:
             raise FrameError("bad_payload", "length %d" % length)
         for i in range(end, sealed_len):
             if sealed[i]:
                 raise FrameError("bad_payload", "padding")
         if code == _TEST_INJECT and not (self.test_mode and key_id == TEST_KEY_ID and
-                                         flags & FLAG_TEST):
-            raise FrameError("test_only", "TEST_INJECT is refused outside test builds")
+                                         flags & _FLAG_TEST):
+            raise FrameError("test_only")  # TEST_INJECT: a test build, test key and flag
         try:
-            fields = messages.decode(entry, sealed[INNER_SIZE:end])
+            fields = messages.decode(entry, sealed[_INNER_SIZE:end])
         except messages.PayloadError as e:
             raise FrameError("bad_payload", str(e))
-        frame = Frame(code, entry[1], flags | (FLAG_DOWNLINK if direction else 0), key_id,
+        frame = Frame(code, entry[1], flags | (_FLAG_DOWNLINK if direction else 0), key_id,
                       device_id, counter, fields, body)
         if self.check_replay:
             # ACK is exempt: an old ACK only repeats what was true (those counters did
@@ -343,9 +338,9 @@ class Deframer:
                 self.dropped_bytes += chunk_end - start
             else:
                 pending += data[start:chunk_end]
-                if len(pending) > MAX_WIRE - 1:
+                if len(pending) > _MAX_WIRE - 1:
                     self.dropped_bytes += len(pending)
-                    items.append(FrameError("oversize", "no delimiter within %d bytes" % MAX_WIRE))
+                    items.append(FrameError("oversize", "%d stuffed bytes" % len(pending)))
                     pending[:] = b""
                     self._discarding = True
             if zero < 0:

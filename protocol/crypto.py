@@ -8,6 +8,12 @@ import hashlib
 import struct
 
 try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+try:
     import cryptolib
 
     def _ecb(key):
@@ -20,7 +26,7 @@ except ImportError:  # CPython
 
 TAG_LEN = 8
 KEY_LEN = 16
-_BLOCK = 64
+_BLOCK = const(64)
 
 
 def _pads(key):

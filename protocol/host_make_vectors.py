@@ -142,7 +142,7 @@ GOOD = [
     ("mode-aware", "MODE", 1, True, 3, 0,
      {"mode": constants.MODE_AWARE, "offender_id": 0, "valid_from_ms": 0, "valid_until_ms": 0}),
     ("time-sync", "TIME_SYNC", 0, True, 7, 0, {"utc_ms": _T}),
-    ("test-inject", "TEST_INJECT", 3, True, 1, codec.FLAG_TEST,
+    ("test-inject", "TEST_INJECT", 3, True, 1, host_tables.FLAG_TEST,
      {"op": 1, "data": bytes.fromhex("00ff00017e")}),
 ]
 
@@ -163,7 +163,7 @@ def inner(code, flags, payload, size=None, length=None, padding=0):
     smallest bucket by default)."""
     size = codec.sealed_size(len(payload)) if size is None else size
     length = len(payload) if length is None else length
-    pad = bytearray(size - codec.INNER_SIZE - len(payload))
+    pad = bytearray(size - host_tables.INNER_SIZE - len(payload))
     if padding and pad:
         pad[-1] = padding
     return bytes((code, flags, length)) + payload + bytes(pad)
@@ -263,7 +263,7 @@ def build():
             "name": name, "message": message, "device_id": entry["device_id"],
             "key_id": entry["key_id"], "key": entry["key"], "downlink": downlink,
             "counter": counter, "extra_flags": flags,
-            "flags": flags | host_tables.default_flags(message) | (codec.FLAG_DOWNLINK if downlink
+            "flags": flags | host_tables.default_flags(message) | (host_tables.FLAG_DOWNLINK if downlink
                                                               else 0),
             "fields": to_jsonable(fields), "body": body.hex(), "wire": wire.hex(),
         })
@@ -280,7 +280,7 @@ def build():
     return {
         "about": "Golden vectors of vigil protocol v2; see protocol/SPEC.md section 12. "
                  "Test keys only.",
-        "protocol_version": codec.VERSION,
+        "protocol_version": host_tables.VERSION,
         "schema_hash": messages.SCHEMA_HASH,
         "keys": KEYS,
         "frames": frames,

@@ -9,6 +9,24 @@ import struct
 
 from protocol import codec, messages
 
+# The device's private constants (free there: mpy-cross inlines them), by their public names.
+VERSION = codec._VERSION
+HEADER_SIZE = codec._HEADER_SIZE
+INNER_SIZE = codec._INNER_SIZE
+CRC_SIZE = codec._CRC_SIZE
+MAX_FRAME = codec._MAX_FRAME
+MAX_PAYLOAD = codec._MAX_PAYLOAD
+MIN_FRAME = codec._MIN_FRAME
+MAX_WIRE = codec._MAX_WIRE
+REPLAY_WINDOW = codec._REPLAY_WINDOW
+FLAG_ACK_REQ = codec._FLAG_ACK_REQ
+FLAG_TEST = codec._FLAG_TEST
+KNOWN_FLAGS = codec._KNOWN_FLAGS
+FLAG_DOWNLINK = codec._FLAG_DOWNLINK
+FIX_SIZE = messages._FIX_SIZE
+MAX_FIXES = messages._MAX_FIXES
+MAX_CONFIG_ITEMS = messages._MAX_CONFIG_ITEMS
+
 UP = "up"
 DOWN = "down"
 BOTH = "both"
@@ -34,7 +52,7 @@ REASONS = ("bad_cobs", "bad_crc", "truncated", "oversize", "bad_version", "unkno
 def default_flags(name):
     """The flags SPEC 8 asks for, as codec.Sender sets them: every frame but ACK asks for a
     transport ACK."""
-    return 0 if name == "ACK" else codec.FLAG_ACK_REQ
+    return 0 if name == "ACK" else FLAG_ACK_REQ
 
 
 def version_detail(version):

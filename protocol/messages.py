@@ -29,9 +29,9 @@ def _names(*names):
 FIX_FORMAT = ">qiihHHHBBB"
 FIX_FIELDS = _names("fix_time_ms", "lat_e7", "lon_e7", "alt_m", "speed_cmps", "course_cdeg",
                     "accuracy_m", "hdop_x10", "sats", "source")
-FIX_SIZE = const(27)
-MAX_FIXES = const(7)
-MAX_CONFIG_ITEMS = const(20)
+_FIX_SIZE = const(27)
+_MAX_FIXES = const(7)
+_MAX_CONFIG_ITEMS = const(20)
 _ITEM_FORMAT = ">Bi"
 _ITEM_SIZE = const(5)
 
@@ -105,7 +105,10 @@ def _pack(buf, offset, fmt, names, fields, what):
     Each value must read back as given: MicroPython's struct wraps out-of-range integers
     silently, so this refuses them as CPython's struct does."""
     try:
-        values = tuple([fields[name] for name in names])
+        values = []
+        for name in names:
+            values.append(fields[name])
+        values = tuple(values)
         struct.pack_into(fmt, buf, offset, *values)
         if struct.unpack_from(fmt, buf, offset) == values:
             return offset + struct.calcsize(fmt)
@@ -131,14 +134,14 @@ def encode_into(buf, offset, entry, fields):
         fix = fields.get(FIX_NAME[name])
         if fix is None:
             buf[offset] = 0
-            buf[offset + 1:offset + 1 + FIX_SIZE] = bytes(FIX_SIZE)
+            buf[offset + 1:offset + 1 + _FIX_SIZE] = bytes(_FIX_SIZE)
         else:
             buf[offset] = 1
             _pack(buf, offset + 1, FIX_FORMAT, FIX_FIELDS, fix, "fix")
-        offset += 1 + FIX_SIZE
+        offset += 1 + _FIX_SIZE
     elif kind == "fixes" or kind == "items":
         parts = fields[kind]
-        low, high = (1, MAX_FIXES) if kind == "fixes" else (0, MAX_CONFIG_ITEMS)
+        low, high = (1, _MAX_FIXES) if kind == "fixes" else (0, _MAX_CONFIG_ITEMS)
         if not low <= len(parts) <= high:
             raise PayloadError("%s carries %d %s" % (name, len(parts), kind))
         buf[offset] = len(parts)
@@ -180,11 +183,11 @@ def decode(entry, payload):
     count = payload[head_size] if size > head_size else -1
     start = head_size + 1  # of the fix record, the fixes or the items
     if kind == "fix":
-        end = start + FIX_SIZE
+        end = start + _FIX_SIZE
     elif kind == "fixes":
-        end = start + count * FIX_SIZE if 1 <= count <= MAX_FIXES else -1
+        end = start + count * _FIX_SIZE if 1 <= count <= _MAX_FIXES else -1
     elif kind == "items":
-        end = start + count * _ITEM_SIZE if 0 <= count <= MAX_CONFIG_ITEMS else -1
+        end = start + count * _ITEM_SIZE if 0 <= count <= _MAX_CONFIG_ITEMS else -1
     else:
         end = size if kind == "data" and size >= head_size else head_size
     if size != end:
@@ -196,8 +199,10 @@ def decode(entry, payload):
         fields[FIX_NAME[name]] = _fill(
             FIX_FIELDS, struct.unpack_from(FIX_FORMAT, payload, start)) if count else None
     elif kind == "fixes":
-        fields["fixes"] = [_fill(FIX_FIELDS, struct.unpack_from(FIX_FORMAT, payload, at))
-                           for at in range(start, size, FIX_SIZE)]
+        fixes = []
+        for at in range(start, size, _FIX_SIZE):
+            fixes.append(_fill(FIX_FIELDS, struct.unpack_from(FIX_FORMAT, payload, at)))
+        fields["fixes"] = fixes
     elif kind == "items":
         items = []
         for at in range(start, size, _ITEM_SIZE):

@@ -281,7 +281,7 @@ def test_a_long_run_without_delimiter_is_one_oversize_line(tmp_path, capsys):
 
 def test_stream_blocks_match_blocks_at_every_chunk_size():
     data = b"".join(GOOD_WIRES) + b"\x00\x00noise\x00" + b"\x07" * 300 + b"\x00tail"
-    want = [(o, b if len(b) <= codec.MAX_WIRE - 1 else len(b), d)
+    want = [(o, b if len(b) <= host_tables.MAX_WIRE - 1 else len(b), d)
             for o, b, d in decode.blocks(data)]
     for chunk in (1, 2, 3, 7, 64, 4096):
         stream = io.BytesIO(data)
