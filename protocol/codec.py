@@ -26,17 +26,19 @@ except ImportError:
     def const(x):
         return x
 
+# Private consts cost the device nothing (mpy-cross inlines them); protocol/host_tables.py
+# publishes them for the host under their names (VERSION, MAX_FRAME, FLAG_TEST, ...).
 _VERSION = const(2)
 _HEADER_SIZE = const(11)
 _INNER_SIZE = const(3)  # type, flags, length: the first sealed bytes
 _CRC_SIZE = const(2)
 _MAX_FRAME = const(240)  # unstuffed; COBS adds 1 byte per 254 at most: one BLE ATT write
 # Sealed sizes (SPEC 3.4): a sealed part is always the smallest of these that holds
-# _INNER_SIZE + payload, so an observer learns only the bucket, never the exact length.
+# INNER_SIZE + payload, so an observer learns only the bucket, never the exact length.
 SEALED_SIZES = (32, 48, 96, 144, 219)
-_MAX_PAYLOAD = const(216)  # the largest sealed size (_MAX_FRAME - _HEADER_SIZE - TAG_LEN -
-# _CRC_SIZE) less _INNER_SIZE
-_MIN_FRAME = const(53)  # _HEADER_SIZE + SEALED_SIZES[0] + TAG_LEN + _CRC_SIZE
+_MAX_PAYLOAD = const(216)  # the largest sealed size (MAX_FRAME - HEADER_SIZE - TAG_LEN -
+# CRC_SIZE) less INNER_SIZE
+_MIN_FRAME = const(53)  # HEADER_SIZE + SEALED_SIZES[0] + TAG_LEN + CRC_SIZE
 _MAX_WIRE = const(243)  # stuffed frame plus its 0x00 delimiter
 _REPLAY_WINDOW = const(64)
 TEST_KEY_ID = const(0xFF)
@@ -52,8 +54,6 @@ _HEADER_FORMAT = ">BBBII"
 _TEST_INJECT = const(0x86)
 _ACK = const(0x10)
 _V1_MIN_FRAME = const(22)  # no frame of either version is shorter: below is truncated
-# The constants are private, so free on the device (mpy-cross inlines them);
-# protocol/host_tables.py publishes them for the host, with the reasons a FrameError gives.
 
 
 def sealed_size(payload_len):
@@ -79,8 +79,9 @@ class FrameError(Exception):
 
 class Frame:
     """One authenticated, decrypted and decoded frame. `flags` holds the sealed flags, plus
-    _FLAG_DOWNLINK for a downlink. `historic` is not on the wire (SPEC 3.3): a receiver that
-    tells a late record from a live one (the centre) sets it."""
+    FLAG_DOWNLINK for a downlink; `ack_requested` and `downlink` tell those two bits.
+    `historic` is not on the wire (SPEC 3.3): a receiver that tells a late record from a
+    live one (the centre) sets it."""
 
     def __init__(self, type_code, name, flags, key_id, device_id, counter, fields, raw):
         self.type = type_code
