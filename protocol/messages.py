@@ -83,8 +83,8 @@ CONFIG_KEYS = {
 
 # Like MAVLink's CRC_EXTRA (SPEC 7): the CRC-32 of the text `host_make_vectors.schema_text()`
 # builds from the tables above and codec.SEALED_SIZES. A constant, not computed here: the
-# device would spend heap on the text's parts for good. tests/test_vectors.py fails until it
-# is updated after any change to the tables.
+# device would spend heap on the text's parts for good. tests/test_protocol_roundtrip.py fails
+# until it is updated after any change to the tables.
 SCHEMA_HASH = const(0x99C1776D)
 
 
