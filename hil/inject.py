@@ -18,11 +18,11 @@ import time
 from firmware import inject as fw
 from firmware.battery import _OCV
 from host.transport import TransportTimeout
-from protocol import codec
+from protocol import codec, host_tables
 from protocol import host_constants as constants
 
 _EPOCH_2026_S = 1767225600
-MAX_WAYPOINTS = (codec.MAX_PAYLOAD - 1 - struct.calcsize(fw._ROUTE_HEAD)) // 8
+MAX_WAYPOINTS = (host_tables.MAX_PAYLOAD - 1 - struct.calcsize(fw._ROUTE_HEAD)) // 8
 
 
 class InjectError(RuntimeError):
@@ -77,7 +77,7 @@ class TestInjector:
         self.sent = []  # (op, wire)
 
     def send(self, op, data=b""):
-        wire = self.sender.seal("TEST_INJECT", {"op": op, "data": bytes(data)}, codec.FLAG_TEST)
+        wire = self.sender.seal("TEST_INJECT", {"op": op, "data": bytes(data)}, host_tables.FLAG_TEST)
         try:
             self.link.send(wire)
         except TransportTimeout:

@@ -35,11 +35,11 @@ import json
 import sys
 
 from host.keys import KeyFileError, load_keys
-from protocol import codec, framing, host_fast
+from protocol import codec, framing, host_fast, host_tables
 from protocol.host_make_vectors import to_jsonable
 
-_FLAG_NAMES = ((codec.FLAG_ACK_REQ, "ack_req"), (codec.FLAG_DOWNLINK, "downlink"),
-               (codec.FLAG_TEST, "test"))
+_FLAG_NAMES = ((host_tables.FLAG_ACK_REQ, "ack_req"), (host_tables.FLAG_DOWNLINK, "downlink"),
+               (host_tables.FLAG_TEST, "test"))
 CHUNK = 65536
 MAX_HEX_LINE = 65536  # characters; a longer line is not a frame's hex
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
@@ -115,7 +115,7 @@ class Oversize:
 def stream_blocks(read, chunk=CHUNK):
     """blocks() over a stream read in chunks: memory stays under one chunk plus one frame.
     A block longer than a frame is yielded as Oversize(length) and not kept."""
-    limit = codec.MAX_WIRE - 1
+    limit = host_tables.MAX_WIRE - 1
     pending = bytearray()
     oversize = 0  # > 0 while discarding a block longer than limit
     block_start = 0
@@ -202,7 +202,7 @@ class Decoder:
                 for downlink in (False, True)}
 
     def decode(self, block, index=0):
-        if isinstance(block, Oversize) or len(block) > codec.MAX_WIRE - 1:
+        if isinstance(block, Oversize) or len(block) > host_tables.MAX_WIRE - 1:
             return _invalid("oversize", "%d stuffed bytes" % len(block))
         try:
             body = framing.cobs_decode(block)
@@ -246,13 +246,13 @@ class Decoder:
         size = len(body)
         if size < 22:
             return _invalid("truncated", "%d bytes" % size)
-        if size > codec.MAX_FRAME:
+        if size > host_tables.MAX_FRAME:
             return _invalid("oversize", "%d bytes" % size)
         if framing.crc16(body[:-2]) != body[-2] << 8 | body[-1]:
             return _invalid("bad_crc", "")
-        if body[0] != codec.VERSION:
-            return _invalid("bad_version", codec._version_detail(body[0]))
-        if size < codec.MIN_FRAME:
+        if body[0] != host_tables.VERSION:
+            return _invalid("bad_version", host_tables.version_detail(body[0]))
+        if size < host_tables.MIN_FRAME:
             return _invalid("truncated", "%d bytes" % size)
         direction, key_id = body[1], body[2]
         device_id = int.from_bytes(body[3:7], "big")

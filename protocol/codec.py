@@ -18,7 +18,7 @@ flags and every payload are encrypted and authenticated.
 import struct
 
 from protocol import framing, messages
-from protocol.crypto import TAG_LEN, Ctr, Hmac, derive_keys
+from protocol.crypto import TAG_LEN, Keys
 
 try:
     from micropython import const
@@ -26,39 +26,39 @@ except ImportError:
     def const(x):
         return x
 
-VERSION = const(2)
-HEADER_SIZE = const(11)
-INNER_SIZE = const(3)  # type, flags, length: the first sealed bytes
-CRC_SIZE = const(2)
-MAX_FRAME = const(240)  # unstuffed; COBS adds at most 1 byte per 254, so one BLE ATT write
+# Private consts cost the device nothing (mpy-cross inlines them); protocol/host_tables.py
+# publishes them for the host under their names (VERSION, MAX_FRAME, FLAG_TEST, ...).
+_VERSION = const(2)
+_HEADER_SIZE = const(11)
+_INNER_SIZE = const(3)  # type, flags, length: the first sealed bytes
+_CRC_SIZE = const(2)
+_MAX_FRAME = const(240)  # unstuffed; COBS adds 1 byte per 254 at most: one BLE ATT write
 # Sealed sizes (SPEC 3.4): a sealed part is always the smallest of these that holds
 # INNER_SIZE + payload, so an observer learns only the bucket, never the exact length.
-SEALED_SIZES = messages.SEALED_SIZES
-MAX_SEALED = const(219)  # MAX_FRAME - HEADER_SIZE - TAG_LEN - CRC_SIZE
-MAX_PAYLOAD = const(216)  # MAX_SEALED - INNER_SIZE
-MIN_FRAME = const(53)  # HEADER_SIZE + SEALED_SIZES[0] + TAG_LEN + CRC_SIZE
-MAX_WIRE = const(243)  # stuffed frame plus its 0x00 delimiter
-REPLAY_WINDOW = const(64)
+SEALED_SIZES = (32, 48, 96, 144, 219)
+_MAX_PAYLOAD = const(216)  # the largest sealed size (MAX_FRAME - HEADER_SIZE - TAG_LEN -
+# CRC_SIZE) less INNER_SIZE
+_MIN_FRAME = const(53)  # HEADER_SIZE + SEALED_SIZES[0] + TAG_LEN + CRC_SIZE
+_MAX_WIRE = const(243)  # stuffed frame plus its 0x00 delimiter
+_REPLAY_WINDOW = const(64)
 TEST_KEY_ID = const(0xFF)
 
 # Sealed flags (inside the ciphertext).
-FLAG_ACK_REQ = const(1)
-FLAG_TEST = const(16)
+_FLAG_ACK_REQ = const(1)
+_FLAG_TEST = const(16)
 _KNOWN_FLAGS = const(17)
 # Not a sealed bit: Frame.flags carries it for a downlink, from the clear direction byte.
-FLAG_DOWNLINK = const(8)
+_FLAG_DOWNLINK = const(8)
 
 _HEADER_FORMAT = ">BBBII"
 _TEST_INJECT = const(0x86)
 _ACK = const(0x10)
 _V1_MIN_FRAME = const(22)  # no frame of either version is shorter: below is truncated
 
-REASONS = ("bad_cobs", "bad_crc", "truncated", "oversize", "bad_version", "unknown_type",
-           "unknown_key", "bad_tag", "replayed", "bad_payload", "wrong_direction", "test_only")
 
 def sealed_size(payload_len):
     """The padded size of the sealed part for a payload of `payload_len` bytes, or 0."""
-    need = INNER_SIZE + payload_len
+    need = _INNER_SIZE + payload_len
     for size in SEALED_SIZES:
         if need <= size:
             return size
@@ -66,28 +66,29 @@ def sealed_size(payload_len):
 
 
 class FrameError(Exception):
-    """A frame from the peer was refused. `reason` is one of REASONS; `frame` is set for
-    "replayed" (an authentic duplicate, which must be acked again but not delivered twice)."""
+    """A frame from the peer was refused. `reason` is one of host_tables.REASONS; `frame` is
+    set for "replayed" (an authentic duplicate, which must be acked again but not delivered
+    twice). str() gives "reason: detail"."""
 
     def __init__(self, reason, detail="", frame=None):
-        super().__init__(reason)
+        super().__init__(reason + ": " + detail if detail else reason)
         self.reason = reason
         self.detail = detail
         self.frame = frame
 
-    def __str__(self):
-        return self.reason + (": " + self.detail if self.detail else "")
-
 
 class Frame:
     """One authenticated, decrypted and decoded frame. `flags` holds the sealed flags, plus
-    FLAG_DOWNLINK for a downlink. `historic` is not on the wire (SPEC 3.3): a receiver that
-    tells a late record from a live one (the centre) sets it."""
+    FLAG_DOWNLINK for a downlink; `ack_requested` and `downlink` tell those two bits.
+    `historic` is not on the wire (SPEC 3.3): a receiver that tells a late record from a
+    live one (the centre) sets it."""
 
     def __init__(self, type_code, name, flags, key_id, device_id, counter, fields, raw):
         self.type = type_code
         self.name = name
         self.flags = flags
+        self.ack_requested = bool(flags & _FLAG_ACK_REQ)
+        self.downlink = bool(flags & _FLAG_DOWNLINK)
         self.key_id = key_id
         self.device_id = device_id
         self.counter = counter
@@ -95,45 +96,12 @@ class Frame:
         self.raw = raw
         self.historic = False
 
-    @property
-    def ack_requested(self):
-        return bool(self.flags & FLAG_ACK_REQ)
 
-    @property
-    def downlink(self):
-        return bool(self.flags & FLAG_DOWNLINK)
-
-    def __repr__(self):
-        return "Frame(%s dev=%d key=%d ctr=%d flags=%d %r)" % (
-            self.name, self.device_id, self.key_id, self.counter, self.flags, self.fields)
-
-
-class _Keys:
-    def __init__(self, key):
-        mac_key, enc_key = derive_keys(key)
-        self.mac = Hmac(mac_key)
-        self.ctr = Ctr(enc_key)
-
-
-class Keyring:
-    """Device keys by (device_id, key_id); key_id allows rotation (SPEC 4.1)."""
-
-    def __init__(self):
-        self._keys = {}
+class Keyring(dict):
+    """Device keys (crypto.Keys) by (device_id, key_id); key_id allows rotation (SPEC 4.1)."""
 
     def add(self, device_id, key_id, key):
-        self._keys[(device_id, key_id)] = _Keys(bytes(key))
-
-    def get(self, device_id, key_id):
-        return self._keys.get((device_id, key_id))
-
-    def remove(self, device_id, key_id):
-        self._keys.pop((device_id, key_id), None)
-
-
-def default_flags(name):
-    """The flags SPEC 8 asks for: every frame but ACK asks for a transport ACK."""
-    return 0 if name == "ACK" else FLAG_ACK_REQ
+        self[(device_id, key_id)] = Keys(bytes(key))
 
 
 class Sender:
@@ -147,53 +115,51 @@ class Sender:
         self.key_id = key_id
         self.downlink = downlink
         self.counter = counter
-        self._keys = _Keys(bytes(key))
-        self._buf = bytearray(MAX_FRAME)
+        self._keys = Keys(bytes(key))
+        self._buf = bytearray(_MAX_FRAME)
 
     def seal(self, name, fields, flags=0, counter=None):
         """Return the wire bytes of one frame (COBS, 0x00-terminated). A given `counter`
         re-seals a retransmission; otherwise the next counter is used and advanced."""
-        spec = messages.BY_NAME.get(name)
-        if spec is None:
-            raise messages.PayloadError("unknown message " + str(name))
-        direction = spec[2]
-        if direction != messages.BOTH and (direction == messages.DOWN) != self.downlink:
+        entry = messages.find(name)
+        if entry is None:
+            raise messages.PayloadError("unknown message %r" % (name,))
+        direction = entry[2]
+        if direction != "both" and (direction == "down") != self.downlink:
             raise messages.PayloadError("%s cannot be sent in this direction" % name)
-        if flags & ~_KNOWN_FLAGS:
-            raise messages.PayloadError("flags: only ACK_REQ and TEST")
+        if flags & ~_KNOWN_FLAGS:  # only ACK_REQ and TEST
+            raise messages.PayloadError("flags %d" % flags)
         advance = counter is None
         if advance:
             counter = self.counter
         if not 0 < counter <= 0xFFFFFFFF:
-            raise messages.PayloadError("counter out of range")
-        flags |= default_flags(name)
+            raise messages.PayloadError("counter %d" % counter)
+        if name != "ACK":  # SPEC 8: every frame but ACK asks for a transport ACK
+            flags |= _FLAG_ACK_REQ
         buf = self._buf
-        start = HEADER_SIZE + INNER_SIZE
-        try:
-            end = messages.encode_into(buf, start, name, fields)
-        except IndexError:
-            end = MAX_FRAME
+        start = _HEADER_SIZE + _INNER_SIZE
+        end = messages.encode_into(buf, start, entry, fields)
         size = sealed_size(end - start)
         if not size:
-            raise messages.PayloadError("%s payload exceeds %d bytes" % (name, MAX_PAYLOAD))
+            raise messages.PayloadError("%s payload exceeds %d bytes" % (name, _MAX_PAYLOAD))
         if advance:
             self.counter = counter + 1
-        sealed_end = HEADER_SIZE + size
+        sealed_end = _HEADER_SIZE + size
         for i in range(end, sealed_end):
             buf[i] = 0
-        struct.pack_into(_HEADER_FORMAT, buf, 0, VERSION, 1 if self.downlink else 0,
+        struct.pack_into(_HEADER_FORMAT, buf, 0, _VERSION, 1 if self.downlink else 0,
                          self.key_id, self.device_id, counter)
-        buf[HEADER_SIZE] = spec[0]
-        buf[HEADER_SIZE + 1] = flags
-        buf[HEADER_SIZE + 2] = end - start
-        buf[HEADER_SIZE:sealed_end] = self._keys.ctr.xor(
+        buf[_HEADER_SIZE] = entry[0]
+        buf[_HEADER_SIZE + 1] = flags
+        buf[_HEADER_SIZE + 2] = end - start
+        buf[_HEADER_SIZE:sealed_end] = self._keys.xor(
             self.device_id, self.downlink, counter, self.key_id,
-            bytes(buf[HEADER_SIZE:sealed_end]))
+            bytes(buf[_HEADER_SIZE:sealed_end]))
         body = memoryview(buf)
-        buf[sealed_end:sealed_end + TAG_LEN] = self._keys.mac.digest(body[:sealed_end])[:TAG_LEN]
+        buf[sealed_end:sealed_end + TAG_LEN] = self._keys.tag(body[:sealed_end])
         end = sealed_end + TAG_LEN
         struct.pack_into(">H", buf, end, framing.crc16(body[:end]))
-        end += CRC_SIZE
+        end += _CRC_SIZE
         return framing.cobs_encode(bytes(buf[:end])) + b"\x00"
 
 
@@ -211,14 +177,14 @@ class ReplayWindow:
         offset = self.highest - counter
         if offset == 0:
             return self.highest != 0
-        if offset > REPLAY_WINDOW:
+        if offset > _REPLAY_WINDOW:
             return True  # too old to tell: refused as a replay
         return bool(self.bitmap >> (offset - 1) & 1)
 
     def accept(self, counter):
         if counter > self.highest:
             shift = counter - self.highest
-            if shift > REPLAY_WINDOW:
+            if shift > _REPLAY_WINDOW:
                 self.bitmap = 0
             else:
                 self.bitmap = ((self.bitmap << shift) | (1 << (shift - 1))) & 0xFFFFFFFFFFFFFFFF
@@ -270,48 +236,72 @@ class Receiver:
         return items
 
     def open(self, block):
-        """Open one COBS block (without its delimiter). Returns a Frame or raises FrameError."""
-        if len(block) > MAX_WIRE - 1:
+        """Open one COBS block (without its delimiter). Returns a Frame or raises FrameError.
+        The checks run in SPEC 9's order, the same in every implementation."""
+        if len(block) > _MAX_WIRE - 1:
             raise FrameError("oversize", "%d stuffed bytes" % len(block))
         try:
             body = framing.cobs_decode(block)
         except ValueError as e:
             raise FrameError("bad_cobs", str(e))
         size = len(body)
-        if size > MAX_FRAME:
+        if size > _MAX_FRAME:
             raise FrameError("oversize", "%d bytes" % size)
         if size < _V1_MIN_FRAME:
             raise FrameError("truncated", "%d bytes" % size)
-        end = size - CRC_SIZE
+        end = size - _CRC_SIZE
         mv = memoryview(body)
         if framing.crc16(mv[:end]) != (body[end] << 8 | body[end + 1]):
             raise FrameError("bad_crc")
-        if body[0] != VERSION:
-            raise FrameError("bad_version", _version_detail(body[0]))
-        if size < MIN_FRAME:
+        if body[0] != _VERSION:
+            raise FrameError("bad_version", "v%d frame, v2 expected" % body[0])
+        if size < _MIN_FRAME:
             raise FrameError("truncated", "%d bytes" % size)
         version, direction, key_id, device_id, counter = struct.unpack_from(
             _HEADER_FORMAT, body, 0)
-        keys = self.keyring.get(device_id, key_id)
+        keys = self.keyring.get((device_id, key_id))
         if keys is None:
             # Only the local log sees this reason. A host receiver facing strangers (the
             # centre, host_fast) also spends an HMAC here, so timing does not tell it apart
             # from bad_tag (SPEC 4.2); a device has one key and nothing to hide by it.
             raise FrameError("unknown_key", "device %d key %d" % (device_id, key_id))
         tag_at = end - TAG_LEN
-        if keys.mac.digest(mv[:tag_at])[:TAG_LEN] != body[tag_at:end]:
+        if keys.tag(mv[:tag_at]) != body[tag_at:end]:
             raise FrameError("bad_tag", "device %d key %d" % (device_id, key_id))
-        inner = _check_route(direction, self.downlink, counter, tag_at - HEADER_SIZE)
-        return self._accept(body, inner, direction, key_id, device_id, counter, keys, tag_at)
-
-    def _accept(self, body, inner, direction, key_id, device_id, counter, keys, tag_at):
-        sealed = keys.ctr.xor(device_id, direction, counter, key_id, body[HEADER_SIZE:tag_at])
-        code, flags, payload = _open_inner(sealed, self.downlink, key_id, self.test_mode)
+        # The clear header's rules, checked once the tag matched (SPEC 9, steps 7-8).
+        sealed_len = tag_at - _HEADER_SIZE
+        if direction > 1:
+            raise FrameError("bad_payload", "direction %d" % direction)
+        if direction != self.downlink:
+            raise FrameError("wrong_direction")
+        if counter == 0:
+            raise FrameError("bad_payload", "counter 0")
+        if sealed_len not in SEALED_SIZES:
+            raise FrameError("bad_payload", "size %d" % sealed_len)
+        # The decrypted type, flags, length and padding (SPEC 9, steps 9-13).
+        sealed = keys.xor(device_id, direction, counter, key_id, body[_HEADER_SIZE:tag_at])
+        code, flags, length = sealed[0], sealed[1], sealed[2]
+        entry = messages.find(code)
+        if entry is None:
+            raise FrameError("unknown_type", "type 0x%02x" % code)
+        if entry[2] != "both" and (entry[2] == "down") != self.downlink:
+            raise FrameError("wrong_direction", entry[1])
+        if flags & ~_KNOWN_FLAGS:
+            raise FrameError("bad_payload", "flags %d" % flags)
+        end = _INNER_SIZE + length
+        if sealed_size(length) != sealed_len:
+            raise FrameError("bad_payload", "length %d" % length)
+        for i in range(end, sealed_len):
+            if sealed[i]:
+                raise FrameError("bad_payload", "padding")
+        if code == _TEST_INJECT and not (self.test_mode and key_id == TEST_KEY_ID and
+                                         flags & _FLAG_TEST):
+            raise FrameError("test_only")  # TEST_INJECT: a test build, test key and flag
         try:
-            name, fields = messages.decode(code, payload)
+            fields = messages.decode(entry, sealed[_INNER_SIZE:end])
         except messages.PayloadError as e:
             raise FrameError("bad_payload", str(e))
-        frame = Frame(code, name, flags | (FLAG_DOWNLINK if direction else 0), key_id,
+        frame = Frame(code, entry[1], flags | (_FLAG_DOWNLINK if direction else 0), key_id,
                       device_id, counter, fields, body)
         if self.check_replay:
             # ACK is exempt: an old ACK only repeats what was true (those counters did
@@ -325,47 +315,6 @@ class Receiver:
             if self.on_accept is not None:
                 self.on_accept(device_id, key_id, window)
         return frame
-
-
-def _check_route(direction, downlink, counter, sealed_len):
-    """The clear header's rules, checked once the tag matched (SPEC 9, steps 7-8)."""
-    if direction > 1:
-        raise FrameError("bad_payload", "direction %d" % direction)
-    if bool(direction) != downlink:
-        raise FrameError("wrong_direction")
-    if counter == 0:
-        raise FrameError("bad_payload", "counter 0")
-    if sealed_len not in SEALED_SIZES:
-        raise FrameError("bad_payload", "size %d" % sealed_len)
-    return sealed_len
-
-
-def _open_inner(sealed, downlink, key_id, test_mode):
-    """Check the decrypted type, flags, length and padding (SPEC 9, steps 9-13); return
-    (type code, flags, payload)."""
-    code, flags, length = sealed[0], sealed[1], sealed[2]
-    spec = messages.BY_TYPE.get(code)
-    if spec is None:
-        raise FrameError("unknown_type", "type 0x%02x" % code)
-    direction = spec[2]
-    if direction != messages.BOTH and (direction == messages.DOWN) != downlink:
-        raise FrameError("wrong_direction", spec[1])
-    if flags & ~_KNOWN_FLAGS:
-        raise FrameError("bad_payload", "flags %d" % flags)
-    end = INNER_SIZE + length
-    if sealed_size(length) != len(sealed):
-        raise FrameError("bad_payload", "length %d" % length)
-    for i in range(end, len(sealed)):
-        if sealed[i]:
-            raise FrameError("bad_payload", "padding")
-    if code == _TEST_INJECT and not (test_mode and key_id == TEST_KEY_ID and flags & FLAG_TEST):
-        raise FrameError("test_only", "TEST_INJECT is refused outside test builds")
-    return code, flags, sealed[INNER_SIZE:end]
-
-
-def _version_detail(version):
-    return "v%d frame, v2 expected" % version
-
 
 
 class Deframer:
@@ -390,9 +339,9 @@ class Deframer:
                 self.dropped_bytes += chunk_end - start
             else:
                 pending += data[start:chunk_end]
-                if len(pending) > MAX_WIRE - 1:
+                if len(pending) > _MAX_WIRE - 1:
                     self.dropped_bytes += len(pending)
-                    items.append(FrameError("oversize", "no delimiter within %d bytes" % MAX_WIRE))
+                    items.append(FrameError("oversize", "%d stuffed bytes" % len(pending)))
                     pending[:] = b""
                     self._discarding = True
             if zero < 0:

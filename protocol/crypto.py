@@ -5,6 +5,13 @@ are built here from those primitives. On CPython `cryptolib` is absent and AES-E
 the `cryptography` package. See SPEC.md section 4.
 """
 import hashlib
+import struct
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
 
 try:
     import cryptolib
@@ -19,69 +26,59 @@ except ImportError:  # CPython
 
 TAG_LEN = 8
 KEY_LEN = 16
-_BLOCK = 64
+_BLOCK = const(64)
 
 
-class Hmac:
-    """HMAC-SHA256 with the key's pads computed once."""
-
-    def __init__(self, key):
-        if len(key) > _BLOCK:
-            key = hashlib.sha256(key).digest()
-        # XOR in place: a list comprehension would allocate a 512-byte list on MicroPython.
-        pad = bytearray(_BLOCK)
-        pad[:len(key)] = key
-        for i in range(_BLOCK):
-            pad[i] ^= 0x36
-        self._ipad = bytes(pad)
-        for i in range(_BLOCK):
-            pad[i] ^= 0x36 ^ 0x5C
-        self._opad = bytes(pad)
-
-    def digest(self, msg):
-        inner = hashlib.sha256(self._ipad)
-        inner.update(msg)
-        outer = hashlib.sha256(self._opad)
-        outer.update(inner.digest())
-        return outer.digest()
+def _pads(key):
+    """HMAC's inner and outer key blocks (RFC 2104) for a key of at most 64 bytes."""
+    # XOR in place: a list comprehension would allocate a 512-byte list on MicroPython.
+    pad = bytearray(_BLOCK)
+    pad[:len(key)] = key
+    for i in range(_BLOCK):
+        pad[i] ^= 0x36
+    inner = bytes(pad)
+    for i in range(_BLOCK):
+        pad[i] ^= 0x36 ^ 0x5C
+    return inner, bytes(pad)
 
 
-def hmac_sha256(key, msg):
-    return Hmac(key).digest(msg)
+def _hmac(pads, msg):
+    inner = hashlib.sha256(pads[0])
+    inner.update(msg)
+    outer = hashlib.sha256(pads[1])
+    outer.update(inner.digest())
+    return outer.digest()
 
 
 def derive_keys(device_key):
     """Split one 16-byte device key into a MAC key and an AES key (SPEC 4.1)."""
     if len(device_key) != KEY_LEN:
         raise ValueError("device key must be 16 bytes")
-    mac = Hmac(device_key)
+    pads = _pads(device_key)
     # v2 labels: a v2 frame never shares a keystream with a v1 frame of the same counter.
-    return mac.digest(b"vigil-mac-v2"), mac.digest(b"vigil-enc-v2")[:KEY_LEN]
+    return _hmac(pads, b"vigil-mac-v2"), _hmac(pads, b"vigil-enc-v2")[:KEY_LEN]
 
 
-class Ctr:
-    """AES-128-CTR keystream: block i of frame (device, direction, counter, key id) is
+class Keys:
+    """What seals and opens the frames of one device key: `tag` authenticates (HMAC-SHA256
+    under the MAC key, the pads computed once), `xor` encrypts and decrypts (AES-128-CTR under
+    the AES key). Block i of frame (device, direction, counter, key id) is
     AES(key, device_id[4] | direction[1] | counter[4] | key_id[1] | 0[4] | i[2])."""
 
-    def __init__(self, enc_key):
+    def __init__(self, device_key):
+        mac_key, enc_key = derive_keys(device_key)
+        self._pads = _pads(mac_key)
         self._encrypt = _ecb(enc_key)
         self._block = bytearray(16)
 
+    def tag(self, msg):
+        return _hmac(self._pads, msg)[:TAG_LEN]
+
     def xor(self, device_id, downlink, counter, key_id, data):
         block = self._block
-        block[0] = (device_id >> 24) & 0xFF
-        block[1] = (device_id >> 16) & 0xFF
-        block[2] = (device_id >> 8) & 0xFF
-        block[3] = device_id & 0xFF
-        block[4] = 1 if downlink else 0
-        block[5] = (counter >> 24) & 0xFF
-        block[6] = (counter >> 16) & 0xFF
-        block[7] = (counter >> 8) & 0xFF
-        block[8] = counter & 0xFF
-        block[9] = key_id & 0xFF
-        nblocks = (len(data) + 15) // 16
+        struct.pack_into(">IBIB", block, 0, device_id, 1 if downlink else 0, counter, key_id)
         stream = bytearray()
-        for i in range(nblocks):
+        for i in range((len(data) + 15) // 16):
             block[14] = i >> 8
             block[15] = i & 0xFF
             stream += self._encrypt(bytes(block))

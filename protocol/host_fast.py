@@ -28,19 +28,10 @@ from cobs.cobs import decode as _cobs_decode
 from cobs.cobs import encode as _cobs_encode
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from protocol import codec, messages
-from protocol.codec import (
-    FLAG_DOWNLINK,
-    INNER_SIZE,
-    MAX_FRAME,
-    MIN_FRAME,
-    SEALED_SIZES,
-    VERSION,
-    Frame,
-    FrameError,
-    ReplayWindow,
-)
+from protocol import codec, host_tables, messages
+from protocol.codec import SEALED_SIZES, Frame, FrameError, ReplayWindow
 from protocol.crypto import KEY_LEN, TAG_LEN
+from protocol.host_tables import FLAG_DOWNLINK, INNER_SIZE, MAX_FRAME, MIN_FRAME, VERSION
 from protocol.messages import FIX_FIELDS, PayloadError
 
 __all__ = ["FastSender", "FastReceiver", "Keyring", "FastKeys", "split_stream", "Frame",
@@ -57,10 +48,10 @@ _NONCE_TAILS = tuple((b"",) + tuple(bytes(4) + i.to_bytes(2, "big") for i in ran
                      for n in range(16))
 _MIN_BODY = 22  # shorter than any frame of either version: truncated before the CRC
 _KNOWN_FLAGS = 17
-_TEST_INJECT = messages.BY_NAME["TEST_INJECT"][0]
+_TEST_INJECT = host_tables.BY_NAME["TEST_INJECT"][0]
 # payload length -> (sealed size, zero padding), for every length that fits
 _PAD = {}
-for _n in range(codec.MAX_PAYLOAD + 1):
+for _n in range(host_tables.MAX_PAYLOAD + 1):
     _size = codec.sealed_size(_n)
     _PAD[_n] = (_size, bytes(_size - INNER_SIZE - _n))
 _SEALED = frozenset(SEALED_SIZES)
@@ -103,20 +94,11 @@ class FastKeys:
             size, "big")
 
 
-class Keyring:
-    """Device keys by (device_id, key_id), like `codec.Keyring`."""
-
-    def __init__(self):
-        self._keys = {}
+class Keyring(dict):
+    """Device keys (FastKeys) by (device_id, key_id), like `codec.Keyring`."""
 
     def add(self, device_id, key_id, key):
-        self._keys[(device_id, key_id)] = FastKeys(key)
-
-    def get(self, device_id, key_id):
-        return self._keys.get((device_id, key_id))
-
-    def remove(self, device_id, key_id):
-        self._keys.pop((device_id, key_id), None)
+        self[(device_id, key_id)] = FastKeys(key)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,9 +150,9 @@ def _make_encoder(name, head, names, kind):
                 return out + b"\x01" + _FIX.pack(*values)
             if kind == "fixes":
                 fixes = fields["fixes"]
-                if not 1 <= len(fixes) <= messages.MAX_FIXES:
+                if not 1 <= len(fixes) <= host_tables.MAX_FIXES:
                     raise PayloadError("POSITION carries 1 to %d fixes, not %d" % (
-                        messages.MAX_FIXES, len(fixes)))
+                        host_tables.MAX_FIXES, len(fixes)))
                 parts = [out, bytes((len(fixes),))]
                 for fix in fixes:
                     values = _fix_values(fix)
@@ -179,9 +161,9 @@ def _make_encoder(name, head, names, kind):
                 return b"".join(parts)
             if kind == "items":
                 items = fields["items"]
-                if len(items) > messages.MAX_CONFIG_ITEMS:
+                if len(items) > host_tables.MAX_CONFIG_ITEMS:
                     raise PayloadError("CONFIG carries at most %d items" %
-                                       messages.MAX_CONFIG_ITEMS)
+                                       host_tables.MAX_CONFIG_ITEMS)
                 parts = [out, bytes((len(items),))]
                 for key, value in items:
                     _check_config(key, value)
@@ -253,7 +235,7 @@ def _make_decoder(name, head, names, kind):
             if size < head_size + 1:
                 raise PayloadError("POSITION payload too short")
             count = payload[head_size]
-            if not 1 <= count <= messages.MAX_FIXES or size != head_size + 1 + count * fix_size:
+            if not 1 <= count <= host_tables.MAX_FIXES or size != head_size + 1 + count * fix_size:
                 raise PayloadError("POSITION fix count does not match its length")
             fields = make(unpack(payload))
             fields["fixes"] = [_fix_dict(fix_unpack(payload, offset))
@@ -265,7 +247,7 @@ def _make_decoder(name, head, names, kind):
             if size < head_size + 1:
                 raise PayloadError("CONFIG payload too short")
             count = payload[head_size]
-            if count > messages.MAX_CONFIG_ITEMS or size != head_size + 1 + count * 5:
+            if count > host_tables.MAX_CONFIG_ITEMS or size != head_size + 1 + count * 5:
                 raise PayloadError("CONFIG item count does not match its length")
             fields = make(unpack(payload))
             items = list(_ITEM.iter_unpack(payload[head_size + 1:]))
@@ -324,7 +306,7 @@ class FastSender:
         if entry is None:
             raise PayloadError("unknown message " + str(name))
         code, direction, encode = entry
-        if direction != messages.BOTH and (direction == messages.DOWN) != self.downlink:
+        if direction != host_tables.BOTH and (direction == host_tables.DOWN) != self.downlink:
             raise PayloadError("%s cannot be sent in this direction" % name)
         if not isinstance(flags, int) or flags & ~_KNOWN_FLAGS or flags < 0:
             raise PayloadError("flags 0x%x: only ACK_REQ and TEST exist" % flags)
@@ -333,11 +315,11 @@ class FastSender:
             counter = self.counter
         if not 0 < counter <= 0xFFFFFFFF:
             raise PayloadError("counter out of range")
-        flags |= codec.default_flags(name)
+        flags |= host_tables.default_flags(name)
         payload = encode(fields)
         pad = _PAD.get(len(payload))
         if pad is None:
-            raise PayloadError("%s payload exceeds %d bytes" % (name, codec.MAX_PAYLOAD))
+            raise PayloadError("%s payload exceeds %d bytes" % (name, host_tables.MAX_PAYLOAD))
         try:
             head = _HEADER.pack(VERSION, 1 if self.downlink else 0, self.key_id,
                                 self.device_id, counter)
@@ -367,7 +349,7 @@ class FastReceiver(codec.Receiver):
         super().__init__(keyring, downlink, check_replay, test_mode)
         if not isinstance(keyring, Keyring):
             raise TypeError("FastReceiver needs a host_fast.Keyring (it keeps raw-key states)")
-        self._lookup = keyring._keys.get  # one C call per frame
+        self._lookup = keyring.get  # one C call per frame
         self._side = 1 if downlink else 0
 
     def open(self, block, _cobs_decode=_cobs_decode, _crc=crc_hqx,
@@ -387,7 +369,7 @@ class FastReceiver(codec.Receiver):
         if _crc(body, 0xFFFF):  # a CRC over data + its CRC leaves 0 (no xorout)
             raise FrameError("bad_crc")
         if body[0] != 2:
-            raise FrameError("bad_version", codec._version_detail(body[0]))
+            raise FrameError("bad_version", host_tables.version_detail(body[0]))
         if size < 53:  # MIN_FRAME
             raise FrameError("truncated", "%d bytes" % size)
         version, direction, key_id, device_id, counter = _unpack_header(body)
@@ -401,18 +383,17 @@ class FastReceiver(codec.Receiver):
         if not hmac.compare_digest(outer.digest()[:8], body[-10:-2]):
             raise FrameError("bad_tag", "device %d key %d" % (device_id, key_id))
         if direction != self._side or not counter or size - 21 not in _SEALED:
-            codec._check_route(direction, self.downlink, counter, size - 21)
+            return codec.Receiver.open(self, block)  # refused there, in the same words
         sealed = keys.xor(device_id, direction, counter, key_id, body[11:-10])
         code, flags, length = sealed[0], sealed[1], sealed[2]
         entry = _DECODERS.get(code)
         if (entry is None or flags & ~_KNOWN_FLAGS or code == _TEST_INJECT or
                 _PAD.get(length, (0,))[0] != len(sealed) or
                 sealed[3 + length:] != _PAD[length][1]):
-            codec._open_inner(sealed, self.downlink, key_id, self.test_mode)
-            if entry is None:  # pragma: no cover - _open_inner raised
-                raise FrameError("unknown_type", "type 0x%02x" % code)
+            # A refusal, or a TEST_INJECT: the portable codec has the words and the rules.
+            return codec.Receiver.open(self, block)
         name, way, decode = entry
-        if way != messages.BOTH and (way == messages.DOWN) != self.downlink:
+        if way != host_tables.BOTH and (way == host_tables.DOWN) != self.downlink:
             raise FrameError("wrong_direction", name)
         try:
             fields = decode(sealed[3:3 + length])

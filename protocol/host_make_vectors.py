@@ -13,9 +13,9 @@ import struct
 import sys
 from pathlib import Path
 
-from protocol import codec, framing, messages
+from protocol import codec, framing, host_tables, messages
 from protocol import host_constants as constants
-from protocol.crypto import TAG_LEN, Ctr, Hmac, derive_keys
+from protocol.crypto import Keys
 
 VECTORS_PATH = Path(__file__).resolve().parent / "vectors" / "vectors.json"
 
@@ -29,9 +29,9 @@ KEYS = [
 
 
 def schema_text():
-    """The text whose CRC-32 is the schema hash (SPEC 7), built whole; the device feeds the
-    same parts to crc32 one by one (`messages.SCHEMA_HASH`)."""
-    parts = ["vigil-v2", "sealed:" + ",".join("%d" % n for n in messages.SEALED_SIZES)]
+    """The text whose CRC-32 is the schema hash (SPEC 7); the device carries the hash as the
+    constant `messages.SCHEMA_HASH`, which tests/test_vectors.py checks against this text."""
+    parts = ["vigil-v2", "sealed:" + ",".join("%d" % n for n in codec.SEALED_SIZES)]
     for code, name, direction, fmt, fields, kind in messages.MESSAGES:
         parts.append("%02x:%s:%s:%s:%s:%s" % (code, name, direction, fmt, ",".join(fields), kind))
     parts.append("fix:%s:%s" % (messages.FIX_FORMAT, ",".join(messages.FIX_FIELDS)))
@@ -142,7 +142,7 @@ GOOD = [
     ("mode-aware", "MODE", 1, True, 3, 0,
      {"mode": constants.MODE_AWARE, "offender_id": 0, "valid_from_ms": 0, "valid_until_ms": 0}),
     ("time-sync", "TIME_SYNC", 0, True, 7, 0, {"utc_ms": _T}),
-    ("test-inject", "TEST_INJECT", 3, True, 1, codec.FLAG_TEST,
+    ("test-inject", "TEST_INJECT", 3, True, 1, host_tables.FLAG_TEST,
      {"op": 1, "data": bytes.fromhex("00ff00017e")}),
 ]
 
@@ -151,10 +151,10 @@ def seal_body(key16, key_id, device_id, counter, plain, direction=0, version=2):
     """Seal any header and sealed-part plaintext (type, flags, length, payload, padding, as
     given) with a valid tag and CRC, so that bad-frame vectors fail exactly at the check they
     are meant to fail."""
-    mac_key, enc_key = derive_keys(key16)
+    keys = Keys(key16)
     head = struct.pack(">BBBII", version, direction, key_id, device_id, counter)
-    body = head + Ctr(enc_key).xor(device_id, direction, counter, key_id, plain)
-    body += Hmac(mac_key).digest(body)[:TAG_LEN]
+    body = head + keys.xor(device_id, direction, counter, key_id, plain)
+    body += keys.tag(body)
     return _restuff(body + struct.pack(">H", framing.crc16(body)))
 
 
@@ -163,7 +163,7 @@ def inner(code, flags, payload, size=None, length=None, padding=0):
     smallest bucket by default)."""
     size = codec.sealed_size(len(payload)) if size is None else size
     length = len(payload) if length is None else length
-    pad = bytearray(size - codec.INNER_SIZE - len(payload))
+    pad = bytearray(size - host_tables.INNER_SIZE - len(payload))
     if padding and pad:
         pad[-1] = padding
     return bytes((code, flags, length)) + payload + bytes(pad)
@@ -189,7 +189,7 @@ def _bad_vectors(good):
     bad_tag = bytearray(hb_body[:-2])
     bad_tag[-1] ^= 0x80  # last tag byte; CRC recomputed so only the tag is wrong
     bad_tag = bytes(bad_tag) + struct.pack(">H", framing.crc16(bad_tag))
-    hb_plain = struct.pack(messages.BY_NAME["HEARTBEAT"][3], 3987, 81, 0, 73, 0, 86400, 8, 1, 900)
+    hb_plain = struct.pack(host_tables.BY_NAME["HEARTBEAT"][3], 3987, 81, 0, 73, 0, 86400, 8, 1, 900)
     short = bytes(hb_body[:40])
     short_v2 = _restuff(short + struct.pack(">H", framing.crc16(short)))
     up = {"downlink": False, "test_mode": False}
@@ -263,7 +263,7 @@ def build():
             "name": name, "message": message, "device_id": entry["device_id"],
             "key_id": entry["key_id"], "key": entry["key"], "downlink": downlink,
             "counter": counter, "extra_flags": flags,
-            "flags": flags | codec.default_flags(message) | (codec.FLAG_DOWNLINK if downlink
+            "flags": flags | host_tables.default_flags(message) | (host_tables.FLAG_DOWNLINK if downlink
                                                               else 0),
             "fields": to_jsonable(fields), "body": body.hex(), "wire": wire.hex(),
         })
@@ -280,7 +280,7 @@ def build():
     return {
         "about": "Golden vectors of vigil protocol v2; see protocol/SPEC.md section 12. "
                  "Test keys only.",
-        "protocol_version": codec.VERSION,
+        "protocol_version": host_tables.VERSION,
         "schema_hash": messages.SCHEMA_HASH,
         "keys": KEYS,
         "frames": frames,

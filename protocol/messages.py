@@ -6,8 +6,10 @@ names the variable part that follows the fixed fields:
   "fixes" a count byte then 1..7 fix records; "items" a count byte then (key u8, value i32)
   pairs; "data" the rest of the payload as bytes.
 All integers are big-endian.
+
+This module is deployed, so it holds only what the device uses: one table, looked up by
+`find`. The host's views of it (by name, by type, value ranges) are in protocol/host_tables.py.
 """
-import binascii
 import struct
 
 try:
@@ -16,40 +18,45 @@ except ImportError:
     def const(x):
         return x
 
-UP = "up"
-DOWN = "down"
-BOTH = "both"
+def _names(*names):
+    """`names` as a tuple built at import. mpy-cross folds a literal tuple of constants into
+    one constant, and each string in it loads as a heap object (64 B on the 64-bit VM); passed
+    as arguments, names of up to 10 characters stay interned qstrs, which the firmware's own
+    uses of the same names share."""
+    return names
+
 
 FIX_FORMAT = ">qiihHHHBBB"
-FIX_FIELDS = ("fix_time_ms", "lat_e7", "lon_e7", "alt_m", "speed_cmps", "course_cdeg",
-              "accuracy_m", "hdop_x10", "sats", "source")
-FIX_SIZE = const(27)
-MAX_FIXES = const(7)
-MAX_CONFIG_ITEMS = const(20)
+FIX_FIELDS = _names("fix_time_ms", "lat_e7", "lon_e7", "alt_m", "speed_cmps", "course_cdeg",
+                    "accuracy_m", "hdop_x10", "sats", "source")
+_FIX_SIZE = const(27)
+_MAX_FIXES = const(7)
+_MAX_CONFIG_ITEMS = const(20)
+_ITEM_FORMAT = ">Bi"
+_ITEM_SIZE = const(5)
 
 MESSAGES = (
-    (0x01, "HELLO", UP, ">BBBIBIHBI",
-     ("fw_major", "fw_minor", "fw_patch", "schema_hash", "reset_cause", "boot_count",
+    (0x01, "HELLO", "up", ">BBBIBIHBI",
+     _names("fw_major", "fw_minor", "fw_patch", "schema_hash", "reset_cause", "boot_count",
       "config_version", "mode", "interval_s"), ""),
-    (0x02, "HEARTBEAT", UP, ">HBBBHIBBI",
-     ("battery_mv", "battery_pct", "charging", "link_quality", "queue_depth", "uptime_s",
+    (0x02, "HEARTBEAT", "up", ">HBBBHIBBI",
+     _names("battery_mv", "battery_pct", "charging", "link_quality", "queue_depth", "uptime_s",
       "status", "mode", "interval_s"), ""),
-    (0x03, "POSITION", UP, ">q", ("send_time_ms",), "fixes"),
-    (0x04, "NO_FIX", UP, ">qI", ("send_time_ms", "age_s"), "fix"),
-    (0x05, "ALARM", UP, ">HBBq", ("alarm_id", "kind", "state", "raised_time_ms"), "fix"),
-    (0x06, "EVENT", UP, ">BqI", ("kind", "time_ms", "value"), ""),
-    (0x10, "ACK", BOTH, ">IQ", ("highest", "bitmap"), ""),
-    (0x81, "OPERATOR_ACK", DOWN, ">HH", ("alarm_id", "operator_id"), ""),
-    (0x82, "CONFIG", DOWN, ">H", ("config_version",), "items"),
-    (0x83, "COMMAND", DOWN, ">BH", ("command", "arg"), ""),
-    (0x84, "PROXIMITY", DOWN, ">B", ("level",), ""),
-    (0x85, "TIME_SYNC", DOWN, ">q", ("utc_ms",), ""),
-    (0x86, "TEST_INJECT", DOWN, ">B", ("op",), "data"),
-    (0x87, "MODE", DOWN, ">BIqq", ("mode", "offender_id", "valid_from_ms", "valid_until_ms"), ""),
+    (0x03, "POSITION", "up", ">q", _names("send_time_ms"), "fixes"),
+    (0x04, "NO_FIX", "up", ">qI", _names("send_time_ms", "age_s"), "fix"),
+    (0x05, "ALARM", "up", ">HBBq", _names("alarm_id", "kind", "state", "raised_time_ms"), "fix"),
+    (0x06, "EVENT", "up", ">BqI", _names("kind", "time_ms", "value"), ""),
+    (0x10, "ACK", "both", ">IQ", _names("highest", "bitmap"), ""),
+    (0x81, "OPERATOR_ACK", "down", ">HH", _names("alarm_id", "operator_id"), ""),
+    (0x82, "CONFIG", "down", ">H", _names("config_version"), "items"),
+    (0x83, "COMMAND", "down", ">BH", _names("command", "arg"), ""),
+    (0x84, "PROXIMITY", "down", ">B", _names("level"), ""),
+    (0x85, "TIME_SYNC", "down", ">q", _names("utc_ms"), ""),
+    (0x86, "TEST_INJECT", "down", ">B", _names("op"), "data"),
+    (0x87, "MODE", "down", ">BIqq", _names("mode", "offender_id", "valid_from_ms", "valid_until_ms"),
+     ""),
 )
-
-# The sizes a frame's sealed part is padded to (SPEC 3.4); part of the schema hash.
-SEALED_SIZES = (32, 48, 96, 144, 219)
+del _names
 # The optional fix of NO_FIX and ALARM is named:
 FIX_NAME = {"NO_FIX": "last_fix", "ALARM": "fix"}
 
@@ -74,109 +81,79 @@ CONFIG_KEYS = {
     17: ("operator_ack_timeout_s", 10, 3600, 120),
 }
 
-BY_NAME = {}
-BY_TYPE = {}
-for _entry in MESSAGES:
-    _code, _name, _direction, _fmt, _fields, _kind = _entry
-    _spec = (_code, _name, _direction, _fmt, struct.calcsize(_fmt), _fields, _kind)
-    BY_NAME[_name] = _spec
-    BY_TYPE[_code] = _spec
-
-_ITEM_FORMAT = ">Bi"
-_ITEM_SIZE = const(5)
-_ZERO_FIX = bytes(FIX_SIZE)
-
-# Ranges of struct format characters, so that MicroPython (whose struct does not check)
-# and CPython refuse the same out-of-range values.
-_RANGES = {"B": (0, 0xFF), "H": (0, 0xFFFF), "h": (-0x8000, 0x7FFF), "I": (0, 0xFFFFFFFF),
-           "i": (-0x80000000, 0x7FFFFFFF), "Q": (0, 0xFFFFFFFFFFFFFFFF),
-           "q": (-0x8000000000000000, 0x7FFFFFFFFFFFFFFF)}
-
-
-def _schema_hash():
-    """crc32 of the schema text (SPEC 7; `host_make_vectors.schema_text()` builds it whole),
-    fed part by part: on a 48 KiB heap the joined text (~1.2 KB) may find no contiguous
-    block at import time."""
-    crc = binascii.crc32(b"vigil-v2;")
-    crc = binascii.crc32(("sealed:" + ",".join("%d" % n for n in SEALED_SIZES) + ";").encode(),
-                         crc)
-    for code, name, direction, fmt, fields, kind in MESSAGES:
-        crc = binascii.crc32(("%02x:%s:%s:%s:" % (code, name, direction, fmt)).encode(), crc)
-        crc = binascii.crc32((",".join(fields) + ":" + kind + ";").encode(), crc)
-    crc = binascii.crc32(("fix:%s:%s" % (FIX_FORMAT, ",".join(FIX_FIELDS))).encode(), crc)
-    for key in sorted(CONFIG_KEYS):
-        crc = binascii.crc32((";cfg:%d:%s:%d:%d" % ((key,) + CONFIG_KEYS[key][:3])).encode(),
-                             crc)
-    return crc & 0xFFFFFFFF
-
-
-# Like MAVLink's CRC_EXTRA: any change to the table changes the hash (SPEC 7).
-SCHEMA_HASH = _schema_hash()
-del _schema_hash  # run once: its bytecode would only hold heap
-del _entry, _code, _name, _direction, _fmt, _fields, _kind, _spec
+# Like MAVLink's CRC_EXTRA (SPEC 7): the CRC-32 of the text `host_make_vectors.schema_text()`
+# builds from the tables above and codec.SEALED_SIZES. A constant, not computed here: the
+# device would spend heap on the text's parts for good. tests/test_protocol_roundtrip.py fails
+# until it is updated after any change to the tables.
+SCHEMA_HASH = const(0x99C1776D)
 
 
 class PayloadError(ValueError):
     """A payload does not match its message's layout or ranges."""
 
 
-def _check(fmt, values, what):
-    for char, value in zip(fmt.lstrip(">"), values):
-        low, high = _RANGES[char]
-        if not isinstance(value, int) or value < low or value > high:
-            raise PayloadError("%s out of range: %r" % (what, value))
+def find(key):
+    """The MESSAGES entry whose type code or name is `key`, or None."""
+    for entry in MESSAGES:
+        if key == entry[0] or key == entry[1]:
+            return entry
+    return None
 
 
-def _fix_values(fix):
+def _pack(buf, offset, fmt, names, fields, what):
+    """Pack `fields[name]` for each of `names` into `buf` at `offset`; return the end offset.
+    Each value must read back as given: MicroPython's struct wraps out-of-range integers
+    silently, so this refuses them as CPython's struct does."""
     try:
-        values = [fix[name] for name in FIX_FIELDS]
-    except (KeyError, TypeError):
-        raise PayloadError("fix needs the keys " + ",".join(FIX_FIELDS))
-    _check(FIX_FORMAT, values, "fix field")
-    return values
-
-
-def encode_into(buf, offset, name, fields):
-    """Pack the payload of message `name` into `buf` at `offset`; return the end offset."""
-    spec = BY_NAME.get(name)
-    if spec is None:
-        raise PayloadError("unknown message " + str(name))
-    code, name, direction, head, head_size, names, kind = spec
-    try:
-        values = [fields[n] for n in names]
+        values = []
+        for name in names:
+            values.append(fields[name])
+        values = tuple(values)
+        struct.pack_into(fmt, buf, offset, *values)
+        if struct.unpack_from(fmt, buf, offset) == values:
+            return offset + struct.calcsize(fmt)
     except KeyError as e:
-        raise PayloadError("%s needs field %s" % (name, e.args[0]))
-    _check(head, values, name)
-    struct.pack_into(head, buf, offset, *values)
-    offset += head_size
+        raise PayloadError("%s needs field %s" % (what, e.args[0]))
+    except Exception:  # not an integer: struct.error on CPython, TypeError on MicroPython
+        pass
+    raise PayloadError("%s out of range: %r" % (what, fields))
+
+
+def _check_config(key, value):
+    limits = CONFIG_KEYS.get(key)
+    if limits is None or not isinstance(value, int) or not limits[1] <= value <= limits[2]:
+        raise PayloadError("config %r=%r out of range" % (key, value))
+
+
+def encode_into(buf, offset, entry, fields):
+    """Pack the payload of message `entry` (from `find`) into `buf` at `offset`; return the
+    end offset."""
+    name, kind = entry[1], entry[5]
+    offset = _pack(buf, offset, entry[3], entry[4], fields, name)
     if kind == "fix":
         fix = fields.get(FIX_NAME[name])
         if fix is None:
             buf[offset] = 0
-            buf[offset + 1:offset + 1 + FIX_SIZE] = _ZERO_FIX
+            buf[offset + 1:offset + 1 + _FIX_SIZE] = bytes(_FIX_SIZE)
         else:
             buf[offset] = 1
-            struct.pack_into(FIX_FORMAT, buf, offset + 1, *_fix_values(fix))
-        offset += 1 + FIX_SIZE
-    elif kind == "fixes":
-        fixes = fields["fixes"]
-        if not 1 <= len(fixes) <= MAX_FIXES:
-            raise PayloadError("POSITION carries 1 to %d fixes, not %d" % (MAX_FIXES, len(fixes)))
-        buf[offset] = len(fixes)
+            _pack(buf, offset + 1, FIX_FORMAT, FIX_FIELDS, fix, "fix")
+        offset += 1 + _FIX_SIZE
+    elif kind == "fixes" or kind == "items":
+        parts = fields[kind]
+        low, high = (1, _MAX_FIXES) if kind == "fixes" else (0, _MAX_CONFIG_ITEMS)
+        if not low <= len(parts) <= high:
+            raise PayloadError("%s carries %d %s" % (name, len(parts), kind))
+        buf[offset] = len(parts)
         offset += 1
-        for fix in fixes:
-            struct.pack_into(FIX_FORMAT, buf, offset, *_fix_values(fix))
-            offset += FIX_SIZE
-    elif kind == "items":
-        items = fields["items"]
-        if len(items) > MAX_CONFIG_ITEMS:
-            raise PayloadError("CONFIG carries at most %d items" % MAX_CONFIG_ITEMS)
-        buf[offset] = len(items)
-        offset += 1
-        for key, value in items:
-            _check_config(key, value)
-            struct.pack_into(_ITEM_FORMAT, buf, offset, key, value)
-            offset += _ITEM_SIZE
+        for part in parts:
+            if kind == "fixes":
+                offset = _pack(buf, offset, FIX_FORMAT, FIX_FIELDS, part, "fix")
+            else:
+                key, value = part
+                _check_config(key, value)
+                struct.pack_into(_ITEM_FORMAT, buf, offset, key, value)
+                offset += _ITEM_SIZE
     elif kind == "data":
         data = fields["data"]
         if offset + len(data) > len(buf):
@@ -185,14 +162,6 @@ def encode_into(buf, offset, name, fields):
         buf[offset:offset + len(data)] = data
         offset += len(data)
     return offset
-
-
-def _check_config(key, value):
-    limits = CONFIG_KEYS.get(key)
-    if limits is None:
-        raise PayloadError("unknown config key %r" % (key,))
-    if not isinstance(value, int) or value < limits[1] or value > limits[2]:
-        raise PayloadError("config %s=%r outside %d..%d" % (limits[0], value, limits[1], limits[2]))
 
 
 def _fill(names, values):
@@ -204,58 +173,43 @@ def _fill(names, values):
     return fields
 
 
-def _fix_dict(values):
-    return _fill(FIX_FIELDS, values)
-
-
-def decode(code, payload):
-    """Decode a payload of message type `code`: returns (name, fields).
+def decode(entry, payload):
+    """Decode a payload of message `entry` (from `find`): returns its fields.
     Raises PayloadError on any mismatch; never another exception for bytes input."""
-    spec = BY_TYPE.get(code)
-    if spec is None:
-        raise PayloadError("unknown type")
-    code, name, direction, head, head_size, names, kind = spec
+    name, head, kind = entry[1], entry[3], entry[5]
     size = len(payload)
-    if size < head_size:
-        raise PayloadError("%s payload too short" % name)
-    fields = _fill(names, struct.unpack_from(head, payload, 0))
-    offset = head_size
-    if kind == "":
-        if size != offset:
-            raise PayloadError("%s payload has %d extra bytes" % (name, size - offset))
-    elif kind == "fix":
-        if size != offset + 1 + FIX_SIZE:
-            raise PayloadError("%s payload has the wrong length" % name)
-        has_fix = payload[offset]
-        if has_fix > 1:
-            raise PayloadError("%s has_fix must be 0 or 1" % name)
-        fields[FIX_NAME[name]] = _fix_dict(struct.unpack_from(FIX_FORMAT, payload, offset + 1)) if has_fix else None
+    head_size = struct.calcsize(head)
+    # The byte after the fixed fields: has_fix, or the count of fixes or items.
+    count = payload[head_size] if size > head_size else -1
+    start = head_size + 1  # of the fix record, the fixes or the items
+    if kind == "fix":
+        end = start + _FIX_SIZE
     elif kind == "fixes":
-        if size < offset + 1:
-            raise PayloadError("POSITION payload too short")
-        count = payload[offset]
-        if not 1 <= count <= MAX_FIXES or size != offset + 1 + count * FIX_SIZE:
-            raise PayloadError("POSITION fix count does not match its length")
-        offset += 1
+        end = start + count * _FIX_SIZE if 1 <= count <= _MAX_FIXES else -1
+    elif kind == "items":
+        end = start + count * _ITEM_SIZE if 0 <= count <= _MAX_CONFIG_ITEMS else -1
+    else:
+        end = size if kind == "data" and size >= head_size else head_size
+    if size != end:
+        raise PayloadError("%s payload of %d bytes" % (name, size))
+    fields = _fill(entry[4], struct.unpack_from(head, payload, 0))
+    if kind == "fix":
+        if count > 1:
+            raise PayloadError("%s has_fix %d" % (name, count))
+        fields[FIX_NAME[name]] = _fill(
+            FIX_FIELDS, struct.unpack_from(FIX_FORMAT, payload, start)) if count else None
+    elif kind == "fixes":
         fixes = []
-        for _ in range(count):
-            fixes.append(_fix_dict(struct.unpack_from(FIX_FORMAT, payload, offset)))
-            offset += FIX_SIZE
+        for at in range(start, size, _FIX_SIZE):
+            fixes.append(_fill(FIX_FIELDS, struct.unpack_from(FIX_FORMAT, payload, at)))
         fields["fixes"] = fixes
     elif kind == "items":
-        if size < offset + 1:
-            raise PayloadError("CONFIG payload too short")
-        count = payload[offset]
-        if count > MAX_CONFIG_ITEMS or size != offset + 1 + count * _ITEM_SIZE:
-            raise PayloadError("CONFIG item count does not match its length")
-        offset += 1
         items = []
-        for _ in range(count):
-            key, value = struct.unpack_from(_ITEM_FORMAT, payload, offset)
+        for at in range(start, size, _ITEM_SIZE):
+            key, value = struct.unpack_from(_ITEM_FORMAT, payload, at)
             _check_config(key, value)
             items.append((key, value))
-            offset += _ITEM_SIZE
         fields["items"] = items
-    else:  # data
-        fields["data"] = bytes(payload[offset:])
-    return name, fields
+    elif kind == "data":
+        fields["data"] = bytes(payload[head_size:])
+    return fields

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from firmware import persist
-from protocol import codec, host_fast, host_reference
+from protocol import codec, host_fast, host_reference, host_tables
 from tests.test_protocol_roundtrip import KEY, messages_st
 
 UP_NAMES = ("HELLO", "HEARTBEAT", "POSITION", "NO_FIX", "ALARM", "EVENT", "ACK")
@@ -96,18 +96,18 @@ def test_mutations_yield_documented_errors_and_no_forgery(message, data):
         items = receiver.feed(mutated) + receiver.feed(b"\x00")
         for item in items:
             if isinstance(item, codec.FrameError):
-                assert item.reason in codec.REASONS
+                assert item.reason in host_tables.REASONS
             else:  # accepted: then it is the authentic frame, unchanged
                 assert item.raw == original and item.fields == fields
         results.append([_describe(i) for i in items])
     assert results[0] == results[1]
     for block in mutated.split(b"\x00"):
-        if not block or len(block) > codec.MAX_WIRE - 1:
+        if not block or len(block) > host_tables.MAX_WIRE - 1:
             continue
         try:
             decoded = host_reference.decode_frame(block, {(DEVICE, 1): KEY})
         except host_reference.Refused as refused:
-            assert refused.reason in codec.REASONS
+            assert refused.reason in host_tables.REASONS
         else:
             assert decoded["fields"] == fields and decoded["counter"] == 7
 

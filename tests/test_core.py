@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from firmware import config, core, persist, positioning, power
-from protocol import codec, messages
+from protocol import codec, host_tables, messages
 from protocol import host_constants as constants
 from tests.vm import CORE_HEAP, compile_tree, device_lib, needs_micropython, run_micropython
 
@@ -110,7 +110,7 @@ def test_core_imports_no_hardware_modules(module):
     assert not imported & {"machine", "time", "esp32", "bluetooth", "utime"}
 
 
-# The core's private consts -> their protocol.host_constants (or messages) names, where they differ.
+# The core's private consts -> their protocol.host_constants (or host_tables) names, where they differ.
 _PROTOCOL_NAMES = {
     "ALARM_PANIC": "ALARM_KIND_PANIC", "ALARM_BATTERY_20": "ALARM_KIND_BATTERY_20",
     "ALARM_BATTERY_10": "ALARM_KIND_BATTERY_10", "ALARM_BATTERY_5": "ALARM_KIND_BATTERY_5",
@@ -145,7 +145,7 @@ def test_core_constants_match_protocol(module):
     for name, value in _consts(module):
         wire = _PROTOCOL_NAMES.get(name) or (name if hasattr(constants, name) else None)
         if wire is not None:
-            assert value == getattr(constants, wire, None) or value == getattr(messages, wire), (
+            assert value == getattr(constants, wire, None) or value == getattr(host_tables, wire), (
                 module, name)
             checked += 1
         elif name in _STORE:

@@ -121,14 +121,14 @@ def test_a_firmware_breaking_cryptolib_rules_crashes_on_the_board(main, error):
 
 
 def test_the_protocol_builds_ctr_on_ecb_with_the_boards_cryptolib(world):
-    from protocol.crypto import Ctr
+    from protocol.crypto import Keys
 
     dev = boot(world, """
-from protocol.crypto import Ctr
-print(Ctr(b'k' * 16).xor(1004, False, 7, 0, b'secret position, 21 bytes').hex())
+from protocol.crypto import Keys
+print(Keys(b'k' * 16).xor(1004, False, 7, 0, b'secret position, 21 bytes').hex())
 """, with_lib=True)
     world.run_until(2000)
-    host = Ctr(b"k" * 16).xor(1004, False, 7, 0, b"secret position, 21 bytes").hex()
+    host = Keys(b"k" * 16).xor(1004, False, 7, 0, b"secret position, 21 bytes").hex()
     assert dev.printed() == [host] and not dev.crashes
 
 

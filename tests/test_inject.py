@@ -70,7 +70,7 @@ def test_a_production_build_refuses_test_inject_with_one_log_line():
         by_device_key.press(2000)
         dut.wait(10_000)
         assert _log_lines(dut, "dropped frame: unknown_key") != []
-        assert _log_lines(dut, "dropped frame: test_only: TEST_INJECT is refused") != []
+        assert _log_lines(dut, "dropped frame: test_only") != []
         assert _log_lines(dut, "vigil: test:") == [] and _log_lines(dut, "test build:") == []
         assert _alarms(dut) == []
     finally:

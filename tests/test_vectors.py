@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from protocol import codec, host_fast, host_make_vectors, host_reference, messages
+from protocol import codec, host_fast, host_make_vectors, host_reference, host_tables, messages
 from tests.vm import MICROPYTHON, device_lib, needs_micropython, run_micropython
 
 VECTORS = json.loads(host_make_vectors.VECTORS_PATH.read_text())
@@ -18,7 +18,7 @@ def test_vectors_file_is_generated_from_the_current_code():
     names = {f["message"] for f in VECTORS["frames"]}
     assert names == {entry[1] for entry in messages.MESSAGES}
     reasons = {b["reason"] for b in VECTORS["bad_frames"]}
-    assert reasons == set(codec.REASONS)
+    assert reasons == set(host_tables.REASONS)
 
 
 def _receiver(module, downlink, test_mode):

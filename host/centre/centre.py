@@ -38,6 +38,7 @@ from host.keys import KeyStore
 from protocol import (
     codec,
     host_fast,
+    host_tables,
     messages,  # noqa: F401  (callers reach it as centre.messages)
 )
 
@@ -64,7 +65,7 @@ class Centre(Intake, Alarms, ProximityWatch, Silence, Downlinks, Modes):
         # A restarted centre must not reuse downlink counters, nor deliver old uplinks again:
         # windows as they stood, from the evidence log; devices from their saved state.
         self._windows: dict[tuple, codec.ReplayWindow] = {}
-        for key, (highest, below) in self.evidence.windows(codec.REPLAY_WINDOW).items():
+        for key, (highest, below) in self.evidence.windows(host_tables.REPLAY_WINDOW).items():
             window = self._windows[key] = codec.ReplayWindow(highest)
             for counter in below:
                 window.accept(counter)

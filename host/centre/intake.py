@@ -41,7 +41,7 @@ from host.centre.model import (
     Device,
     _Link,
 )
-from protocol import codec, host_names, messages
+from protocol import codec, host_names, host_tables, messages
 
 
 class Intake:
@@ -149,7 +149,7 @@ class Intake:
         window = self._windows.get((frame.device_id, frame.key_id))
         if window is None:
             return not self.evidence.delivered(frame.device_id, frame.counter, frame.key_id)
-        if window.highest - frame.counter > codec.REPLAY_WINDOW:
+        if window.highest - frame.counter > host_tables.REPLAY_WINDOW:
             return not self.evidence.delivered(frame.device_id, frame.counter, frame.key_id)
         return not window.seen(frame.counter)
 
@@ -194,7 +194,7 @@ class Intake:
         self._contact(device, link_id, frame, now_ms)
         window = self._window(frame.device_id, frame.key_id)
         frame.historic = frame.counter < window.highest  # a newer one arrived first
-        if window.highest - frame.counter <= codec.REPLAY_WINDOW:
+        if window.highest - frame.counter <= host_tables.REPLAY_WINDOW:
             window.accept(frame.counter)
         device.frames_delivered += 1
         self.evidence.frame(now_ms, link_id, "delivered", frame)
@@ -224,10 +224,10 @@ class Intake:
     def _acks(self, device_id, key_id, counters):
         window = self._window(device_id, key_id)
         acks = []
-        if any(window.highest - c <= codec.REPLAY_WINDOW for c in counters):
+        if any(window.highest - c <= host_tables.REPLAY_WINDOW for c in counters):
             acks.append(self._seal(device_id, "ACK", {"highest": window.highest,
                                                       "bitmap": window.bitmap})[0])
-        old = sorted({c for c in counters if window.highest - c > codec.REPLAY_WINDOW})
+        old = sorted({c for c in counters if window.highest - c > host_tables.REPLAY_WINDOW})
         for counter in old[-8:]:  # bounded: a replay flood of old frames gets few replies
             acks.append(self._seal(device_id, "ACK", {"highest": counter, "bitmap": 0})[0])
         return acks

@@ -43,7 +43,7 @@ from operator import itemgetter
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from protocol import codec, messages
+from protocol import codec, host_tables, messages
 from protocol.host_fast import FastKeys
 
 from .blocks import as_words, candidates, epb_spans, find_section, frame_spans, tiling, walk_blocks
@@ -55,7 +55,7 @@ _TAILS = tuple((b"",) + tuple(bytes(4) + i.to_bytes(2, "big") for i in range(n))
 _DTYPE_CHARS = {"B": "u1", "H": ">u2", "h": ">i2", "I": ">u4", "i": ">i4", "Q": ">u8",
                 "q": ">i8"}
 _SIZE_OF_LENGTH = np.zeros(256, dtype=np.int16)  # payload length -> sealed size (0: none)
-for _n in range(codec.MAX_PAYLOAD + 1):
+for _n in range(host_tables.MAX_PAYLOAD + 1):
     _SIZE_OF_LENGTH[_n] = codec.sealed_size(_n)
 _SEALED_OK = np.zeros(256, dtype=bool)  # sealed size -> one of SEALED_SIZES
 _SEALED_OK[list(codec.SEALED_SIZES)] = True
@@ -80,15 +80,15 @@ def _layout(spec, length):
     if kind == "":
         return fields if length == offset else None
     if kind == "fix":
-        if length != offset + 1 + messages.FIX_SIZE:
+        if length != offset + 1 + host_tables.FIX_SIZE:
             return None
         fields.append(("has_fix", "u1", offset))
         more, _end = _struct_fields(messages.FIX_FORMAT, messages.FIX_FIELDS,
                                     messages.FIX_NAME[name] + ".", offset + 1)
         return fields + more
     if kind == "fixes":
-        count, rest = divmod(length - offset - 1, messages.FIX_SIZE)
-        if rest or not 1 <= count <= messages.MAX_FIXES:
+        count, rest = divmod(length - offset - 1, host_tables.FIX_SIZE)
+        if rest or not 1 <= count <= host_tables.MAX_FIXES:
             return None
         fields.append(("count", "u1", offset))
         at = offset + 1
@@ -123,7 +123,7 @@ class BulkResult:
             return None
         key, row = where
         group = self.groups[key]
-        spec = messages.BY_NAME[key[0]]
+        spec = host_tables.BY_NAME[key[0]]
         flat = {path: group[path][row].item() for path in group if path != "index"}
         out = {name: flat[name] for name in spec[5]}
         kind = spec[6]
@@ -264,7 +264,7 @@ def _unstuff_region(region, starts, ends):
     bounds = np.stack((starts, ends), axis=1).reshape(-1)
     no_zero = ~np.logical_or.reduceat(is_zero, bounds)[::2]  # (an empty block is refused)
     good = np.zeros(len(starts), dtype=bool)
-    live = np.flatnonzero((size > _MIN_BODY) & (size <= codec.MAX_FRAME + 1) & no_zero)
+    live = np.flatnonzero((size > _MIN_BODY) & (size <= host_tables.MAX_FRAME + 1) & no_zero)
     pos, end = starts[live], ends[live]
     while len(live):
         step = region[pos]
@@ -332,7 +332,7 @@ def _decode_region(region, starts, ends, keys, result, base):
         crc = ((crc << 8) & 0xFF00) ^ _CRC_TABLE[(crc >> 8) ^ column]
     crc_ok = crc == 0
     result.refuse("bad_crc", int(len(idx) - crc_ok.sum()))
-    ok = crc_ok & (head[:, 0] == codec.VERSION) & (size >= codec.MIN_FRAME)
+    ok = crc_ok & (head[:, 0] == host_tables.VERSION) & (size >= host_tables.MIN_FRAME)
     result.refuse("bad_version_or_truncated", int(crc_ok.sum() - ok.sum()))
     # Keys: one lookup per (device, key id) present, not per frame.
     device_id = np.ascontiguousarray(head[:, 3:7]).view(">u4").reshape(-1).astype(np.int64)
@@ -424,17 +424,17 @@ def _open_sealed(sealed, sizes, offsets, frame_index, downlink, result):
         start = int(offsets[first])
         block = sealed[start:start + (end - first) * width].reshape(end - first, width)
         by_size[size] = (first, block)
-        pad = np.arange(size)[None, :] >= (codec.INNER_SIZE + length[first:end])[:, None]
+        pad = np.arange(size)[None, :] >= (host_tables.INNER_SIZE + length[first:end])[:, None]
         good[first:end] &= ~(block[:, :size] & pad).any(axis=1)  # padding must be zero
     result.refuse("bad_payload", int((~good).sum()))
     for type_code in np.unique(code[good]).tolist():
-        spec = messages.BY_TYPE.get(type_code)
+        spec = host_tables.BY_TYPE.get(type_code)
         rows_of_type = np.nonzero(good & (code == type_code))[0]
         if spec is None:
             result.refuse("unknown_type", len(rows_of_type))
             continue
-        want_down = spec[2] == messages.DOWN
-        if spec[2] != messages.BOTH:
+        want_down = spec[2] == host_tables.DOWN
+        if spec[2] != host_tables.BOTH:
             wrong = (downlink[rows_of_type] == 1) != want_down
             result.refuse("wrong_direction", int(wrong.sum()))
             rows_of_type = rows_of_type[~wrong]
@@ -444,7 +444,7 @@ def _open_sealed(sealed, sizes, offsets, frame_index, downlink, result):
         for n in np.unique(length[rows_of_type]).tolist():
             rows = rows_of_type[length[rows_of_type] == n]
             first, block = by_size[int(_SIZE_OF_LENGTH[n])]  # one length, one size
-            data = block[rows - first, codec.INNER_SIZE:codec.INNER_SIZE + n]
+            data = block[rows - first, host_tables.INNER_SIZE:host_tables.INNER_SIZE + n]
             _payloads(spec, n, rows, data, frame_index, result)
 
 
@@ -454,7 +454,7 @@ def _payloads(spec, n, rows, data, frame_index, result):
         for row, payload in zip(rows.tolist(), map(bytes, data), strict=True):
             # CONFIG items, TEST_INJECT data, or a bad length
             try:
-                _name, fields = messages.decode(spec[0], payload)
+                fields = messages.decode(messages.find(spec[0]), payload)
             except messages.PayloadError:
                 result.refuse("bad_payload")
                 continue

@@ -12,7 +12,7 @@ import sys
 
 from host.decode import Decoder, format_time
 from host.keys import KeyFileError, load_keys
-from protocol import codec, framing
+from protocol import framing, host_tables
 
 MAX_SHOWN = 40
 
@@ -29,8 +29,8 @@ def _identity(block, decoder):
         body = framing.cobs_decode(data)
     except ValueError:
         return "?", None, None
-    if len(body) >= codec.HEADER_SIZE:  # the routing header is clear (its counter ends it)
-        return "?", int.from_bytes(body[codec.HEADER_SIZE - 4:codec.HEADER_SIZE], "big"), None
+    if len(body) >= host_tables.HEADER_SIZE:  # the routing header is clear (its counter ends it)
+        return "?", int.from_bytes(body[host_tables.HEADER_SIZE - 4:host_tables.HEADER_SIZE], "big"), None
     return "?", None, None
 
 
