@@ -46,9 +46,11 @@ def resume(app, log):
         device_id, table = keys
         key_id = max(table)
         key = table[key_id]
-    app.sender = codec.Sender(device_id, key_id, key, counter=state["counter"])
     ring = codec.Keyring()
     ring.add(device_id, key_id, key)
+    # one derivation of the key for sealing and opening
+    app.sender = codec.Sender(device_id, key_id, ring[(device_id, key_id)],
+                              counter=state["counter"])
     app.self_reader = codec.Receiver(ring, downlink=False, check_replay=False)
     downlinks = codec.Receiver(ring, downlink=True)
     # The downlink window survives resets (a floor in flash) and deep sleep (exact, RTC).

@@ -108,14 +108,16 @@ class Sender:
     """Seals frames of one device in one direction. `counter` is the next counter to use;
     the caller persists it (reserve-ahead, SPEC 3.3). Sealing is deterministic: the same
     counter, message and flags give the same bytes, so a retransmission never reuses a CTR
-    keystream over a different plaintext."""
+    keystream over a different plaintext. `key` is the 16-byte device key, or the
+    crypto.Keys a Keyring already derived from it (the device shares its one: ~0.9 KB of
+    pads and AES context less on its heap)."""
 
     def __init__(self, device_id, key_id, key, downlink=False, counter=1):
         self.device_id = device_id
         self.key_id = key_id
         self.downlink = downlink
         self.counter = counter
-        self._keys = Keys(bytes(key))
+        self._keys = key if isinstance(key, Keys) else Keys(bytes(key))
         self._buf = bytearray(_MAX_FRAME)
 
     def seal(self, name, fields, flags=0, counter=None):

@@ -198,3 +198,14 @@ def test_counters_survive_reboots_and_deep_sleep_without_reuse(runs):
             rtc_counter = sender.counter if how_it_ends == "deepsleep" else None
         assert seen == sorted(set(seen))  # strictly increasing: never reused
         assert writes <= len(seen) // block + 2 * len(runs)
+
+
+@given(messages_st())
+def test_a_sender_on_the_rings_keys_seals_the_same_bytes(msg):
+    # The device shares one key derivation between its Sender and its Keyring.
+    name, fields, downlink = msg
+    ring = codec.Keyring()
+    ring.add(DEVICE, 1, KEY)
+    shared = codec.Sender(DEVICE, 1, ring[(DEVICE, 1)], downlink=downlink)
+    own = codec.Sender(DEVICE, 1, KEY, downlink=downlink)
+    assert shared.seal(name, fields, counter=9) == own.seal(name, fields, counter=9)
