@@ -25,8 +25,9 @@ _RETRY_EVERY_MS = const(30000)
 _MAX_ALARM_TX = const(8)
 
 
-def on_button(c, event, now, out):
-    pressed = 1 if event[1] else 0
+def on_button(c, pressed, now, out):
+    """A raw level change of the panic button: 1 pressed, 0 released."""
+    pressed = 1 if pressed else 0
     if pressed == c._pressed:
         return
     c._pressed = pressed
@@ -70,6 +71,7 @@ def raise_alarm(c, kind, state, alarm_id, now, out):
     if len(c._alarm_tx) > _MAX_ALARM_TX:
         c._alarm_tx.pop(0)
     c._persist(out)
+    # host/metrics.py reads this line: keep its words.
     out.append(("log", "alarm %d kind %d state %d counter %d" % (alarm_id, kind, state,
                                                                 counter)))
     return alarm_id
@@ -104,13 +106,7 @@ def clear_panic(c, alarm_id, now, out):
         c._persist(out)
         positioning.replan(c, now, out)
     else:
-        out.append(("log", "clear_alarm %d: no such active alarm" % alarm_id))
-
-
-def t_panic_track(c, now, out):
-    if c.panic_id and not c._panic_slow:
-        c._panic_slow = True
-        positioning.replan(c, now, out)
+        out.append(("log", "clear_alarm %d: not active" % alarm_id))
 
 
 def retry(c, now, out):
@@ -130,11 +126,21 @@ def retry(c, now, out):
             entry[3] = ticks_add(now, step)
 
 
+def stop_retries(c, position, values):
+    """Stop retrying the alarm frames whose entry[position] (0 counter, 1 alarm id) is in
+    `values`; True when there were any."""
+    kept = []
+    for entry in c._alarm_tx:
+        if entry[position] not in values:
+            kept.append(entry)
+    stopped = len(kept) != len(c._alarm_tx)
+    c._alarm_tx = kept
+    return stopped
+
+
 def rx_operator_ack(c, fields, now, out):
     alarm_id = as_int(fields.get("alarm_id"))
-    before = len(c._alarm_tx)
-    c._alarm_tx = [e for e in c._alarm_tx if e[1] != alarm_id]
-    changed = len(c._alarm_tx) != before
+    changed = stop_retries(c, 1, (alarm_id,))
     if alarm_id and alarm_id == c.panic_id and not c.panic_operator_acked:
         c.panic_operator_acked = 1
         out.append(("haptic", "operator_ack"))

@@ -1,9 +1,10 @@
 """The device core: every decision the victim device makes, and no I/O (DESIGN decision 1).
 
 This module holds the state, the dispatch and the sleep plan; each concern is a module of
-functions that take the Core first (`alarm.raise_panic(core, now, out)`): alarm.py (button, alarms), positioning.py (GNSS cadence, fixes, locate),
-proximity.py, power.py (heartbeat, battery, self-test), downlink.py (ACK, CONFIG, COMMAND,
-contact, listening); clock.py has the tick arithmetic. Protocol numbers are private consts in each
+functions that take the Core first (`alarm.raise_panic(core, now, out)`): alarm.py (button,
+alarms), positioning.py (GNSS cadence, fixes, locate), power.py (heartbeat, battery,
+self-test), downlink.py (every downlink frame, contact, listening, proximity), pairing.py
+(the scheme); clock.py has the tick arithmetic. Protocol numbers are private consts in each
 module: a private const costs no heap on MicroPython.
 
     core = Core(config, state)          # config: firmware.config dict; state: snapshot() or None
@@ -67,7 +68,7 @@ try:
 except ImportError:
     const = lambda x: x  # noqa: E731  (a def would clash with the stub's signature)
 
-from firmware import alarm, downlink, pairing, positioning, power, proximity
+from firmware import alarm, downlink, positioning, power
 from firmware.clock import TICKS_HALF, ago, as_int, ticks_add, ticks_diff
 from firmware.positioning import TRACKING
 
@@ -85,11 +86,10 @@ _STATUS_PROXIMITY = const(32)
 STORE_ALARM = const(2)
 
 
-# Timers, in the order they run when several are due at once.
+# Timers, in the order they run when several are due at once (Core._run_timers).
 _TIMERS = ("press", "listen", "battery", "no_contact", "proximity_end", "locate_end",
            "panic_track", "pairing",
            "acquire", "fix", "gnss_lost", "upload", "keepalive", "heartbeat", "self_test")
-
 
 
 class Core:
@@ -162,13 +162,31 @@ class Core:
             self._utc_ms += ticks_diff(now, self._utc_ticks)
             self._utc_ticks = now
         kind = event[0]
-        if not self.booted and kind != "boot":
-            self._boot(None, now, out)
-        handler = _EVENTS.get(kind)
-        if handler is None:
-            out.append(("log", "core: unknown event %r" % (kind,)))
+        if kind == "boot":
+            if self.booted:
+                out.append(("log", "core: second boot event ignored"))
+            else:
+                self._boot(event[1], now, out)
         else:
-            handler(self, event, now, out)
+            if not self.booted:
+                self._boot(None, now, out)
+            if kind == "tick":
+                downlink.plan_listen(self, now)
+            elif kind == "button":
+                alarm.on_button(self, event[1], now, out)
+            elif kind == "fix":
+                positioning.on_fix(self, event[1], now, out)
+            elif kind == "battery":
+                power.on_battery(self, event, now, out)
+            elif kind == "rx" or kind == "rx_duplicate":
+                downlink.on_rx(self, event, now, out)
+            elif kind == "queue_depth":
+                self.queue_depth = as_int(event[1])
+            elif kind == "evicted":
+                self._send("EVENT", {"kind": _EVENT_QUEUE_EVICTED, "time_ms": self.utc_ms(now),
+                                     "value": as_int(event[1])}, _STORE_EVIDENCE, now, out)
+            else:
+                out.append(("log", "core: unknown event %r" % (kind,)))
         self._run_timers(now, out)
         if self.booted and power.interval_s(self) > self.reported_interval_s:
             # The centre judges silence by the interval it last heard: tell it at once when
@@ -271,10 +289,6 @@ class Core:
         snap["deep"] = deep
         return snap
 
-    def mode(self):
-        """The GPS cadence mode (positioning.CADENCE): panic, proximity, locate, ..."""
-        return positioning.cadence_mode(self)
-
     def utc_ms(self, now):
         """UTC ms at ticks `now`, or 0 while unknown (no fix and no TIME_SYNC yet)."""
         if self._utc_ms is None:
@@ -301,10 +315,10 @@ class Core:
     def _at(self, now, seconds_key):
         return ticks_add(now, self.cfg[seconds_key] * 1000)
 
-    def _send(self, name, fields, store, now, out, flags=0):
+    def _send(self, name, fields, store, now, out):
         counter = self.counter
         self.counter = counter + 1
-        out.append(("send", name, fields, flags, counter, store))
+        out.append(("send", name, fields, 0, counter, store))
         if name != "ACK":
             self._last_uplink = now
             if not self.no_contact and "no_contact" not in self._due:
@@ -322,15 +336,55 @@ class Core:
     def _persist(self, out):
         out.append(("persist", self.snapshot()))
 
+    def _pairing(self, fields, now, out):
+        """A MODE downlink's fields (pairing.rx_mode), or None: the pairing window's edge
+        (pairing.check). Rare, so pairing.py is imported for the call only."""
+        from firmware import pairing
+        if fields is None:
+            pairing.check(self, now, out)
+        else:
+            pairing.rx_mode(self, fields, now, out)
+
     def _boot(self, hello, now, out):
         self.booted = True
         self._boot_at = now
         self._last_contact = now
         due = self._due
-        resume = self._resume_from
+        deep = self._resume_from
         self._resume_from = None
-        if resume is not None:
-            self._resume(resume, now, out)           # a deep-sleep wake: no HELLO
+        if deep is not None:
+            # A deep-sleep wake (no HELLO): carry on from sleep_snapshot()'s "deep", less the
+            # time slept.
+            slept_ms = max(0, as_int(deep.get("slept_ms")))
+            timers = deep.get("timers")
+            if isinstance(timers, dict):
+                for name in timers:
+                    if name in _TIMERS:
+                        left_ms = max(0, as_int(timers[name]) - slept_ms)   # overdue: at once
+                        due[name] = ticks_add(now, min(left_ms, TICKS_HALF - 1))
+            utc = deep.get("utc_ms")
+            if isinstance(utc, int) and utc > 0:
+                self._utc_ms, self._utc_ticks = utc + slept_ms, now
+            self._uptime_base_ms = as_int(deep.get("uptime_ms")) + slept_ms
+            self._last_contact = ago(now, as_int(deep.get("contact_age_ms")) + slept_ms)
+            fix_age = deep.get("fix_age_ms")
+            if isinstance(fix_age, int):
+                self._last_fix_at = ago(now, fix_age + slept_ms)
+            self.moving = bool(deep.get("moving"))
+            self._still_fixes = as_int(deep.get("still"))
+            self._gnss_lost_raised = bool(deep.get("gnss_lost"))
+            self.low_power = bool(deep.get("low_power"))
+            battery = deep.get("battery")
+            if isinstance(battery, (list, tuple)) and len(battery) == 3:
+                self.battery = (as_int(battery[0]), as_int(battery[1]), as_int(battery[2]))
+            self._sent_n, self._acked_n = as_int(deep.get("sent")), as_int(deep.get("acked"))
+            self.reported_interval_s = as_int(deep.get("interval_s"))
+            self._fix_fails = as_int(deep.get("fix_fails"))
+            self._last_uplink = ago(now, as_int(deep.get("uplink_age_ms")) + slept_ms)
+            if deep.get("no_contact"):
+                self.no_contact = True
+                out.append(("led", "no_contact"))          # the LED state did not survive
+            out.append(("log", "resume after %d s of deep sleep" % (slept_ms // 1000)))
         else:
             downlink.plan_listen(self, now)
             due["heartbeat"] = self._at(now, "heartbeat_s")
@@ -352,118 +406,42 @@ class Core:
         if not self.reported_interval_s:               # no HELLO (a resume keeps its own)
             self.reported_interval_s = power.interval_s(self)
         if self.pairing is not None and "pairing" not in due:
-            pairing.check(self, now, out)
+            self._pairing(None, now, out)
         if self._alarm_tx:
-            out.append(("log", "boot: %d alarm frame(s) awaiting ack" % len(self._alarm_tx)))
+            out.append(("log", "boot: %d alarm(s) unacked" % len(self._alarm_tx)))
 
-    def _resume(self, deep, now, out):
-        """Carry on after deep sleep from sleep_snapshot()'s "deep" and the time slept."""
-        slept_ms = max(0, as_int(deep.get("slept_ms")))
-        timers = deep.get("timers")
-        if isinstance(timers, dict):
-            for name in timers:
-                if name in _TIMER_HANDLERS:
-                    left_ms = max(0, as_int(timers[name]) - slept_ms)   # overdue: at once
-                    self._due[name] = ticks_add(now, min(left_ms, TICKS_HALF - 1))
-        utc = deep.get("utc_ms")
-        if isinstance(utc, int) and utc > 0:
-            self._utc_ms, self._utc_ticks = utc + slept_ms, now
-        self._uptime_base_ms = as_int(deep.get("uptime_ms")) + slept_ms
-        self._last_contact = ago(now, as_int(deep.get("contact_age_ms")) + slept_ms)
-        fix_age = deep.get("fix_age_ms")
-        if isinstance(fix_age, int):
-            self._last_fix_at = ago(now, fix_age + slept_ms)
-        self.moving = bool(deep.get("moving"))
-        self._still_fixes = as_int(deep.get("still"))
-        self._gnss_lost_raised = bool(deep.get("gnss_lost"))
-        self.low_power = bool(deep.get("low_power"))
-        battery = deep.get("battery")
-        if isinstance(battery, (list, tuple)) and len(battery) == 3:
-            self.battery = (as_int(battery[0]), as_int(battery[1]), as_int(battery[2]))
-        self._sent_n, self._acked_n = as_int(deep.get("sent")), as_int(deep.get("acked"))
-        self.reported_interval_s = as_int(deep.get("interval_s"))
-        self._fix_fails = as_int(deep.get("fix_fails"))
-        self._last_uplink = ago(now, as_int(deep.get("uplink_age_ms")) + slept_ms)
-        if deep.get("no_contact"):
-            self.no_contact = True
-            out.append(("led", "no_contact"))          # the LED state did not survive
-        out.append(("log", "resume after %d s of deep sleep" % (slept_ms // 1000)))
-
-    # --- timers -----------------------------------------------------------------------------
     def _run_timers(self, now, out):
+        """Run each due timer, in _TIMERS order, then the alarm retries."""
         due = self._due
         for name in _TIMERS:
             t = due.get(name)
-            if t is not None and ticks_diff(now, t) >= 0:
-                del due[name]
-                _TIMER_HANDLERS[name](self, now, out)
+            if t is None or ticks_diff(now, t) < 0:
+                continue
+            del due[name]
+            if name == "press":
+                alarm.t_press(self, now, out)
+            elif name == "listen":
+                downlink.plan_listen(self, now)
+            elif name == "battery":
+                due["battery"] = self._at(now, "battery_sample_s")
+                out.append(("sample_battery",))
+            elif name == "no_contact":
+                downlink.t_no_contact(self, now, out)
+            elif name == "proximity_end":
+                downlink.t_proximity_end(self, now, out)
+            elif name == "panic_track":                # panic_track_s on: the proximity rate
+                if self.panic_id and not self._panic_slow:
+                    self._panic_slow = True
+                    positioning.replan(self, now, out)
+            elif name == "pairing":
+                self._pairing(None, now, out)
+            elif name == "keepalive":
+                power.t_keepalive(self, now, out)
+            elif name == "heartbeat":
+                power.t_heartbeat(self, now, out)
+            elif name == "self_test":
+                due["self_test"] = self._at(now, "self_test_s")
+                power.self_test(self, now, out)
+            else:                                      # locate_end, acquire, fix, gnss_lost, upload
+                positioning.on_timer(self, name, now, out)
         alarm.retry(self, now, out)
-
-    def _e_boot(self, event, now, out):
-        if self.booted:
-            out.append(("log", "core: second boot event ignored"))
-            return
-        self._boot(event[1], now, out)
-
-    def _e_tick(self, event, now, out):
-        downlink.plan_listen(self, now)
-
-    def _e_rx(self, event, now, out):
-        name, fields = event[1], event[2]
-        if len(event) > 4 and event[4] & 1 and name != "ACK":   # FLAG_ACK_REQ
-            self._send("ACK", {"highest": event[3], "bitmap": 0}, _STORE_NONE, now, out)
-        downlink.contact(self, now, out)
-        handler = _RX.get(name)
-        if handler is None:
-            out.append(("log", "rx %s ignored" % name))
-        else:
-            handler(self, fields, now, out)
-
-    def _e_queue_depth(self, event, now, out):
-        self.queue_depth = as_int(event[1])
-
-    def _e_evicted(self, event, now, out):
-        self._send("EVENT", {"kind": _EVENT_QUEUE_EVICTED, "time_ms": self.utc_ms(now),
-                             "value": as_int(event[1])}, _STORE_EVIDENCE, now, out)
-
-
-_EVENTS = {
-    "boot": Core._e_boot,
-    "tick": Core._e_tick,
-    "button": alarm.on_button,
-    "fix": positioning.on_fix,
-    "battery": power.on_battery,
-    "rx": Core._e_rx,
-    "rx_duplicate": downlink.on_rx_duplicate,
-    "queue_depth": Core._e_queue_depth,
-    "evicted": Core._e_evicted,
-}
-
-_RX = {
-    "ACK": downlink.rx_ack,
-    "OPERATOR_ACK": alarm.rx_operator_ack,
-    "CONFIG": downlink.rx_config,
-    "COMMAND": downlink.rx_command,
-    "PROXIMITY": proximity.rx_proximity,
-    "TIME_SYNC": downlink.rx_time_sync,
-    "TEST_INJECT": downlink.rx_ignore,
-    "MODE": pairing.rx_mode,
-}
-
-_TIMER_HANDLERS = {
-    "press": alarm.t_press,
-    "listen": downlink.t_listen,
-    "battery": power.t_battery,
-    "no_contact": downlink.t_no_contact,
-    "proximity_end": proximity.t_proximity_end,
-    "locate_end": positioning.t_locate_end,
-    "panic_track": alarm.t_panic_track,
-    "acquire": positioning.t_acquire,
-    "fix": positioning.t_fix,
-    "gnss_lost": positioning.t_gnss_lost,
-    "upload": positioning.t_upload,
-    "heartbeat": power.t_heartbeat,
-    "self_test": power.t_self_test,
-    "pairing": pairing.t_pairing,
-    "keepalive": power.t_keepalive,
-}

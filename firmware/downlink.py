@@ -1,7 +1,7 @@
-"""The centre's side: downlink frames (ACK, CONFIG, COMMAND, TIME_SYNC), contact and its
-loss, the backlog flush, and listening without a wake line. Functions of the core: each
-takes the Core first (its state lives there, firmware/core.py); PROXIMITY, OPERATOR_ACK
-and MODE are handled by their own modules."""
+"""The centre's side: every downlink frame (on_rx), contact and its loss, the backlog flush,
+listening without a wake line, and the PROXIMITY level with its lapse. Functions of the
+core: each takes the Core first (its state lives there, firmware/core.py); OPERATOR_ACK is
+the alarm module's, MODE the pairing module's."""
 try:
     from micropython import const
 except ImportError:
@@ -23,15 +23,55 @@ _PAIRED_REACH_S = const(30)
 # COMMAND vibrate arg -> pattern.
 VIBRATE_PATTERNS = ("confirm", "operator_ack", "proximity_warning", "proximity_alarm",
                     "locate", "proximity_uncertain")
+# Haptic feedback to the wearer per PROXIMITY level 1..3 (a rise in level only).
+_PROXIMITY_HAPTIC = (None, "proximity_uncertain", "proximity_warning", "proximity_alarm")
 
 
-def on_rx_duplicate(c, event, now, out):
-    if event[2] & 1:   # FLAG_ACK_REQ
-        c._send("ACK", {"highest": event[1], "bitmap": 0}, _STORE_NONE, now, out)
-    contact(c, now, out)
+def on_rx(c, event, now, out):
+    """("rx", name, fields, counter, flags): an authenticated downlink frame; ("rx_duplicate",
+    counter, flags): one seen before, so our ACK was lost. Either way ack it if it asks
+    (FLAG_ACK_REQ; an ACK is never acked) and note the contact; act on a new one only."""
+    if event[0] == "rx_duplicate":
+        name, counter, flags = None, event[1], event[2]
+    else:
+        name, counter = event[1], event[3]
+        flags = event[4] if len(event) > 4 else 0
+    if flags & 1 and name != "ACK":
+        c._send("ACK", {"highest": counter, "bitmap": 0}, _STORE_NONE, now, out)
+    c._last_contact = now
+    # Silence is only "no contact" while an ack is owed: a low-power device that sends a
+    # heartbeat an hour apart has not lost the centre in between. The timer is armed again
+    # by the next frame that asks for an ack (_send).
+    c._due.pop("no_contact", None)
+    if c.no_contact:
+        c.no_contact = False
+        out.append(("led", "off"))
+        c._send("EVENT", {"kind": _EVENT_COMMS_RESTORED, "time_ms": c.utc_ms(now),
+                          "value": 0}, _STORE_EVIDENCE, now, out)
+    if name is None:
+        return
+    fields = event[2]
+    if name == "ACK":
+        _rx_ack(c, fields, now, out)
+    elif name == "OPERATOR_ACK":
+        alarm.rx_operator_ack(c, fields, now, out)
+    elif name == "CONFIG":
+        _rx_config(c, fields, now, out)
+    elif name == "COMMAND":
+        _rx_command(c, fields, now, out)
+    elif name == "PROXIMITY":
+        _rx_proximity(c, fields, now, out)
+    elif name == "TIME_SYNC":
+        utc = as_int(fields.get("utc_ms"))
+        if utc > 0:
+            c._utc_ms, c._utc_ticks = utc, now
+    elif name == "MODE":
+        c._pairing(fields, now, out)
+    elif name != "TEST_INJECT":
+        out.append(("log", "rx %s ignored" % name))
 
 
-def rx_ack(c, fields, now, out):
+def _rx_ack(c, fields, now, out):
     highest = as_int(fields.get("highest"))
     bitmap = as_int(fields.get("bitmap"))
     acked = [highest] if highest > 0 else []
@@ -43,28 +83,30 @@ def rx_ack(c, fields, now, out):
         i += 1
     if not acked:
         return
-    before = len(c._alarm_tx)
-    c._alarm_tx = [e for e in c._alarm_tx if e[0] not in acked]
-    if len(c._alarm_tx) != before:
+    if alarm.stop_retries(c, 0, acked):
         c._persist(out)
-    c._acked_n += len([r for r in c._recent if r[0] in acked])
+    for counter, _sent_at in c._recent:
+        if counter in acked:
+            c._acked_n += 1
     out.append(("acked", tuple(acked)))
-    if c.queue_depth > 0:
-        if (c._last_flush is None or ticks_diff(now, c._last_flush)
-                >= c.cfg["flush_interval_ms"]):
-            c._last_flush = now
-            skip = tuple(e[0] for e in c._alarm_tx)
-            out.append(("flush", c.cfg["flush_max"], flush_below(c, now), skip))
+    if c.queue_depth > 0 and (c._last_flush is None or ticks_diff(now, c._last_flush)
+                              >= c.cfg["flush_interval_ms"]):
+        c._last_flush = now
+        # The oldest send still within ack_wait_ms may yet be acked: flush below it.
+        wait = c.cfg["ack_wait_ms"]
+        recent = []
+        for entry in c._recent:
+            if ticks_diff(now, entry[1]) < wait:
+                recent.append(entry)
+        c._recent = recent
+        skip = []
+        for entry in c._alarm_tx:
+            skip.append(entry[0])
+        out.append(("flush", c.cfg["flush_max"], recent[0][0] if recent else c.counter,
+                    tuple(skip)))
 
 
-def flush_below(c, now):
-    wait = c.cfg["ack_wait_ms"]
-    recent = [r for r in c._recent if ticks_diff(now, r[1]) < wait]
-    c._recent = recent
-    return recent[0][0] if recent else c.counter
-
-
-def rx_config(c, fields, now, out):
+def _rx_config(c, fields, now, out):
     refused = _config.apply(c.cfg, fields.get("items") or ())
     for reason in refused:
         out.append(("log", reason))
@@ -80,7 +122,7 @@ def rx_config(c, fields, now, out):
     positioning.replan(c, now, out)
 
 
-def rx_command(c, fields, now, out):
+def _rx_command(c, fields, now, out):
     command, arg = as_int(fields.get("command")), as_int(fields.get("arg"))
     if command == 1:                                  # locate_now
         positioning.locate_now(c, arg, now, out)
@@ -98,27 +140,34 @@ def rx_command(c, fields, now, out):
         out.append(("log", "command %d unknown" % command))
 
 
-def rx_time_sync(c, fields, now, out):
-    utc = as_int(fields.get("utc_ms"))
-    if utc > 0:
-        c._utc_ms, c._utc_ticks = utc, now
+def _rx_proximity(c, fields, now, out):
+    level = as_int(fields.get("level"))
+    if not 0 <= level <= 3:
+        out.append(("log", "proximity level %d unknown" % level))
+        return
+    before = c.proximity
+    c.proximity = level
+    if level > before:
+        out.append(("haptic", _PROXIMITY_HAPTIC[level]))
+        if level == 1:
+            # Uncertain: the centre's fix of the wearer is stale. A fresh one settles it.
+            positioning.locate_now(c, 0, now, out)
+    if level:
+        c._due["proximity_end"] = c._at(now, "proximity_hold_s")
+    else:
+        c._due.pop("proximity_end", None)
+    if level != before:
+        c._persist(out)
+        if bool(level) != bool(before) or (level >= 2) != (before >= 2):
+            positioning.replan(c, now, out)             # also: warning ends any backoff
 
 
-def rx_ignore(c, fields, now, out):
-    pass
-
-
-def contact(c, now, out):
-    c._last_contact = now
-    # Silence is only "no contact" while an ack is owed: a low-power device that sends a
-    # heartbeat an hour apart has not lost the centre in between. The timer is armed again
-    # by the next frame that asks for an ack (_send).
-    c._due.pop("no_contact", None)
-    if c.no_contact:
-        c.no_contact = False
-        out.append(("led", "off"))
-        c._send("EVENT", {"kind": _EVENT_COMMS_RESTORED, "time_ms": c.utc_ms(now),
-                             "value": 0}, _STORE_EVIDENCE, now, out)
+def t_proximity_end(c, now, out):
+    if c.proximity:
+        out.append(("log", "proximity lapsed without refresh"))
+        c.proximity = 0
+        c._persist(out)
+        positioning.replan(c, now, out)
 
 
 def t_no_contact(c, now, out):
@@ -140,7 +189,3 @@ def plan_listen(c, now):
     if c.scheme == _MODE_PAIRED and bound_s > _PAIRED_REACH_S:
         bound_s = _PAIRED_REACH_S
     c._due["listen"] = ticks_add(now, max(1000, bound_s * 1000 - c.cfg["listen_margin_ms"]))
-
-
-def t_listen(c, now, out):
-    plan_listen(c, now)

@@ -35,8 +35,7 @@ def rx_mode(c, fields, now, out):
         start = as_int(fields.get("valid_from_ms"))
         end = as_int(fields.get("valid_until_ms"))
         if not offender or end <= start:
-            out.append(("log", "mode paired refused: offender %d, %d..%d" % (offender, start,
-                                                                             end)))
+            out.append(("log", "mode paired refused: %d %d..%d" % (offender, start, end)))
             return
         c.pairing = [offender, start, end]
     else:
@@ -79,7 +78,3 @@ def check(c, now, out):
         c._persist(out)
     elif pairing is not None and c.pairing is None:
         c._persist(out)
-
-
-def t_pairing(c, now, out):
-    check(c, now, out)

@@ -52,7 +52,7 @@ _STILL_FIXES_TO_STOP = const(3)
 # centre already tells wearer and operator UNCERTAIN from the stale fix, and a search that
 # failed a minute ago is unlikely to succeed now. While backing off the device promises
 # the centre its routine interval, not the tracking keepalive (fast_reporting()).
-# While backing off, locate_now buys one try at once (bounded by _attempt_s; a failure
+# While backing off, locate_now buys one try at once (bounded like any attempt; a failure
 # grows the gap like any other) at most once per _LOCATE_TRY_S; an earlier repeat leaves
 # the next try where the backoff put it, and that try sends its fix at once. The time of
 # the last such try lives in RAM: a deep sleep forgets it, and the centre's own limit
@@ -157,8 +157,8 @@ def replan(c, now, out):
         due.pop("gnss_lost", None)
 
 
-def on_fix(c, event, now, out):
-    fix = event[1]
+def on_fix(c, fix, now, out):
+    """A GNSS fix dict (CONTRACTS.md)."""
     utc = fix.get("fix_time_ms")
     if isinstance(utc, int) and utc > 0:
         c._utc_ms, c._utc_ticks = utc, now
@@ -199,10 +199,20 @@ def on_fix(c, event, now, out):
 
 
 def _update_motion(c, previous, fix):
-    speed = as_int(fix.get("speed_cmps"))
-    moved = speed >= c.cfg["moving_speed_cmps"]
+    """Moving: this fix's speed, or its distance from the one before (equirectangular; 1e-7
+    degree of latitude is 0.0111 m; integer maths only, so the VM and CPython agree
+    exactly); three still fixes in a row end it."""
+    moved = as_int(fix.get("speed_cmps")) >= c.cfg["moving_speed_cmps"]
     if not moved and previous is not None:
-        moved = _far(previous, fix, c.cfg["moving_displacement_m"])
+        dlat = as_int(fix.get("lat_e7")) - as_int(previous.get("lat_e7"))
+        dlon = as_int(fix.get("lon_e7")) - as_int(previous.get("lon_e7"))
+        lat_deg = abs(as_int(previous.get("lat_e7"))) // 10000000
+        # cos(latitude) in 1/1024 steps, by 10-degree band (plenty for a 50 m threshold).
+        cos_1024 = _COS_1024[min(lat_deg // 10, 8)]
+        dy = dlat * 1113 // 10000                       # decimetres
+        dx = dlon * 1113 * cos_1024 // 10240000
+        limit = c.cfg["moving_displacement_m"] * 10
+        moved = dx * dx + dy * dy >= limit * limit
     if moved:
         c.moving = True
         c._still_fixes = 0
@@ -211,25 +221,6 @@ def _update_motion(c, previous, fix):
         if c._still_fixes >= _STILL_FIXES_TO_STOP:
             c.moving = False
             c._still_fixes = 0
-
-
-def t_fix(c, now, out):
-    fix_key = CADENCE[cadence_mode(c)][0]
-    if fix_key is None and not c._send_next_fix:
-        return
-    if not c._want_fix:
-        c._want_fix = True
-        c._due["acquire"] = ticks_add(now, _attempt_s(c, now) * 1000)
-    gnss(c, 1, out)
-
-
-def _attempt_s(c, now):
-    """How long one acquisition may take before NO_FIX."""
-    timeout_s = c.cfg["gnss_timeout_s"]
-    if full_effort(c):
-        return timeout_s
-    hot = c._last_fix_at is not None and ticks_diff(now, c._last_fix_at) < _HOT_S * 1000
-    return min(timeout_s, _HOT_ATTEMPT_S) if hot else timeout_s
 
 
 def backoff_s(c):
@@ -245,39 +236,52 @@ def backoff_s(c):
     return gap
 
 
-def t_acquire(c, now, out):
-    # No fix within gnss_timeout_s: report NO_FIX with the last fix and its age.
-    fields = {"send_time_ms": c.utc_ms(now), "age_s": fix_age_s(c, now),
-              "last_fix": known_fix(c, now)}
-    c._send("NO_FIX", fields, _STORE_EVIDENCE, now, out)
-    c._send_next_fix = False
-    mode = cadence_mode(c)
-    if full_effort(c):
-        c._due["acquire"] = c._at(now, "gnss_timeout_s")   # keep trying: the centre needs it
-        return
-    c._want_fix = False
-    gnss(c, 0, out)
-    c._fix_fails += 1
-    fix_key = CADENCE[mode][0]
-    wait_s = backoff_s(c)
-    if fix_key is not None:
-        wait_s = max(wait_s, c.cfg[fix_key])
-    c._due["fix"] = ticks_add(now, wait_s * 1000)
-    out.append(("log", "no fix: next try in %d s" % wait_s))
-
-
-def t_gnss_lost(c, now, out):
-    if c.moving and not c._gnss_lost_raised:
-        c._gnss_lost_raised = True
-        from firmware import alarm  # alarm imports this module: import when needed
-        alarm.raise_alarm(c, _ALARM_GNSS_LOST, _STATE_RAISED, 0, now, out)
-
-
-def t_upload(c, now, out):
-    upload_key = CADENCE[cadence_mode(c)][1]
-    upload(c, now, out)
-    if upload_key is not None:
-        c._due["upload"] = c._at(now, upload_key)
+def on_timer(c, name, now, out):
+    """This module's timers: fix, acquire, gnss_lost, upload and locate_end."""
+    due = c._due
+    fix_key, upload_key = CADENCE[cadence_mode(c)]
+    if name == "fix":
+        if fix_key is None and not c._send_next_fix:
+            return
+        if not c._want_fix:
+            c._want_fix = True
+            # How long one acquisition may take before NO_FIX.
+            attempt_s = c.cfg["gnss_timeout_s"]
+            if (not full_effort(c) and c._last_fix_at is not None
+                    and ticks_diff(now, c._last_fix_at) < _HOT_S * 1000):
+                attempt_s = min(attempt_s, _HOT_ATTEMPT_S)
+            due["acquire"] = ticks_add(now, attempt_s * 1000)
+        gnss(c, 1, out)
+    elif name == "acquire":
+        # No fix within gnss_timeout_s: report NO_FIX with the last fix and its age.
+        fields = {"send_time_ms": c.utc_ms(now), "age_s": fix_age_s(c, now),
+                  "last_fix": known_fix(c, now)}
+        c._send("NO_FIX", fields, _STORE_EVIDENCE, now, out)
+        c._send_next_fix = False
+        if full_effort(c):
+            due["acquire"] = c._at(now, "gnss_timeout_s")   # keep trying: the centre needs it
+            return
+        c._want_fix = False
+        gnss(c, 0, out)
+        c._fix_fails += 1
+        wait_s = backoff_s(c)
+        if fix_key is not None:
+            wait_s = max(wait_s, c.cfg[fix_key])
+        due["fix"] = ticks_add(now, wait_s * 1000)
+        out.append(("log", "no fix: next try in %d s" % wait_s))
+    elif name == "gnss_lost":
+        if c.moving and not c._gnss_lost_raised:
+            c._gnss_lost_raised = True
+            from firmware import alarm  # alarm imports this module: import when needed
+            alarm.raise_alarm(c, _ALARM_GNSS_LOST, _STATE_RAISED, 0, now, out)
+    elif name == "upload":
+        upload(c, now, out)
+        if upload_key is not None:
+            due["upload"] = c._at(now, upload_key)
+    elif c._locating:                                  # locate_end
+        c._locating = False
+        out.append(("log", "locate tracking ended"))
+        replan(c, now, out)
 
 
 def locate_now(c, arg, now, out):
@@ -305,25 +309,5 @@ def locate_now(c, arg, now, out):
         replan(c, now, out)
 
 
-def t_locate_end(c, now, out):
-    if c._locating:
-        c._locating = False
-        out.append(("log", "locate tracking ended"))
-        replan(c, now, out)
-
-
-def _far(a, b, metres):
-    """True when fixes a and b are at least `metres` apart (equirectangular; 1e-7 degree of
-    latitude is 0.0111 m). Integer maths only, so the VM and CPython agree exactly."""
-    dlat = as_int(b.get("lat_e7")) - as_int(a.get("lat_e7"))
-    dlon = as_int(b.get("lon_e7")) - as_int(a.get("lon_e7"))
-    lat_deg = abs(as_int(a.get("lat_e7"))) // 10000000
-    # cos(latitude) in 1/1024 steps, by 10-degree band (plenty for a 50 m threshold).
-    cos_1024 = _COS_1024[min(lat_deg // 10, 8)]
-    dy = dlat * 1113 // 10000                       # decimetres
-    dx = dlon * 1113 * cos_1024 // 10240000
-    limit = metres * 10
-    return dx * dx + dy * dy >= limit * limit
-
-
+# cos(latitude) * 1024 at 0, 10, ... 80 degrees (_update_motion).
 _COS_1024 = (1024, 1008, 962, 887, 784, 658, 512, 350, 178)
