@@ -1,5 +1,5 @@
 """The panic button and the alarm lifecycle: long press, raising, retransmission until an
-ACK, the operator's ACK and clear_alarm. Functions of the core: each
+ACK and the operator's ACK (COMMAND clear_alarm: orders.py). Functions of the core: each
 takes the Core first (its state lives there, firmware/core.py)."""
 try:
     from micropython import const
@@ -11,7 +11,6 @@ from firmware.clock import as_int, ticks_add, ticks_diff
 
 # Protocol numbers, equal to protocol.messages (tests/test_core.py checks).
 _ALARM_PANIC = const(1)
-_STATE_CLEARED = const(3)
 _STATE_RAISED = const(1)
 _STATE_REPEAT = const(4)
 _STORE_ALARM = const(2)
@@ -93,20 +92,6 @@ def raise_panic(c, now, out):
     raise_alarm(c, _ALARM_PANIC, _STATE_REPEAT if repeat else _STATE_RAISED, c.panic_id, now,
                 out)
     positioning.replan(c, now, out)
-
-
-def clear_panic(c, alarm_id, now, out):
-    """COMMAND clear_alarm: the operator ends the panic alarm with this id."""
-    if alarm_id and alarm_id == c.panic_id:
-        raise_alarm(c, _ALARM_PANIC, _STATE_CLEARED, alarm_id, now, out)
-        c.panic_id = 0
-        c.panic_operator_acked = 0
-        c._panic_slow = False
-        c._due.pop("panic_track", None)
-        c._persist(out)
-        positioning.replan(c, now, out)
-    else:
-        out.append(("log", "clear_alarm %d: not active" % alarm_id))
 
 
 def retry(c, now, out):

@@ -70,7 +70,6 @@ except ImportError:
 
 from firmware import alarm, downlink, positioning, power
 from firmware.clock import TICKS_HALF, ago, as_int, ticks_add, ticks_diff
-from firmware.positioning import TRACKING
 
 # Protocol numbers, equal to protocol.messages (tests/test_core.py checks). Private consts
 # cost no heap on MicroPython; STORE_ALARM is public for the app.
@@ -113,7 +112,9 @@ class Core:
         self.pairing = list(pairing) if isinstance(pairing, (list, tuple)) else None
         # alarm frames awaiting a transport ACK: [counter, alarm_id, retry index, due ticks]
         # (due None: resend at the next run of the timers, e.g. right after boot)
-        self._alarm_tx = [[c, a, 0, None] for c, a in st.get("alarm_tx", ())]
+        self._alarm_tx = []
+        for counter, alarm_id in st.get("alarm_tx", ()):
+            self._alarm_tx.append([counter, alarm_id, 0, None])
         # a deep-sleep wake: what sleep_snapshot() carried, plus slept_ms (used once, at boot)
         deep = st.get("deep")
         self._resume_from = deep if isinstance(deep, dict) else None
@@ -225,7 +226,7 @@ class Core:
         wearer within seconds. A light-sleep wake costs ~0.5 ms of CPU (~0.02 mAs)."""
         if self.gnss_on:
             return True
-        return not self.cfg["wake_line"] and positioning.cadence_mode(self) in TRACKING
+        return not self.cfg["wake_line"] and positioning.cadence_mode(self) in positioning.TRACKING
 
     def sleep_plan(self, now):
         """(mode, sleep_ms): "idle" = stay awake (short waits, button held), "light" = light
@@ -251,6 +252,9 @@ class Core:
 
     def snapshot(self):
         """What must survive a reset: small, no ticks values."""
+        alarm_tx = []
+        for entry in self._alarm_tx:
+            alarm_tx.append((entry[0], entry[1]))
         return {
             "counter": self.counter,
             "next_alarm_id": self.next_alarm_id,
@@ -261,7 +265,7 @@ class Core:
             "last_fix": self.last_fix,
             "proximity": self.proximity,
             "config_version": self.config_version,
-            "alarm_tx": [(e[0], e[1]) for e in self._alarm_tx],
+            "alarm_tx": alarm_tx,
             "scheme": self.scheme,
             "pairing": self.pairing,
         }
@@ -425,10 +429,18 @@ class Core:
             elif name == "battery":
                 due["battery"] = self._at(now, "battery_sample_s")
                 out.append(("sample_battery",))
-            elif name == "no_contact":
-                downlink.t_no_contact(self, now, out)
-            elif name == "proximity_end":
-                downlink.t_proximity_end(self, now, out)
+            elif name == "no_contact":                 # an ack owed for no_contact_s
+                if not self.no_contact:
+                    self.no_contact = True
+                    out.append(("led", "no_contact"))
+                    out.append(("log", "no ack for %d s" % (ticks_diff(now, self._last_contact)
+                                                            // 1000)))
+            elif name == "proximity_end":              # no PROXIMITY for proximity_hold_s
+                if self.proximity:
+                    out.append(("log", "proximity lapsed without refresh"))
+                    self.proximity = 0
+                    self._persist(out)
+                    positioning.replan(self, now, out)
             elif name == "panic_track":                # panic_track_s on: the proximity rate
                 if self.panic_id and not self._panic_slow:
                     self._panic_slow = True
@@ -436,7 +448,7 @@ class Core:
             elif name == "pairing":
                 self._pairing(None, now, out)
             elif name == "keepalive":
-                power.t_keepalive(self, now, out)
+                power.keepalive(self, now, out)
             elif name == "heartbeat":
                 power.t_heartbeat(self, now, out)
             elif name == "self_test":

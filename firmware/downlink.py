@@ -1,14 +1,13 @@
-"""The centre's side: every downlink frame (on_rx), contact and its loss, the backlog flush,
-listening without a wake line, and the PROXIMITY level with its lapse. Functions of the
-core: each takes the Core first (its state lives there, firmware/core.py); OPERATOR_ACK is
-the alarm module's, MODE the pairing module's."""
+"""The centre's side: every downlink frame (on_rx), contact, the backlog flush, listening
+without a wake line, and the PROXIMITY level. Functions of the core: each takes the Core
+first (its state lives there, firmware/core.py); OPERATOR_ACK is the alarm module's, CONFIG
+and COMMAND orders.py's, MODE pairing.py's (both imported when first needed)."""
 try:
     from micropython import const
 except ImportError:
     const = lambda x: x  # noqa: E731  (a def would clash with the stub's signature)
 
-from firmware import alarm, positioning, power
-from firmware import config as _config
+from firmware import alarm, positioning
 from firmware.clock import as_int, ticks_add, ticks_diff
 
 # Protocol numbers, equal to protocol.messages (tests/test_core.py checks).
@@ -20,9 +19,6 @@ _MODE_PAIRED = const(2)
 # The reachability bound of a paired device without a wake line (docs/LINK.md).
 _PAIRED_REACH_S = const(30)
 
-# COMMAND vibrate arg -> pattern.
-VIBRATE_PATTERNS = ("confirm", "operator_ack", "proximity_warning", "proximity_alarm",
-                    "locate", "proximity_uncertain")
 # Haptic feedback to the wearer per PROXIMITY level 1..3 (a rise in level only).
 _PROXIMITY_HAPTIC = (None, "proximity_uncertain", "proximity_warning", "proximity_alarm")
 
@@ -31,11 +27,11 @@ def on_rx(c, event, now, out):
     """("rx", name, fields, counter, flags): an authenticated downlink frame; ("rx_duplicate",
     counter, flags): one seen before, so our ACK was lost. Either way ack it if it asks
     (FLAG_ACK_REQ; an ACK is never acked) and note the contact; act on a new one only."""
-    if event[0] == "rx_duplicate":
-        name, counter, flags = None, event[1], event[2]
-    else:
+    if event[0] == "rx":
         name, counter = event[1], event[3]
         flags = event[4] if len(event) > 4 else 0
+    else:
+        name, counter, flags = None, event[1], event[2]
     if flags & 1 and name != "ACK":
         c._send("ACK", {"highest": counter, "bitmap": 0}, _STORE_NONE, now, out)
     c._last_contact = now
@@ -56,9 +52,11 @@ def on_rx(c, event, now, out):
     elif name == "OPERATOR_ACK":
         alarm.rx_operator_ack(c, fields, now, out)
     elif name == "CONFIG":
-        _rx_config(c, fields, now, out)
+        from firmware import orders      # rare: imported at the first CONFIG or COMMAND
+        orders.rx_config(c, fields, now, out)
     elif name == "COMMAND":
-        _rx_command(c, fields, now, out)
+        from firmware import orders
+        orders.rx_command(c, fields, now, out)
     elif name == "PROXIMITY":
         _rx_proximity(c, fields, now, out)
     elif name == "TIME_SYNC":
@@ -106,40 +104,6 @@ def _rx_ack(c, fields, now, out):
                     tuple(skip)))
 
 
-def _rx_config(c, fields, now, out):
-    refused = _config.apply(c.cfg, fields.get("items") or ())
-    for reason in refused:
-        out.append(("log", reason))
-    c.config_version = as_int(fields.get("config_version"))
-    out.append(("save_config", c.config_version, dict(c.cfg)))
-    c._persist(out)
-    due = c._due
-    due["heartbeat"] = c._at(now, "low_battery_heartbeat_s" if c.low_power
-                                else "heartbeat_s")
-    plan_listen(c, now)
-    due.pop("fix", None)
-    due.pop("upload", None)
-    positioning.replan(c, now, out)
-
-
-def _rx_command(c, fields, now, out):
-    command, arg = as_int(fields.get("command")), as_int(fields.get("arg"))
-    if command == 1:                                  # locate_now
-        positioning.locate_now(c, arg, now, out)
-    elif command == 2:                                # vibrate
-        pattern = VIBRATE_PATTERNS[arg] if arg < len(VIBRATE_PATTERNS) else "confirm"
-        out.append(("haptic", pattern))
-    elif command == 3:                                # self_test
-        power.self_test(c, now, out)
-    elif command == 4:                                # reboot
-        c._persist(out)
-        out.append(("reboot",))
-    elif command == 5:                                # clear_alarm
-        alarm.clear_panic(c, arg, now, out)
-    else:
-        out.append(("log", "command %d unknown" % command))
-
-
 def _rx_proximity(c, fields, now, out):
     level = as_int(fields.get("level"))
     if not 0 <= level <= 3:
@@ -160,21 +124,6 @@ def _rx_proximity(c, fields, now, out):
         c._persist(out)
         if bool(level) != bool(before) or (level >= 2) != (before >= 2):
             positioning.replan(c, now, out)             # also: warning ends any backoff
-
-
-def t_proximity_end(c, now, out):
-    if c.proximity:
-        out.append(("log", "proximity lapsed without refresh"))
-        c.proximity = 0
-        c._persist(out)
-        positioning.replan(c, now, out)
-
-
-def t_no_contact(c, now, out):
-    if not c.no_contact:
-        c.no_contact = True
-        out.append(("led", "no_contact"))
-        out.append(("log", "no ack for %d s" % (ticks_diff(now, c._last_contact) // 1000)))
 
 
 def plan_listen(c, now):

@@ -68,21 +68,16 @@ def interval_s(c):
     return base
 
 
-def keepalive(c, now):
-    """While tracking, arm a HEARTBEAT for _KEEPALIVE_S after the last uplink."""
-    if positioning.fast_reporting(c):
-        due = ticks_add(c._last_uplink, _KEEPALIVE_S * 1000)
-        c._due["keepalive"] = now if ticks_diff(due, now) < 0 else due
-    else:
+def keepalive(c, now, out=None):
+    """While tracking, arm a HEARTBEAT for _KEEPALIVE_S after the last uplink; from the
+    keepalive timer (`out` given), send it once that has passed."""
+    if not positioning.fast_reporting(c):
         c._due.pop("keepalive", None)
-
-
-def t_keepalive(c, now, out):
-    if (positioning.fast_reporting(c)
-            and ticks_diff(now, c._last_uplink) >= _KEEPALIVE_S * 1000):
+    elif out is not None and ticks_diff(now, c._last_uplink) >= _KEEPALIVE_S * 1000:
         t_heartbeat(c, now, out)
     else:
-        keepalive(c, now)
+        due = ticks_add(c._last_uplink, _KEEPALIVE_S * 1000)
+        c._due["keepalive"] = now if ticks_diff(due, now) < 0 else due
 
 
 def uptime_ms(c, now):
