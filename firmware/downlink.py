@@ -52,7 +52,8 @@ def on_rx(c, event, now, out):
     elif name == "OPERATOR_ACK":
         alarm.rx_operator_ack(c, fields, now, out)
     elif name == "CONFIG":
-        from firmware import orders      # rare: imported at the first CONFIG or COMMAND
+        # Rare: orders.py is imported at the first CONFIG or COMMAND.
+        from firmware import orders
         orders.rx_config(c, fields, now, out)
     elif name == "COMMAND":
         from firmware import orders
