@@ -2,9 +2,10 @@
 
 This module holds the state, the dispatch and the sleep plan; each concern is a module of
 functions that take the Core first (`alarm.raise_panic(core, now, out)`): alarm.py (button,
-alarms), positioning.py (GNSS cadence, fixes, locate), power.py (heartbeat, battery,
-self-test), downlink.py (every downlink frame, contact, listening, proximity), pairing.py
-(the scheme); clock.py has the tick arithmetic. Protocol numbers are private consts in each
+alarms), positioning.py (GNSS cadence, fixes), power.py (heartbeat, battery, self-test),
+downlink.py (every downlink frame, contact, listening); two are imported when first needed:
+orders.py (CONFIG, COMMAND) and pairing.py (the scheme, PROXIMITY, locate_now). clock.py
+has the tick arithmetic. Protocol numbers are private consts in each
 module: a private const costs no heap on MicroPython.
 
     core = Core(config, state)          # config: firmware.config dict; state: snapshot() or None
@@ -340,15 +341,6 @@ class Core:
     def _persist(self, out):
         out.append(("persist", self.snapshot()))
 
-    def _pairing(self, fields, now, out):
-        """A MODE downlink's fields (pairing.rx_mode), or None: the pairing window's edge
-        (pairing.check). Rare, so pairing.py is imported for the call only."""
-        from firmware import pairing
-        if fields is None:
-            pairing.check(self, now, out)
-        else:
-            pairing.rx_mode(self, fields, now, out)
-
     def _boot(self, hello, now, out):
         self.booted = True
         self._boot_at = now
@@ -410,7 +402,8 @@ class Core:
         if not self.reported_interval_s:               # no HELLO (a resume keeps its own)
             self.reported_interval_s = power.interval_s(self)
         if self.pairing is not None and "pairing" not in due:
-            self._pairing(None, now, out)
+            from firmware import pairing  # an aware device never imports it
+            pairing.check(self, now, out)
         if self._alarm_tx:
             out.append(("log", "boot: %d alarm(s) unacked" % len(self._alarm_tx)))
 
@@ -446,7 +439,8 @@ class Core:
                     self._panic_slow = True
                     positioning.replan(self, now, out)
             elif name == "pairing":
-                self._pairing(None, now, out)
+                from firmware import pairing
+                pairing.check(self, now, out)
             elif name == "keepalive":
                 power.keepalive(self, now, out)
             elif name == "heartbeat":

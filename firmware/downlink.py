@@ -1,13 +1,13 @@
-"""The centre's side: every downlink frame (on_rx), contact, the backlog flush, listening
-without a wake line, and the PROXIMITY level. Functions of the core: each takes the Core
-first (its state lives there, firmware/core.py); OPERATOR_ACK is the alarm module's, CONFIG
-and COMMAND orders.py's, MODE pairing.py's (both imported when first needed)."""
+"""The centre's side: every downlink frame (on_rx), contact, the backlog flush and listening
+without a wake line. Functions of the core: each takes the Core first (its state lives
+there, firmware/core.py); OPERATOR_ACK is the alarm module's, CONFIG and COMMAND
+orders.py's, PROXIMITY and MODE pairing.py's (both imported when first needed)."""
 try:
     from micropython import const
 except ImportError:
     const = lambda x: x  # noqa: E731  (a def would clash with the stub's signature)
 
-from firmware import alarm, positioning
+from firmware import alarm
 from firmware.clock import as_int, ticks_add, ticks_diff
 
 # Protocol numbers, equal to protocol.messages (tests/test_core.py checks).
@@ -19,8 +19,6 @@ _MODE_PAIRED = const(2)
 # The reachability bound of a paired device without a wake line (docs/LINK.md).
 _PAIRED_REACH_S = const(30)
 
-# Haptic feedback to the wearer per PROXIMITY level 1..3 (a rise in level only).
-_PROXIMITY_HAPTIC = (None, "proximity_uncertain", "proximity_warning", "proximity_alarm")
 
 
 def on_rx(c, event, now, out):
@@ -58,14 +56,17 @@ def on_rx(c, event, now, out):
     elif name == "COMMAND":
         from firmware import orders
         orders.rx_command(c, fields, now, out)
-    elif name == "PROXIMITY":
-        _rx_proximity(c, fields, now, out)
     elif name == "TIME_SYNC":
         utc = as_int(fields.get("utc_ms"))
         if utc > 0:
             c._utc_ms, c._utc_ticks = utc, now
+    elif name == "PROXIMITY":
+        # Paired only: pairing.py is imported at the first PROXIMITY or MODE.
+        from firmware import pairing
+        pairing.rx_proximity(c, fields, now, out)
     elif name == "MODE":
-        c._pairing(fields, now, out)
+        from firmware import pairing
+        pairing.rx_mode(c, fields, now, out)
     elif name != "TEST_INJECT":
         out.append(("log", "rx %s ignored" % name))
 
@@ -103,28 +104,6 @@ def _rx_ack(c, fields, now, out):
             skip.append(entry[0])
         out.append(("flush", c.cfg["flush_max"], recent[0][0] if recent else c.counter,
                     tuple(skip)))
-
-
-def _rx_proximity(c, fields, now, out):
-    level = as_int(fields.get("level"))
-    if not 0 <= level <= 3:
-        out.append(("log", "proximity level %d unknown" % level))
-        return
-    before = c.proximity
-    c.proximity = level
-    if level > before:
-        out.append(("haptic", _PROXIMITY_HAPTIC[level]))
-        if level == 1:
-            # Uncertain: the centre's fix of the wearer is stale. A fresh one settles it.
-            positioning.locate_now(c, 0, now, out)
-    if level:
-        c._due["proximity_end"] = c._at(now, "proximity_hold_s")
-    else:
-        c._due.pop("proximity_end", None)
-    if level != before:
-        c._persist(out)
-        if bool(level) != bool(before) or (level >= 2) != (before >= 2):
-            positioning.replan(c, now, out)             # also: warning ends any backoff
 
 
 def plan_listen(c, now):

@@ -37,7 +37,8 @@ def rx_config(c, fields, now, out):
 def rx_command(c, fields, now, out):
     command, arg = as_int(fields.get("command")), as_int(fields.get("arg"))
     if command == 1:                                  # locate_now
-        positioning.locate_now(c, arg, now, out)
+        from firmware import pairing
+        pairing.locate_now(c, arg, now, out)
     elif command == 2:                                # vibrate
         pattern = VIBRATE_PATTERNS[arg] if arg < len(VIBRATE_PATTERNS) else "confirm"
         out.append(("haptic", pattern))

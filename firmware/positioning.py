@@ -1,5 +1,5 @@
-"""Positioning: the GPS cadence per mode, motion, fixes, uploads, NO_FIX and the centre's
-locate_now. Functions of the core: each
+"""Positioning: the GPS cadence per mode, motion, fixes, uploads and NO_FIX (the centre's
+locate_now is firmware/pairing.py's). Functions of the core: each
 takes the Core first (its state lives there, firmware/core.py)."""
 try:
     from micropython import const
@@ -52,17 +52,12 @@ _STILL_FIXES_TO_STOP = const(3)
 # centre already tells wearer and operator UNCERTAIN from the stale fix, and a search that
 # failed a minute ago is unlikely to succeed now. While backing off the device promises
 # the centre its routine interval, not the tracking keepalive (fast_reporting()).
-# While backing off, locate_now buys one try at once (bounded like any attempt; a failure
-# grows the gap like any other) at most once per _LOCATE_TRY_S; an earlier repeat leaves
-# the next try where the backoff put it, and that try sends its fix at once. The time of
-# the last such try lives in RAM: a deep sleep forgets it, and the centre's own limit
-# (no_fix_locate_s, one per 15 min after NO_FIX) still holds.
+# While backing off, locate_now buys one try at once (firmware/pairing.py).
 _BACKOFF_FIRST_S = const(60)
 _BACKOFF_GROWTH = const(4)
 _BACKOFF_MAX_S = const(1800)
 _HOT_S = const(7200)
 _HOT_ATTEMPT_S = const(20)
-_LOCATE_TRY_S = const(900)
 # Modes in which the centre may need to reach the wearer within seconds (a PROXIMITY warning
 # follows a pre-alert): the device wakes every poll_ms to drain the link UART.
 TRACKING = ("panic", "proximity", "locate")
@@ -281,31 +276,6 @@ def on_timer(c, name, now, out):
     elif c._locating:                                  # locate_end
         c._locating = False
         out.append(("log", "locate tracking ended"))
-        replan(c, now, out)
-
-
-def locate_now(c, arg, now, out):
-    """COMMAND locate_now. arg 0: one fix, sent at once. arg > 0: also track for arg
-    seconds (a fix every proximity_fix_s, each sent at once), silently: no haptic, no LED.
-    A repeat extends the tracking without an extra fix."""
-    starting = not arg or not c._locating
-    try_now = True
-    if c._fix_fails and not full_effort(c):          # backing off: one try now, not too often
-        since = c._locate_try_at
-        since = -1 if since is None else ticks_diff(now, since)
-        try_now = since < 0 or since >= _LOCATE_TRY_S * 1000
-        if try_now:
-            c._locate_try_at = now
-    if arg:
-        c._due["locate_end"] = ticks_add(now, arg * 1000)
-        if not c._locating:
-            c._locating = True
-            out.append(("log", "locate tracking %d s" % arg))
-    if starting:
-        c._send_next_fix = True
-        if not c._want_fix and try_now:
-            c._due["fix"] = now
-    if arg:
         replan(c, now, out)
 
 
