@@ -1,5 +1,5 @@
 """The panic button and the alarm lifecycle: long press, raising, retransmission until an
-ACK and the operator's ACK (COMMAND clear_alarm: orders.py). Functions of the core: each
+ACK (OPERATOR_ACK: downlink.py, COMMAND clear_alarm: orders.py). Functions of the core: each
 takes the Core first (its state lives there, firmware/core.py)."""
 try:
     from micropython import const
@@ -7,7 +7,7 @@ except ImportError:
     const = lambda x: x  # noqa: E731  (a def would clash with the stub's signature)
 
 from firmware import positioning
-from firmware.clock import as_int, ticks_add, ticks_diff
+from firmware.clock import ticks_add, ticks_diff
 
 # Protocol numbers, equal to protocol.messages (tests/test_core.py checks).
 _ALARM_PANIC = const(1)
@@ -87,7 +87,7 @@ def raise_panic(c, now, out):
         c.panic_raised_utc = c.utc_ms(now)
     c.panic_operator_acked = 0
     c._panic_slow = False
-    c._due["panic_track"] = c._at(now, "panic_track_s")
+    c._due["panic_slow"] = c._at(now, "panic_track_s")
     out.append(("haptic", "panic_repeat" if repeat else "panic_confirm"))
     raise_alarm(c, _ALARM_PANIC, _STATE_REPEAT if repeat else _STATE_RAISED, c.panic_id, now,
                 out)
@@ -121,14 +121,3 @@ def stop_retries(c, position, values):
     stopped = len(kept) != len(c._alarm_tx)
     c._alarm_tx = kept
     return stopped
-
-
-def rx_operator_ack(c, fields, now, out):
-    alarm_id = as_int(fields.get("alarm_id"))
-    changed = stop_retries(c, 1, (alarm_id,))
-    if alarm_id and alarm_id == c.panic_id and not c.panic_operator_acked:
-        c.panic_operator_acked = 1
-        out.append(("haptic", "operator_ack"))
-        changed = True
-    if changed:
-        c._persist(out)

@@ -86,9 +86,10 @@ _STATUS_PROXIMITY = const(32)
 STORE_ALARM = const(2)
 
 
-# Timers, in the order they run when several are due at once (Core._run_timers).
-_TIMERS = ("press", "listen", "battery", "no_contact", "proximity_end", "locate_end",
-           "panic_track", "pairing",
+# Timers, in the order they run when several are due at once (Core._run_timers). Names of
+# at most 10 characters are qstrs, shared by every module that uses them: no string objects.
+_TIMERS = ("press", "listen", "battery", "no_contact", "prox_lapse", "locate_end",
+           "panic_slow", "pairing",
            "acquire", "fix", "gnss_lost", "upload", "keepalive", "heartbeat", "self_test")
 
 
@@ -387,9 +388,9 @@ class Core:
             due["self_test"] = self._at(now, "self_test_s")
             due["no_contact"] = self._at(now, "no_contact_s")
             if self.proximity:
-                due["proximity_end"] = self._at(now, "proximity_hold_s")
+                due["prox_lapse"] = self._at(now, "proximity_hold_s")
             if self.panic_id:
-                due["panic_track"] = self._at(now, "panic_track_s")
+                due["panic_slow"] = self._at(now, "panic_track_s")
             if hello is not None:
                 fields = dict(hello)
                 fields["config_version"] = self.config_version
@@ -428,13 +429,13 @@ class Core:
                     out.append(("led", "no_contact"))
                     out.append(("log", "no ack for %d s" % (ticks_diff(now, self._last_contact)
                                                             // 1000)))
-            elif name == "proximity_end":              # no PROXIMITY for proximity_hold_s
+            elif name == "prox_lapse":                 # no PROXIMITY for proximity_hold_s
                 if self.proximity:
                     out.append(("log", "proximity lapsed without refresh"))
                     self.proximity = 0
                     self._persist(out)
                     positioning.replan(self, now, out)
-            elif name == "panic_track":                # panic_track_s on: the proximity rate
+            elif name == "panic_slow":                 # panic_track_s on: the proximity rate
                 if self.panic_id and not self._panic_slow:
                     self._panic_slow = True
                     positioning.replan(self, now, out)

@@ -1,7 +1,6 @@
 """The centre's side: every downlink frame (on_rx), contact, the backlog flush and listening
 without a wake line. Functions of the core: each takes the Core first (its state lives
-there, firmware/core.py); OPERATOR_ACK is the alarm module's, CONFIG and COMMAND
-orders.py's, PROXIMITY and MODE pairing.py's (both imported when first needed)."""
+there, firmware/core.py); CONFIG and COMMAND are orders.py's, PROXIMITY and MODE pairing.py's (both imported when first needed)."""
 try:
     from micropython import const
 except ImportError:
@@ -47,8 +46,15 @@ def on_rx(c, event, now, out):
     fields = event[2]
     if name == "ACK":
         _rx_ack(c, fields, now, out)
-    elif name == "OPERATOR_ACK":
-        alarm.rx_operator_ack(c, fields, now, out)
+    elif name == "OPERATOR_ACK":                # an operator took the alarm: no more retries
+        alarm_id = as_int(fields.get("alarm_id"))
+        changed = alarm.stop_retries(c, 1, (alarm_id,))
+        if alarm_id and alarm_id == c.panic_id and not c.panic_operator_acked:
+            c.panic_operator_acked = 1
+            out.append(("haptic", "operator_ack"))
+            changed = True
+        if changed:
+            c._persist(out)
     elif name == "CONFIG":
         # Rare: orders.py is imported at the first CONFIG or COMMAND.
         from firmware import orders

@@ -52,7 +52,7 @@ def rx_command(c, fields, now, out):
         c.panic_id = 0
         c.panic_operator_acked = 0
         c._panic_slow = False
-        c._due.pop("panic_track", None)
+        c._due.pop("panic_slow", None)
         c._persist(out)
         positioning.replan(c, now, out)
     elif command == 5:

@@ -104,9 +104,9 @@ def rx_proximity(c, fields, now, out):
             # Uncertain: the centre's fix of the wearer is stale. A fresh one settles it.
             locate_now(c, 0, now, out)
     if level:
-        c._due["proximity_end"] = c._at(now, "proximity_hold_s")
+        c._due["prox_lapse"] = c._at(now, "proximity_hold_s")
     else:
-        c._due.pop("proximity_end", None)
+        c._due.pop("prox_lapse", None)
     if level != before:
         c._persist(out)
         if bool(level) != bool(before) or (level >= 2) != (before >= 2):

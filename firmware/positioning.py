@@ -161,14 +161,34 @@ def on_fix(c, fix, now, out):
     c.last_fix = fix
     c._last_fix_at = now
     c._fix_fails = 0
-    if c._gnss_lost_raised:
-        c._gnss_lost_raised = False
+    c._gnss_lost_raised = False
     if not c._want_fix:
         return                                   # GNSS tracking between wanted fixes
     c._want_fix = False
     c._due.pop("acquire", None)
+    # Moving: this fix's speed, or its distance from the one before (equirectangular; 1e-7
+    # degree of latitude is 0.0111 m; integer maths only, so the VM and CPython agree
+    # exactly); three still fixes in a row end it.
     was_moving = c.moving
-    _update_motion(c, previous, fix)
+    moved = as_int(fix.get("speed_cmps")) >= c.cfg["moving_speed_cmps"]
+    if not moved and previous is not None:
+        dlat = as_int(fix.get("lat_e7")) - as_int(previous.get("lat_e7"))
+        dlon = as_int(fix.get("lon_e7")) - as_int(previous.get("lon_e7"))
+        lat_deg = abs(as_int(previous.get("lat_e7"))) // 10000000
+        # cos(latitude) in 1/1024 steps, by 10-degree band (plenty for a 50 m threshold).
+        cos_1024 = _COS_1024[min(lat_deg // 10, 8)]
+        dy = dlat * 1113 // 10000                       # decimetres
+        dx = dlon * 1113 * cos_1024 // 10240000
+        limit = c.cfg["moving_displacement_m"] * 10
+        moved = dx * dx + dy * dy >= limit * limit
+    if moved:
+        c.moving = True
+        c._still_fixes = 0
+    elif c.moving:
+        c._still_fixes += 1
+        if c._still_fixes >= _STILL_FIXES_TO_STOP:
+            c.moving = False
+            c._still_fixes = 0
     if c.moving:                              # moving without a fix for this long
         c._due["gnss_lost"] = c._at(now, "gnss_lost_s")
     mode = cadence_mode(c)
@@ -191,31 +211,6 @@ def on_fix(c, fix, now, out):
     c._due["fix"] = c._at(now, fix_key)
     if c.cfg[fix_key] > c.cfg["gnss_keep_on_s"]:
         gnss(c, 0, out)
-
-
-def _update_motion(c, previous, fix):
-    """Moving: this fix's speed, or its distance from the one before (equirectangular; 1e-7
-    degree of latitude is 0.0111 m; integer maths only, so the VM and CPython agree
-    exactly); three still fixes in a row end it."""
-    moved = as_int(fix.get("speed_cmps")) >= c.cfg["moving_speed_cmps"]
-    if not moved and previous is not None:
-        dlat = as_int(fix.get("lat_e7")) - as_int(previous.get("lat_e7"))
-        dlon = as_int(fix.get("lon_e7")) - as_int(previous.get("lon_e7"))
-        lat_deg = abs(as_int(previous.get("lat_e7"))) // 10000000
-        # cos(latitude) in 1/1024 steps, by 10-degree band (plenty for a 50 m threshold).
-        cos_1024 = _COS_1024[min(lat_deg // 10, 8)]
-        dy = dlat * 1113 // 10000                       # decimetres
-        dx = dlon * 1113 * cos_1024 // 10240000
-        limit = c.cfg["moving_displacement_m"] * 10
-        moved = dx * dx + dy * dy >= limit * limit
-    if moved:
-        c.moving = True
-        c._still_fixes = 0
-    elif c.moving:
-        c._still_fixes += 1
-        if c._still_fixes >= _STILL_FIXES_TO_STOP:
-            c.moving = False
-            c._still_fixes = 0
 
 
 def backoff_s(c):
@@ -279,5 +274,5 @@ def on_timer(c, name, now, out):
         replan(c, now, out)
 
 
-# cos(latitude) * 1024 at 0, 10, ... 80 degrees (_update_motion).
+# cos(latitude) * 1024 at 0, 10, ... 80 degrees (on_fix).
 _COS_1024 = (1024, 1008, 962, 887, 784, 658, 512, 350, 178)
