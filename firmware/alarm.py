@@ -25,37 +25,36 @@ _MAX_ALARM_TX = const(8)
 
 
 def on_button(c, pressed, now, out):
-    """A raw level change of the panic button: 1 pressed, 0 released."""
-    pressed = 1 if pressed else 0
-    if pressed == c._pressed:
-        return
-    c._pressed = pressed
-    if pressed:
-        # A release shorter than debounce_ms was contact bounce: the press goes on.
-        bounced = (c._release_at is not None
-                   and ticks_diff(now, c._release_at) < c.cfg["debounce_ms"])
-        if not bounced:
-            c._press_at = now
-            c._press_raised = False
-        c._due["press"] = ticks_add(c._press_at, c.cfg["long_press_ms"])
+    """A raw level change of the panic button (1 pressed, 0 released), or None: the press
+    timer. A hold of long_press_ms raises the panic, on the timer or at the release (the hold
+    may have reached the threshold between two wakes)."""
+    long_press_ms = c.cfg["long_press_ms"]
+    if pressed is None:
+        if not c._pressed or c._press_raised:
+            return
     else:
+        pressed = 1 if pressed else 0
+        if pressed == c._pressed:
+            return
+        c._pressed = pressed
+        if pressed:
+            # A release shorter than debounce_ms was contact bounce: the press goes on.
+            bounced = (c._release_at is not None
+                       and ticks_diff(now, c._release_at) < c.cfg["debounce_ms"])
+            if not bounced:
+                c._press_at = now
+                c._press_raised = False
+            c._due["press"] = ticks_add(c._press_at, long_press_ms)
+            return
         c._release_at = now
-        if not c._press_raised:
-            # The hold may have reached the threshold between two wakes.
-            if ticks_diff(now, c._press_at) >= c.cfg["long_press_ms"]:
-                c._press_raised = True
-                raise_panic(c, now, out)
         c._due.pop("press", None)
-
-
-def t_press(c, now, out):
-    if c._pressed and not c._press_raised:
-        held = ticks_diff(now, c._press_at)
-        if held >= c.cfg["long_press_ms"]:
-            c._press_raised = True
-            raise_panic(c, now, out)
-        else:
-            c._due["press"] = ticks_add(c._press_at, c.cfg["long_press_ms"])
+        if c._press_raised:
+            return
+    if ticks_diff(now, c._press_at) >= long_press_ms:
+        c._press_raised = True
+        raise_panic(c, now, out)
+    elif pressed is None:
+        c._due["press"] = ticks_add(c._press_at, long_press_ms)
 
 
 def raise_alarm(c, kind, state, alarm_id, now, out):
@@ -111,12 +110,12 @@ def retry(c, now, out):
             entry[3] = ticks_add(now, step)
 
 
-def stop_retries(c, position, values):
-    """Stop retrying the alarm frames whose entry[position] (0 counter, 1 alarm id) is in
+def stop_retries(c, index, values):
+    """Stop retrying the alarm frames whose entry[index] (0 counter, 1 alarm id) is in
     `values`; True when there were any."""
     kept = []
     for entry in c._alarm_tx:
-        if entry[position] not in values:
+        if entry[index] not in values:
             kept.append(entry)
     stopped = len(kept) != len(c._alarm_tx)
     c._alarm_tx = kept

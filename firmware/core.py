@@ -166,9 +166,7 @@ class Core:
             self._utc_ticks = now
         kind = event[0]
         if kind == "boot":
-            if self.booted:
-                out.append(("log", "core: second boot event ignored"))
-            else:
+            if not self.booted:                        # the app sends one per reset
                 self._boot(event[1], now, out)
         else:
             if not self.booted:
@@ -191,12 +189,12 @@ class Core:
             else:
                 out.append(("log", "core: unknown event %r" % (kind,)))
         self._run_timers(now, out)
-        if self.booted and power.interval_s(self) > self.reported_interval_s:
+        if power.interval_s(self) > self.reported_interval_s:
             # The centre judges silence by the interval it last heard: tell it at once when
             # the device means to stay silent for longer (after an alarm, in low power), or
             # it would call the wearer missing. A shorter one rides the next HEARTBEAT.
             power.t_heartbeat(self, now, out)
-        elif self.booted and "keepalive" not in self._due:
+        elif "keepalive" not in self._due:
             power.keepalive(self, now)               # armed while tracking, else none
         return out
 
@@ -318,8 +316,9 @@ class Core:
         return bits
 
     # --- helpers ----------------------------------------------------------------------------
-    def _at(self, now, seconds_key):
-        return ticks_add(now, self.cfg[seconds_key] * 1000)
+    def _at(self, now, key):
+        """The ticks config[key] seconds after `now`."""
+        return ticks_add(now, self.cfg[key] * 1000)
 
     def _send(self, name, fields, store, now, out):
         counter = self.counter
@@ -417,7 +416,7 @@ class Core:
                 continue
             del due[name]
             if name == "press":
-                alarm.t_press(self, now, out)
+                alarm.on_button(self, None, now, out)
             elif name == "listen":
                 downlink.plan_listen(self, now)
             elif name == "battery":

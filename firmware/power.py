@@ -125,5 +125,6 @@ def on_battery(c, event, now, out):
     low = not charging and pct < c.cfg["low_power_pct"]
     if low != c.low_power:
         c.low_power = low
-        out.append(("log", "low power on" if low else "low power off"))
+        # Pieces of <= 10 characters are shared qstrs, not string objects of their own.
+        out.append(("log", "low power " + ("on" if low else "off")))
         positioning.replan(c, now, out)
