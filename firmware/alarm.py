@@ -1,5 +1,5 @@
 """The panic button and the alarm lifecycle: long press, raising, retransmission until an
-ACK (OPERATOR_ACK: downlink.py, COMMAND clear_alarm: orders.py). Functions of the core: each
+ACK (OPERATOR_ACK: Core._on_rx, COMMAND clear_alarm: orders.py). Functions of the core: each
 takes the Core first (its state lives there, firmware/core.py)."""
 try:
     from micropython import const

@@ -2,10 +2,10 @@
 
 This module holds the state, the dispatch and the sleep plan; each concern is a module of
 functions that take the Core first (`alarm.raise_panic(core, now, out)`): alarm.py (button,
-alarms), positioning.py (GNSS cadence, fixes), power.py (heartbeat, battery, self-test),
-downlink.py (every downlink frame, contact, listening); two are imported when first needed:
-orders.py (CONFIG, COMMAND) and pairing.py (the scheme, PROXIMITY, locate_now). clock.py
-has the tick arithmetic. Protocol numbers are private consts in each
+alarms), positioning.py (GNSS cadence, fixes), power.py (heartbeat, battery, self-test);
+two are imported when first needed: orders.py (CONFIG, COMMAND) and pairing.py (the scheme,
+PROXIMITY, locate_now). clock.py has the tick arithmetic. Downlink frames (contact, ACK,
+OPERATOR_ACK, TIME_SYNC, the backlog flush) and listening without a wake line are here. Protocol numbers are private consts in each
 module: a private const costs no heap on MicroPython.
 
     core = Core(config, state)          # config: firmware.config dict; state: snapshot() or None
@@ -69,13 +69,14 @@ try:
 except ImportError:
     const = lambda x: x  # noqa: E731  (a def would clash with the stub's signature)
 
-from firmware import alarm, downlink, positioning, power
+from firmware import alarm, positioning, power
 from firmware.clock import TICKS_HALF, ago, as_int, ticks_add, ticks_diff
 
 # Protocol numbers, equal to protocol.messages (tests/test_core.py checks). Private consts
 # cost no heap on MicroPython; STORE_ALARM is public for the app.
 _STORE_NONE = const(0)
 _STORE_EVIDENCE = const(1)
+_EVENT_COMMS_RESTORED = const(4)
 _EVENT_QUEUE_EVICTED = const(5)
 _STATUS_ALARM_ACTIVE = const(1)
 _STATUS_MOVING = const(2)
@@ -83,7 +84,10 @@ _STATUS_NO_CONTACT = const(4)
 _STATUS_GNSS_ON = const(8)
 _STATUS_LOW_POWER = const(16)
 _STATUS_PROXIMITY = const(32)
+_MODE_PAIRED = const(2)
 STORE_ALARM = const(2)
+# The reachability bound of a paired device without a wake line (docs/LINK.md).
+_PAIRED_REACH_S = const(30)
 
 
 # Timers, in the order they run when several are due at once (Core._run_timers). Names of
@@ -172,7 +176,7 @@ class Core:
             if not self.booted:
                 self._boot(None, now, out)
             if kind == "tick":
-                downlink.plan_listen(self, now)
+                self.plan_listen(now)
             elif kind == "button":
                 alarm.on_button(self, event[1], now, out)
             elif kind == "fix":
@@ -180,7 +184,7 @@ class Core:
             elif kind == "battery":
                 power.on_battery(self, event, now, out)
             elif kind == "rx" or kind == "rx_duplicate":
-                downlink.on_rx(self, event, now, out)
+                self._on_rx(event, now, out)
             elif kind == "queue_depth":
                 self.queue_depth = as_int(event[1])
             elif kind == "evicted":
@@ -382,7 +386,7 @@ class Core:
                 out.append(("led", "no_contact"))          # the LED state did not survive
             out.append(("log", "resume after %d s of deep sleep" % (slept_ms // 1000)))
         else:
-            downlink.plan_listen(self, now)
+            self.plan_listen(now)
             due["heartbeat"] = self._at(now, "heartbeat_s")
             due["self_test"] = self._at(now, "self_test_s")
             due["no_contact"] = self._at(now, "no_contact_s")
@@ -418,7 +422,7 @@ class Core:
             if name == "press":
                 alarm.on_button(self, None, now, out)
             elif name == "listen":
-                downlink.plan_listen(self, now)
+                self.plan_listen(now)
             elif name == "battery":
                 due["battery"] = self._at(now, "battery_sample_s")
                 out.append(("sample_battery",))
@@ -451,3 +455,109 @@ class Core:
             else:                                      # locate_end, acquire, fix, gnss_lost, upload
                 positioning.on_timer(self, name, now, out)
         alarm.retry(self, now, out)
+
+    # --- downlinks ----------------------------------------------------------------------------
+    def _on_rx(self, event, now, out):
+        """("rx", name, fields, counter, flags): an authenticated downlink frame; ("rx_duplicate",
+        counter, flags): one seen before, so our ACK was lost. Either way ack it if it asks
+        (FLAG_ACK_REQ; an ACK is never acked) and note the contact; act on a new one only."""
+        if event[0] == "rx":
+            name, counter = event[1], event[3]
+            flags = event[4] if len(event) > 4 else 0
+        else:
+            name, counter, flags = None, event[1], event[2]
+        if flags & 1 and name != "ACK":
+            self._send("ACK", {"highest": counter, "bitmap": 0}, _STORE_NONE, now, out)
+        self._last_contact = now
+        # Silence is only "no contact" while an ack is owed: a low-power device that sends a
+        # heartbeat an hour apart has not lost the centre in between. The timer is armed again
+        # by the next frame that asks for an ack (_send).
+        self._due.pop("no_contact", None)
+        if self.no_contact:
+            self.no_contact = False
+            out.append(("led", "off"))
+            self._send("EVENT", {"kind": _EVENT_COMMS_RESTORED, "time_ms": self.utc_ms(now),
+                              "value": 0}, _STORE_EVIDENCE, now, out)
+        if name is None:
+            return
+        fields = event[2]
+        if name == "ACK":
+            self._rx_ack(fields, now, out)
+        elif name == "OPERATOR_ACK":                # an operator took the alarm: no more retries
+            alarm_id = as_int(fields.get("alarm_id"))
+            changed = alarm.stop_retries(self, 1, (alarm_id,))
+            if alarm_id and alarm_id == self.panic_id and not self.panic_operator_acked:
+                self.panic_operator_acked = 1
+                out.append(("haptic", "operator_ack"))
+                changed = True
+            if changed:
+                self._persist(out)
+        elif name == "CONFIG":
+            # Rare: orders.py is imported at the first CONFIG or COMMAND.
+            from firmware import orders
+            orders.rx_config(self, fields, now, out)
+        elif name == "COMMAND":
+            from firmware import orders
+            orders.rx_command(self, fields, now, out)
+        elif name == "TIME_SYNC":
+            utc = as_int(fields.get("utc_ms"))
+            if utc > 0:
+                self._utc_ms, self._utc_ticks = utc, now
+        elif name == "PROXIMITY":
+            # Paired only: pairing.py is imported at the first PROXIMITY or MODE.
+            from firmware import pairing
+            pairing.rx_proximity(self, fields, now, out)
+        elif name == "MODE":
+            from firmware import pairing
+            pairing.rx_mode(self, fields, now, out)
+        elif name != "TEST_INJECT":
+            out.append(("log", "rx %s ignored" % name))
+
+
+    def _rx_ack(self, fields, now, out):
+        highest = as_int(fields.get("highest"))
+        bitmap = as_int(fields.get("bitmap"))
+        acked = [highest] if highest > 0 else []
+        i = 0
+        while bitmap and highest - 1 - i > 0:
+            if bitmap & 1:
+                acked.append(highest - 1 - i)
+            bitmap >>= 1
+            i += 1
+        if not acked:
+            return
+        if alarm.stop_retries(self, 0, acked):
+            self._persist(out)
+        for counter, _sent_at in self._recent:
+            if counter in acked:
+                self._acked_n += 1
+        out.append(("acked", tuple(acked)))
+        if self.queue_depth > 0 and (self._last_flush is None or ticks_diff(now, self._last_flush)
+                                  >= self.cfg["flush_interval_ms"]):
+            self._last_flush = now
+            # The oldest send still within ack_wait_ms may yet be acked: flush below it.
+            wait = self.cfg["ack_wait_ms"]
+            recent = []
+            for entry in self._recent:
+                if ticks_diff(now, entry[1]) < wait:
+                    recent.append(entry)
+            self._recent = recent
+            skip = []
+            for entry in self._alarm_tx:
+                skip.append(entry[0])
+            out.append(("flush", self.cfg["flush_max"], recent[0][0] if recent else self.counter,
+                        tuple(skip)))
+
+
+    def plan_listen(self, now):
+        """A board without a wake line listens by itself: a window before each
+        reachability bound runs out. With the wake line (docs/LINK.md) the peer wakes it.
+        Paired, the bound is at most _PAIRED_REACH_S whatever the configuration: the centre's
+        pre-alert (an offender within 3 km) must reach the wearer within 30 s (issue 9)."""
+        if self.cfg["wake_line"]:
+            self._due.pop("listen", None)
+            return
+        bound_s = self.cfg["reachability_s"]
+        if self.scheme == _MODE_PAIRED and bound_s > _PAIRED_REACH_S:
+            bound_s = _PAIRED_REACH_S
+        self._due["listen"] = ticks_add(now, max(1000, bound_s * 1000 - self.cfg["listen_margin_ms"]))

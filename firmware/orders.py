@@ -1,12 +1,12 @@
 """The centre's rare orders: CONFIG (settings) and COMMAND (locate_now, vibrate, self_test,
-reboot, clear_alarm). Functions of the core, like downlink.py's, which imports this module
-at the first such frame: a device that never gets one spends no heap on this code."""
+reboot, clear_alarm). Functions of the core (each takes the Core first), imported by
+Core._on_rx at the first such frame: a device that never gets one spends no heap on them."""
 try:
     from micropython import const
 except ImportError:
     const = lambda x: x  # noqa: E731  (a def would clash with the stub's signature)
 
-from firmware import alarm, config, downlink, positioning, power
+from firmware import alarm, config, positioning, power
 from firmware.clock import as_int
 
 # Protocol numbers, equal to protocol.messages (tests/test_core.py checks).
@@ -28,7 +28,7 @@ def rx_config(c, fields, now, out):
     due = c._due
     due["heartbeat"] = c._at(now, "low_battery_heartbeat_s" if c.low_power
                                 else "heartbeat_s")
-    downlink.plan_listen(c, now)
+    c.plan_listen(now)
     due.pop("fix", None)
     due.pop("upload", None)
     positioning.replan(c, now, out)

@@ -14,7 +14,7 @@ try:
 except ImportError:
     const = lambda x: x  # noqa: E731  (a def would clash with the stub's signature)
 
-from firmware import downlink, positioning
+from firmware import positioning
 from firmware.clock import as_int, ticks_add, ticks_diff
 
 # Protocol numbers, equal to protocol.messages (tests/test_core.py checks).
@@ -82,7 +82,7 @@ def check(c, now, out):
         c._due["pairing"] = ticks_add(now, min(wait_ms, _MAX_WAIT_MS))
     if want != c.scheme:
         c.scheme = want
-        downlink.plan_listen(c, now)               # paired listens at least every 30 s
+        c.plan_listen(now)               # paired listens at least every 30 s
         out.append(("log", "mode %s" % ("paired" if want == _MODE_PAIRED else "aware")))
         c._send("EVENT", {"kind": _EVENT_MODE_CHANGED, "time_ms": utc, "value": want},
                 _STORE_EVIDENCE, now, out)

@@ -93,7 +93,7 @@ class Rig:
 
 
 # --- purity ---------------------------------------------------------------------------------
-CORE_MODULES = ("core", "alarm", "positioning", "power", "downlink", "orders", "pairing",
+CORE_MODULES = ("core", "alarm", "positioning", "power", "orders", "pairing",
                 "clock")
 
 
