@@ -70,7 +70,7 @@ except ImportError:
     const = lambda x: x  # noqa: E731  (a def would clash with the stub's signature)
 
 from firmware import alarm, positioning, power
-from firmware.clock import TICKS_HALF, ago, as_int, ticks_add, ticks_diff
+from firmware.clock import ago, as_int, ticks_add, ticks_diff
 
 # Protocol numbers, equal to protocol.messages (tests/test_core.py checks). Private consts
 # cost no heap on MicroPython; STORE_ALARM is public for the app.
@@ -88,6 +88,8 @@ _MODE_PAIRED = const(2)
 STORE_ALARM = const(2)
 # The reachability bound of a paired device without a wake line (docs/LINK.md).
 _PAIRED_REACH_S = const(30)
+# The furthest a timer may lie ahead: ticks_diff reads up to 2**29 - 1 ms.
+_TIMER_MAX_MS = const(0x1FFFFFFF)
 
 
 # Timers, in the order they run when several are due at once (Core._run_timers). Names of
@@ -361,7 +363,7 @@ class Core:
                 for name in timers:
                     if name in _TIMERS:
                         left_ms = max(0, as_int(timers[name]) - slept_ms)   # overdue: at once
-                        due[name] = ticks_add(now, min(left_ms, TICKS_HALF - 1))
+                        due[name] = ticks_add(now, min(left_ms, _TIMER_MAX_MS))
             utc = deep.get("utc_ms")
             if isinstance(utc, int) and utc > 0:
                 self._utc_ms, self._utc_ticks = utc + slept_ms, now
