@@ -1,12 +1,12 @@
 """The device core: every decision the victim device makes, and no I/O (DESIGN decision 1).
 
-This module holds the state, the dispatch and the sleep plan; each concern is a module of
-functions that take the Core first (`alarm.raise_panic(core, now, out)`): alarm.py (button,
-alarms), positioning.py (GNSS cadence, fixes), power.py (heartbeat, battery, self-test);
-two are imported when first needed: orders.py (CONFIG, COMMAND) and pairing.py (the scheme,
-PROXIMITY, locate_now). clock.py has the tick arithmetic. Downlink frames (contact, ACK,
-OPERATOR_ACK, TIME_SYNC, the backlog flush) and listening without a wake line are here. Protocol numbers are private consts in each
-module: a private const costs no heap on MicroPython.
+This module holds the state, the dispatch (events, downlink frames, timers), listening
+without a wake line and the sleep plan; each other concern is a module of functions that
+take the Core first (`alarm.raise_panic(core, now, out)`): alarm.py (button, alarms),
+positioning.py (GNSS cadence, fixes), power.py (heartbeat, battery, self-test), and two
+imported when first needed: orders.py (CONFIG, COMMAND but locate_now) and pairing.py (the
+scheme, PROXIMITY, locate_now). clock.py has the tick arithmetic. Protocol numbers are
+private consts in each module: a private const costs no heap on MicroPython.
 
     core = Core(config, state)          # config: firmware.config dict; state: snapshot() or None
     actions = core.handle(event, now)   # now: a ticks_ms value (wraps at 2**30, ESP32 port)
@@ -494,8 +494,12 @@ class Core:
                 changed = True
             if changed:
                 self._persist(out)
+        elif name == "COMMAND" and as_int(fields.get("command")) == 1:
+            # locate_now is the paired scheme's: pairing.py, which a paired device has loaded.
+            from firmware import pairing
+            pairing.locate_now(self, as_int(fields.get("arg")), now, out)
         elif name == "CONFIG":
-            # Rare: orders.py is imported at the first CONFIG or COMMAND.
+            # Rare: orders.py is imported at the first CONFIG or other COMMAND.
             from firmware import orders
             orders.rx_config(self, fields, now, out)
         elif name == "COMMAND":
@@ -562,4 +566,5 @@ class Core:
         bound_s = self.cfg["reachability_s"]
         if self.scheme == _MODE_PAIRED and bound_s > _PAIRED_REACH_S:
             bound_s = _PAIRED_REACH_S
-        self._due["listen"] = ticks_add(now, max(1000, bound_s * 1000 - self.cfg["listen_margin_ms"]))
+        margin_ms = self.cfg["listen_margin_ms"]
+        self._due["listen"] = ticks_add(now, max(1000, bound_s * 1000 - margin_ms))

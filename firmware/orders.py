@@ -1,6 +1,7 @@
-"""The centre's rare orders: CONFIG (settings) and COMMAND (locate_now, vibrate, self_test,
-reboot, clear_alarm). Functions of the core (each takes the Core first), imported by
-Core._on_rx at the first such frame: a device that never gets one spends no heap on them."""
+"""The centre's rare orders: CONFIG (settings) and COMMAND (vibrate, self_test, reboot,
+clear_alarm; locate_now is pairing.py's). Functions of the core (each takes the Core
+first), imported by Core._on_rx at the first such frame: a device that never gets one
+spends no heap on them."""
 try:
     from micropython import const
 except ImportError:
@@ -36,10 +37,7 @@ def rx_config(c, fields, now, out):
 
 def rx_command(c, fields, now, out):
     command, arg = as_int(fields.get("command")), as_int(fields.get("arg"))
-    if command == 1:                                  # locate_now
-        from firmware import pairing
-        pairing.locate_now(c, arg, now, out)
-    elif command == 2:                                # vibrate
+    if command == 2:                                  # vibrate (1, locate_now: pairing.py)
         pattern = VIBRATE_PATTERNS[arg] if arg < len(VIBRATE_PATTERNS) else "confirm"
         out.append(("haptic", pattern))
     elif command == 3:                                # self_test

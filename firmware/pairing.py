@@ -119,7 +119,8 @@ def locate_now(c, arg, now, out):
     A repeat extends the tracking without an extra fix."""
     starting = not arg or not c._locating
     try_now = True
-    if c._fix_fails and not positioning.full_effort(c):          # backing off: one try now, not too often
+    # Backing off: one try now, but not too often.
+    if c._fix_fails and not positioning.full_effort(c):
         since = c._locate_try_at
         since = -1 if since is None else ticks_diff(now, since)
         try_now = since < 0 or since >= _LOCATE_TRY_S * 1000

@@ -695,7 +695,7 @@ def test_repeated_locate_extends_tracking_without_an_extra_fix():
     rig.downlink("COMMAND", {"command": 1, "arg": 60}, counter=2)   # 10 s before the end
     assert not rig.core._send_next_fix
     gnss.run(40_000)
-    assert positioning.cadence_mode(rig.core) == "locate"                        # still tracking at 90 s
+    assert positioning.cadence_mode(rig.core) == "locate"  # still tracking at 90 s
     assert len(rig.sends("POSITION")) in (n + 2, n + 3)       # only the 15 s cadence
     gnss.run(40_000)
     assert positioning.cadence_mode(rig.core) == "stationary"
