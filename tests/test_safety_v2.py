@@ -65,7 +65,7 @@ def test_a_repeat_press_brings_back_the_panic_fix_rate():
     rig = _with_utc()
     panic(rig)
     rig.run(rig.cfg["panic_track_s"] * 1000 + 1000)
-    assert positioning.cadence_mode(rig.core) == "proximity"                           # slowed after panic_track_s
+    assert positioning.cadence_mode(rig.core) == "proximity"  # slowed after panic_track_s
     rig.press(1500)
     assert positioning.cadence_mode(rig.core) == "panic"
 
