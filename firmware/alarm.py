@@ -1,5 +1,5 @@
 """The panic button and the alarm lifecycle: long press, raising, retransmission until an
-ACK, the operator's ACK and clear_alarm. Functions of the core: each
+ACK (OPERATOR_ACK: Core._on_rx, COMMAND clear_alarm: orders.py). Functions of the core: each
 takes the Core first (its state lives there, firmware/core.py)."""
 try:
     from micropython import const
@@ -7,11 +7,10 @@ except ImportError:
     const = lambda x: x  # noqa: E731  (a def would clash with the stub's signature)
 
 from firmware import positioning
-from firmware.clock import as_int, ticks_add, ticks_diff
+from firmware.clock import ticks_add, ticks_diff
 
 # Protocol numbers, equal to protocol.messages (tests/test_core.py checks).
 _ALARM_PANIC = const(1)
-_STATE_CLEARED = const(3)
 _STATE_RAISED = const(1)
 _STATE_REPEAT = const(4)
 _STORE_ALARM = const(2)
@@ -25,37 +24,37 @@ _RETRY_EVERY_MS = const(30000)
 _MAX_ALARM_TX = const(8)
 
 
-def on_button(c, event, now, out):
-    pressed = 1 if event[1] else 0
-    if pressed == c._pressed:
-        return
-    c._pressed = pressed
-    if pressed:
-        # A release shorter than debounce_ms was contact bounce: the press goes on.
-        bounced = (c._release_at is not None
-                   and ticks_diff(now, c._release_at) < c.cfg["debounce_ms"])
-        if not bounced:
-            c._press_at = now
-            c._press_raised = False
-        c._due["press"] = ticks_add(c._press_at, c.cfg["long_press_ms"])
+def on_button(c, pressed, now, out):
+    """A raw level change of the panic button (1 pressed, 0 released), or None: the press
+    timer. A hold of long_press_ms raises the panic, on the timer or at the release (the hold
+    may have reached the threshold between two wakes)."""
+    long_press_ms = c.cfg["long_press_ms"]
+    if pressed is None:
+        if not c._pressed or c._press_raised:
+            return
     else:
+        pressed = 1 if pressed else 0
+        if pressed == c._pressed:
+            return
+        c._pressed = pressed
+        if pressed:
+            # A release shorter than debounce_ms was contact bounce: the press goes on.
+            bounced = (c._release_at is not None
+                       and ticks_diff(now, c._release_at) < c.cfg["debounce_ms"])
+            if not bounced:
+                c._press_at = now
+                c._press_raised = False
+            c._due["press"] = ticks_add(c._press_at, long_press_ms)
+            return
         c._release_at = now
-        if not c._press_raised:
-            # The hold may have reached the threshold between two wakes.
-            if ticks_diff(now, c._press_at) >= c.cfg["long_press_ms"]:
-                c._press_raised = True
-                raise_panic(c, now, out)
         c._due.pop("press", None)
-
-
-def t_press(c, now, out):
-    if c._pressed and not c._press_raised:
-        held = ticks_diff(now, c._press_at)
-        if held >= c.cfg["long_press_ms"]:
-            c._press_raised = True
-            raise_panic(c, now, out)
-        else:
-            c._due["press"] = ticks_add(c._press_at, c.cfg["long_press_ms"])
+        if c._press_raised:
+            return
+    if ticks_diff(now, c._press_at) >= long_press_ms:
+        c._press_raised = True
+        raise_panic(c, now, out)
+    elif pressed is None:
+        c._due["press"] = ticks_add(c._press_at, long_press_ms)
 
 
 def raise_alarm(c, kind, state, alarm_id, now, out):
@@ -70,6 +69,7 @@ def raise_alarm(c, kind, state, alarm_id, now, out):
     if len(c._alarm_tx) > _MAX_ALARM_TX:
         c._alarm_tx.pop(0)
     c._persist(out)
+    # host/metrics.py reads this line: keep its words.
     out.append(("log", "alarm %d kind %d state %d counter %d" % (alarm_id, kind, state,
                                                                 counter)))
     return alarm_id
@@ -86,31 +86,11 @@ def raise_panic(c, now, out):
         c.panic_raised_utc = c.utc_ms(now)
     c.panic_operator_acked = 0
     c._panic_slow = False
-    c._due["panic_track"] = c._at(now, "panic_track_s")
+    c._due["panic_slow"] = c._at(now, "panic_track_s")
     out.append(("haptic", "panic_repeat" if repeat else "panic_confirm"))
     raise_alarm(c, _ALARM_PANIC, _STATE_REPEAT if repeat else _STATE_RAISED, c.panic_id, now,
                 out)
     positioning.replan(c, now, out)
-
-
-def clear_panic(c, alarm_id, now, out):
-    """COMMAND clear_alarm: the operator ends the panic alarm with this id."""
-    if alarm_id and alarm_id == c.panic_id:
-        raise_alarm(c, _ALARM_PANIC, _STATE_CLEARED, alarm_id, now, out)
-        c.panic_id = 0
-        c.panic_operator_acked = 0
-        c._panic_slow = False
-        c._due.pop("panic_track", None)
-        c._persist(out)
-        positioning.replan(c, now, out)
-    else:
-        out.append(("log", "clear_alarm %d: no such active alarm" % alarm_id))
-
-
-def t_panic_track(c, now, out):
-    if c.panic_id and not c._panic_slow:
-        c._panic_slow = True
-        positioning.replan(c, now, out)
 
 
 def retry(c, now, out):
@@ -130,14 +110,13 @@ def retry(c, now, out):
             entry[3] = ticks_add(now, step)
 
 
-def rx_operator_ack(c, fields, now, out):
-    alarm_id = as_int(fields.get("alarm_id"))
-    before = len(c._alarm_tx)
-    c._alarm_tx = [e for e in c._alarm_tx if e[1] != alarm_id]
-    changed = len(c._alarm_tx) != before
-    if alarm_id and alarm_id == c.panic_id and not c.panic_operator_acked:
-        c.panic_operator_acked = 1
-        out.append(("haptic", "operator_ack"))
-        changed = True
-    if changed:
-        c._persist(out)
+def stop_retries(c, index, values):
+    """Stop retrying the alarm frames whose entry[index] (0 counter, 1 alarm id) is in
+    `values`; True when there were any."""
+    kept = []
+    for entry in c._alarm_tx:
+        if entry[index] not in values:
+            kept.append(entry)
+    stopped = len(kept) != len(c._alarm_tx)
+    c._alarm_tx = kept
+    return stopped

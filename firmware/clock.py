@@ -6,7 +6,7 @@ except ImportError:
     const = lambda x: x  # noqa: E731  (a def would clash with the stub's signature)
 
 _TICKS_MAX = const(0x3FFFFFFF)
-TICKS_HALF = const(0x20000000)
+_TICKS_HALF = const(0x20000000)
 # Ages of past ticks (last fix, contact) carried over deep sleep are capped here (3.1 days):
 # older is as good as "long ago", and ticks_diff stays exact.
 _AGE_MAX_MS = const(0x10000000)
@@ -18,7 +18,7 @@ def ticks_add(ticks, delta_ms):
 
 def ticks_diff(a, b):
     """a - b in ms, for a and b less than 2**29 ms (6.2 days) apart, as time.ticks_diff."""
-    return ((a - b + TICKS_HALF) & _TICKS_MAX) - TICKS_HALF
+    return ((a - b + _TICKS_HALF) & _TICKS_MAX) - _TICKS_HALF
 
 
 def ago(now, age_ms):

@@ -1,10 +1,12 @@
 """The device core: every decision the victim device makes, and no I/O (DESIGN decision 1).
 
-This module holds the state, the dispatch and the sleep plan; each concern is a module of
-functions that take the Core first (`alarm.raise_panic(core, now, out)`): alarm.py (button, alarms), positioning.py (GNSS cadence, fixes, locate),
-proximity.py, power.py (heartbeat, battery, self-test), downlink.py (ACK, CONFIG, COMMAND,
-contact, listening); clock.py has the tick arithmetic. Protocol numbers are private consts in each
-module: a private const costs no heap on MicroPython.
+This module holds the state, the dispatch (events, downlink frames, timers), listening
+without a wake line and the sleep plan; each other concern is a module of functions that
+take the Core first (`alarm.raise_panic(core, now, out)`): alarm.py (button, alarms),
+positioning.py (GNSS cadence, fixes), power.py (heartbeat, battery, self-test), and two
+imported when first needed: orders.py (CONFIG, COMMAND but locate_now) and pairing.py (the
+scheme, PROXIMITY, locate_now). clock.py has the tick arithmetic. Protocol numbers are
+private consts in each module: a private const costs no heap on MicroPython.
 
     core = Core(config, state)          # config: firmware.config dict; state: snapshot() or None
     actions = core.handle(event, now)   # now: a ticks_ms value (wraps at 2**30, ESP32 port)
@@ -67,14 +69,14 @@ try:
 except ImportError:
     const = lambda x: x  # noqa: E731  (a def would clash with the stub's signature)
 
-from firmware import alarm, downlink, pairing, positioning, power, proximity
-from firmware.clock import TICKS_HALF, ago, as_int, ticks_add, ticks_diff
-from firmware.positioning import TRACKING
+from firmware import alarm, positioning, power
+from firmware.clock import ago, as_int, ticks_add, ticks_diff
 
 # Protocol numbers, equal to protocol.messages (tests/test_core.py checks). Private consts
 # cost no heap on MicroPython; STORE_ALARM is public for the app.
 _STORE_NONE = const(0)
 _STORE_EVIDENCE = const(1)
+_EVENT_COMMS_RESTORED = const(4)
 _EVENT_QUEUE_EVICTED = const(5)
 _STATUS_ALARM_ACTIVE = const(1)
 _STATUS_MOVING = const(2)
@@ -82,14 +84,19 @@ _STATUS_NO_CONTACT = const(4)
 _STATUS_GNSS_ON = const(8)
 _STATUS_LOW_POWER = const(16)
 _STATUS_PROXIMITY = const(32)
+_MODE_PAIRED = const(2)
 STORE_ALARM = const(2)
+# The reachability bound of a paired device without a wake line (docs/LINK.md).
+_PAIRED_REACH_S = const(30)
+# The furthest a timer may lie ahead: ticks_diff reads up to 2**29 - 1 ms.
+_TIMER_MAX_MS = const(0x1FFFFFFF)
 
 
-# Timers, in the order they run when several are due at once.
-_TIMERS = ("press", "listen", "battery", "no_contact", "proximity_end", "locate_end",
-           "panic_track", "pairing",
+# Timers, in the order they run when several are due at once (Core._run_timers). Names of
+# at most 10 characters are qstrs, shared by every module that uses them: no string objects.
+_TIMERS = ("press", "listen", "battery", "no_contact", "prox_lapse", "locate_end",
+           "panic_slow", "pairing",
            "acquire", "fix", "gnss_lost", "upload", "keepalive", "heartbeat", "self_test")
-
 
 
 class Core:
@@ -113,7 +120,9 @@ class Core:
         self.pairing = list(pairing) if isinstance(pairing, (list, tuple)) else None
         # alarm frames awaiting a transport ACK: [counter, alarm_id, retry index, due ticks]
         # (due None: resend at the next run of the timers, e.g. right after boot)
-        self._alarm_tx = [[c, a, 0, None] for c, a in st.get("alarm_tx", ())]
+        self._alarm_tx = []
+        for counter, alarm_id in st.get("alarm_tx", ()):
+            self._alarm_tx.append([counter, alarm_id, 0, None])
         # a deep-sleep wake: what sleep_snapshot() carried, plus slept_ms (used once, at boot)
         deep = st.get("deep")
         self._resume_from = deep if isinstance(deep, dict) else None
@@ -162,20 +171,36 @@ class Core:
             self._utc_ms += ticks_diff(now, self._utc_ticks)
             self._utc_ticks = now
         kind = event[0]
-        if not self.booted and kind != "boot":
-            self._boot(None, now, out)
-        handler = _EVENTS.get(kind)
-        if handler is None:
-            out.append(("log", "core: unknown event %r" % (kind,)))
+        if kind == "boot":
+            if not self.booted:                        # the app sends one per reset
+                self._boot(event[1], now, out)
         else:
-            handler(self, event, now, out)
+            if not self.booted:
+                self._boot(None, now, out)
+            if kind == "tick":
+                self.plan_listen(now)
+            elif kind == "button":
+                alarm.on_button(self, event[1], now, out)
+            elif kind == "fix":
+                positioning.on_fix(self, event[1], now, out)
+            elif kind == "battery":
+                power.on_battery(self, event, now, out)
+            elif kind == "rx" or kind == "rx_duplicate":
+                self._on_rx(event, now, out)
+            elif kind == "queue_depth":
+                self.queue_depth = as_int(event[1])
+            elif kind == "evicted":
+                self._send("EVENT", {"kind": _EVENT_QUEUE_EVICTED, "time_ms": self.utc_ms(now),
+                                     "value": as_int(event[1])}, _STORE_EVIDENCE, now, out)
+            else:
+                out.append(("log", "core: unknown event %r" % (kind,)))
         self._run_timers(now, out)
-        if self.booted and power.interval_s(self) > self.reported_interval_s:
+        if power.interval_s(self) > self.reported_interval_s:
             # The centre judges silence by the interval it last heard: tell it at once when
             # the device means to stay silent for longer (after an alarm, in low power), or
             # it would call the wearer missing. A shorter one rides the next HEARTBEAT.
             power.t_heartbeat(self, now, out)
-        elif self.booted and "keepalive" not in self._due:
+        elif "keepalive" not in self._due:
             power.keepalive(self, now)               # armed while tracking, else none
         return out
 
@@ -207,7 +232,7 @@ class Core:
         wearer within seconds. A light-sleep wake costs ~0.5 ms of CPU (~0.02 mAs)."""
         if self.gnss_on:
             return True
-        return not self.cfg["wake_line"] and positioning.cadence_mode(self) in TRACKING
+        return not self.cfg["wake_line"] and positioning.cadence_mode(self) in positioning.TRACKING
 
     def sleep_plan(self, now):
         """(mode, sleep_ms): "idle" = stay awake (short waits, button held), "light" = light
@@ -233,6 +258,9 @@ class Core:
 
     def snapshot(self):
         """What must survive a reset: small, no ticks values."""
+        alarm_tx = []
+        for entry in self._alarm_tx:
+            alarm_tx.append((entry[0], entry[1]))
         return {
             "counter": self.counter,
             "next_alarm_id": self.next_alarm_id,
@@ -243,7 +271,7 @@ class Core:
             "last_fix": self.last_fix,
             "proximity": self.proximity,
             "config_version": self.config_version,
-            "alarm_tx": [(e[0], e[1]) for e in self._alarm_tx],
+            "alarm_tx": alarm_tx,
             "scheme": self.scheme,
             "pairing": self.pairing,
         }
@@ -271,10 +299,6 @@ class Core:
         snap["deep"] = deep
         return snap
 
-    def mode(self):
-        """The GPS cadence mode (positioning.CADENCE): panic, proximity, locate, ..."""
-        return positioning.cadence_mode(self)
-
     def utc_ms(self, now):
         """UTC ms at ticks `now`, or 0 while unknown (no fix and no TIME_SYNC yet)."""
         if self._utc_ms is None:
@@ -298,13 +322,14 @@ class Core:
         return bits
 
     # --- helpers ----------------------------------------------------------------------------
-    def _at(self, now, seconds_key):
-        return ticks_add(now, self.cfg[seconds_key] * 1000)
+    def _at(self, now, key):
+        """The ticks config[key] seconds after `now`."""
+        return ticks_add(now, self.cfg[key] * 1000)
 
-    def _send(self, name, fields, store, now, out, flags=0):
+    def _send(self, name, fields, store, now, out):
         counter = self.counter
         self.counter = counter + 1
-        out.append(("send", name, fields, flags, counter, store))
+        out.append(("send", name, fields, 0, counter, store))
         if name != "ACK":
             self._last_uplink = now
             if not self.no_contact and "no_contact" not in self._due:
@@ -327,19 +352,50 @@ class Core:
         self._boot_at = now
         self._last_contact = now
         due = self._due
-        resume = self._resume_from
+        deep = self._resume_from
         self._resume_from = None
-        if resume is not None:
-            self._resume(resume, now, out)           # a deep-sleep wake: no HELLO
+        if deep is not None:
+            # A deep-sleep wake (no HELLO): carry on from sleep_snapshot()'s "deep", less the
+            # time slept.
+            slept_ms = max(0, as_int(deep.get("slept_ms")))
+            timers = deep.get("timers")
+            if isinstance(timers, dict):
+                for name in timers:
+                    if name in _TIMERS:
+                        left_ms = max(0, as_int(timers[name]) - slept_ms)   # overdue: at once
+                        due[name] = ticks_add(now, min(left_ms, _TIMER_MAX_MS))
+            utc = deep.get("utc_ms")
+            if isinstance(utc, int) and utc > 0:
+                self._utc_ms, self._utc_ticks = utc + slept_ms, now
+            self._uptime_base_ms = as_int(deep.get("uptime_ms")) + slept_ms
+            self._last_contact = ago(now, as_int(deep.get("contact_age_ms")) + slept_ms)
+            fix_age = deep.get("fix_age_ms")
+            if isinstance(fix_age, int):
+                self._last_fix_at = ago(now, fix_age + slept_ms)
+            self.moving = bool(deep.get("moving"))
+            self._still_fixes = as_int(deep.get("still"))
+            self._gnss_lost_raised = bool(deep.get("gnss_lost"))
+            self.low_power = bool(deep.get("low_power"))
+            battery = deep.get("battery")
+            if isinstance(battery, (list, tuple)) and len(battery) == 3:
+                self.battery = (as_int(battery[0]), as_int(battery[1]), as_int(battery[2]))
+            self._sent_n, self._acked_n = as_int(deep.get("sent")), as_int(deep.get("acked"))
+            self.reported_interval_s = as_int(deep.get("interval_s"))
+            self._fix_fails = as_int(deep.get("fix_fails"))
+            self._last_uplink = ago(now, as_int(deep.get("uplink_age_ms")) + slept_ms)
+            if deep.get("no_contact"):
+                self.no_contact = True
+                out.append(("led", "no_contact"))          # the LED state did not survive
+            out.append(("log", "resume after %d s of deep sleep" % (slept_ms // 1000)))
         else:
-            downlink.plan_listen(self, now)
+            self.plan_listen(now)
             due["heartbeat"] = self._at(now, "heartbeat_s")
             due["self_test"] = self._at(now, "self_test_s")
             due["no_contact"] = self._at(now, "no_contact_s")
             if self.proximity:
-                due["proximity_end"] = self._at(now, "proximity_hold_s")
+                due["prox_lapse"] = self._at(now, "proximity_hold_s")
             if self.panic_id:
-                due["panic_track"] = self._at(now, "panic_track_s")
+                due["panic_slow"] = self._at(now, "panic_track_s")
             if hello is not None:
                 fields = dict(hello)
                 fields["config_version"] = self.config_version
@@ -352,118 +408,163 @@ class Core:
         if not self.reported_interval_s:               # no HELLO (a resume keeps its own)
             self.reported_interval_s = power.interval_s(self)
         if self.pairing is not None and "pairing" not in due:
+            from firmware import pairing  # an aware device never imports it
             pairing.check(self, now, out)
         if self._alarm_tx:
-            out.append(("log", "boot: %d alarm frame(s) awaiting ack" % len(self._alarm_tx)))
+            out.append(("log", "boot: %d alarm(s) unacked" % len(self._alarm_tx)))
 
-    def _resume(self, deep, now, out):
-        """Carry on after deep sleep from sleep_snapshot()'s "deep" and the time slept."""
-        slept_ms = max(0, as_int(deep.get("slept_ms")))
-        timers = deep.get("timers")
-        if isinstance(timers, dict):
-            for name in timers:
-                if name in _TIMER_HANDLERS:
-                    left_ms = max(0, as_int(timers[name]) - slept_ms)   # overdue: at once
-                    self._due[name] = ticks_add(now, min(left_ms, TICKS_HALF - 1))
-        utc = deep.get("utc_ms")
-        if isinstance(utc, int) and utc > 0:
-            self._utc_ms, self._utc_ticks = utc + slept_ms, now
-        self._uptime_base_ms = as_int(deep.get("uptime_ms")) + slept_ms
-        self._last_contact = ago(now, as_int(deep.get("contact_age_ms")) + slept_ms)
-        fix_age = deep.get("fix_age_ms")
-        if isinstance(fix_age, int):
-            self._last_fix_at = ago(now, fix_age + slept_ms)
-        self.moving = bool(deep.get("moving"))
-        self._still_fixes = as_int(deep.get("still"))
-        self._gnss_lost_raised = bool(deep.get("gnss_lost"))
-        self.low_power = bool(deep.get("low_power"))
-        battery = deep.get("battery")
-        if isinstance(battery, (list, tuple)) and len(battery) == 3:
-            self.battery = (as_int(battery[0]), as_int(battery[1]), as_int(battery[2]))
-        self._sent_n, self._acked_n = as_int(deep.get("sent")), as_int(deep.get("acked"))
-        self.reported_interval_s = as_int(deep.get("interval_s"))
-        self._fix_fails = as_int(deep.get("fix_fails"))
-        self._last_uplink = ago(now, as_int(deep.get("uplink_age_ms")) + slept_ms)
-        if deep.get("no_contact"):
-            self.no_contact = True
-            out.append(("led", "no_contact"))          # the LED state did not survive
-        out.append(("log", "resume after %d s of deep sleep" % (slept_ms // 1000)))
-
-    # --- timers -----------------------------------------------------------------------------
     def _run_timers(self, now, out):
+        """Run each due timer, in _TIMERS order, then the alarm retries."""
         due = self._due
         for name in _TIMERS:
             t = due.get(name)
-            if t is not None and ticks_diff(now, t) >= 0:
-                del due[name]
-                _TIMER_HANDLERS[name](self, now, out)
+            if t is None or ticks_diff(now, t) < 0:
+                continue
+            del due[name]
+            if name == "press":
+                alarm.on_button(self, None, now, out)
+            elif name == "listen":
+                self.plan_listen(now)
+            elif name == "battery":
+                due["battery"] = self._at(now, "battery_sample_s")
+                out.append(("sample_battery",))
+            elif name == "no_contact":                 # an ack owed for no_contact_s
+                if not self.no_contact:
+                    self.no_contact = True
+                    out.append(("led", "no_contact"))
+                    out.append(("log", "no ack for %d s" % (ticks_diff(now, self._last_contact)
+                                                            // 1000)))
+            elif name == "prox_lapse":                 # no PROXIMITY for proximity_hold_s
+                if self.proximity:
+                    out.append(("log", "proximity lapsed without refresh"))
+                    self.proximity = 0
+                    self._persist(out)
+                    positioning.replan(self, now, out)
+            elif name == "panic_slow":                 # panic_track_s on: the proximity rate
+                if self.panic_id and not self._panic_slow:
+                    self._panic_slow = True
+                    positioning.replan(self, now, out)
+            elif name == "pairing":
+                from firmware import pairing
+                pairing.check(self, now, out)
+            elif name == "keepalive":
+                power.keepalive(self, now, out)
+            elif name == "heartbeat":
+                power.t_heartbeat(self, now, out)
+            elif name == "self_test":
+                due["self_test"] = self._at(now, "self_test_s")
+                power.self_test(self, now, out)
+            else:                                      # locate_end, acquire, fix, gnss_lost, upload
+                positioning.on_timer(self, name, now, out)
         alarm.retry(self, now, out)
 
-    def _e_boot(self, event, now, out):
-        if self.booted:
-            out.append(("log", "core: second boot event ignored"))
-            return
-        self._boot(event[1], now, out)
-
-    def _e_tick(self, event, now, out):
-        downlink.plan_listen(self, now)
-
-    def _e_rx(self, event, now, out):
-        name, fields = event[1], event[2]
-        if len(event) > 4 and event[4] & 1 and name != "ACK":   # FLAG_ACK_REQ
-            self._send("ACK", {"highest": event[3], "bitmap": 0}, _STORE_NONE, now, out)
-        downlink.contact(self, now, out)
-        handler = _RX.get(name)
-        if handler is None:
-            out.append(("log", "rx %s ignored" % name))
+    # --- downlinks ----------------------------------------------------------------------------
+    def _on_rx(self, event, now, out):
+        """("rx", name, fields, counter, flags): an authenticated downlink frame; ("rx_duplicate",
+        counter, flags): one seen before, so our ACK was lost. Either way ack it if it asks
+        (FLAG_ACK_REQ; an ACK is never acked) and note the contact; act on a new one only."""
+        if event[0] == "rx":
+            name, counter = event[1], event[3]
+            flags = event[4] if len(event) > 4 else 0
         else:
-            handler(self, fields, now, out)
+            name, counter, flags = None, event[1], event[2]
+        if flags & 1 and name != "ACK":
+            self._send("ACK", {"highest": counter, "bitmap": 0}, _STORE_NONE, now, out)
+        self._last_contact = now
+        # Silence is only "no contact" while an ack is owed: a low-power device that sends a
+        # heartbeat an hour apart has not lost the centre in between. The timer is armed again
+        # by the next frame that asks for an ack (_send).
+        self._due.pop("no_contact", None)
+        if self.no_contact:
+            self.no_contact = False
+            out.append(("led", "off"))
+            self._send("EVENT", {"kind": _EVENT_COMMS_RESTORED, "time_ms": self.utc_ms(now),
+                              "value": 0}, _STORE_EVIDENCE, now, out)
+        if name is None:
+            return
+        fields = event[2]
+        if name == "ACK":
+            self._rx_ack(fields, now, out)
+        elif name == "OPERATOR_ACK":                # an operator took the alarm: no more retries
+            alarm_id = as_int(fields.get("alarm_id"))
+            changed = alarm.stop_retries(self, 1, (alarm_id,))
+            if alarm_id and alarm_id == self.panic_id and not self.panic_operator_acked:
+                self.panic_operator_acked = 1
+                out.append(("haptic", "operator_ack"))
+                changed = True
+            if changed:
+                self._persist(out)
+        elif name == "COMMAND" and as_int(fields.get("command")) == 1:
+            # locate_now is the paired scheme's: pairing.py, which a paired device has loaded.
+            from firmware import pairing
+            pairing.locate_now(self, as_int(fields.get("arg")), now, out)
+        elif name == "CONFIG":
+            # Rare: orders.py is imported at the first CONFIG or other COMMAND.
+            from firmware import orders
+            orders.rx_config(self, fields, now, out)
+        elif name == "COMMAND":
+            from firmware import orders
+            orders.rx_command(self, fields, now, out)
+        elif name == "TIME_SYNC":
+            utc = as_int(fields.get("utc_ms"))
+            if utc > 0:
+                self._utc_ms, self._utc_ticks = utc, now
+        elif name == "PROXIMITY":
+            # Paired only: pairing.py is imported at the first PROXIMITY or MODE.
+            from firmware import pairing
+            pairing.rx_proximity(self, fields, now, out)
+        elif name == "MODE":
+            from firmware import pairing
+            pairing.rx_mode(self, fields, now, out)
+        elif name != "TEST_INJECT":
+            out.append(("log", "rx %s ignored" % name))
 
-    def _e_queue_depth(self, event, now, out):
-        self.queue_depth = as_int(event[1])
 
-    def _e_evicted(self, event, now, out):
-        self._send("EVENT", {"kind": _EVENT_QUEUE_EVICTED, "time_ms": self.utc_ms(now),
-                             "value": as_int(event[1])}, _STORE_EVIDENCE, now, out)
+    def _rx_ack(self, fields, now, out):
+        highest = as_int(fields.get("highest"))
+        bitmap = as_int(fields.get("bitmap"))
+        acked = [highest] if highest > 0 else []
+        i = 0
+        while bitmap and highest - 1 - i > 0:
+            if bitmap & 1:
+                acked.append(highest - 1 - i)
+            bitmap >>= 1
+            i += 1
+        if not acked:
+            return
+        if alarm.stop_retries(self, 0, acked):
+            self._persist(out)
+        for counter, _sent_at in self._recent:
+            if counter in acked:
+                self._acked_n += 1
+        out.append(("acked", tuple(acked)))
+        if self.queue_depth > 0 and (self._last_flush is None or ticks_diff(now, self._last_flush)
+                                  >= self.cfg["flush_interval_ms"]):
+            self._last_flush = now
+            # The oldest send still within ack_wait_ms may yet be acked: flush below it.
+            wait = self.cfg["ack_wait_ms"]
+            recent = []
+            for entry in self._recent:
+                if ticks_diff(now, entry[1]) < wait:
+                    recent.append(entry)
+            self._recent = recent
+            skip = []
+            for entry in self._alarm_tx:
+                skip.append(entry[0])
+            out.append(("flush", self.cfg["flush_max"], recent[0][0] if recent else self.counter,
+                        tuple(skip)))
 
 
-_EVENTS = {
-    "boot": Core._e_boot,
-    "tick": Core._e_tick,
-    "button": alarm.on_button,
-    "fix": positioning.on_fix,
-    "battery": power.on_battery,
-    "rx": Core._e_rx,
-    "rx_duplicate": downlink.on_rx_duplicate,
-    "queue_depth": Core._e_queue_depth,
-    "evicted": Core._e_evicted,
-}
-
-_RX = {
-    "ACK": downlink.rx_ack,
-    "OPERATOR_ACK": alarm.rx_operator_ack,
-    "CONFIG": downlink.rx_config,
-    "COMMAND": downlink.rx_command,
-    "PROXIMITY": proximity.rx_proximity,
-    "TIME_SYNC": downlink.rx_time_sync,
-    "TEST_INJECT": downlink.rx_ignore,
-    "MODE": pairing.rx_mode,
-}
-
-_TIMER_HANDLERS = {
-    "press": alarm.t_press,
-    "listen": downlink.t_listen,
-    "battery": power.t_battery,
-    "no_contact": downlink.t_no_contact,
-    "proximity_end": proximity.t_proximity_end,
-    "locate_end": positioning.t_locate_end,
-    "panic_track": alarm.t_panic_track,
-    "acquire": positioning.t_acquire,
-    "fix": positioning.t_fix,
-    "gnss_lost": positioning.t_gnss_lost,
-    "upload": positioning.t_upload,
-    "heartbeat": power.t_heartbeat,
-    "self_test": power.t_self_test,
-    "pairing": pairing.t_pairing,
-    "keepalive": power.t_keepalive,
-}
+    def plan_listen(self, now):
+        """A board without a wake line listens by itself: a window before each
+        reachability bound runs out. With the wake line (docs/LINK.md) the peer wakes it.
+        Paired, the bound is at most _PAIRED_REACH_S whatever the configuration: the centre's
+        pre-alert (an offender within 3 km) must reach the wearer within 30 s (issue 9)."""
+        if self.cfg["wake_line"]:
+            self._due.pop("listen", None)
+            return
+        bound_s = self.cfg["reachability_s"]
+        if self.scheme == _MODE_PAIRED and bound_s > _PAIRED_REACH_S:
+            bound_s = _PAIRED_REACH_S
+        margin_ms = self.cfg["listen_margin_ms"]
+        self._due["listen"] = ticks_add(now, max(1000, bound_s * 1000 - margin_ms))

@@ -1,5 +1,5 @@
-"""Positioning: the GPS cadence per mode, motion, fixes, uploads, NO_FIX and the centre's
-locate_now. Functions of the core: each
+"""Positioning: the GPS cadence per mode, motion, fixes, uploads and NO_FIX (the centre's
+locate_now is firmware/pairing.py's). Functions of the core: each
 takes the Core first (its state lives there, firmware/core.py)."""
 try:
     from micropython import const
@@ -52,17 +52,12 @@ _STILL_FIXES_TO_STOP = const(3)
 # centre already tells wearer and operator UNCERTAIN from the stale fix, and a search that
 # failed a minute ago is unlikely to succeed now. While backing off the device promises
 # the centre its routine interval, not the tracking keepalive (fast_reporting()).
-# While backing off, locate_now buys one try at once (bounded by _attempt_s; a failure
-# grows the gap like any other) at most once per _LOCATE_TRY_S; an earlier repeat leaves
-# the next try where the backoff put it, and that try sends its fix at once. The time of
-# the last such try lives in RAM: a deep sleep forgets it, and the centre's own limit
-# (no_fix_locate_s, one per 15 min after NO_FIX) still holds.
+# While backing off, locate_now buys one try at once (firmware/pairing.py).
 _BACKOFF_FIRST_S = const(60)
 _BACKOFF_GROWTH = const(4)
 _BACKOFF_MAX_S = const(1800)
 _HOT_S = const(7200)
 _HOT_ATTEMPT_S = const(20)
-_LOCATE_TRY_S = const(900)
 # Modes in which the centre may need to reach the wearer within seconds (a PROXIMITY warning
 # follows a pre-alert): the device wakes every poll_ms to drain the link UART.
 TRACKING = ("panic", "proximity", "locate")
@@ -157,8 +152,8 @@ def replan(c, now, out):
         due.pop("gnss_lost", None)
 
 
-def on_fix(c, event, now, out):
-    fix = event[1]
+def on_fix(c, fix, now, out):
+    """A GNSS fix dict (CONTRACTS.md)."""
     utc = fix.get("fix_time_ms")
     if isinstance(utc, int) and utc > 0:
         c._utc_ms, c._utc_ticks = utc, now
@@ -166,14 +161,34 @@ def on_fix(c, event, now, out):
     c.last_fix = fix
     c._last_fix_at = now
     c._fix_fails = 0
-    if c._gnss_lost_raised:
-        c._gnss_lost_raised = False
+    c._gnss_lost_raised = False
     if not c._want_fix:
         return                                   # GNSS tracking between wanted fixes
     c._want_fix = False
     c._due.pop("acquire", None)
+    # Moving: this fix's speed, or its distance from the one before (equirectangular; 1e-7
+    # degree of latitude is 0.0111 m; integer maths only, so the VM and CPython agree
+    # exactly); three still fixes in a row end it.
     was_moving = c.moving
-    _update_motion(c, previous, fix)
+    moved = as_int(fix.get("speed_cmps")) >= c.cfg["moving_speed_cmps"]
+    if not moved and previous is not None:
+        dlat = as_int(fix.get("lat_e7")) - as_int(previous.get("lat_e7"))
+        dlon = as_int(fix.get("lon_e7")) - as_int(previous.get("lon_e7"))
+        lat_deg = abs(as_int(previous.get("lat_e7"))) // 10000000
+        # cos(latitude) in 1/1024 steps, by 10-degree band (plenty for a 50 m threshold).
+        cos_1024 = _COS_1024[min(lat_deg // 10, 8)]
+        dy = dlat * 1113 // 10000                       # decimetres
+        dx = dlon * 1113 * cos_1024 // 10240000
+        limit = c.cfg["moving_displacement_m"] * 10
+        moved = dx * dx + dy * dy >= limit * limit
+    if moved:
+        c.moving = True
+        c._still_fixes = 0
+    elif c.moving:
+        c._still_fixes += 1
+        if c._still_fixes >= _STILL_FIXES_TO_STOP:
+            c.moving = False
+            c._still_fixes = 0
     if c.moving:                              # moving without a fix for this long
         c._due["gnss_lost"] = c._at(now, "gnss_lost_s")
     mode = cadence_mode(c)
@@ -198,40 +213,6 @@ def on_fix(c, event, now, out):
         gnss(c, 0, out)
 
 
-def _update_motion(c, previous, fix):
-    speed = as_int(fix.get("speed_cmps"))
-    moved = speed >= c.cfg["moving_speed_cmps"]
-    if not moved and previous is not None:
-        moved = _far(previous, fix, c.cfg["moving_displacement_m"])
-    if moved:
-        c.moving = True
-        c._still_fixes = 0
-    elif c.moving:
-        c._still_fixes += 1
-        if c._still_fixes >= _STILL_FIXES_TO_STOP:
-            c.moving = False
-            c._still_fixes = 0
-
-
-def t_fix(c, now, out):
-    fix_key = CADENCE[cadence_mode(c)][0]
-    if fix_key is None and not c._send_next_fix:
-        return
-    if not c._want_fix:
-        c._want_fix = True
-        c._due["acquire"] = ticks_add(now, _attempt_s(c, now) * 1000)
-    gnss(c, 1, out)
-
-
-def _attempt_s(c, now):
-    """How long one acquisition may take before NO_FIX."""
-    timeout_s = c.cfg["gnss_timeout_s"]
-    if full_effort(c):
-        return timeout_s
-    hot = c._last_fix_at is not None and ticks_diff(now, c._last_fix_at) < _HOT_S * 1000
-    return min(timeout_s, _HOT_ATTEMPT_S) if hot else timeout_s
-
-
 def backoff_s(c):
     """The gap after the last failed acquisition (0: not backing off)."""
     fails = c._fix_fails
@@ -245,85 +226,53 @@ def backoff_s(c):
     return gap
 
 
-def t_acquire(c, now, out):
-    # No fix within gnss_timeout_s: report NO_FIX with the last fix and its age.
-    fields = {"send_time_ms": c.utc_ms(now), "age_s": fix_age_s(c, now),
-              "last_fix": known_fix(c, now)}
-    c._send("NO_FIX", fields, _STORE_EVIDENCE, now, out)
-    c._send_next_fix = False
-    mode = cadence_mode(c)
-    if full_effort(c):
-        c._due["acquire"] = c._at(now, "gnss_timeout_s")   # keep trying: the centre needs it
-        return
-    c._want_fix = False
-    gnss(c, 0, out)
-    c._fix_fails += 1
-    fix_key = CADENCE[mode][0]
-    wait_s = backoff_s(c)
-    if fix_key is not None:
-        wait_s = max(wait_s, c.cfg[fix_key])
-    c._due["fix"] = ticks_add(now, wait_s * 1000)
-    out.append(("log", "no fix: next try in %d s" % wait_s))
-
-
-def t_gnss_lost(c, now, out):
-    if c.moving and not c._gnss_lost_raised:
-        c._gnss_lost_raised = True
-        from firmware import alarm  # alarm imports this module: import when needed
-        alarm.raise_alarm(c, _ALARM_GNSS_LOST, _STATE_RAISED, 0, now, out)
-
-
-def t_upload(c, now, out):
-    upload_key = CADENCE[cadence_mode(c)][1]
-    upload(c, now, out)
-    if upload_key is not None:
-        c._due["upload"] = c._at(now, upload_key)
-
-
-def locate_now(c, arg, now, out):
-    """COMMAND locate_now. arg 0: one fix, sent at once. arg > 0: also track for arg
-    seconds (a fix every proximity_fix_s, each sent at once), silently: no haptic, no LED.
-    A repeat extends the tracking without an extra fix."""
-    starting = not arg or not c._locating
-    try_now = True
-    if c._fix_fails and not full_effort(c):          # backing off: one try now, not too often
-        since = c._locate_try_at
-        since = -1 if since is None else ticks_diff(now, since)
-        try_now = since < 0 or since >= _LOCATE_TRY_S * 1000
-        if try_now:
-            c._locate_try_at = now
-    if arg:
-        c._due["locate_end"] = ticks_add(now, arg * 1000)
-        if not c._locating:
-            c._locating = True
-            out.append(("log", "locate tracking %d s" % arg))
-    if starting:
-        c._send_next_fix = True
-        if not c._want_fix and try_now:
-            c._due["fix"] = now
-    if arg:
-        replan(c, now, out)
-
-
-def t_locate_end(c, now, out):
-    if c._locating:
+def on_timer(c, name, now, out):
+    """This module's timers: fix, acquire, gnss_lost, upload and locate_end."""
+    due = c._due
+    fix_key, upload_key = CADENCE[cadence_mode(c)]
+    if name == "fix":
+        if fix_key is None and not c._send_next_fix:
+            return
+        if not c._want_fix:
+            c._want_fix = True
+            # How long one acquisition may take before NO_FIX.
+            attempt_s = c.cfg["gnss_timeout_s"]
+            if (not full_effort(c) and c._last_fix_at is not None
+                    and ticks_diff(now, c._last_fix_at) < _HOT_S * 1000):
+                attempt_s = min(attempt_s, _HOT_ATTEMPT_S)
+            due["acquire"] = ticks_add(now, attempt_s * 1000)
+        gnss(c, 1, out)
+    elif name == "acquire":
+        # No fix within gnss_timeout_s: report NO_FIX with the last fix and its age.
+        fields = {"send_time_ms": c.utc_ms(now), "age_s": fix_age_s(c, now),
+                  "last_fix": known_fix(c, now)}
+        c._send("NO_FIX", fields, _STORE_EVIDENCE, now, out)
+        c._send_next_fix = False
+        if full_effort(c):
+            due["acquire"] = c._at(now, "gnss_timeout_s")   # keep trying: the centre needs it
+            return
+        c._want_fix = False
+        gnss(c, 0, out)
+        c._fix_fails += 1
+        wait_s = backoff_s(c)
+        if fix_key is not None:
+            wait_s = max(wait_s, c.cfg[fix_key])
+        due["fix"] = ticks_add(now, wait_s * 1000)
+        out.append(("log", "no fix: next try in %d s" % wait_s))
+    elif name == "gnss_lost":
+        if c.moving and not c._gnss_lost_raised:
+            c._gnss_lost_raised = True
+            from firmware import alarm  # alarm imports this module: import when needed
+            alarm.raise_alarm(c, _ALARM_GNSS_LOST, _STATE_RAISED, 0, now, out)
+    elif name == "upload":
+        upload(c, now, out)
+        if upload_key is not None:
+            due["upload"] = c._at(now, upload_key)
+    elif c._locating:                                  # locate_end
         c._locating = False
         out.append(("log", "locate tracking ended"))
         replan(c, now, out)
 
 
-def _far(a, b, metres):
-    """True when fixes a and b are at least `metres` apart (equirectangular; 1e-7 degree of
-    latitude is 0.0111 m). Integer maths only, so the VM and CPython agree exactly."""
-    dlat = as_int(b.get("lat_e7")) - as_int(a.get("lat_e7"))
-    dlon = as_int(b.get("lon_e7")) - as_int(a.get("lon_e7"))
-    lat_deg = abs(as_int(a.get("lat_e7"))) // 10000000
-    # cos(latitude) in 1/1024 steps, by 10-degree band (plenty for a 50 m threshold).
-    cos_1024 = _COS_1024[min(lat_deg // 10, 8)]
-    dy = dlat * 1113 // 10000                       # decimetres
-    dx = dlon * 1113 * cos_1024 // 10240000
-    limit = metres * 10
-    return dx * dx + dy * dy >= limit * limit
-
-
+# cos(latitude) * 1024 at 0, 10, ... 80 degrees (on_fix).
 _COS_1024 = (1024, 1008, 962, 887, 784, 658, 512, 350, 178)

@@ -44,7 +44,7 @@ def t_heartbeat(c, now, out):
     c._sent_n, c._acked_n = sent // 2, acked // 2      # decay: recent links count
     fields = {"battery_mv": mv, "battery_pct": pct, "charging": charging,
               "link_quality": quality, "queue_depth": min(c.queue_depth, 0xFFFF),
-              "uptime_s": uptime_s(c, now), "status": c.status(), "mode": c.scheme,
+              "uptime_s": uptime_ms(c, now) // 1000, "status": c.status(), "mode": c.scheme,
               "interval_s": interval_s(c)}
     c.reported_interval_s = fields["interval_s"]
     c._send("HEARTBEAT", fields, _STORE_NONE, now, out)
@@ -68,37 +68,25 @@ def interval_s(c):
     return base
 
 
-def keepalive(c, now):
-    """While tracking, arm a HEARTBEAT for _KEEPALIVE_S after the last uplink."""
-    if positioning.fast_reporting(c):
-        due = ticks_add(c._last_uplink, _KEEPALIVE_S * 1000)
-        c._due["keepalive"] = now if ticks_diff(due, now) < 0 else due
-    else:
+def keepalive(c, now, out=None):
+    """While tracking, arm a HEARTBEAT for _KEEPALIVE_S after the last uplink; from the
+    keepalive timer (`out` given), send it once that has passed."""
+    if not positioning.fast_reporting(c):
         c._due.pop("keepalive", None)
-
-
-def t_keepalive(c, now, out):
-    if (positioning.fast_reporting(c)
-            and ticks_diff(now, c._last_uplink) >= _KEEPALIVE_S * 1000):
+    elif out is not None and ticks_diff(now, c._last_uplink) >= _KEEPALIVE_S * 1000:
         t_heartbeat(c, now, out)
     else:
-        keepalive(c, now)
+        due = ticks_add(c._last_uplink, _KEEPALIVE_S * 1000)
+        c._due["keepalive"] = now if ticks_diff(due, now) < 0 else due
 
 
 def uptime_ms(c, now):
     return c._uptime_base_ms + max(0, ticks_diff(now, c._boot_at))
 
 
-def uptime_s(c, now):
-    return uptime_ms(c, now) // 1000
-
-
-def t_self_test(c, now, out):
-    c._due["self_test"] = c._at(now, "self_test_s")
-    self_test(c, now, out)
-
-
 def self_test(c, now, out):
+    """EVENT self_test: what the device finds wrong with itself (the self_test timer, or the
+    centre's COMMAND)."""
     value = 0
     if c._last_fix_at is None or ticks_diff(now, c._last_fix_at) > 86400000:
         value |= _SELF_TEST_NO_FIX_24H
@@ -110,11 +98,6 @@ def self_test(c, now, out):
         value |= _SELF_TEST_LOW_POWER
     c._send("EVENT", {"kind": _EVENT_SELF_TEST, "time_ms": c.utc_ms(now),
                          "value": value}, _STORE_EVIDENCE, now, out)
-
-
-def t_battery(c, now, out):
-    c._due["battery"] = c._at(now, "battery_sample_s")
-    out.append(("sample_battery",))
 
 
 def on_battery(c, event, now, out):
@@ -142,5 +125,6 @@ def on_battery(c, event, now, out):
     low = not charging and pct < c.cfg["low_power_pct"]
     if low != c.low_power:
         c.low_power = low
-        out.append(("log", "low power on" if low else "low power off"))
+        # Pieces of <= 10 characters are shared qstrs, not string objects of their own.
+        out.append(("log", "low power " + ("on" if low else "off")))
         positioning.replan(c, now, out)

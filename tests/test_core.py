@@ -93,7 +93,7 @@ class Rig:
 
 
 # --- purity ---------------------------------------------------------------------------------
-CORE_MODULES = ("core", "alarm", "positioning", "proximity", "power", "downlink", "pairing",
+CORE_MODULES = ("core", "alarm", "positioning", "power", "orders", "pairing",
                 "clock")
 
 
@@ -150,7 +150,7 @@ def test_core_constants_match_protocol(module):
             checked += 1
         elif name in _STORE:
             assert value == _STORE[name], (module, name)
-    assert checked or module in ("clock", "proximity")
+    assert checked or module == "clock"
     assert "protocol.host_constants" not in (REPO / "firmware" / (module + ".py")).read_text()
     assert "import constants" not in (REPO / "firmware" / (module + ".py")).read_text()
     assert core.STORE_ALARM == 2                     # the app's view of the flash queue
@@ -453,7 +453,7 @@ def test_transport_ack_stops_retries_but_not_the_alarm():
     n = len(rig.actions("resend"))
     rig.run(120_000)
     assert len(rig.actions("resend")) == n
-    assert rig.core.panic_id == alarm_id and rig.core.mode() == "panic"
+    assert rig.core.panic_id == alarm_id and positioning.cadence_mode(rig.core) == "panic"
 
 
 def test_ack_bitmap_acks_lower_counters():
@@ -482,7 +482,7 @@ def test_only_clear_alarm_with_the_right_id_ends_the_panic():
     rig.event(("battery", 4100, 100, 1))
     assert rig.core.panic_id == alarm_id
     rig.downlink("COMMAND", {"command": 5, "arg": alarm_id}, counter=3)
-    assert rig.core.panic_id == 0 and rig.core.mode() != "panic"
+    assert rig.core.panic_id == 0 and positioning.cadence_mode(rig.core) != "panic"
     cleared = rig.sends("ALARM")[-1][1][2]
     assert cleared["alarm_id"] == alarm_id and cleared["state"] == 3
 
@@ -492,7 +492,7 @@ def test_active_unacked_alarm_survives_reboot_and_is_resent_at_once():
     _, counter, alarm_id = panic(rig)
     snap = rig.core.snapshot()
     rig2 = Rig(state=snap, now=12345)
-    assert rig2.core.panic_id == alarm_id and rig2.core.mode() == "panic"
+    assert rig2.core.panic_id == alarm_id and positioning.cadence_mode(rig2.core) == "panic"
     assert ("resend", counter) in [a for _, a in rig2.log]
     assert rig2.sends("HELLO")[0][1][4] >= snap["counter"]
     rig2.run(2000)
@@ -546,7 +546,7 @@ def test_stationary_heartbeat_every_15_min_with_gnss_off_between():
     beats = [t for t, _ in rig.sends("HEARTBEAT")]
     beat_gaps = gaps(beats)
     assert len(beats) == 4 and all(g == 900_000 for g in beat_gaps)
-    assert rig.core.mode() == "stationary"
+    assert positioning.cadence_mode(rig.core) == "stationary"
     assert len(rig.sends("POSITION")) == 4          # boot fix + one per heartbeat interval
     assert [a[1] for _, a in rig.actions("gnss")] == [1, 0] * 4
 
@@ -555,7 +555,7 @@ def test_moving_fix_every_60_s_batched_uploaded_every_5_min():
     rig = Rig()
     gnss = Gnss(rig, speed_cmps=140)
     gnss.run(1800_000)
-    assert rig.core.mode() == "moving"
+    assert positioning.cadence_mode(rig.core) == "moving"
     uploads = rig.sends("POSITION", core.ticks_add(T0, 600_000))
     upload_gaps = gaps([t for t, _ in uploads])
     assert upload_gaps and all(g <= 300_000 for g in upload_gaps)
@@ -586,7 +586,7 @@ def test_panic_cadence_slows_after_panic_track_s_but_alarm_stays():
     gnss = Gnss(rig)
     _, _, alarm_id = panic(rig)
     gnss.run(rig.cfg["panic_track_s"] * 1000 + 60_000)
-    assert rig.core.mode() == "proximity" and rig.core.panic_id == alarm_id
+    assert positioning.cadence_mode(rig.core) == "proximity" and rig.core.panic_id == alarm_id
 
 
 def test_proximity_warning_haptic_and_fix_every_15_s_sent_at_once():
@@ -604,7 +604,7 @@ def test_proximity_warning_haptic_and_fix_every_15_s_sent_at_once():
     rig.downlink("PROXIMITY", {"level": 3}, counter=2)
     assert ("haptic", "proximity_alarm") in [a for _, a in rig.log]
     rig.downlink("PROXIMITY", {"level": 0}, counter=3)
-    assert rig.core.mode() == "stationary"
+    assert positioning.cadence_mode(rig.core) == "stationary"
 
 
 def test_no_fix_after_acquisition_timeout_carries_last_fix_and_age():
@@ -655,7 +655,7 @@ def test_locate_now_with_arg_tracks_silently_for_arg_seconds_even_in_low_power()
     gnss.run(60_000)
     start = rig.now
     rig.downlink("COMMAND", {"command": 1, "arg": 300})
-    assert rig.core.mode() == "locate"
+    assert positioning.cadence_mode(rig.core) == "locate"
     gnss.run(200_000)
     uploads = rig.sends("POSITION", start)
     assert all(len(a[2]["fixes"]) == 1 for _, a in uploads)   # each fix sent at once
@@ -664,7 +664,7 @@ def test_locate_now_with_arg_tracks_silently_for_arg_seconds_even_in_low_power()
     assert len(uploads) >= 10 and all(14_000 <= g <= 19_000 for g in upload_gaps)
     assert not rig.actions("haptic") and not rig.actions("led")   # the wearer is told nothing
     gnss.run(110_000)
-    assert rig.core.mode() == "low_power"                     # ended after 300 s
+    assert positioning.cadence_mode(rig.core) == "low_power"                     # ended after 300 s
     n = len(rig.sends("POSITION"))
     gnss.run(600_000)
     assert len(rig.sends("POSITION")) == n
@@ -695,10 +695,10 @@ def test_repeated_locate_extends_tracking_without_an_extra_fix():
     rig.downlink("COMMAND", {"command": 1, "arg": 60}, counter=2)   # 10 s before the end
     assert not rig.core._send_next_fix
     gnss.run(40_000)
-    assert rig.core.mode() == "locate"                        # still tracking at 90 s
+    assert positioning.cadence_mode(rig.core) == "locate"  # still tracking at 90 s
     assert len(rig.sends("POSITION")) in (n + 2, n + 3)       # only the 15 s cadence
     gnss.run(40_000)
-    assert rig.core.mode() == "stationary"
+    assert positioning.cadence_mode(rig.core) == "stationary"
 
 
 def test_gnss_on_is_polled_every_poll_ms_so_a_fix_is_read_at_once():
@@ -750,7 +750,7 @@ def test_low_power_stops_routine_positions_and_slows_heartbeat():
     assert beat_gaps and all(g == 3600_000 for g in beat_gaps)
     assert rig.sends("HEARTBEAT")[-1][1][2]["status"] & constants.STATUS_LOW_POWER
     panic(rig)                                        # panic still works
-    assert rig.core.mode() == "panic"
+    assert positioning.cadence_mode(rig.core) == "panic"
 
 
 def test_daily_self_test_event():

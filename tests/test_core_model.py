@@ -5,7 +5,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from firmware import config, core
+from firmware import config, core, positioning
 from protocol import host_constants as constants
 from tests.test_core import Rig, make_fix
 
@@ -73,7 +73,7 @@ class CoreModel(RuleBasedStateMachine):
     def tracking_keeps_the_device_reachable_within_poll_ms(self):
         rig = self.rig
         if self.locate_until is not None and core.ticks_diff(self.locate_until, rig.now) > 0:
-            assert rig.core.mode() in ("panic", "proximity", "locate")
+            assert positioning.cadence_mode(rig.core) in ("panic", "proximity", "locate")
             mode, sleep_ms = rig.core.sleep_plan(rig.now)
             assert mode != "deep" and sleep_ms <= rig.cfg["poll_ms"]
 

@@ -4,7 +4,7 @@ brings full effort back, and a locate_now buys one try at most every 15 min; onl
 or a warning/alarm level searches without backoff. Then the energy target: an
 indoor hour while moving averages <= 3 mA on the product profile (it was ~48 mA: the GNSS
 and the CPU reading it stayed on all hour)."""
-from firmware import core
+from firmware import core, positioning
 
 from .firmware_e2e import start_toml
 from .test_core import Rig, make_fix
@@ -31,7 +31,7 @@ def _moving_then_indoors():
         rig.run(60_000, on_action=None)
         utc += 60_000
         rig.event(("fix", make_fix(utc, lon_e7=45_000_000 + 20_000 * i, speed_cmps=140)))
-    assert rig.core.mode() == "moving"
+    assert positioning.cadence_mode(rig.core) == "moving"
     return rig, rig.now                                  # from here: no sky
 
 
@@ -113,7 +113,7 @@ def test_a_no_fix_uncertain_level_backs_off_and_keeps_the_routine_silence_promis
     rig, indoors = _moving_then_indoors()
     rig.run(600_000)
     rig.downlink("PROXIMITY", {"level": 1})             # uncertain: the centre is unsure
-    assert rig.core.mode() == "proximity"
+    assert positioning.cadence_mode(rig.core) == "proximity"
     start = rig.now
     rig.run(3600_000)
     spans = _on_spans(rig, start)

@@ -2,7 +2,7 @@
 scheme (aware / paired) switches over the air and ends by itself with no gap in panic
 coverage, the device tells the centre its mode and how long it may be silent, and a paired
 device without a wake line stays reachable within 30 s."""
-from firmware import config, core
+from firmware import config, core, positioning
 from protocol import host_constants as constants
 
 from .test_core import Rig, make_fix, panic
@@ -65,9 +65,9 @@ def test_a_repeat_press_brings_back_the_panic_fix_rate():
     rig = _with_utc()
     panic(rig)
     rig.run(rig.cfg["panic_track_s"] * 1000 + 1000)
-    assert rig.core.mode() == "proximity"                           # slowed after panic_track_s
+    assert positioning.cadence_mode(rig.core) == "proximity"  # slowed after panic_track_s
     rig.press(1500)
-    assert rig.core.mode() == "panic"
+    assert positioning.cadence_mode(rig.core) == "panic"
 
 
 # --- mode and interval ----------------------------------------------------------------------
