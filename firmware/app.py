@@ -117,7 +117,8 @@ class App:
         # Boot-only work lives in its own module, dropped once done: its heap goes back to
         # the superloop (docs/HARDWARE.md, "RAM").
         from firmware import startup
-        cause, boots, cfg, state, rtc, device_id, ring, downlinks = startup.resume(self, log)
+        (cause, boots, cfg, state, rtc, device_id, ring, downlinks, self.sender,
+         self.self_reader, self.down_floor) = startup.resume(self, log)
         self.link = _make_link(hw, downlinks, self.root)
         if not self.link.has_wake_line:
             # A link its peer cannot wake (BLE): reached only in the device's listen windows.

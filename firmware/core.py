@@ -54,7 +54,8 @@ Actions (tuples, kind first):
     ("resend", counter)             retransmit the stored record with this counter unchanged
     ("flush", max_n, below, skip)   resend up to max_n queued records oldest-first, counters
                                     < below and not in skip, byte for byte as stored
-    ("acked", counters)             remove these counters from the flash queue
+    ("acked", counters)             remove these counters from the flash queue (an Acked:
+                                    `in` and iteration, no list)
     ("gnss", on)                    power the GNSS (1) or cut it (0)
     ("haptic", pattern)             play a named haptic pattern (outputs.HAPTIC)
     ("led", pattern)                show a named LED pattern (outputs.LED)
@@ -97,6 +98,34 @@ _TIMER_MAX_MS = const(0x1FFFFFFF)
 _TIMERS = ("press", "listen", "battery", "no_contact", "prox_lapse", "locate_end",
            "panic_slow", "pairing",
            "acquire", "fix", "gnss_lost", "upload", "keepalive", "heartbeat", "self_test")
+
+
+class Acked:
+    """The counters an ACK covers (SPEC: `highest`, and highest - 1 - i for each bit i of
+    `bitmap`), tested with `in` and walked highest first without a list: a full window is a
+    65-entry list and its tuple, ~1.5 KB on the 64-bit VM at the heap's peak."""
+
+    def __init__(self, highest, bitmap):
+        self.highest = highest
+        self.bitmap = bitmap
+
+    def __contains__(self, counter):
+        below = self.highest - counter
+        return below == 0 or (counter > 0 and 0 < below <= 64
+                              and (self.bitmap >> (below - 1)) & 1 == 1)
+
+    def __iter__(self):
+        counter = self.highest
+        bitmap = self.bitmap
+        while counter > 0:
+            yield counter
+            counter -= 1
+            while bitmap and not bitmap & 1:
+                bitmap >>= 1
+                counter -= 1
+            if not bitmap:
+                return
+            bitmap >>= 1
 
 
 class Core:
@@ -523,21 +552,15 @@ class Core:
     def _rx_ack(self, fields, now, out):
         highest = as_int(fields.get("highest"))
         bitmap = as_int(fields.get("bitmap"))
-        acked = [highest] if highest > 0 else []
-        i = 0
-        while bitmap and highest - 1 - i > 0:
-            if bitmap & 1:
-                acked.append(highest - 1 - i)
-            bitmap >>= 1
-            i += 1
-        if not acked:
+        if highest <= 0:
             return
+        acked = Acked(highest, bitmap)
         if alarm.stop_retries(self, 0, acked):
             self._persist(out)
         for counter, _sent_at in self._recent:
             if counter in acked:
                 self._acked_n += 1
-        out.append(("acked", tuple(acked)))
+        out.append(("acked", acked))
         if self.queue_depth > 0 and (self._last_flush is None or ticks_diff(now, self._last_flush)
                                   >= self.cfg["flush_interval_ms"]):
             self._last_flush = now

@@ -21,8 +21,8 @@ _DEV_KEY = bytes(16)
 
 
 def resume(app, log):
-    """Set up `app` (sender, self_reader, down_floor) for this boot; returns (cause, boots,
-    cfg, state, rtc, device_id, ring, downlinks)."""
+    """This boot's (cause, boots, cfg, state, rtc, device_id, ring, downlinks, sender,
+    self_reader, down_floor) for `app`."""
     hw = app.hw
     root = app.root
     cause = hw.reset_cause()
@@ -49,15 +49,16 @@ def resume(app, log):
     ring = codec.Keyring()
     ring.add(device_id, key_id, key)
     # one derivation of the key for sealing and opening
-    app.sender = codec.Sender(device_id, key_id, ring[(device_id, key_id)],
-                              counter=state["counter"])
-    app.self_reader = codec.Receiver(ring, downlink=False, check_replay=False)
+    sender = codec.Sender(device_id, key_id, ring[(device_id, key_id)],
+                          counter=state["counter"])
+    self_reader = codec.Receiver(ring, downlink=False, check_replay=False)
     downlinks = codec.Receiver(ring, downlink=True)
     # The downlink window survives resets (a floor in flash) and deep sleep (exact, RTC).
-    app.down_floor = persist.DownlinkFloor(root + "/state/downlink.bin")
-    app.down_floor.attach(downlinks, device_id, key_id,
-                          rtc.get("down") if isinstance(rtc, dict) else None)
-    return cause, boots, cfg, state, rtc, device_id, ring, downlinks
+    down_floor = persist.DownlinkFloor(root + "/state/downlink.bin")
+    down_floor.attach(downlinks, device_id, key_id,
+                      rtc.get("down") if isinstance(rtc, dict) else None)
+    return (cause, boots, cfg, state, rtc, device_id, ring, downlinks, sender, self_reader,
+            down_floor)
 
 
 def finish(app, state, rtc, log, max_alarm_frames):

@@ -37,7 +37,7 @@ def enc(v):
             enc(v[k])
             write(",")
         write("}")
-    elif isinstance(v, (list, tuple)):
+    elif isinstance(v, (list, tuple, core.Acked)):
         write("[")
         for x in v:
             enc(x)

@@ -5,6 +5,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from firmware import config, core, persist, positioning, power
 from protocol import codec, host_tables, messages
@@ -460,7 +462,7 @@ def test_ack_bitmap_acks_lower_counters():
     rig = Rig()
     _, counter, _ = panic(rig)
     acts = rig.ack(counter + 3, bitmap=0b100)     # bit 2 -> highest - 3
-    assert ("acked", (counter + 3, counter)) in acts
+    assert [tuple(a[1]) for a in acts if a[0] == "acked"] == [(counter + 3, counter)]
     assert rig.core.snapshot()["alarm_tx"] == []
 
 
@@ -868,3 +870,16 @@ def test_config_apply_refuses_bad_values_and_changes_nothing_for_them():
     refused = config.apply(cfg, [(ids["heartbeat_s"], 5), (ids["panic_fix_s"], 3), (250, 1)])
     assert cfg["heartbeat_s"] == 900 and cfg["panic_fix_s"] == 3 and len(refused) == 2
     assert "heartbeat_s" in refused[0] and "250" in refused[1]
+
+
+
+@given(st.integers(1, 2 ** 32 - 1), st.integers(0, 2 ** 64 - 1))
+def test_acked_holds_what_the_ack_bitmap_says_without_a_list(highest, bitmap):
+    # SPEC: an ACK covers `highest` and highest - 1 - i for each set bit i; counters start at 1
+    acked = core.Acked(highest, bitmap)
+    expected = [highest] + [highest - 1 - i for i in range(64)
+                            if bitmap >> i & 1 and highest - 1 - i > 0]
+    assert list(acked) == expected
+    assert list(acked) == expected                 # walked again: not a one-shot iterator
+    for counter in range(max(0, highest - 70), highest + 3):
+        assert (counter in acked) == (counter in expected)
