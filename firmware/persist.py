@@ -65,7 +65,6 @@ _FRAME = "<2sHI"
 _FRAME_SIZE = const(8)
 _RTC_MAX = const(2048)  # ESP32 RTC user memory
 _RTC_PREFIX = const(8)  # bootguard.PREFIX_BYTES: the crash count comes first
-_RTC_ROOM = const(1024)  # a deep-sleep snapshot is 0.6-1 KB
 _U32_MAX = const(0xFFFFFFFF)
 
 
@@ -155,14 +154,11 @@ def decode(data):
     return obj
 
 
-def _seal(magic, obj, prefix=b"", room=0):
+def _seal(magic, obj, prefix=b""):
     # The header (and the RTC's prefix) go in front of the body in place: one buffer, no
-    # copies. `room` reserves the buffer's size up front (emptied, it keeps its capacity):
-    # a bytearray grown by append moves as it grows, needing old and new at once.
+    # copies. The deep-sleep snapshot is the largest blob and comes at the heap's peak.
     start = len(prefix)
-    out = bytearray(room)
-    out[:] = prefix + bytes(_FRAME_SIZE)
-    encode(obj, out)
+    out = encode(obj, bytearray(prefix + bytes(_FRAME_SIZE)))
     struct.pack_into(_FRAME, out, start, magic, len(out) - start - _FRAME_SIZE,
                      binascii.crc32(memoryview(out)[start + _FRAME_SIZE:]))
     return out
@@ -366,7 +362,7 @@ def _rtc_prefix(memory):
 def rtc_save(rtc, obj):
     # sealed behind the prefix in one buffer: the snapshot comes at the heap's peak, and a
     # prefix + blob copy of it was the allocation that failed first
-    blob = _seal(_RTC_MAGIC, obj, _rtc_prefix(bytes(rtc.memory())), _RTC_ROOM)
+    blob = _seal(_RTC_MAGIC, obj, _rtc_prefix(bytes(rtc.memory())))
     if len(blob) > _RTC_MAX:
         raise ValueError("rtc: %d B, RTC memory holds %d" % (len(blob) - _RTC_PREFIX,
                                                               _RTC_MAX - _RTC_PREFIX))
