@@ -10,7 +10,7 @@ private consts in each module: a private const costs no heap on MicroPython.
 
     core = Core(config, state)          # config: firmware.config dict; state: snapshot() or None
     actions = core.handle(event, now)   # now: a ticks_ms value (wraps at 2**30, ESP32 port)
-    deadline = core.next_deadline()     # ticks value: call handle(("tick",), t) by then
+    deadline = core.next_deadline(now)  # ticks value: call handle(("tick",), t) by then
     mode, sleep_ms = core.sleep_plan(now)
     state = core.sleep_snapshot(now)    # before deep sleep: snapshot() + the "deep" resume
 
@@ -157,7 +157,6 @@ class Core:
         self._resume_from = deep if isinstance(deep, dict) else None
         # volatile
         self.booted = False
-        self.now = 0
         self._due = {}
         self._boot_at = 0
         self._uptime_base_ms = 0                   # uptime carried over deep sleeps
@@ -195,7 +194,6 @@ class Core:
     def handle(self, event, now):
         """Apply one event at ticks `now`; return the actions to carry out, in order."""
         out = []
-        self.now = now
         if self._utc_ms is not None:               # rebase: UTC never drifts past a wrap
             self._utc_ms += ticks_diff(now, self._utc_ticks)
             self._utc_ticks = now
@@ -233,11 +231,11 @@ class Core:
             power.keepalive(self, now)               # armed while tracking, else none
         return out
 
-    def next_deadline(self):
-        """The ticks value by which handle(("tick",), t) must run, or None before boot."""
+    def next_deadline(self, now):
+        """The ticks value by which handle(("tick",), t) must run, or None before boot; `now`
+        (ticks) orders the deadlines across a wrap."""
         if not self.booted:
             return None
-        now = self.now
         best = None
         best_diff = 0
         for name in self._due:
@@ -267,7 +265,7 @@ class Core:
         """(mode, sleep_ms): "idle" = stay awake (short waits, button held), "light" = light
         sleep, "deep" = deep sleep (a reset on wake; only when the reachability bound and
         deep_sleep_min_s allow it and nothing needs RAM-fast reaction)."""
-        deadline = self.next_deadline()
+        deadline = self.next_deadline(now)
         sleep_ms = 0 if deadline is None else max(0, ticks_diff(deadline, now))
         if self._pressed:
             return "idle", min(sleep_ms, 20)

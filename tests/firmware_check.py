@@ -79,7 +79,7 @@ STEPS = STEPS_PLACEHOLDER
 for step in range(STEPS):
     gc.collect()                                     # as the superloop does on each pass
     r = rnd(100)
-    dl = c.next_deadline()
+    dl = c.next_deadline(now)
     wait = core.ticks_diff(dl, now)
     if r < 50:
         now = core.ticks_add(now, max(0, wait))

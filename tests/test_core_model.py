@@ -85,7 +85,7 @@ class CoreModel(RuleBasedStateMachine):
     def never_sleeps_past_the_reachability_bound(self):
         rig = self.rig
         bound = rig.cfg["reachability_s"] * 1000 - rig.cfg["listen_margin_ms"]
-        wait = core.ticks_diff(rig.core.next_deadline(), rig.now)
+        wait = core.ticks_diff(rig.core.next_deadline(rig.now), rig.now)
         assert 0 <= wait <= bound
         mode, sleep_ms = rig.core.sleep_plan(rig.now)
         assert sleep_ms <= bound and mode in ("idle", "light")
