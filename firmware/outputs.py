@@ -20,26 +20,24 @@ try:
 except ImportError:
     const = lambda x: x  # noqa: E731  (a def would clash with the stub's signature)
 
+from firmware.clock import ticks_diff
+
 _TICKS_MAX = const(0x3FFFFFFF)
-_TICKS_HALF = const(0x20000000)
 _QUEUE_MAX = const(3)
 _GAP_MS = const(1000)
 
-HAPTIC = {
-    "panic_confirm": (300,),                     # one firm buzz: the press was taken
-    "operator_ack": (100, 100, 100, 100, 600),   # two short, one long: a person has it
-    "proximity_warning": (500, 300, 500),
-    "proximity_alarm": (800, 200, 800, 200, 800),
-    "confirm": (150,),
-    "locate": (100, 100, 100),
-    "panic_repeat": (300, 150, 300),             # two firm buzzes: the press was taken again
-    "proximity_uncertain": (250, 600, 250, 600, 250),   # slow pulses: the centre is unsure
-}
+# Keyword names: interned like identifiers, not a string object each in the heap.
+HAPTIC = dict(
+    panic_confirm=(300,),                     # one firm buzz: the press was taken
+    operator_ack=(100, 100, 100, 100, 600),   # two short, one long: a person has it
+    proximity_warning=(500, 300, 500),
+    proximity_alarm=(800, 200, 800, 200, 800),
+    confirm=(150,),
+    locate=(100, 100, 100),
+    panic_repeat=(300, 150, 300),             # two firm buzzes: the press was taken again
+    proximity_uncertain=(250, 600, 250, 600, 250),   # slow pulses: the centre is unsure
+)
 LED = {"off": None, "no_contact": (30,)}
-
-
-def _diff(a, b):
-    return ((a - b + _TICKS_HALF) & _TICKS_MAX) - _TICKS_HALF
 
 
 class _Player:
@@ -50,7 +48,7 @@ class _Player:
         self.until = 0
         self.ended = None                        # ticks the last pattern ended
 
-    def start(self, pattern, now, rest_ms=0):
+    def start(self, pattern, now, rest_ms):
         """Play `pattern` from now, or after rest_ms of stillness (index -1: resting)."""
         self.pattern = pattern
         if rest_ms > 0:
@@ -63,7 +61,7 @@ class _Player:
         self.until = (now + pattern[0]) & _TICKS_MAX
 
     def step(self, now):
-        while self.pattern is not None and _diff(now, self.until) >= 0:
+        while self.pattern is not None and ticks_diff(now, self.until) >= 0:
             self.index += 1
             if self.index >= len(self.pattern):
                 self.pattern = None
@@ -79,9 +77,8 @@ class Outputs:
     def __init__(self, haptic_pin, led_pin):
         self._haptic = _Player(haptic_pin)
         self._led = _Player(led_pin)
-        self.led_mode = "off"
+        self._blink = None                       # the LED pattern shown at each wake
         self._pending = []                       # patterns waiting their turn, oldest first
-        self.played = []                         # names, most recent last (kept short)
 
     def haptic(self, name):
         pattern = HAPTIC.get(name, HAPTIC["confirm"])
@@ -89,21 +86,13 @@ class Outputs:
             if len(self._pending) >= _QUEUE_MAX:
                 self._pending.pop(0)
             self._pending.append(pattern)
-        self.played.append(name)
-        if len(self.played) > 8:
-            self.played.pop(0)
 
     def led(self, name):
-        self.led_mode = name if name in LED else "off"
+        self._blink = LED.get(name)
 
     def wake(self, now):
-        blink = LED.get(self.led_mode)
-        if blink is not None and self._led.pattern is None:
-            self._led.start(blink, now)
-
-    def busy(self):
-        return bool(self._pending) or self._haptic.pattern is not None \
-            or self._led.pattern is not None
+        if self._blink is not None and self._led.pattern is None:
+            self._led.start(self._blink, now, 0)
 
     def step(self, now):
         player = self._haptic
@@ -111,12 +100,12 @@ class Outputs:
         if player.pattern is None and self._pending:
             rest_ms = 0
             if player.ended is not None:         # soon after another pattern: be still first
-                rest_ms = _GAP_MS - _diff(now, player.ended)
+                rest_ms = _GAP_MS - ticks_diff(now, player.ended)
             player.start(self._pending.pop(0), now, rest_ms)
             a = player.step(now)
         b = self._led.step(now)
         if a is None:
             return b
-        if b is None or _diff(a, b) < 0:
+        if b is None or ticks_diff(a, b) < 0:
             return a
         return b
