@@ -15,7 +15,7 @@ include("$(PORT_DIR)/boards/manifest.py")
 FIRMWARE = ["__init__.py", "alarm.py", "app.py", "battery.py", "ble.py", "blesecrets.py",
             "board.py", "bootguard.py", "button.py", "clock.py", "config.py", "core.py",
             "downlink.py", "gnss.py", "link.py", "nmea.py", "outputs.py", "pairing.py",
-            "persist.py", "pins.py", "positioning.py", "power.py", "proximity.py", "store.py"]
+            "persist.py", "pins.py", "positioning.py", "power.py", "proximity.py", "safemode.py", "store.py"]
 PROTOCOL = ["__init__.py", "codec.py", "crypto.py", "framing.py", "messages.py"]
 
 package("firmware", files=FIRMWARE, base_path=".", opt=3)

@@ -11,14 +11,11 @@ engineer always gets the REPL back.
 """
 import sys
 
-_SAFE_MODE_WINDOW_MS = 2000
-
 
 def main():
     import gc
     import time
 
-    import esp32
     import machine
 
     # The first thing the firmware does: note the ticks and the panic button. A press that
@@ -34,22 +31,15 @@ def main():
     held_at_main = Pin(pins.PANIC_BUTTON_PIN, Pin.IN, Pin.PULL_UP).value() == 0
     guard = bootguard.BootGuard(machine.RTC())
     if machine.reset_cause() != machine.DEEPSLEEP_RESET:
-        print("vigil: press a key within 2 s for safe mode")
-        why = bootguard.safe_mode_requested(machine, sys.stdin, pins, _SAFE_MODE_WINDOW_MS,
-                                            time)
-        if why:
-            print("vigil: safe mode (%s): app and watchdog not started" % why)
+        import esp32
+
+        import firmware.safemode
+        start = firmware.safemode.start_app(machine, esp32, time, sys.stdin, pins,
+                                            guard.crashes)
+        # Boot only: out of the heap before the app's imports (the package holds it too).
+        del firmware.safemode, sys.modules["firmware.safemode"]
+        if not start:
             return
-        pause_ms = guard.backoff_ms()
-        if pause_ms:
-            # Crashing again and again: pause in deep sleep (the next boot is a deep-sleep
-            # wake, which tries the app), but a press or the link's wake line ends it at once.
-            print("vigil: %d crashes in a row, pausing %d s" % (guard.crashes, pause_ms // 1000))
-            esp32.wake_on_ext0(Pin(pins.PANIC_BUTTON_PIN, Pin.IN, Pin.PULL_UP),
-                               esp32.WAKEUP_ALL_LOW)
-            esp32.wake_on_ext1((Pin(pins.LINK_WAKE_PIN, Pin.IN, Pin.PULL_UP),),
-                               esp32.WAKEUP_ALL_LOW)
-            machine.deepsleep(pause_ms)
     try:
         app_ms = time.ticks_ms()                  # after the safe-mode window, before imports
         from firmware import app, board
@@ -61,7 +51,7 @@ def main():
     except Exception as exc:                      # noqa: BLE001 - any crash: log, then reset
         print("vigil: crash:", repr(exc))
         sys.print_exception(exc)
-        guard.count_crash()
+        guard.save(guard.crashes + 1)
     time.sleep_ms(100)                            # let the log line out before the reset
     machine.reset()
 
