@@ -42,8 +42,12 @@ def main():
             return
     try:
         app_ms = time.ticks_ms()                  # after the safe-mode window, before imports
+        import esp32
+        import select
+
         from firmware import app, board
-        app.App(board.build(), guard=guard, boot_ticks=(main_ms, held_at_main, app_ms)).run()
+        hw = board.Board(machine, esp32, time, pins, select)
+        app.App(hw, guard=guard, boot_ticks=(main_ms, held_at_main, app_ms)).run()
     except KeyboardInterrupt:
         # A Ctrl-C on the REPL UART (or noise on its RX): never leave the victim without the
         # app. Engineers get the REPL through safe mode.
