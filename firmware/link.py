@@ -16,11 +16,11 @@ class Link:
     # whether this board has it wired.
     has_wake_line = True
 
-    def __init__(self, uart, receiver, log=None, chunk=256):
+    def __init__(self, uart, receiver, log=None):
         self.uart = uart
         self.receiver = receiver
         self.log = log
-        self._buf = bytearray(chunk)
+        self._buf = bytearray(256)
         self._view = memoryview(self._buf)
         self.frames_in = 0
         self.errors_in = 0
