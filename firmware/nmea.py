@@ -42,6 +42,10 @@ _LF = const(0x0A)
 _SOURCE_GNSS = const(1)
 _UERE_M = const(5)  # accuracy estimate = HDOP x this many metres
 _MS_PER_DAY = const(86400000)
+# sentence types, their three letters as one int (no bytes object to compare with)
+_RMC = const(0x524D43)
+_GGA = const(0x474741)
+_GSA = const(0x475341)
 
 
 class NmeaParser:
@@ -62,7 +66,7 @@ class NmeaParser:
         """Forget any half-read sentence and epoch (the receiver was switched off)."""
         self._in_line = False
         self._len = 0
-        self._time = b""  # the epoch's UTC time field, to match RMC with GGA
+        self._time = None  # the epoch's UTC time field, to match RMC with GGA
         self._rmc = None  # (utc_ms or None, status A, lat_e7, lon_e7, speed_cmps, course_cdeg)
         self._gga = None  # (quality, sats, hdop_x10 or None, alt_m)
         self._gsa_hdop = None
@@ -135,22 +139,21 @@ class NmeaParser:
                 commas[count] = i + 1
                 count += 1
         commas[count] = n - 2
-        kind = bytes(line[2:5]) if commas[1] == 6 else b""
-        if kind == b"GSA" and count >= 18:
-            self.sentences += 1
-            mode = self._fixed(2, 0)
-            self.fix_mode = mode if mode in (1, 2, 3) else 1
+        kind = (line[2] << 16 | line[3] << 8 | line[4]) if commas[1] == 6 else 0
+        if kind != _RMC and kind != _GGA and kind != _GSA:
+            self.ignored += 1
+            return
+        if count < (18 if kind == _GSA else 10):
+            self.garbage += 1
+            return
+        self.sentences += 1
+        if kind == _GSA:
+            mode = self._fixed(2, 0) or 1
+            self.fix_mode = mode if 1 <= mode <= 3 else 1
             self.pdop_x10 = self._fixed(15, 1) or 0
             self._gsa_hdop = self._fixed(16, 1)
             return
-        is_rmc = kind == b"RMC"
-        if not (is_rmc or kind == b"GGA") or count < 10:
-            if kind in (b"RMC", b"GGA", b"GSA"):
-                self.garbage += 1
-            else:
-                self.ignored += 1
-            return
-        self.sentences += 1
+        is_rmc = kind == _RMC
         time_start = commas[1]
         time_end = commas[2] - 1
         time_field = bytes(line[time_start:time_end])
