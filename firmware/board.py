@@ -5,6 +5,7 @@
     hw.button_pin, hw.gnss_uart, hw.gnss_en, hw.battery_adc, hw.charger_pin, hw.led_pin,
     hw.haptic_pin, hw.link_uart, hw.link_wake, hw.link_ready, hw.rtc, hw.machine, hw.esp32,
     hw.time, hw.pins, hw.ticks_ms()
+    hw.reset_cause, hw.woke_by_button, hw.device_id      # this boot's, read at the build
 
 Everything the firmware touches on the hardware goes through this object, so the emulator
 (which provides the same modules) and tests can hand in their own. The rules it follows are
@@ -40,6 +41,15 @@ class Board:
                                       tx=pins.LINK_TX_PIN, rx=pins.LINK_RX_PIN,
                                       rxbuf=pins.LINK_RXBUF)
         self.rtc = machine.RTC()
+        # Facts of this boot, for the app's start. The HELLO reset cause (protocol.messages
+        # RESET_*):
+        cause = machine.reset_cause()
+        causes = (machine.PWRON_RESET, machine.HARD_RESET, machine.WDT_RESET,
+                  machine.DEEPSLEEP_RESET, machine.SOFT_RESET)
+        self.reset_cause = causes.index(cause) + 1 if cause in causes else 6
+        self.woke_by_button = machine.wake_reason() == machine.EXT0_WAKE
+        # A 32-bit id from the chip's unique id (used only until provisioning says).
+        self.device_id = int.from_bytes(machine.unique_id()[-4:], "big")
         self._poller = None
         if select is not None:
             self._poller = select.poll()
@@ -92,18 +102,3 @@ class Board:
         Hold their levels (all four are RTC GPIOs, which keep a hold through deep sleep)."""
         for pin in (self.gnss_en, self.led_pin, self.haptic_pin, self.link_ready):
             pin.init(hold=True)
-
-    def reset_cause(self):
-        """The HELLO reset cause (protocol.messages RESET_*)."""
-        m = self.machine
-        cause = m.reset_cause()
-        causes = (m.PWRON_RESET, m.HARD_RESET, m.WDT_RESET, m.DEEPSLEEP_RESET, m.SOFT_RESET)
-        return causes.index(cause) + 1 if cause in causes else 6
-
-    def woke_by_button(self):
-        return self.machine.wake_reason() == self.machine.EXT0_WAKE
-
-    def device_id(self):
-        """A 32-bit id from the chip's unique id (used only until provisioning says)."""
-        return int.from_bytes(self.machine.unique_id()[-4:], "big")
-

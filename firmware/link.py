@@ -21,7 +21,6 @@ class Link:
         self.receiver = receiver
         self.log = log
         self._buf = bytearray(256)
-        self._view = memoryview(self._buf)
         self.frames_in = 0
         self.errors_in = 0
         self.duplicates = []
@@ -40,7 +39,7 @@ class Link:
             n = uart.readinto(self._buf)
             if not n:
                 break
-            receive(self, bytes(self._view[:n]), frames, "link")
+            receive(self, bytes(self._buf[:n]), frames, "link")
         return frames
 
 
