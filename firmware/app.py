@@ -116,7 +116,7 @@ class App:
     # --- boot -------------------------------------------------------------------------------
     def start(self):
         hw = self.hw
-        cause = hw.reset_cause()
+        cause = hw.reset_cause
         boots = self.flash.bump_boot_count()
         rtc = self.rtc_state.take() if cause == _RESET_DEEPSLEEP else None
         state = rtc if isinstance(rtc, dict) else persist.read_file(self.root + "/state/core.bin")
@@ -133,7 +133,7 @@ class App:
         keys = persist.load_keys(self.root + "/keys")
         if keys is None:
             log("no key in /keys: unprovisioned, frames use a development key")
-            device_id, key_id, key = hw.device_id(), 0, _DEV_KEY
+            device_id, key_id, key = hw.device_id, 0, _DEV_KEY
         else:
             device_id, table = keys
             key_id = max(table)
@@ -184,7 +184,7 @@ class App:
             # Held through the boot: the press began before the app could see it. Counting
             # it from now would lose a 1.5 s press to the boot and the imports.
             self.button.reported = 1
-            woke = cause == _RESET_DEEPSLEEP and hw.woke_by_button()
+            woke = cause == _RESET_DEEPSLEEP and hw.woke_by_button
             self.dispatch(("button", 1), boot_press_began(
                 self.boot_ticks, now, woke, getattr(hw.pins, "DEEP_WAKE_BOOT_MS", 0)))
 
