@@ -51,7 +51,7 @@ def main():
     except KeyboardInterrupt:
         # A Ctrl-C on the REPL UART (or noise on its RX): never leave the victim without the
         # app. Engineers get the REPL through safe mode.
-        print("vigil: interrupted: reset (for the REPL: reset, then a key within 2 s)")
+        print("vigil: interrupted: reset (safe mode gives the REPL)")
     except Exception as exc:                      # noqa: BLE001 - any crash: log, then reset
         print("vigil: crash:", repr(exc))
         sys.print_exception(exc)

@@ -220,18 +220,19 @@ class NmeaParser:
             if hdop is None:
                 hdop = self._gsa_hdop
             accuracy = 0 if hdop is None else max(1, (hdop * _UERE_M + 5) // 10)
-            out.append({
-                "fix_time_ms": utc_ms,
-                "lat_e7": lat,
-                "lon_e7": lon,
-                "alt_m": min(max(alt_m, -32768), 32767),
-                "speed_cmps": min(max(speed, 0), 65535),
-                "course_cdeg": min(max(course, 0), 35999),
-                "accuracy_m": min(accuracy, 65535),
-                "hdop_x10": 0 if hdop is None else min(max(hdop, 0), 255),
-                "sats": sats,
-                "source": _SOURCE_GNSS,
-            })
+            # Keyword names: interned like identifiers, not a string object each in the heap.
+            out.append(dict(
+                fix_time_ms=utc_ms,
+                lat_e7=lat,
+                lon_e7=lon,
+                alt_m=min(max(alt_m, -32768), 32767),
+                speed_cmps=min(max(speed, 0), 65535),
+                course_cdeg=min(max(course, 0), 35999),
+                accuracy_m=min(accuracy, 65535),
+                hdop_x10=0 if hdop is None else min(max(hdop, 0), 255),
+                sats=sats,
+                source=_SOURCE_GNSS,
+            ))
         else:
             out.append({"no_fix": True, "utc_ms": utc_ms, "sats": sats})
         self.reset()
