@@ -5,9 +5,9 @@ ESP32 an uncaught exception drops to the REPL and the board stays there (no app,
 watchdog that cannot be stopped resets it a minute later). So any crash is logged, counted
 in RTC memory and turned into a reset, with a growing pause from the third crash in a row;
 the queue, the counter reservation and the active alarm live on flash, so the device resumes
-intact. Safe mode (docs/HARDWARE.md): after any reset but a deep-sleep wake, a jumper on the
-safe-mode pin or a key on the REPL UART within 2 s skips the app and the watchdog, so an
-engineer always gets the REPL back.
+intact. Safe mode (firmware/safemode.py, docs/HARDWARE.md): after any reset but a deep-sleep
+wake, a jumper on the safe-mode pin or a key on the REPL UART within 2 s skips the app and
+the watchdog, so an engineer always gets the REPL back.
 """
 import sys
 
@@ -16,6 +16,7 @@ def main():
     import gc
     import time
 
+    import esp32
     import machine
 
     # The first thing the firmware does: note the ticks and the panic button. A press that
@@ -31,8 +32,6 @@ def main():
     held_at_main = Pin(pins.PANIC_BUTTON_PIN, Pin.IN, Pin.PULL_UP).value() == 0
     guard = bootguard.BootGuard(machine.RTC())
     if machine.reset_cause() != machine.DEEPSLEEP_RESET:
-        import esp32
-
         import firmware.safemode
         start = firmware.safemode.start_app(machine, esp32, time, sys.stdin, pins,
                                             guard.crashes)
@@ -42,7 +41,6 @@ def main():
             return
     try:
         app_ms = time.ticks_ms()                  # after the safe-mode window, before imports
-        import esp32
         import select
 
         from firmware import app, board

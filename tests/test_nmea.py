@@ -12,6 +12,7 @@ from pynmeagps import GET, NMEAMessage
 
 from firmware.nmea import NmeaParser
 
+
 def is_fix(epoch):
     return "lat_e7" in epoch  # firmware/nmea.py: a fix is the epoch that has lat_e7
 
