@@ -63,7 +63,8 @@ class NmeaParser:
         self.reset()
 
     def reset(self):
-        """Forget any half-read sentence and epoch (the receiver was switched off)."""
+        """Forget any half-read sentence and epoch: the receiver was switched off, or (from
+        _sentence, once the line is read) the epoch is complete or a new one begins."""
         self._in_line = False
         self._len = 0
         self._time = None  # the epoch's UTC time field, to match RMC with GGA
@@ -167,7 +168,7 @@ class NmeaParser:
                 hh = (line[time_start] - 0x30) * 10 + line[time_start + 1] - 0x30
                 mm = (line[time_start + 2] - 0x30) * 10 + line[time_start + 3] - 0x30
                 ss_ms = self._fixed(1, 3, 4)
-                if not (0 <= hh < 24 and 0 <= mm < 60 and 0 <= ss_ms < 61000):
+                if ss_ms is None or not (0 <= hh < 24 and 0 <= mm < 60 and 0 <= ss_ms < 61000):
                     raise ValueError
                 time_ms = hh * 3600000 + mm * 60000 + ss_ms
             start = commas[9]
@@ -291,7 +292,7 @@ class NmeaParser:
             degrees = degrees * 10 + c
         # minutes in 1e-6 of a minute: below 6e7, a small int even on the ESP32
         minutes_e6 = self._fixed(k, 6, degree_digits)
-        if minutes_e6 < 0 or minutes_e6 >= 60000000:
+        if minutes_e6 is None or minutes_e6 < 0 or minutes_e6 >= 60000000:
             raise ValueError
         value = degrees * 10000000 + (minutes_e6 + 3) // 6
         start = self._commas[k + 1]
