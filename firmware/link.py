@@ -20,7 +20,7 @@ class Link:
         self.uart = uart
         self.receiver = receiver
         self.log = log
-        self._buf = bytearray(256)
+        self._buf = bytearray(256)                # one read from the UART
         self.frames_in = 0
         self.errors_in = 0
         self.duplicates = []
