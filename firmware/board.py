@@ -1,9 +1,11 @@
 """The ESP32 board layer: builds the hardware from a pin table, on request only.
 
-    hw = board.build()            # imports machine/esp32/time now, not at import time
+    hw = board.Board(machine, esp32, time, pins, select)   # main.py hands in the modules;
+                                  # select=None: wait() sleeps instead of polling the UARTs
     hw.button_pin, hw.gnss_uart, hw.gnss_en, hw.battery_adc, hw.charger_pin, hw.led_pin,
     hw.haptic_pin, hw.link_uart, hw.link_wake, hw.link_ready, hw.rtc, hw.machine, hw.esp32,
-    hw.time
+    hw.time, hw.pins, hw.ticks_ms()
+    hw.reset_cause, hw.woke_by_button, hw.device_id      # this boot's, read at the build
 
 Everything the firmware touches on the hardware goes through this object, so the emulator
 (which provides the same modules) and tests can hand in their own. The rules it follows are
@@ -17,6 +19,7 @@ class Board:
         self.machine = machine
         self.esp32 = esp32
         self.time = time
+        self.ticks_ms = time.ticks_ms
         self.pins = pins
         # Outputs first, releasing the hold that kept them low through deep sleep (a held pad
         # ignores writes until gpio_hold_dis).
@@ -38,7 +41,15 @@ class Board:
                                       tx=pins.LINK_TX_PIN, rx=pins.LINK_RX_PIN,
                                       rxbuf=pins.LINK_RXBUF)
         self.rtc = machine.RTC()
-        self._held = (self.gnss_en, self.led_pin, self.haptic_pin, self.link_ready)
+        # Facts of this boot, for the app's start. The HELLO reset cause (protocol.messages
+        # RESET_*):
+        cause = machine.reset_cause()
+        causes = (machine.PWRON_RESET, machine.HARD_RESET, machine.WDT_RESET,
+                  machine.DEEPSLEEP_RESET, machine.SOFT_RESET)
+        self.reset_cause = causes.index(cause) + 1 if cause in causes else 6
+        self.woke_by_button = machine.wake_reason() == machine.EXT0_WAKE
+        # A 32-bit id from the chip's unique id (used only until provisioning says).
+        self.device_id = int.from_bytes(machine.unique_id()[-4:], "big")
         self._poller = None
         if select is not None:
             self._poller = select.poll()
@@ -52,9 +63,6 @@ class Board:
             self.time.sleep_ms(ms)
         else:
             self._poller.poll(ms)
-
-    def ticks_ms(self):
-        return self.time.ticks_ms()
 
     def watchdog(self):
         return self.machine.WDT(timeout=self.pins.WDT_TIMEOUT_MS)
@@ -92,39 +100,5 @@ class Board:
     def hold_outputs(self):
         """Before deep sleep: the digital outputs stop, so each output pad would float.
         Hold their levels (all four are RTC GPIOs, which keep a hold through deep sleep)."""
-        for pin in self._held:
+        for pin in (self.gnss_en, self.led_pin, self.haptic_pin, self.link_ready):
             pin.init(hold=True)
-
-    def reset_cause(self):
-        """The HELLO reset cause (protocol.messages RESET_*)."""
-        m = self.machine
-        cause = m.reset_cause()
-        table = ((m.PWRON_RESET, 1), (m.HARD_RESET, 2), (m.WDT_RESET, 3),
-                 (m.DEEPSLEEP_RESET, 4), (m.SOFT_RESET, 5))
-        for value, code in table:
-            if cause == value:
-                return code
-        return 6
-
-    def woke_by_button(self):
-        return self.machine.wake_reason() == self.machine.EXT0_WAKE
-
-    def device_id(self):
-        """A 32-bit id from the chip's unique id (used only until provisioning says)."""
-        uid = self.machine.unique_id()
-        value = 0
-        for byte in uid[-4:]:
-            value = (value << 8) | byte
-        return value
-
-
-def build(pins=None):
-    import select
-    import time
-
-    import esp32
-    import machine
-    if pins is None:
-        from firmware import pins as default_pins
-        pins = default_pins
-    return Board(machine, esp32, time, pins, select)

@@ -25,7 +25,7 @@ except ImportError:  # CPython
     const = lambda x: x  # noqa: E731  (a def would clash with the stub's signature)
 
 
-from firmware.nmea import NmeaParser, is_fix
+from firmware.nmea import NmeaParser
 
 _READ_SIZE = const(128)
 _MAX_READS = const(4)  # bound one poll: 512 bytes is ~0.5 s of NMEA at 9600 baud
@@ -66,7 +66,7 @@ class Gnss:
             if not n:
                 break
             for epoch in self.parser.feed(self._view[:n]):
-                if is_fix(epoch):
+                if "lat_e7" in epoch:  # a fix, not a no-fix epoch
                     self.fix_count += 1
                     fixes.append(epoch)
                 else:

@@ -16,12 +16,11 @@ class Link:
     # whether this board has it wired.
     has_wake_line = True
 
-    def __init__(self, uart, receiver, log=None, chunk=256):
+    def __init__(self, uart, receiver, log=None):
         self.uart = uart
         self.receiver = receiver
         self.log = log
-        self._buf = bytearray(chunk)
-        self._view = memoryview(self._buf)
+        self._buf = bytearray(256)                # one read from the UART
         self.frames_in = 0
         self.errors_in = 0
         self.duplicates = []
@@ -40,7 +39,7 @@ class Link:
             n = uart.readinto(self._buf)
             if not n:
                 break
-            receive(self, bytes(self._view[:n]), frames, "link")
+            receive(self, bytes(self._buf[:n]), frames, "link")
         return frames
 
 

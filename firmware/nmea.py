@@ -5,7 +5,6 @@ API (MicroPython and CPython; no imports beyond micropython.const):
     p = NmeaParser()
     p.feed(data) -> [epoch, ...]    data: bytes from the UART, any split; never raises
     p.reset()                       forget a half-read sentence and epoch
-    is_fix(epoch) -> bool
 
 An epoch is reported once both its RMC and GGA (same UTC time field, either order) are in:
   - a fix: a dict with exactly the CONTRACTS.md fix keys, when RMC status is A and GGA quality
@@ -16,12 +15,15 @@ An epoch is reported once both its RMC and GGA (same UTC time field, either orde
     0 when no HDOP was given. HDOP comes from GGA, else from the epoch's GSA.
   - no fix: {"no_fix": True, "utc_ms": ms or None, "sats": n} when RMC status is V, GGA
     quality is 0, or the RMC has no date, so the driver can count acquisition time.
-GSA also sets `p.fix_mode` (1 none, 2 2D, 3 3D) and `p.pdop_x10`.
+A fix is the epoch that has "lat_e7". GSA also sets `p.fix_mode` (1 none, 2 2D, 3 3D) and
+`p.pdop_x10`.
 
 Lat/lon are converted with integers (ddmm.mmmmmm, minutes to 6 decimals, rounded to 1e-7
 degree), because the ESP32's floats are single precision. Counters: `sentences` (accepted),
 `bad_checksum`, `garbage` (no `$`, overlong, missing checksum, malformed fields),
 `ignored` (other sentence types). Lines longer than 100 bytes are dropped.
+
+Every malformed field raises ValueError inside the parser, which feed() counts as garbage.
 """
 
 try:
@@ -39,67 +41,35 @@ _CR = const(0x0D)
 _LF = const(0x0A)
 _SOURCE_GNSS = const(1)
 _UERE_M = const(5)  # accuracy estimate = HDOP x this many metres
-
-# epoch slots
-_HAVE_RMC = const(1)
-_HAVE_GGA = const(2)
-
-
-def is_fix(epoch):
-    return "lat_e7" in epoch
-
-
-def _days_from_civil(y, m, d):
-    # Howard Hinnant's algorithm: days since 1970-01-01 in the proleptic Gregorian calendar
-    if m <= 2:
-        y -= 1
-    era = (y if y >= 0 else y - 399) // 400
-    yoe = y - era * 400
-    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
-
-
-def _clamp(value, low, high):
-    return low if value < low else high if value > high else value
+_MS_PER_DAY = const(86400000)
+# sentence types, their three letters as one int (no bytes object to compare with)
+_RMC = const(0x524D43)
+_GGA = const(0x474741)
+_GSA = const(0x475341)
 
 
 class NmeaParser:
     def __init__(self):
         self._line = bytearray(_MAX_LINE)
-        self._len = 0
-        self._in_line = False
-        self._commas = [0] * _MAX_FIELDS  # field start offsets of the current line
-        self._nfields = 0
-        self._end = 0
+        # Field k of the current line spans _commas[k] .. _commas[k + 1] - 1; after the last
+        # field, one more entry as if a comma followed it. Offsets are below _MAX_LINE.
+        self._commas = bytearray(_MAX_FIELDS + 1)
         self.sentences = 0
         self.bad_checksum = 0
         self.garbage = 0
         self.ignored = 0
         self.fix_mode = 1
         self.pdop_x10 = 0
-        self._reset_epoch()
+        self.reset()
 
     def reset(self):
-        """Forget any half-read sentence and epoch (the receiver was switched off)."""
+        """Forget any half-read sentence and epoch: the receiver was switched off, or (from
+        _sentence, once the line is read) the epoch is complete or a new one begins."""
         self._in_line = False
         self._len = 0
-        self._reset_epoch()
-
-    def _reset_epoch(self):
-        self._have = 0
-        self._time = b""  # the epoch's UTC time field, to match RMC with GGA
-        self._rmc_ok = False
-        self._date_days = None
-        self._time_ms = 0
-        self._lat = 0
-        self._lon = 0
-        self._speed = 0
-        self._course = 0
-        self._gga_quality = 0
-        self._sats = 0
-        self._hdop = None
-        self._alt = 0
+        self._time = None  # the epoch's UTC time field, to match RMC with GGA
+        self._rmc = None  # (utc_ms or None, status A, lat_e7, lon_e7, speed_cmps, course_cdeg)
+        self._gga = None  # (quality, sats, hdop_x10 or None, alt_m)
         self._gsa_hdop = None
 
     # ---- bytes to lines -------------------------------------------------------------------
@@ -119,27 +89,27 @@ class NmeaParser:
                     if self._len == 0:
                         self.garbage += 1
                         self._len = -1
-                continue
             elif byte == _LF or byte == _CR:
                 self._in_line = False
                 n = self._len
                 self._len = 0
                 try:
-                    self._line_done(n, out)
+                    self._sentence(n, out)
                 except (ValueError, IndexError):
                     self.garbage += 1
-                continue
             elif self._len >= _MAX_LINE or byte < 0x20 or byte > 0x7E:
                 self.garbage += 1
                 self._in_line = False
                 self._len = -1
-                continue
             else:
                 line[self._len] = byte
                 self._len += 1
         return out
 
-    def _line_done(self, n, out):
+    # ---- one sentence ---------------------------------------------------------------------
+
+    def _sentence(self, n, out):
+        """The n bytes between '$' and the line end: checksum, fields, then the epoch."""
         line = self._line
         if n < 10 or line[n - 3] != _STAR:
             self.garbage += 1
@@ -147,12 +117,20 @@ class NmeaParser:
         check = 0
         for i in range(n - 3):
             check ^= line[i]
-        if check != self._hex2(n - 2):
+        given = 0  # the two hex digits after the '*', either case
+        for i in range(n - 2, n):
+            c = line[i] | 0x20  # lower case; digits have that bit already
+            if 0x30 <= c <= 0x39:
+                given = given * 16 + c - 0x30
+            elif 0x61 <= c <= 0x66:
+                given = given * 16 + c - 0x57
+            else:
+                given = -1
+                break
+        if check != given:
             self.bad_checksum += 1
             return
-        # field offsets: field k spans commas[k] .. commas[k+1]-1
         commas = self._commas
-        commas[0] = 0
         count = 1
         for i in range(n - 3):
             if line[i] == _COMMA:
@@ -161,55 +139,112 @@ class NmeaParser:
                     return
                 commas[count] = i + 1
                 count += 1
-        self._nfields = count
-        self._end = n - 3
-        kind = bytes(line[2:5]) if commas[1] == 6 else b""
-        if kind == b"RMC" and count >= 10:
-            self.sentences += 1
-            self._rmc(out)
-        elif kind == b"GGA" and count >= 10:
-            self.sentences += 1
-            self._gga(out)
-        elif kind == b"GSA" and count >= 18:
-            self.sentences += 1
-            self._gsa()
-        elif kind in (b"RMC", b"GGA", b"GSA"):
-            self.garbage += 1
-        else:
+        commas[count] = n - 2
+        kind = (line[2] << 16 | line[3] << 8 | line[4]) if commas[1] == 6 else 0
+        if kind != _RMC and kind != _GGA and kind != _GSA:
             self.ignored += 1
-
-    def _hex2(self, at):
-        value = 0
-        for i in range(at, at + 2):
-            c = self._line[i]
-            if 0x30 <= c <= 0x39:
-                value = value * 16 + c - 0x30
-            elif 0x41 <= c <= 0x46:
-                value = value * 16 + c - 0x37
-            elif 0x61 <= c <= 0x66:
-                value = value * 16 + c - 0x57
-            else:
-                return -1
-        return value
+            return
+        if count < (18 if kind == _GSA else 10):
+            self.garbage += 1
+            return
+        self.sentences += 1
+        if kind == _GSA:
+            mode = self._fixed(2, 0) or 1
+            self.fix_mode = mode if 1 <= mode <= 3 else 1
+            self.pdop_x10 = self._fixed(15, 1) or 0
+            self._gsa_hdop = self._fixed(16, 1)
+            return
+        is_rmc = kind == _RMC
+        time_start = commas[1]
+        time_end = commas[2] - 1
+        time_field = bytes(line[time_start:time_end])
+        if is_rmc:
+            valid = commas[2] < commas[3] - 1 and line[commas[2]] == 0x41  # status A
+            time_ms = 0
+            utc_ms = None
+            if time_start < time_end:
+                if time_end - time_start < 6:
+                    raise ValueError
+                hh = (line[time_start] - 0x30) * 10 + line[time_start + 1] - 0x30
+                mm = (line[time_start + 2] - 0x30) * 10 + line[time_start + 3] - 0x30
+                ss_ms = self._fixed(1, 3, 4)
+                if ss_ms is None or not (0 <= hh < 24 and 0 <= mm < 60 and 0 <= ss_ms < 61000):
+                    raise ValueError
+                time_ms = hh * 3600000 + mm * 60000 + ss_ms
+            start = commas[9]
+            if start < commas[10] - 1:
+                if commas[10] - 1 - start != 6:
+                    raise ValueError
+                d = (line[start] - 0x30) * 10 + line[start + 1] - 0x30
+                m = (line[start + 2] - 0x30) * 10 + line[start + 3] - 0x30
+                y = (line[start + 4] - 0x30) * 10 + line[start + 5] - 0x30
+                if not (1 <= d <= 31 and 1 <= m <= 12 and 0 <= y <= 99):
+                    raise ValueError
+                # Days since 1970-01-01 (Howard Hinnant's days_from_civil, for years from 0),
+                # with years 2000-2099: a device made in the 2020s.
+                if m <= 2:
+                    y -= 1
+                y += 2000
+                day_of_year = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+                days = y * 365 + y // 4 - y // 100 + y // 400 + day_of_year - 719468
+                utc_ms = days * _MS_PER_DAY + time_ms
+            lat = lon = speed = course = 0
+            if valid:
+                lat = self._angle_e7(3, 2)
+                lon = self._angle_e7(5, 3)
+                knots_x100 = self._fixed(7, 2) or 0
+                speed = (knots_x100 * 463 + 450) // 900  # 1 knot = 1852 m/h = 463/9 cm/s
+                course = self._fixed(8, 2) or 0
+            mine, other = self._rmc, self._gga
+        else:
+            quality = self._fixed(6, 0) or 0
+            sats = self._fixed(7, 0) or 0
+            hdop = self._fixed(8, 1)
+            alt_dm = self._fixed(9, 1) or 0
+            alt_m = (alt_dm + 5) // 10 if alt_dm >= 0 else -((-alt_dm + 5) // 10)
+            mine, other = self._gga, self._rmc
+        # Join the epoch of time_field; a second sentence of the same kind, or another time,
+        # starts a new one.
+        if mine is not None or (other is not None and time_field != self._time):
+            self.reset()
+        self._time = time_field
+        if is_rmc:
+            self._rmc = (utc_ms, valid, lat, lon, speed, course)
+        else:
+            self._gga = (quality, sats, hdop, alt_m)
+        if self._rmc is None or self._gga is None:
+            return
+        utc_ms, valid, lat, lon, speed, course = self._rmc
+        quality, sats, hdop, alt_m = self._gga
+        sats = min(max(sats, 0), 255)
+        if valid and utc_ms is not None and quality:
+            if hdop is None:
+                hdop = self._gsa_hdop
+            accuracy = 0 if hdop is None else max(1, (hdop * _UERE_M + 5) // 10)
+            # Keyword names: interned like identifiers, not a string object each in the heap.
+            out.append(dict(
+                fix_time_ms=utc_ms,
+                lat_e7=lat,
+                lon_e7=lon,
+                alt_m=min(max(alt_m, -32768), 32767),
+                speed_cmps=min(max(speed, 0), 65535),
+                course_cdeg=min(max(course, 0), 35999),
+                accuracy_m=min(accuracy, 65535),
+                hdop_x10=0 if hdop is None else min(max(hdop, 0), 255),
+                sats=sats,
+                source=_SOURCE_GNSS,
+            ))
+        else:
+            out.append({"no_fix": True, "utc_ms": utc_ms, "sats": sats})
+        self.reset()
 
     # ---- fields ---------------------------------------------------------------------------
 
-    def _span(self, k):
-        start = self._commas[k]
-        end = self._commas[k + 1] - 1 if k + 1 < self._nfields else self._end
-        return start, end
-
-    def _empty(self, k):
-        start, end = self._span(k)
-        return start >= end
-
-    def _char(self, k):
-        start, end = self._span(k)
-        return self._line[start] if start < end else 0
-
-    def _fixed(self, k, digits):
-        """Field k as an int scaled by 10**digits, rounded half up; None if empty."""
-        start, end = self._span(k)
+    def _fixed(self, k, digits, skip=0):
+        """Field k, from its byte `skip` on, as an int scaled by 10**digits, rounded half up;
+        None if empty."""
+        start = self._commas[k] + skip
+        end = self._commas[k + 1] - 1
         if start >= end:
             return None
         line = self._line
@@ -232,7 +267,7 @@ class NmeaParser:
                     next_digit = c - 0x30
                     frac += 1
             else:
-                raise ValueError("bad number")
+                raise ValueError
         if frac < 0:
             frac = 0
         while frac < digits:
@@ -242,146 +277,28 @@ class NmeaParser:
             value += 1
         return -value if negative else value
 
-    def _angle_e7(self, k, hemisphere_k, degree_digits):
-        """ddmm.mmmmmm (or dddmm...) to signed 1e-7 degrees, in integers."""
-        start, end = self._span(k)
-        if start + degree_digits + 2 > end:
-            raise ValueError("short angle")
+    def _angle_e7(self, k, degree_digits):
+        """Field k, ddmm.mmmmmm (or dddmm...), and its hemisphere in field k + 1, to signed
+        1e-7 degrees, in integers."""
         line = self._line
+        start = self._commas[k]
+        if start + degree_digits + 2 > self._commas[k + 1] - 1:
+            raise ValueError
         degrees = 0
         for i in range(start, start + degree_digits):
             c = line[i] - 0x30
             if not 0 <= c <= 9:
-                raise ValueError("bad angle")
+                raise ValueError
             degrees = degrees * 10 + c
         # minutes in 1e-6 of a minute: below 6e7, a small int even on the ESP32
-        self._commas[k] = start + degree_digits
-        try:
-            minutes_e6 = self._fixed(k, 6)
-        finally:
-            self._commas[k] = start
+        minutes_e6 = self._fixed(k, 6, degree_digits)
         if minutes_e6 is None or minutes_e6 < 0 or minutes_e6 >= 60000000:
-            raise ValueError("bad minutes")
+            raise ValueError
         value = degrees * 10000000 + (minutes_e6 + 3) // 6
-        hemisphere = self._char(hemisphere_k)
+        start = self._commas[k + 1]
+        hemisphere = line[start] if start < self._commas[k + 2] - 1 else 0
         if hemisphere == 0x53 or hemisphere == 0x57:  # S, W
-            value = -value
-        elif hemisphere != 0x4E and hemisphere != 0x45:  # N, E
-            raise ValueError("bad hemisphere")
+            return -value
+        if hemisphere != 0x4E and hemisphere != 0x45:  # N, E
+            raise ValueError
         return value
-
-    def _time_field(self):
-        start, end = self._span(1)
-        return bytes(self._line[start:end])
-
-    def _time_of_day_ms(self):
-        start, end = self._span(1)
-        if end - start < 6:
-            raise ValueError("short time")
-        line = self._line
-        hh = (line[start] - 0x30) * 10 + line[start + 1] - 0x30
-        mm = (line[start + 2] - 0x30) * 10 + line[start + 3] - 0x30
-        self._commas[1] = start + 4
-        try:
-            ss_ms = self._fixed(1, 3)
-        finally:
-            self._commas[1] = start
-        if not (0 <= hh < 24 and 0 <= mm < 60 and ss_ms is not None and 0 <= ss_ms < 61000):
-            raise ValueError("bad time")
-        return hh * 3600000 + mm * 60000 + ss_ms
-
-    # ---- sentences ------------------------------------------------------------------------
-
-    def _start(self, time_field, have, out):
-        """Join this sentence to the epoch of `time_field`; start a new one if it differs."""
-        if self._have and (time_field != self._time or self._have & have):
-            self._reset_epoch()
-        self._time = time_field
-        self._have |= have
-
-    def _rmc(self, out):
-        time_field = self._time_field()
-        status = self._char(2)
-        valid = status == 0x41  # A
-        days = None
-        time_ms = 0
-        lat = lon = speed = course = 0
-        if not self._empty(1):
-            time_ms = self._time_of_day_ms()
-        if not self._empty(9):
-            start, end = self._span(9)
-            if end - start != 6:
-                raise ValueError("bad date")
-            line = self._line
-            d = (line[start] - 0x30) * 10 + line[start + 1] - 0x30
-            m = (line[start + 2] - 0x30) * 10 + line[start + 3] - 0x30
-            y = (line[start + 4] - 0x30) * 10 + line[start + 5] - 0x30
-            if not (1 <= d <= 31 and 1 <= m <= 12 and 0 <= y <= 99):
-                raise ValueError("bad date")
-            days = _days_from_civil(2000 + y, m, d)  # a device made in the 2020s
-        if valid:
-            lat = self._angle_e7(3, 4, 2)
-            lon = self._angle_e7(5, 6, 3)
-            knots_x100 = self._fixed(7, 2) or 0
-            speed = (knots_x100 * 463 + 450) // 900  # 1 knot = 1852 m/h = 463/9 cm/s
-            course = self._fixed(8, 2) or 0
-        self._start(time_field, _HAVE_RMC, out)
-        self._rmc_ok = valid and days is not None
-        self._date_days = days
-        self._time_ms = time_ms
-        self._lat = lat
-        self._lon = lon
-        self._speed = speed
-        self._course = course
-        self._maybe_done(out)
-
-    def _gga(self, out):
-        time_field = self._time_field()
-        quality = self._fixed(6, 0) or 0
-        sats = self._fixed(7, 0) or 0
-        hdop = self._fixed(8, 1)
-        alt_dm = self._fixed(9, 1) or 0
-        self._start(time_field, _HAVE_GGA, out)
-        self._gga_quality = quality
-        self._sats = sats
-        self._hdop = hdop
-        self._alt = (alt_dm + 5) // 10 if alt_dm >= 0 else -((-alt_dm + 5) // 10)
-        self._maybe_done(out)
-
-    def _gsa(self):
-        mode = self._fixed(2, 0)
-        self.fix_mode = mode if mode in (1, 2, 3) else 1
-        self.pdop_x10 = self._fixed(15, 1) or 0
-        self._gsa_hdop = self._fixed(16, 1)
-
-    def _maybe_done(self, out):
-        if self._have != _HAVE_RMC | _HAVE_GGA:
-            return
-        if self._rmc_ok and self._gga_quality:
-            hdop = self._hdop if self._hdop is not None else self._gsa_hdop
-            if hdop is None:
-                hdop = 0
-                accuracy = 0
-            else:
-                accuracy = max(1, (hdop * _UERE_M + 5) // 10)
-            days = self._date_days if self._date_days is not None else 0  # set: _rmc_ok
-            out.append(
-                {
-                    "fix_time_ms": days * 86400000 + self._time_ms,
-                    "lat_e7": self._lat,
-                    "lon_e7": self._lon,
-                    "alt_m": _clamp(self._alt, -32768, 32767),
-                    "speed_cmps": _clamp(self._speed, 0, 65535),
-                    "course_cdeg": _clamp(self._course, 0, 35999),
-                    "accuracy_m": _clamp(accuracy, 0, 65535),
-                    "hdop_x10": _clamp(hdop, 0, 255),
-                    "sats": _clamp(self._sats, 0, 255),
-                    "source": _SOURCE_GNSS,
-                }
-            )
-        else:
-            utc = None
-            if self._date_days is not None:
-                utc = self._date_days * 86400000 + self._time_ms
-            out.append({"no_fix": True, "utc_ms": utc, "sats": _clamp(self._sats, 0, 255)})
-        self._reset_epoch()

@@ -25,7 +25,7 @@ def resume(app, log):
     self_reader, down_floor) for `app`."""
     hw = app.hw
     root = app.root
-    cause = hw.reset_cause()
+    cause = hw.reset_cause
     boots = persist.bump_boot_count(root + "/state")
     rtc = persist.rtc_take(hw.rtc) if cause == _RESET_DEEPSLEEP else None
     state = rtc if isinstance(rtc, dict) else persist.read_file(root + "/state/core.bin")
@@ -41,7 +41,7 @@ def resume(app, log):
     keys = persist.load_keys(root + "/keys")
     if keys is None:
         log("no key in /keys: unprovisioned, frames use a development key")
-        device_id, key_id, key = hw.device_id(), 0, _DEV_KEY
+        device_id, key_id, key = hw.device_id, 0, _DEV_KEY
     else:
         device_id, table = keys
         key_id = max(table)

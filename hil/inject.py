@@ -58,10 +58,11 @@ def test_key_file(device_id, key):
 def battery_mv(pct):
     """The cell voltage the firmware reads as `pct` %: its own OCV table, inverted."""
     pct = max(0.0, min(100.0, float(pct)))
-    for (mv0, p0), (mv1, p1) in zip(_OCV, _OCV[1:], strict=False):
+    points = list(zip(_OCV[0::2], _OCV[1::2], strict=True))  # the table is flat: mV, %, ...
+    for (mv0, p0), (mv1, p1) in zip(points, points[1:], strict=False):
         if pct <= p1:
             return int(round(mv0 + (pct - p0) * (mv1 - mv0) / (p1 - p0)))
-    return _OCV[-1][0]
+    return points[-1][0]
 
 
 class TestInjector:

@@ -26,9 +26,11 @@ class TimedPin:
 
 def _drive(out, pin, asks, until_ms):
     """Run the superloop's calls: out.step at each wake the outputs ask for, and each ask
-    (ticks, pattern name) at its time. Returns the motor's (start, duration) pulses."""
+    (ticks, pattern name) at its time. Returns the motor's (start, duration) pulses and the
+    last out.step (None: nothing plays or waits)."""
     asks = sorted(asks, key=lambda ask: ask[0])      # stable: same-time asks keep order
     now = 0
+    wake = None
     while now <= until_ms:
         while asks and asks[0][0] <= now:
             out.haptic(asks.pop(0)[1])
@@ -46,14 +48,14 @@ def _drive(out, pin, asks, until_ms):
         elif not level and on_at is not None:
             pulses.append((on_at, t - on_at))
             on_at = None
-    return pulses
+    return pulses, wake
 
 
 def _felt(asks, until_ms=20_000):
     pin = TimedPin()
     out = outputs.Outputs(pin, TimedPin())
-    pulses = _drive(out, pin, asks, until_ms)
-    assert not out.busy()
+    pulses, wake = _drive(out, pin, asks, until_ms)
+    assert wake is None, "still playing or waiting at the end"
     return [metrics.pattern_name(steps) for _start, steps in metrics.pulse_trains(pulses)], \
         pulses
 

@@ -112,7 +112,7 @@ def test_the_snapshot_and_the_crash_count_share_rtc_memory():
                 return self.data
             self.data = bytes(data)
     rtc = Rtc()
-    BootGuard(rtc).count_crash()
+    BootGuard(rtc).save(1)                             # main.py after a crash
     rtc_save(rtc, {"counter": 5})
     assert BootGuard(rtc).crashes == 1                 # the save kept the count
     assert rtc_take(rtc) == {"counter": 5}
