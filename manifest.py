@@ -14,6 +14,10 @@ include("$(PORT_DIR)/boards/manifest.py")
 
 FIRMWARE = ["__init__.py", "alarm.py", "app.py", "battery.py", "ble.py", "blesecrets.py",
             "board.py", "bootguard.py", "button.py", "clock.py", "config.py", "core.py",
+            "gnss.py", "link.py", "nmea.py", "orders.py", "outputs.py", "pairing.py",
+            "persist.py", "pins.py", "positioning.py", "power.py", "safemode.py", "startup.py",
+            "store.py"]
+PROTOCOL = ["__init__.py", "codec.py", "crypto.py", "framing.py", "messages.py"]
 
 package("firmware", files=FIRMWARE, base_path=".", opt=3)
 package("protocol", files=PROTOCOL, base_path=".", opt=3)
