@@ -17,7 +17,7 @@ FIRMWARE = ["__init__.py", "alarm.py", "app.py", "battery.py", "ble.py", "blesec
             "gnss.py", "link.py", "nmea.py", "orders.py", "outputs.py", "pairing.py",
             "persist.py", "pins.py", "positioning.py", "power.py", "safemode.py", "startup.py",
             "store.py"]
-PROTOCOL = ["__init__.py", "codec.py", "crypto.py", "framing.py", "messages.py"]
+PROTOCOL = ["__init__.py", "codec.py", "config_keys.py", "crypto.py", "framing.py", "messages.py"]
 
 package("firmware", files=FIRMWARE, base_path=".", opt=3)
 package("protocol", files=PROTOCOL, base_path=".", opt=3)

@@ -51,12 +51,12 @@ def log(text):
     print("vigil:", text)
 
 
-def _forget(name):
-    """Drop firmware module `name` from the heap: it is freed once nothing else holds it."""
-    sys.modules.pop("firmware." + name, None)
-    package = sys.modules["firmware"]
-    if hasattr(package, name):
-        delattr(package, name)
+def _forget(package, name):
+    """Drop module `package.name` from the heap: it is freed once nothing else holds it."""
+    sys.modules.pop(package + "." + name, None)
+    parent = sys.modules[package]
+    if hasattr(parent, name):
+        delattr(parent, name)
 
 
 def _make_link(hw, receiver, root):
@@ -133,7 +133,10 @@ class App:
             self.injector = inject.Injector(self, ring, downlinks, device_id)
         startup.finish(self, state, rtc, log, _MAX_ALARM_FRAMES)
         del startup
-        _forget("startup")
+        _forget("firmware", "startup")
+        # Needed again only for a CONFIG frame, which imports them again (orders.py, messages)
+        _forget("firmware", "config")
+        _forget("protocol", "config_keys")
         self.core = core_mod.Core(cfg, state)
         hw.arm_wakes()
         self.wdt = hw.watchdog()
@@ -296,8 +299,9 @@ class App:
         elif kind == "save_config":
             cfg = action[2]
             items = {}
-            for key_id in messages.CONFIG_KEYS:
-                items[key_id] = cfg[messages.CONFIG_KEYS[key_id][0]]
+            from protocol.config_keys import CONFIG_KEYS
+            for key_id in CONFIG_KEYS:
+                items[key_id] = cfg[CONFIG_KEYS[key_id][0]]
             persist.save_config(self.root + "/state", action[1], items)
         elif kind == "reboot":
             self.reboot = True

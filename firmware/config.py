@@ -1,11 +1,11 @@
-"""Device configuration: the wire table `protocol.messages.CONFIG_KEYS` plus a few local
+"""Device configuration: the wire table `protocol.config_keys.CONFIG_KEYS` plus a few local
 settings that the centre cannot change (they shape power, not behaviour it asks for).
 
 A config is a plain dict name -> int. `defaults()` builds one; `apply()` applies CONFIG
 items with range checks and reports what it refused, so a bad downlink never half-applies a
 value out of range.
 """
-from protocol.messages import CONFIG_KEYS  # id -> (name, min, max, default), units in names
+from protocol.config_keys import CONFIG_KEYS  # id -> (name, min, max, default), units in names
 
 
 def defaults():

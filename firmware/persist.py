@@ -154,11 +154,30 @@ def decode(data):
     return obj
 
 
+class _Sizer:
+    """What encode() writes, counted, not kept: a blob is then allocated once at its size
+    instead of grown by append, which moves it as it grows and needs the old and the new
+    copy at once (the deep-sleep snapshot is encoded at the heap's peak)."""
+
+    def __init__(self):
+        self.n = 0
+
+    def append(self, byte):
+        self.n += 1
+
+    def extend(self, data):
+        self.n += len(data)
+
+
 def _seal(magic, obj, prefix=b""):
     # The header (and the RTC's prefix) go in front of the body in place: one buffer, no
-    # copies. The deep-sleep snapshot is the largest blob and comes at the heap's peak.
+    # copies. Emptied by the slice assignment, the buffer keeps its capacity for encode().
     start = len(prefix)
-    out = encode(obj, bytearray(prefix + bytes(_FRAME_SIZE)))
+    size = _Sizer()
+    encode(obj, size)
+    out = bytearray(start + _FRAME_SIZE + size.n)
+    out[:] = prefix + bytes(_FRAME_SIZE)
+    encode(obj, out)
     struct.pack_into(_FRAME, out, start, magic, len(out) - start - _FRAME_SIZE,
                      binascii.crc32(memoryview(out)[start + _FRAME_SIZE:]))
     return out

@@ -24,7 +24,7 @@ from host.centre import Centre, CentreConfig, ProximityConfig
 from host.deploy import device_files
 from host.emulator import Route, World
 from host.keys import KeyStore
-from protocol import codec, messages
+from protocol import codec, config_keys
 
 REPO = Path(__file__).resolve().parent.parent
 KEY_ID = 0
@@ -40,7 +40,7 @@ def device_key(seed, device_id):
 
 CONFIG_PATH = "/state/config.bin"  # where firmware.persist.FlashState keeps the CONFIG
 PROVISIONED_CONFIG_VERSION = 1
-_CONFIG_IDS = {entry[0]: key_id for key_id, entry in messages.CONFIG_KEYS.items()}
+_CONFIG_IDS = {entry[0]: key_id for key_id, entry in config_keys.CONFIG_KEYS.items()}
 
 
 def config_file_bytes(version, items):

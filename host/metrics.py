@@ -21,7 +21,7 @@ the centre believes happened:
 import re
 
 from firmware import outputs
-from protocol import codec, messages
+from protocol import codec, config_keys
 from protocol import host_constants as constants
 
 LONG_PRESS_KEY = "long_press_ms"
@@ -46,7 +46,7 @@ def long_press_ms(device_spec):
     value = (device_spec.get("config") or {}).get(LONG_PRESS_KEY)
     if value is not None:
         return value
-    for name, _low, _high, default in messages.CONFIG_KEYS.values():
+    for name, _low, _high, default in config_keys.CONFIG_KEYS.values():
         if name == LONG_PRESS_KEY:
             return default
     raise KeyError(LONG_PRESS_KEY)

@@ -18,7 +18,7 @@ from typing import Annotated, Literal, Optional, Union
 from annotated_types import Ge, Le
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
-from protocol.messages import CONFIG_KEYS
+from protocol.config_keys import CONFIG_KEYS
 
 MAX_DURATION_S = 30 * 86400  # the longest scenario; every time within one is below it
 U32_MAX = 2**32 - 1
@@ -131,7 +131,7 @@ class ChargerStep(Strict):
 
 
 # [device.config]: CONFIG settings provisioned on the device's flash before its first boot,
-# by their protocol.messages.CONFIG_KEYS names and ranges, as the firmware would check them;
+# by their protocol.config_keys.CONFIG_KEYS names and ranges, as the firmware would check them;
 # left out = the firmware's default.
 DeviceConfig = create_model(  # type: ignore[call-overload]
     "DeviceConfig", __base__=Strict, __doc__="CONFIG values provisioned before the first boot.",

@@ -28,7 +28,7 @@ from cobs.cobs import decode as _cobs_decode
 from cobs.cobs import encode as _cobs_encode
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from protocol import codec, host_tables, messages
+from protocol import codec, config_keys, host_tables, messages
 from protocol.codec import SEALED_SIZES, Frame, FrameError, ReplayWindow
 from protocol.crypto import KEY_LEN, TAG_LEN
 from protocol.host_tables import FLAG_DOWNLINK, INNER_SIZE, MAX_FRAME, MIN_FRAME, VERSION
@@ -119,7 +119,7 @@ def _check_ints(values, what):
 
 
 def _check_config(key, value):
-    limits = messages.CONFIG_KEYS.get(key)
+    limits = config_keys.CONFIG_KEYS.get(key)
     if limits is None:
         raise PayloadError("unknown config key %r" % (key,))
     if not isinstance(value, int) or value < limits[1] or value > limits[2]:

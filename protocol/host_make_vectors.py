@@ -13,7 +13,7 @@ import struct
 import sys
 from pathlib import Path
 
-from protocol import codec, framing, host_tables, messages
+from protocol import codec, config_keys, framing, host_tables, messages
 from protocol import host_constants as constants
 from protocol.crypto import Keys
 
@@ -35,8 +35,8 @@ def schema_text():
     for code, name, direction, fmt, fields, kind in messages.MESSAGES:
         parts.append("%02x:%s:%s:%s:%s:%s" % (code, name, direction, fmt, ",".join(fields), kind))
     parts.append("fix:%s:%s" % (messages.FIX_FORMAT, ",".join(messages.FIX_FIELDS)))
-    for key in sorted(messages.CONFIG_KEYS):
-        parts.append("cfg:%d:%s:%d:%d" % ((key,) + messages.CONFIG_KEYS[key][:3]))
+    for key in sorted(config_keys.CONFIG_KEYS):
+        parts.append("cfg:%d:%s:%d:%d" % ((key,) + config_keys.CONFIG_KEYS[key][:3]))
     return ";".join(parts)
 
 

@@ -60,29 +60,8 @@ del _names
 # The optional fix of NO_FIX and ALARM is named:
 FIX_NAME = {"NO_FIX": "last_fix", "ALARM": "fix"}
 
-# CONFIG keys: id -> (name, min, max, default). Units are in the names (SPEC 6.9).
-CONFIG_KEYS = {
-    1: ("heartbeat_s", 60, 86400, 900),
-    2: ("low_battery_heartbeat_s", 300, 86400, 3600),
-    3: ("moving_fix_s", 10, 3600, 60),
-    4: ("moving_upload_s", 30, 3600, 300),
-    5: ("panic_fix_s", 1, 60, 5),
-    6: ("panic_upload_s", 1, 300, 10),
-    7: ("panic_track_s", 60, 86400, 1800),
-    8: ("proximity_fix_s", 5, 300, 15),
-    9: ("long_press_ms", 500, 10000, 1500),
-    10: ("reachability_s", 5, 3600, 30),
-    11: ("no_contact_s", 60, 86400, 1200),
-    12: ("gnss_timeout_s", 10, 600, 90),
-    13: ("gnss_lost_s", 60, 7200, 600),
-    14: ("self_test_s", 3600, 604800, 86400),
-    15: ("moving_speed_cmps", 10, 1000, 50),
-    16: ("moving_displacement_m", 10, 1000, 50),
-    17: ("operator_ack_timeout_s", 10, 3600, 120),
-}
-
 # Like MAVLink's CRC_EXTRA (SPEC 7): the CRC-32 of the text `host_make_vectors.schema_text()`
-# builds from the tables above and codec.SEALED_SIZES. A constant, not computed here: the
+# builds from the tables above, config_keys.CONFIG_KEYS and codec.SEALED_SIZES. A constant, not computed here: the
 # device would spend heap on the text's parts for good. tests/test_protocol_roundtrip.py fails
 # until it is updated after any change to the tables.
 SCHEMA_HASH = const(0x99C1776D)
@@ -120,6 +99,9 @@ def _pack(buf, offset, fmt, names, fields, what):
 
 
 def _check_config(key, value):
+    # Imported only here: a device loads the key table (~2.7 KB of heap) with its first
+    # CONFIG frame, not for good at boot.
+    from protocol.config_keys import CONFIG_KEYS
     limits = CONFIG_KEYS.get(key)
     if limits is None or not isinstance(value, int) or not limits[1] <= value <= limits[2]:
         raise PayloadError("config %r=%r out of range" % (key, value))

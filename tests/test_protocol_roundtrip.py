@@ -6,7 +6,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol import codec, host_fast, host_make_vectors, host_reference, host_tables, messages
+from protocol import (
+    codec,
+    config_keys,
+    host_fast,
+    host_make_vectors,
+    host_reference,
+    host_tables,
+    messages,
+)
 from protocol import host_constants as constants
 
 KEY = bytes(range(16))
@@ -24,9 +32,9 @@ def fixes():
 
 def config_items():
     def item(key):
-        _, low, high, _ = messages.CONFIG_KEYS[key]
+        _, low, high, _ = config_keys.CONFIG_KEYS[key]
         return st.tuples(st.just(key), st.integers(low, high))
-    return st.lists(st.sampled_from(sorted(messages.CONFIG_KEYS)).flatmap(item),
+    return st.lists(st.sampled_from(sorted(config_keys.CONFIG_KEYS)).flatmap(item),
                     max_size=host_tables.MAX_CONFIG_ITEMS)
 
 

@@ -1,8 +1,8 @@
 """Figures the HIL suite holds every board to (from SPEC.md, CONTRACTS.md and the firmware's
 config defaults), and small helpers the tests share. Only the Dut API is used, so the same
 tests run on emulated, pty, serial and labgrid boards."""
+from protocol import config_keys
 from protocol import host_constants as constants
-from protocol import messages
 
 LONG_PRESS_MS = 2_000           # held longer than long_press_ms (1500 ms)
 PRESS_TO_ALARM_MS = 3_000       # press start to the ALARM on the link
@@ -11,7 +11,7 @@ REACHABILITY_MS = 30_000        # a downlink reaches the wearer within 30 s (DES
 OPERATOR_ACK_DELAY_MS = 5_000   # CentreConfig.operator_ack_delay_ms
 PANIC = constants.ALARM_KIND_PANIC
 RAISED = constants.ALARM_STATE_RAISED
-KEY = {name: key_id for key_id, (name, *_rest) in messages.CONFIG_KEYS.items()}
+KEY = {name: key_id for key_id, (name, *_rest) in config_keys.CONFIG_KEYS.items()}
 
 
 def acked(dut, counter, since=0):
