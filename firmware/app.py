@@ -18,14 +18,8 @@ try:
 except ImportError:
     const = lambda x: x  # noqa: E731  (a def would clash with the stub's signature)
 
-from firmware import battery as battery_mod
-from firmware import button as button_mod
-from firmware import core as core_mod
-from firmware import gnss as gnss_mod
-from firmware import link as link_mod
-from firmware import outputs as outputs_mod
 from firmware import persist
-from firmware.clock import ticks_add
+from firmware.clock import ticks_add, ticks_diff
 from firmware.store import Queue
 from protocol import messages
 
@@ -35,6 +29,7 @@ from protocol import messages
 _TEST = const(False)
 # SPEC 6 values (protocol/host_constants.py; tests/test_core.py checks them)
 _RESET_DEEPSLEEP = const(4)
+_STORE_ALARM = const(2)            # core.STORE_ALARM: a send action's store kind for an alarm
 FW_VERSION = (1, 1, 0)
 _MAX_ALARM_FRAMES = const(8)
 # After LINK_READY drops, a packet the peer had already started still lands: the longest
@@ -68,7 +63,8 @@ def _make_link(hw, receiver, root):
         secrets = blesecrets.SecretStore(root + "/state/ble.bin")
         return ble.BleLink(bluetooth.BLE(), bluetooth.UUID, receiver, log, ticks_ms=hw.ticks_ms,
                            secrets=secrets)
-    return link_mod.Link(hw.link_uart, receiver, log)
+    from firmware import link
+    return link.Link(hw.link_uart, receiver, log)
 
 
 # A press that woke the board is dated this much before the modelled wake as well: a board
@@ -114,30 +110,30 @@ class App:
     # --- boot -------------------------------------------------------------------------------
     def start(self):
         hw = self.hw
-        # Boot-only work lives in its own module, dropped once done: its heap goes back to
-        # the superloop (docs/HARDWARE.md, "RAM").
+        # Boot-only work first, in its own module, dropped once done; the superloop's modules
+        # load after it, into the heap it gave back (docs/HARDWARE.md, "RAM").
         from firmware import startup
         (cause, boots, cfg, state, rtc, device_id, ring, downlinks, self.sender,
          self.self_reader, self.down_floor) = startup.resume(self, log)
-        self.link = _make_link(hw, downlinks, self.root)
-        if not self.link.has_wake_line:
-            # A link its peer cannot wake (BLE): reached only in the device's listen windows.
-            cfg["wake_line"] = 0
-        self.button = button_mod.Button(hw.button_pin, hw.ticks_ms)
-        self.battery = battery_mod.Battery(hw.battery_adc, hw.charger_pin,
-                                           hw.pins.BATTERY_DIVIDER)
-        self.outputs = outputs_mod.Outputs(hw.haptic_pin, hw.led_pin)
-        self.gnss = gnss_mod.Gnss(hw.gnss_uart, hw.gnss_en)
-        if _TEST:
-            from firmware import inject
-            self.injector = inject.Injector(self, ring, downlinks, device_id)
         startup.finish(self, state, rtc, log, _MAX_ALARM_FRAMES)
         del startup
         _forget("firmware", "startup")
         # Needed again only for a CONFIG frame, which imports them again (orders.py, messages)
         _forget("firmware", "config")
         _forget("protocol", "config_keys")
-        self.core = core_mod.Core(cfg, state)
+        from firmware import battery, button, core, gnss, outputs
+        self.link = _make_link(hw, downlinks, self.root)
+        if not self.link.has_wake_line:
+            # A link its peer cannot wake (BLE): reached only in the device's listen windows.
+            cfg["wake_line"] = 0
+        self.button = button.Button(hw.button_pin, hw.ticks_ms)
+        self.battery = battery.Battery(hw.battery_adc, hw.charger_pin, hw.pins.BATTERY_DIVIDER)
+        self.outputs = outputs.Outputs(hw.haptic_pin, hw.led_pin)
+        self.gnss = gnss.Gnss(hw.gnss_uart, hw.gnss_en)
+        if _TEST:
+            from firmware import inject
+            self.injector = inject.Injector(self, ring, downlinks, device_id)
+        self.core = core.Core(cfg, state)
         hw.arm_wakes()
         self.wdt = hw.watchdog()
         hw.ready(1)
@@ -187,13 +183,13 @@ class App:
         out_next = self.outputs.step(now)
         if out_next is not None:
             mode = "idle"
-            sleep_ms = min(sleep_ms, max(0, core_mod.ticks_diff(out_next, now)))
+            sleep_ms = min(sleep_ms, max(0, ticks_diff(out_next, now)))
         if self.gnss.powered:
             mode = "idle"                       # the GNSS UART hears nothing in light sleep
         if hw.link_wake_asserted():
             mode = "idle"                       # the peer is waiting to send
             sleep_ms = min(sleep_ms, _WAKE_LINE_POLL_MS)
-        if mode == "deep" and self._last_traffic is not None and core_mod.ticks_diff(
+        if mode == "deep" and self._last_traffic is not None and ticks_diff(
                 now, self._last_traffic) < _LISTEN_AFTER_TRAFFIC_MS:
             mode = "light"
             sleep_ms = min(sleep_ms, _LISTEN_AFTER_TRAFFIC_MS)
@@ -321,11 +317,11 @@ class App:
             log("send %s: %s" % (name, exc))
             return
         if store:
-            evicted = self.queue.append(counter, store == core_mod.STORE_ALARM, frame)
+            evicted = self.queue.append(counter, store == _STORE_ALARM, frame)
             if evicted:
                 self.events.append(("evicted", evicted))
             self.events.append(("queue_depth", len(self.queue)))
-        if store == core_mod.STORE_ALARM:
+        if store == _STORE_ALARM:
             self.alarm_frames[counter] = frame
             if len(self.alarm_frames) > _MAX_ALARM_FRAMES:
                 del self.alarm_frames[min(self.alarm_frames)]
