@@ -18,7 +18,7 @@ try:
 except ImportError:
     const = lambda x: x  # noqa: E731  (a def would clash with the stub's signature)
 
-from firmware import persist
+from firmware import forget, persist
 from firmware.clock import ticks_add, ticks_diff
 from firmware.store import Queue
 from protocol import messages
@@ -44,14 +44,6 @@ _WAKE_LINE_POLL_MS = const(20)
 
 def log(text):
     print("vigil:", text)
-
-
-def _forget(package, name):
-    """Drop module `package.name` from the heap: it is freed once nothing else holds it."""
-    sys.modules.pop(package + "." + name, None)
-    parent = sys.modules[package]
-    if hasattr(parent, name):
-        delattr(parent, name)
 
 
 def _make_link(hw, receiver, root):
@@ -117,10 +109,10 @@ class App:
          self.self_reader, self.down_floor) = startup.resume(self, log)
         startup.finish(self, state, rtc, log, _MAX_ALARM_FRAMES)
         del startup
-        _forget("firmware", "startup")
+        forget("firmware.startup")
         # Needed again only for a CONFIG frame, which imports them again (orders.py, messages)
-        _forget("firmware", "config")
-        _forget("protocol", "config_keys")
+        forget("firmware.config")
+        forget("protocol.config_keys")
         from firmware import battery, button, core, gnss, outputs
         self.link = _make_link(hw, downlinks, self.root)
         if not self.link.has_wake_line:
@@ -293,12 +285,7 @@ class App:
         elif kind == "persist":
             persist.write_file(self.root + "/state/core.bin", action[1])
         elif kind == "save_config":
-            cfg = action[2]
-            items = {}
-            from protocol.config_keys import CONFIG_KEYS
-            for key_id in CONFIG_KEYS:
-                items[key_id] = cfg[CONFIG_KEYS[key_id][0]]
-            persist.save_config(self.root + "/state", action[1], items)
+            persist.save_config(self.root + "/state", action[1], action[2])
         elif kind == "reboot":
             self.reboot = True
         elif kind == "log":

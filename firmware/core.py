@@ -61,7 +61,7 @@ Actions (tuples, kind first):
     ("led", pattern)                show a named LED pattern (outputs.LED)
     ("sample_battery",)             read the battery, feed back a ("battery", ...) event
     ("persist", snapshot)           save the snapshot (flash + RTC memory)
-    ("save_config", version, cfg)   save an applied CONFIG
+    ("save_config", version, items) save an applied CONFIG ({key id: value})
     ("reboot",)                     persist first, then reset
     ("log", text)                   one short log line
 """
@@ -70,7 +70,7 @@ try:
 except ImportError:
     const = lambda x: x  # noqa: E731  (a def would clash with the stub's signature)
 
-from firmware import alarm, positioning, power
+from firmware import alarm, forget, positioning, power
 from firmware.clock import ago, as_int, ticks_add, ticks_diff
 
 # Protocol numbers, equal to protocol.messages (tests/test_core.py checks). Private consts
@@ -525,13 +525,17 @@ class Core:
             # locate_now is the paired scheme's: pairing.py, which a paired device has loaded.
             from firmware import pairing
             pairing.locate_now(self, as_int(fields.get("arg")), now, out)
-        elif name == "CONFIG":
-            # Rare: orders.py is imported at the first CONFIG or other COMMAND.
+        elif name == "CONFIG" or name == "COMMAND":
+            # Rare: orders.py is imported for the frame and dropped after it.
             from firmware import orders
-            orders.rx_config(self, fields, now, out)
-        elif name == "COMMAND":
-            from firmware import orders
-            orders.rx_command(self, fields, now, out)
+            if name == "CONFIG":
+                orders.rx_config(self, fields, now, out)
+            else:
+                orders.rx_command(self, fields, now, out)
+            del orders
+            forget("firmware.orders")
+            forget("firmware.config")               # rx_config's, if it imported it
+            forget("protocol.config_keys")
         elif name == "TIME_SYNC":
             utc = as_int(fields.get("utc_ms"))
             if utc > 0:

@@ -7,7 +7,7 @@ try:
 except ImportError:
     const = lambda x: x  # noqa: E731  (a def would clash with the stub's signature)
 
-from firmware import alarm, config, positioning, power
+from firmware import alarm, positioning, power
 from firmware.clock import as_int
 
 # Protocol numbers, equal to protocol.messages (tests/test_core.py checks).
@@ -20,11 +20,15 @@ VIBRATE_PATTERNS = ("confirm", "operator_ack", "proximity_warning", "proximity_a
 
 
 def rx_config(c, fields, now, out):
+    from firmware import config  # only here: a COMMAND needs none of it
     refused = config.apply(c.cfg, fields.get("items") or ())
     for reason in refused:
         out.append(("log", reason))
     c.config_version = as_int(fields.get("config_version"))
-    out.append(("save_config", c.config_version, dict(c.cfg)))
+    items = {}                                      # the wire keys' values, by key id
+    for key_id in config.CONFIG_KEYS:
+        items[key_id] = c.cfg[config.CONFIG_KEYS[key_id][0]]
+    out.append(("save_config", c.config_version, items))
     c._persist(out)
     due = c._due
     due["heartbeat"] = c._at(now, "low_battery_heartbeat_s" if c.low_power

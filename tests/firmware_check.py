@@ -33,7 +33,7 @@ def enc(v):
     if isinstance(v, dict):
         write("{")
         for k in sorted(v):
-            write(k + ":")
+            write(str(k) + ":")
             enc(v[k])
             write(",")
         write("}")

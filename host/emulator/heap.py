@@ -80,9 +80,11 @@ class Heap:
         self.baseline_bytes = int(baseline_bytes)
         self.imports_bytes = 0
         self.peak_bytes = self.baseline_bytes
+        self._charged = set()
 
     def reset(self):
         self.imports_bytes = 0
+        self._charged = set()
 
     def alloc_bytes(self):
         return self.baseline_bytes + self.imports_bytes
@@ -91,6 +93,12 @@ class Heap:
         return max(0, self.heap_bytes - self.alloc_bytes())
 
     def charge_import(self, name, mpy_bytes):
+        # A module the firmware dropped (firmware.forget) and imports again takes the heap
+        # it gave back: charged once per boot. The model never credits the drop, so the
+        # first import's charge stands for good (pessimistic: the VM runtime measures it).
+        if name in self._charged:
+            return 0
+        self._charged.add(name)
         cost = int(mpy_bytes * HEAP_PER_MPY_BYTE)
         if self.alloc_bytes() + cost > self.heap_bytes:
             raise MemoryError("memory allocation failed, allocating %d bytes (import %s)"
