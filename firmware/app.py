@@ -11,7 +11,6 @@ packet already on the wire land, the link UART is flushed, and the board light- 
 deep-sleeps until a timer, the button (ext0) or the wake line (ext1).
 """
 import gc
-import sys
 
 try:
     from micropython import const
