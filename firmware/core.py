@@ -4,9 +4,10 @@ This module holds the state, the dispatch (events, downlink frames, timers), lis
 without a wake line and the sleep plan; each other concern is a module of functions that
 take the Core first (`alarm.raise_panic(core, now, out)`): alarm.py (button, alarms),
 positioning.py (GNSS cadence, fixes), power.py (heartbeat, battery, self-test), and two
-imported when first needed: orders.py (CONFIG, COMMAND but locate_now) and pairing.py (the
-scheme, PROXIMITY, locate_now). clock.py has the tick arithmetic. Protocol numbers are
-private consts in each module: a private const costs no heap on MicroPython.
+imported for the event that needs them and dropped after it: orders.py (CONFIG, COMMAND but
+locate_now) and pairing.py (the scheme, PROXIMITY, locate_now). clock.py has the tick
+arithmetic. Protocol numbers are private consts in each module: a private const costs no
+heap on MicroPython.
 
     core = Core(config, state)          # config: firmware.config dict; state: snapshot() or None
     actions = core.handle(event, now)   # now: a ticks_ms value (wraps at 2**30, ESP32 port)
@@ -229,6 +230,12 @@ class Core:
             power.t_heartbeat(self, now, out)
         elif "keepalive" not in self._due:
             power.keepalive(self, now)               # armed while tracking, else none
+        # The rare handlers go back to the heap after each event: imported again when next
+        # needed (firmware.forget).
+        forget("firmware.orders")
+        forget("firmware.pairing")
+        forget("firmware.config")
+        forget("protocol.config_keys")
         return out
 
     def next_deadline(self, now):
@@ -522,26 +529,22 @@ class Core:
             if changed:
                 self._persist(out)
         elif name == "COMMAND" and as_int(fields.get("command")) == 1:
-            # locate_now is the paired scheme's: pairing.py, which a paired device has loaded.
+            # locate_now is the paired scheme's: pairing.py
             from firmware import pairing
             pairing.locate_now(self, as_int(fields.get("arg")), now, out)
         elif name == "CONFIG" or name == "COMMAND":
-            # Rare: orders.py is imported for the frame and dropped after it.
+            # Rare: orders.py is imported for the frame (dropped after the event: handle).
             from firmware import orders
             if name == "CONFIG":
                 orders.rx_config(self, fields, now, out)
             else:
                 orders.rx_command(self, fields, now, out)
-            del orders
-            forget("firmware.orders")
-            forget("firmware.config")               # rx_config's, if it imported it
-            forget("protocol.config_keys")
         elif name == "TIME_SYNC":
             utc = as_int(fields.get("utc_ms"))
             if utc > 0:
                 self._utc_ms, self._utc_ticks = utc, now
         elif name == "PROXIMITY":
-            # Paired only: pairing.py is imported at the first PROXIMITY or MODE.
+            # Paired only: pairing.py
             from firmware import pairing
             pairing.rx_proximity(self, fields, now, out)
         elif name == "MODE":
