@@ -105,8 +105,8 @@ class App:
         # load after it, into the heap it gave back (docs/HARDWARE.md, "RAM").
         from firmware import startup
         (cause, boots, cfg, state, rtc, device_id, ring, downlinks, self.sender,
-         self.self_reader, self.down_floor) = startup.resume(self, log)
-        startup.finish(self, state, rtc, log, _MAX_ALARM_FRAMES)
+         self.down_floor) = startup.resume(self, log)
+        startup.finish(self, state, rtc, ring, log, _MAX_ALARM_FRAMES)
         del startup
         forget("firmware.startup")
         # Needed again only for a CONFIG frame, which imports them again (orders.py, messages)

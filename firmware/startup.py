@@ -22,7 +22,7 @@ _DEV_KEY = bytes(16)
 
 def resume(app, log):
     """This boot's (cause, boots, cfg, state, rtc, device_id, ring, downlinks, sender,
-    self_reader, down_floor) for `app`."""
+    down_floor) for `app`."""
     hw = app.hw
     root = app.root
     cause = hw.reset_cause
@@ -51,21 +51,19 @@ def resume(app, log):
     # one derivation of the key for sealing and opening
     sender = codec.Sender(device_id, key_id, ring[(device_id, key_id)],
                           counter=state["counter"])
-    self_reader = codec.Receiver(ring, downlink=False, check_replay=False)
     downlinks = codec.Receiver(ring, downlink=True)
     # The downlink window survives resets (a floor in flash) and deep sleep (exact, RTC).
     down_floor = persist.DownlinkFloor(root + "/state/downlink.bin")
     down_floor.attach(downlinks, device_id, key_id,
                       rtc.get("down") if isinstance(rtc, dict) else None)
-    return (cause, boots, cfg, state, rtc, device_id, ring, downlinks, sender, self_reader,
-            down_floor)
+    return cause, boots, cfg, state, rtc, device_id, ring, downlinks, sender, down_floor
 
 
-def finish(app, state, rtc, log, max_alarm_frames):
+def finish(app, state, rtc, ring, log, max_alarm_frames):
     """After the drivers are built: the panic taken back from the queue, and the time a
     deep sleep lasted."""
     if not state.get("panic_id"):
-        _restore_panic(app, state, log, max_alarm_frames)
+        _restore_panic(app, state, ring, log, max_alarm_frames)
     deep = state.get("deep") if rtc else None
     if isinstance(deep, dict):
         # A deep-sleep wake: the RTC counted through the sleep and the boot, ticks did not.
@@ -75,19 +73,20 @@ def finish(app, state, rtc, log, max_alarm_frames):
         deep["slept_ms"] = max(0, app.rtc_ms() - slept_at)
 
 
-def _restore_panic(app, state, log, max_alarm_frames):
+def _restore_panic(app, state, ring, log, max_alarm_frames):
     """A power cut after a panic ALARM reached the flash queue but before the core's
     snapshot was saved leaves the alarm queued yet unknown to the core. Take it back from
     the queue, so the device resumes the panic (cadence, resends, clear_alarm) instead of
     forgetting it. A panic cleared since (its "cleared" record also queued) stays over."""
     raised_counter = raised_id = raised_utc = 0
     cleared = []
+    reader = codec.Receiver(ring, downlink=False, check_replay=False)   # our own uplinks
     for counter, is_alarm, frame in app.queue.pending(limit=max_alarm_frames,
                                                       alarms_first=True):
         if not is_alarm:
             break
         try:
-            opened = app.self_reader.open(frame[:-1])
+            opened = reader.open(frame[:-1])
         except Exception:                          # a record this key cannot open
             continue
         f = opened.fields
