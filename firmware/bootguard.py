@@ -3,7 +3,7 @@ pauses a crash loop, and the app clears the count once a pass has completed and 
 goes to sleep.
 
 The count lives in the first PREFIX_BYTES of RTC memory ("VGRD", the count, 3 spare), which
-survive a reset, the watchdog and deep sleep but not a power cut (persist.RtcState keeps the
+survive a reset, the watchdog and deep sleep but not a power cut (persist.rtc_save keeps the
 rest).
 """
 try:

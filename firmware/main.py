@@ -23,10 +23,10 @@ def main():
     # woke the board, or came during any boot, is timed from here (app.boot_press_began),
     # not from the app's start, which comes after the imports and the flash work.
     main_ms = time.ticks_ms()
-    # The heap is small and first-fit: collect every 4 KiB allocated from here on (the first
+    # The heap is small and first-fit: collect every 2 KiB allocated from here on (the first
     # collection frees what compiling this file left), so the modules imported next pack
     # together instead of landing between garbage (docs/HARDWARE.md, "RAM and boot time").
-    gc.threshold(4096)
+    gc.threshold(2048)
     from firmware import bootguard, pins
     Pin = machine.Pin
     held_at_main = Pin(pins.PANIC_BUTTON_PIN, Pin.IN, Pin.PULL_UP).value() == 0
