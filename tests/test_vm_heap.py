@@ -68,17 +68,18 @@ def test_live_heap_and_mem_info_are_sampled_at_each_collection():
 
 
 def test_quiet_day_runs_an_hour_within_the_heap_budget_it_has_today():
-    """A regression guard, not the target: bench/heap.py finds 132 KiB for quiet-day today
-    (issue 7 aims at 80 KiB, and 96K is the bar; see README). Code that grows the firmware's
-    heap past this margin fails here first."""
+    """A regression guard with 2 KiB of margin: bench/heap.py finds 95 KiB for quiet-day
+    (24 h, 1 KiB steps; issue 7's bar is 96K, and bench/emulator.py --runtime micropython
+    runs every built-in scenario at 96K). Code that grows the firmware's heap by more than
+    the margin fails here first."""
     from host import emulate, scenario
 
     sc = scenario.load("quiet-day")
     sc["scenario"]["duration_s"] = 3600
-    summary = emulate.run(sc, runtime="micropython", heap_bytes=144 * 1024)[0]
+    summary = emulate.run(sc, runtime="micropython", heap_bytes=98 * 1024)[0]
     assert summary["device_faults"] == [] and summary["crashes"] == 0
     (peak,) = summary["peak_heap_bytes"].values()
-    assert 80_000 < peak <= 144 * 1024
+    assert 60_000 < peak <= 98 * 1024
 
 
 def test_rtc_memory_and_uart_write_take_no_heap_for_the_data():
