@@ -496,8 +496,8 @@ class VmBridge:
         from .runtime import IMPORT_US_PER_MPY_BYTE
 
         for name in names:
-            if name in self._imported:
-                continue
+            # Reported only when not in sys.modules: a module the firmware dropped
+            # (firmware.forget) and imports again loads again, and takes its time again.
             base = name.replace(".", "/")
             for path in ("/%s.py" % base, "/lib/%s.py" % base, "/%s/__init__.py" % base,
                          "/lib/%s/__init__.py" % base):

@@ -407,12 +407,8 @@ def _hook_imports(board):
                 prefix = ".".join(parts[:i + 1])
                 if prefix not in modules:
                     wanted.append(prefix)
-            if isinstance(fromlist, (tuple, list)):  # MicroPython may pass a bool
-                parent = modules.get(name)
-                for item in fromlist:
-                    full = name + "." + item
-                    if full not in modules and (parent is None or not hasattr(parent, item)):
-                        wanted.append(full)
+            # `from pkg import sub` loads sub through this hook again (mp_import_from calls
+            # the __import__ override with "pkg.sub"), which reports it then.
             if wanted:
                 board.vm_import(wanted)
         return real_import(name, globals, locals, fromlist, level)
