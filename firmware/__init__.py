@@ -6,7 +6,9 @@ def forget(module):
     else holds it, and imported again when next needed. For code the device runs rarely (at
     boot, for a CONFIG or a COMMAND): its heap goes back to the superloop."""
     import sys
-    sys.modules.pop(module, None)
+    if module not in sys.modules:       # the core calls this after every event: cheap then
+        return
+    del sys.modules[module]
     package, name = module.split(".")
     parent = sys.modules[package]
     if hasattr(parent, name):
