@@ -80,8 +80,8 @@ from littlefs.context import UserContext  # noqa: E402
 
 from host import deploy, emulate, scenario  # noqa: E402
 from host.centre import Centre  # noqa: E402
-from host.emulator.device import HARD_RESET, DeviceReset  # noqa: E402
 from host.emulator.flash import board_littlefs  # noqa: E402
+from host.emulator.states import HARD_RESET, DeviceReset  # noqa: E402
 from host.provision import KEY_PATH  # noqa: E402
 from protocol import codec  # noqa: E402
 

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from host.emulator import EmulatorError, World
-from host.emulator.device import DEEPSLEEP_RESET, HARD_RESET, PWRON_RESET, SOFT_RESET, WDT_RESET
+from host.emulator.states import DEEPSLEEP_RESET, HARD_RESET, PWRON_RESET, SOFT_RESET, WDT_RESET
 
 MPY = Path(__file__).resolve().parent.parent / "host" / "emulator" / "mpy"
 DAY_MS = 24 * 3600 * 1000

@@ -3,7 +3,7 @@ emulated board, fail the way they would on a real ESP32 with stock MicroPython."
 import pytest
 
 from host.emulator import World
-from host.emulator.device import HARD_RESET, PWRON_RESET, SOFT_RESET, WDT_RESET
+from host.emulator.states import HARD_RESET, PWRON_RESET, SOFT_RESET, WDT_RESET
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import pytest
 from host.deploy import device_files
 from host.emulate import REPO
 from host.emulator import World
-from host.emulator.device import DEEPSLEEP_RESET, HARD_RESET
+from host.emulator.states import DEEPSLEEP_RESET, HARD_RESET
 
 SAFE_MODE_PIN = 13
 

@@ -11,7 +11,7 @@ import littlefs
 import pytest
 
 from host import emulate, scenario
-from host.emulator import World, device
+from host.emulator import World, device, machine_bus
 from host.emulator.vmtools import parse_heap
 
 from .vm import needs_micropython
@@ -101,7 +101,7 @@ def test_a_new_bus_call_is_forwarded_without_changing_the_bridge(monkeypatch):
             raise ValueError("probe says no", 3)
         return list(args)
 
-    monkeypatch.setattr(device.BoardBus, "probe_echo", None, raising=False)
+    monkeypatch.setattr(machine_bus.BoardBus, "probe_echo", None, raising=False)
     monkeypatch.setattr(device.EmulatedDevice, "bus_probe_echo", probe_echo, raising=False)
     with World(seed=1) as world:
         dev = world.add_device(1, files={"/main.py": PROBE_MAIN}, runtime="micropython")

@@ -58,9 +58,10 @@ machine.reset and an uncaught exception are real resets that discard every modul
 memory and flash survive (a power cut loses RTC memory too). Light sleep pauses the watchdog
 and the hardware timers, and loses GPIO interrupts of pins that are not wake sources.
 """
-from .device import RESET_NAMES, DeviceReset, EmulatedDevice
+from .device import EmulatedDevice
 from .energy import Energy, ProfileError, load_profile
 from .gnss import Route, nmea_sentence
+from .states import RESET_NAMES, DeviceReset
 from .world import EmulatorError, World
 
 __all__ = ["World", "EmulatedDevice", "EmulatorError", "DeviceReset", "RESET_NAMES", "Energy",

@@ -7,13 +7,14 @@ Every rule here is in docs/HARDWARE.md ("Pins" and "Sleep and wake"), with its s
 """
 import collections
 
+from .states import EXT0_WAKE, EXT1_WAKE
+
 # Pin modes and constants: the ESP32 port's values (as in mpy/machine.py).
 PIN_IN = 1
 PIN_OUT_MODES = (3, 7)
 PULL_UP, PULL_DOWN = 2, 1
 IRQ_RISING, IRQ_FALLING, WAKE_LOW, WAKE_HIGH = 1, 2, 4, 5
 SLEEP_BIT, DEEPSLEEP_BIT = 2, 4
-EXT0_WAKE, EXT1_WAKE = 2, 3
 
 # GPIOs of an ESP32-WROOM-32 (6-11 drive the flash); 34-39 are inputs only.
 VALID_PINS = frozenset([0, 1, 2, 3, 4, 5, 12, 13, 14, 15, 16, 17, 18, 19, 21, 22, 23, 25, 26,

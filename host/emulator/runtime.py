@@ -253,7 +253,7 @@ class FirmwareRuntime:
         return bytes(self.rng.getrandbits(8) for _ in range(n))
 
     def _board_module(self):
-        from .device import BoardBus
+        from .machine_bus import BoardBus
         module = types.ModuleType("_board")
         for attr in dir(BoardBus):
             if not attr.startswith("_"):

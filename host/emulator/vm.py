@@ -178,7 +178,7 @@ class VmBridge:
     """Runs one emulated board's firmware in MicroPython processes, one per boot."""
 
     def __init__(self, device, heap_bytes=DEFAULT_HEAP_BYTES):
-        from .device import BoardBus
+        from .machine_bus import BoardBus
 
         self.dev = device
         self.heap_bytes = heap_bytes
