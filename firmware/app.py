@@ -104,9 +104,8 @@ class App:
         # Boot-only work first, in its own module, dropped once done; the superloop's modules
         # load after it, into the heap it gave back (docs/HARDWARE.md, "RAM").
         from firmware import startup
-        (cause, boots, cfg, state, rtc, device_id, ring, downlinks, self.sender,
-         self.down_floor) = startup.resume(self, log)
-        startup.finish(self, state, rtc, ring, log, _MAX_ALARM_FRAMES)
+        (cause, boots, cfg, state, device_id, ring, downlinks, self.sender,
+         self.down_floor) = startup.resume(self, log, _MAX_ALARM_FRAMES)
         del startup
         forget("firmware.startup")
         # Needed again only for a CONFIG frame, which imports them again (orders.py, messages)

@@ -20,9 +20,9 @@ _ALARM_STATE_RAISED = const(1)
 _DEV_KEY = bytes(16)
 
 
-def resume(app, log):
-    """This boot's (cause, boots, cfg, state, rtc, device_id, ring, downlinks, sender,
-    down_floor) for `app`."""
+def resume(app, log, max_alarm_frames):
+    """This boot's (cause, boots, cfg, state, device_id, ring, downlinks, sender, down_floor)
+    for `app`."""
     hw = app.hw
     root = app.root
     cause = hw.reset_cause
@@ -56,12 +56,6 @@ def resume(app, log):
     down_floor = persist.DownlinkFloor(root + "/state/downlink.bin")
     down_floor.attach(downlinks, device_id, key_id,
                       rtc.get("down") if isinstance(rtc, dict) else None)
-    return cause, boots, cfg, state, rtc, device_id, ring, downlinks, sender, down_floor
-
-
-def finish(app, state, rtc, ring, log, max_alarm_frames):
-    """After the drivers are built: the panic taken back from the queue, and the time a
-    deep sleep lasted."""
     if not state.get("panic_id"):
         _restore_panic(app, state, ring, log, max_alarm_frames)
     deep = state.get("deep") if rtc else None
@@ -71,6 +65,7 @@ def finish(app, state, rtc, ring, log, max_alarm_frames):
         slept_at = deep.get("rtc_ms")
         slept_at = slept_at if isinstance(slept_at, int) else app.rtc_ms()
         deep["slept_ms"] = max(0, app.rtc_ms() - slept_at)
+    return cause, boots, cfg, state, device_id, ring, downlinks, sender, down_floor
 
 
 def _restore_panic(app, state, ring, log, max_alarm_frames):
