@@ -100,3 +100,31 @@ def test_rtc_memory_and_uart_write_take_no_heap_for_the_data():
         assert int(rtc_bytes) < 1500 and int(uart_bytes) < 1500, line
     finally:
         world.close()
+
+
+def test_the_bluetooth_stacks_own_allocations_are_on_the_firmwares_heap():
+    # The NimBLE bindings keep their root pointers, the service definitions, the UUIDs and the
+    # gatts db (an entry and a buffer per value handle) on MicroPython's heap (m_new in
+    # extmod/nimble/modbluetooth_nimble.c and extmod/modbluetooth.c), so a firmware with BLE
+    # pays for them; mp_bluetooth_deinit gives them back.
+    world, dev = _boot(
+        "import gc, bluetooth\nble = bluetooth.BLE()\nU = bluetooth.UUID\n"
+        "svc = (U('5a1e0001-7669-6769-6c00-000000000000'), ("
+        "(U('5a1e0002-7669-6769-6c00-000000000000'), bluetooth.FLAG_WRITE), "
+        "(U('5a1e0003-7669-6769-6c00-000000000000'), bluetooth.FLAG_INDICATE)))\n"
+        "h = None\ngc.collect()\na = gc.mem_alloc()\nble.active(True)\n"
+        "h = ble.gatts_register_services((svc,))\nble.gatts_set_buffer(h[0][0], 512, True)\n"
+        "gc.collect()\nb = gc.mem_alloc()\nh = None\nble.active(False)\ngc.collect()\n"
+        "print('stack', b - a, gc.mem_alloc() - a)\n", until_ms=5000)
+    try:
+        (line,) = [line for _t, line in dev.log if line.startswith("stack")]
+        _, up_bytes, after_bytes = line.split()
+        # The C structures' bytes on the ESP32 (4-byte words, before rounding to GC blocks):
+        # root pointers 84 + db map 12, 3 characteristic definitions 84, 2 service definitions
+        # 32, 3 UUIDs 51, handles 4, 2 db entries 32, buffers 512 + 20. A 64-bit build's are
+        # larger, so this is the least either may show.
+        assert int(up_bytes) >= 831, line
+        assert int(up_bytes) < 2 * 1400, line
+        assert int(after_bytes) <= 2 * 4 * dev.vm.word_bytes, line   # all back, but stack noise
+    finally:
+        world.close()

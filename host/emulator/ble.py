@@ -311,7 +311,7 @@ class BleHost:
             raise OSError(EINVAL)
         entry.alloc = int(length)
         entry.append = bool(append)
-        entry.data = entry.data[:entry.alloc]
+        entry.data = b""                 # mp_bluetooth_gatts_db_resize: data_len = 0
 
     def bus_gatts_notify(self, conn_handle, handle, data, indicate):
         self._need_active()
