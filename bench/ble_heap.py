@@ -30,17 +30,12 @@ sys.path.insert(0, str(REPO))
 from host.emulator.vmtools import VmUnavailable, check_available  # noqa: E402
 
 PROBE = """
-import gc, os
+import gc, os, time
 from firmware import persist  # noqa: F401 - the app imports it whatever the link
 try:
     os.mkdir("/state")
 except OSError:
     pass
-
-
-class Receiver:
-    def feed(self, data):
-        return []
 
 
 class Uart:
@@ -77,7 +72,7 @@ class StandInBLE:
 gc.collect()
 before = gc.mem_alloc()
 from firmware import link as uart_link
-ulink = uart_link.Link(Uart(), Receiver())
+ulink = uart_link.Link(Uart())
 gc.collect()
 print("uart-probe", before, gc.mem_alloc())
 gc.collect()
@@ -85,7 +80,7 @@ before = gc.mem_alloc()
 from firmware import ble, blesecrets
 gc.collect()
 imported = gc.mem_alloc()
-link = ble.BleLink(StandInBLE(), str, Receiver(), max_queued=%(frames)d,
+link = ble.BleLink(StandInBLE(), str, time.ticks_ms, max_queued=%(frames)d,
                    secrets=blesecrets.SecretStore("/state/ble.bin"))
 link.ble.handler(30, (10, b"irk", bytes(16)))
 for n in range(%(frames)d):

@@ -86,12 +86,14 @@ import bluetooth, time
 from firmware.ble import BleLink
 from protocol import codec
 ring = codec.Keyring(); ring.add(7, 0, %r)
-link = BleLink(bluetooth.BLE(), bluetooth.UUID, codec.Receiver(ring, downlink=True),
-               max_queued=64)
+receiver = codec.Receiver(ring, downlink=True)
+link = BleLink(bluetooth.BLE(), bluetooth.UUID, time.ticks_ms, max_queued=64)
 sender = codec.Sender(7, 0, %r)
 while True:
-    for f in link.poll():
-        link.write(sender.seal("EVENT", {"kind": 3, "time_ms": f.counter, "value": 1}))
+    for data in link.poll():
+        for f in receiver.feed(data):
+            if hasattr(f, "fields"):
+                link.write(sender.seal("EVENT", {"kind": 3, "time_ms": f.counter, "value": 1}))
     time.sleep_ms(%d)
 '''
 

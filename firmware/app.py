@@ -45,17 +45,16 @@ def log(text):
     print("vigil:", text)
 
 
-def _make_link(hw, receiver, root):
+def _make_link(hw, root):
     """The link the pin table names: LINK_KIND "uart" (default) or "ble"."""
     if getattr(hw.pins, "LINK_KIND", "uart") == "ble":
         import bluetooth
 
         from firmware import ble, blesecrets
         secrets = blesecrets.SecretStore(root + "/state/ble.bin")
-        return ble.BleLink(bluetooth.BLE(), bluetooth.UUID, receiver, log, ticks_ms=hw.ticks_ms,
-                           secrets=secrets)
+        return ble.BleLink(bluetooth.BLE(), bluetooth.UUID, hw.ticks_ms, log, secrets=secrets)
     from firmware import link
-    return link.Link(hw.link_uart, receiver, log)
+    return link.Link(hw.link_uart)
 
 
 # A press that woke the board is dated this much before the modelled wake as well: a board
@@ -112,7 +111,8 @@ class App:
         forget("firmware.config")
         forget("protocol.config_keys")
         from firmware import battery, button, core, gnss, outputs
-        self.link = _make_link(hw, downlinks, self.root)
+        self.downlinks = downlinks
+        self.link = _make_link(hw, self.root)
         if not self.link.has_wake_line:
             # A link its peer cannot wake (BLE): reached only in the device's listen windows.
             cfg["wake_line"] = 0
@@ -152,15 +152,24 @@ class App:
         self.outputs.wake(now)
         for pressed, ticks in self.button.events():
             self.dispatch(("button", pressed), ticks)
-        frames = self.link.poll()
-        if frames or self.link.duplicates:
+        frames = []
+        repeats = []                            # the centre missed our ACK: acked again,
+        for data in self.link.poll():           # delivered once (SPEC)
+            for item in self.downlinks.feed(data):
+                if hasattr(item, "fields"):
+                    frames.append(item)
+                elif getattr(item, "frame", None) is not None:
+                    repeats.append(item.frame)
+                else:                           # refused: nothing a stranger sends counts
+                    log("link: dropped frame: %s" % item)
+        if frames or repeats:
             self._last_traffic = now
         for frame in frames:
             if _TEST and frame.name == "TEST_INJECT":   # the rig's, not the centre's: no ACK
                 self.injector.apply(frame, now)
                 continue
             self.dispatch(("rx", frame.name, frame.fields, frame.counter, frame.flags), now)
-        for frame in self.link.duplicates:
+        for frame in repeats:
             if _TEST and frame.name == "TEST_INJECT":
                 continue
             self.dispatch(("rx_duplicate", frame.counter, frame.flags), now)

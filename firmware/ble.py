@@ -1,9 +1,9 @@
 """Protocol frames over BLE GATT, on MicroPython's `bluetooth` (NimBLE on the ESP32).
 
-    link = BleLink(bluetooth.BLE(), bluetooth.UUID, receiver, log=print)
+    link = BleLink(bluetooth.BLE(), bluetooth.UUID, time.ticks_ms, log=print)
     link.write(frame_bytes)           queued; sent when a central is connected and ready
-    link.poll() -> [Frame, ...]       frames the central wrote; bad ones logged and dropped
-    link.duplicates -> [Frame, ...]   authentic repeats seen by the last poll (ack again)
+    link.poll() -> [bytes, ...]       what the central wrote since the last poll (the app
+                                      deframes and opens it, as from the UART)
     link.stop() / link.start()        radio off / on
     link.plan_sleep(mode, ms, now)    the app's sleep, adjusted for the radio (below)
     link.has_wake_line                False: the app plans listen windows (config wake_line 0)
@@ -42,8 +42,6 @@ try:
 except ImportError:                                    # CPython (tests)
     const = lambda x: x  # noqa: E731  (a def would clash with the stub's signature)
 
-from firmware.link import receive
-
 _IRQ_CENTRAL_CONNECT = const(1)
 _IRQ_CENTRAL_DISCONNECT = const(2)
 _IRQ_GATTS_WRITE = const(3)
@@ -57,9 +55,8 @@ _FLAG_WRITE_NO_RESPONSE = const(0x0004)
 _FLAG_WRITE = const(0x0008)
 _FLAG_INDICATE = const(0x0020)
 
-SERVICE_UUID = "5a1e0001-7669-6769-6c00-000000000000"
-RX_UUID = "5a1e0002-7669-6769-6c00-000000000000"
-TX_UUID = "5a1e0003-7669-6769-6c00-000000000000"
+# The service is 5a1e0001-..., RX 5a1e0002-..., TX 5a1e0003-...
+_UUID = "5a1e000%d-7669-6769-6c00-000000000000"
 
 _ADV_FLAGS_ONLY = b"\x02\x01\x06"                      # LE General Discoverable, no BR/EDR
 _ADV_INTERVAL_US = const(100000)
@@ -71,36 +68,34 @@ _WINDOW_MS = const(2000)        # a listen window no central came to
 _LINGER_MS = const(300)         # awake after the last byte with a central
 
 
+def _ms_since(now, then):
+    # time.ticks_diff for the ESP32's 2**30 ms tick period, without importing time here
+    return ((now - then + 0x20000000) & 0x3FFFFFFF) - 0x20000000
+
+
 class BleLink:
     # No line the phone can pull: the radio is off between listen windows (module docstring).
     has_wake_line = False
 
-    def __init__(self, ble, uuid, receiver, log=None, max_queued=32, private=True,
-                 ticks_ms=None, secrets=None):
+    def __init__(self, ble, uuid, ticks_ms, log=None, max_queued=32, private=True,
+                 secrets=None):
         self.ble = ble
         self.uuid = uuid
-        self.receiver = receiver
+        self.ticks_ms = ticks_ms
         self.log = log
         self.max_queued = max_queued
         self.private = private
         self.secrets = secrets      # blesecrets.SecretStore: our IRK and bonds, on flash
         self.bonding = False
-        self.ticks_ms = ticks_ms
-        self.windows = 0
         self._on_since = 0
         self._last_io = 0
         self._pass_done = True
-        self.frames_in = 0
-        self.errors_in = 0
-        self.dropped_out = 0
-        self.duplicates = []
-        self.private_address = False
         self._queue = []            # frames (bytes, 0x00 + frame), oldest first
         self._offset = 0            # bytes of _queue[0] confirmed by the central
         self._inflight = 0          # length of the piece awaiting its confirmation
         self._rx = []               # pieces the central wrote, not yet polled
         self._conn = None
-        self._ready = False
+        self._ready = False         # the central has subscribed (it wrote its 0x00)
         self._mtu = _DEFAULT_MTU
         self._on = False
         self.start()
@@ -116,13 +111,11 @@ class BleLink:
         ble.active(True)
         ble.config(gap_name=b"")
         ble.config(mtu=_MTU)
-        self.private_address = False
         if self.private:
             try:
                 ble.config(addr_mode=2)                # resolvable private, rotated by NimBLE
-                self.private_address = True
             except (OSError, ValueError):
-                pass
+                pass                                   # the identity address: the worse case
         self.bonding = False
         if self.secrets is not None:
             # Bond (keys kept in the secret store) over LE Secure Connections; no display or
@@ -133,9 +126,9 @@ class BleLink:
             except (OSError, ValueError):
                 pass
         uuid = self.uuid
-        service = (uuid(SERVICE_UUID), (
-            (uuid(RX_UUID), _FLAG_WRITE | _FLAG_WRITE_NO_RESPONSE),
-            (uuid(TX_UUID), _FLAG_INDICATE),
+        service = (uuid(_UUID % 1), (
+            (uuid(_UUID % 2), _FLAG_WRITE | _FLAG_WRITE_NO_RESPONSE),
+            (uuid(_UUID % 3), _FLAG_INDICATE),
         ))
         ((self._rx_handle, self._tx_handle),) = ble.gatts_register_services((service,))
         # A characteristic buffer holds 20 bytes unless told otherwise, and a longer write is
@@ -144,8 +137,7 @@ class BleLink:
         self._on = True
         self._conn = None
         self._ready = False
-        self.windows += 1
-        self._on_since = self._last_io = self._now()
+        self._on_since = self._last_io = self.ticks_ms()
         ble.gap_advertise(_ADV_INTERVAL_US, _ADV_FLAGS_ONLY)
 
     def stop(self):
@@ -164,9 +156,6 @@ class BleLink:
         self._offset = 0
         self._inflight = 0
 
-    def _now(self):
-        return self.ticks_ms() if self.ticks_ms is not None else 0
-
     def plan_sleep(self, mode, sleep_ms, now):
         """(mode, sleep_ms) for the app's sleep: stay awake ("idle", short) while the radio
         has work in this window; otherwise the radio goes off before a light or deep sleep."""
@@ -174,12 +163,10 @@ class BleLink:
         self._pump()
         if mode not in ("light", "deep") or not self._on:
             return mode, sleep_ms
-        # time.ticks_diff for the ESP32's 2**30 ms tick period, without importing time here
         if self._conn is not None and self._ready:
-            busy = bool(self._queue) or (
-                (now - self._last_io + 0x20000000) & 0x3FFFFFFF) - 0x20000000 < _LINGER_MS
+            busy = bool(self._queue) or _ms_since(now, self._last_io) < _LINGER_MS
         else:                                          # no central yet, or not subscribed
-            busy = ((now - self._on_since + 0x20000000) & 0x3FFFFFFF) - 0x20000000 < _WINDOW_MS
+            busy = _ms_since(now, self._on_since) < _WINDOW_MS
         if busy:
             return "idle", min(sleep_ms, 20)
         if self._conn is not None:
@@ -197,7 +184,6 @@ class BleLink:
             self._queue.pop(0)
             self._offset = 0
             self._inflight = 0
-            self.dropped_out += 1
         self._queue.append(b"\x00" + bytes(frame))
         # Nothing leaves until this pass of the app ends (poll or plan_sleep): a frame sent
         # in a pass goes after the flash writes of that pass, so an ACK never reaches the
@@ -208,14 +194,10 @@ class BleLink:
         if not self._on:
             self.start()                               # a new listen window
         self._pass_done = True
-        frames = []
-        self.duplicates = []
         pieces = self._rx
         self._rx = []
-        for piece in pieces:
-            receive(self, piece, frames, "ble")
         self._pump()
-        return frames
+        return pieces
 
     # --- events (the port's IRQ handler) ---------------------------------------------------
     def _irq(self, event, data):
@@ -223,7 +205,7 @@ class BleLink:
             return None if self.secrets is None else self.secrets.get(data[0], data[1], data[2])
         if event == _IRQ_SET_SECRET:
             return False if self.secrets is None else self.secrets.set(data[0], data[1], data[2])
-        now = self._now()                              # first: reading ticks may run IRQs
+        now = self.ticks_ms()                          # first: reading ticks may run IRQs
         if event == _IRQ_CENTRAL_CONNECT:
             if self._conn is None:
                 self._conn = data[0]
@@ -239,8 +221,12 @@ class BleLink:
                 if self._on:
                     self.ble.gap_advertise(_ADV_INTERVAL_US, _ADV_FLAGS_ONLY)
         elif event == _IRQ_GATTS_WRITE:
-            if data[0] == self._conn and data[1] == self._rx_handle:
-                piece = self.ble.gatts_read(self._rx_handle)
+            if data[1] != self._rx_handle:
+                return
+            # Read even a write from a central being turned away: the append buffer would
+            # keep its bytes in front of the next piece from ours.
+            piece = self.ble.gatts_read(self._rx_handle)
+            if data[0] == self._conn:
                 if piece:
                     self._rx.append(bytes(piece))
                     self._last_io = now

@@ -1,13 +1,12 @@
-"""Protocol frames over the link UART (serial or USB bridge; BLE in a later issue).
+"""Protocol frames over the link UART (serial or USB bridge; firmware/ble.py is the other link).
 
-    link = Link(uart, receiver, log=print)
+    link = Link(uart)
     link.write(frame_bytes)
-    link.poll() -> [Frame, ...]       drains the UART; bad frames are logged and dropped
-    link.duplicates -> [Frame, ...]   authentic repeats seen by the last poll: the centre
-                                      did not get our ACK, so they are acked again (SPEC:
-                                      duplicates are acked but delivered once)
+    link.poll() -> [bytes, ...]       what the UART received since the last poll, as read;
+                                      the app deframes and opens it (App.step)
 
-Log text printed on the same UART sits between frames; the deframer resyncs at each 0x00.
+A link only moves bytes: the same receiver opens what either link brings. Log text printed on
+the same UART sits between frames; the deframer resyncs at each 0x00.
 """
 
 
@@ -16,14 +15,9 @@ class Link:
     # whether this board has it wired.
     has_wake_line = True
 
-    def __init__(self, uart, receiver, log=None):
+    def __init__(self, uart):
         self.uart = uart
-        self.receiver = receiver
-        self.log = log
         self._buf = bytearray(256)                # one read from the UART
-        self.frames_in = 0
-        self.errors_in = 0
-        self.duplicates = []
 
     def write(self, frame):
         # A leading delimiter ends any log text that did not end in 0x00, so the text
@@ -32,28 +26,11 @@ class Link:
         self.uart.write(frame)
 
     def poll(self):
-        frames = []
-        self.duplicates = []
+        received = []
         uart = self.uart
         while uart.any():
             n = uart.readinto(self._buf)
             if not n:
                 break
-            receive(self, bytes(self._buf[:n]), frames, "link")
-        return frames
-
-
-def receive(link, data, frames, name):
-    """Feed `data` to `link.receiver`: new frames go to `frames`, authentic repeats to
-    `link.duplicates` (acked again, delivered once), refusals are counted and logged.
-    Shared by the UART link and the BLE link (firmware/ble.py)."""
-    for item in link.receiver.feed(data):
-        if hasattr(item, "fields"):
-            frames.append(item)
-            link.frames_in += 1
-        elif getattr(item, "frame", None) is not None:
-            link.duplicates.append(item.frame)
-        else:
-            link.errors_in += 1
-            if link.log:
-                link.log("%s: dropped frame: %s" % (name, item))
+            received.append(bytes(self._buf[:n]))
+        return received

@@ -24,14 +24,17 @@ from firmware.ble import BleLink
 from protocol import codec
 KEY = b"k" * 16
 ring = codec.Keyring(); ring.add(7, 0, KEY)
-link = BleLink(bluetooth.BLE(), bluetooth.UUID, codec.Receiver(ring, downlink=True), log=print,
+receiver = codec.Receiver(ring, downlink=True)
+link = BleLink(bluetooth.BLE(), bluetooth.UUID, time.ticks_ms, log=print,
                max_queued=%(max_queued)d, private=%(private)s)
 sender = codec.Sender(7, 0, KEY)
 n = 0
 t = time.ticks_ms()
 while True:
-    for f in link.poll():
-        link.write(sender.seal("EVENT", {"kind": 3, "time_ms": f.counter, "value": 1}))
+    for data in link.poll():
+        for f in receiver.feed(data):
+            if hasattr(f, "fields"):
+                link.write(sender.seal("EVENT", {"kind": 3, "time_ms": f.counter, "value": 1}))
     if %(tick)d and time.ticks_diff(time.ticks_ms(), t) >= 1000:
         t = time.ticks_add(t, 1000)
         n += 1
@@ -262,13 +265,11 @@ PRIVATE_MAIN = '''
 import bluetooth, os, time
 from firmware.ble import BleLink
 from firmware.blesecrets import SecretStore
-from protocol import codec
 try:
     os.mkdir("/state")
 except OSError:
     pass
-ring = codec.Keyring(); ring.add(7, 0, b"k" * 16)
-link = BleLink(bluetooth.BLE(), bluetooth.UUID, codec.Receiver(ring, downlink=True), log=print,
+link = BleLink(bluetooth.BLE(), bluetooth.UUID, time.ticks_ms, log=print,
                secrets=SecretStore("/state/ble.bin"))
 print("bonding", link.bonding)
 while True:

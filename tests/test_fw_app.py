@@ -275,32 +275,26 @@ def test_unprovisioned_device_still_runs_with_a_logged_warning(tmp_path, capsys)
     assert hw.link_uart.tx                         # still talks (centre will refuse the key)
 
 
-def test_link_returns_authentic_repeats_as_duplicates_and_drops_forgeries():
-    from firmware import link as link_mod
-
-    class Uart:
-        def __init__(self, data):
-            self.data = bytearray(data)
-
-        def any(self):
-            return len(self.data)
-
-        def readinto(self, buf):
-            n = min(len(buf), len(self.data))
-            buf[:n] = self.data[:n]
-            del self.data[:n]
-            return n
-
-    ring = codec.Keyring()
-    ring.add(DEVICE, 1, KEY)
-    centre_side = codec.Sender(DEVICE, 1, KEY, downlink=True)
-    wire = centre_side.seal("OPERATOR_ACK", {"alarm_id": 1, "operator_id": 2})
+def test_app_delivers_a_frame_once_acks_its_repeat_and_drops_a_forgery(tmp_path, capsys):
+    a, hw, clock = boot(tmp_path)
+    _, down = centre()
+    wire = down.seal("OPERATOR_ACK", {"alarm_id": 1, "operator_id": 2})
     forged = codec.Sender(DEVICE, 1, bytes(16), downlink=True).seal(
         "OPERATOR_ACK", {"alarm_id": 1, "operator_id": 2})  # bad_tag
-    logged = []
-    link = link_mod.Link(Uart(wire + wire + bytes(forged)),
-                         codec.Receiver(ring, downlink=True), logged.append)
-    frames = link.poll()
-    assert [f.name for f in frames] == ["OPERATOR_ACK"]
-    assert [f.counter for f in link.duplicates] == [frames[0].counter]
-    assert len(logged) == 1 and "dropped" in logged[0]
+    seen = []
+    dispatch = a.dispatch
+
+    def record(event, now):
+        seen.append(event)
+        dispatch(event, now)
+    a.dispatch = record
+    capsys.readouterr()
+    # More than one UART read (256 bytes) of it: the link hands over every read.
+    hw.link_uart.rx += wire + wire + bytes(forged) + wire * 3
+    a.step()
+    rx = [e for e in seen if e[0] == "rx"]
+    repeats = [e for e in seen if e[0] == "rx_duplicate"]
+    assert [e[1] for e in rx] == ["OPERATOR_ACK"]
+    assert [e[1] for e in repeats] == [rx[0][3]] * 4          # acked again, delivered once
+    dropped = [line for line in capsys.readouterr().out.splitlines() if "dropped" in line]
+    assert len(dropped) == 1 and dropped[0].startswith("vigil: link: dropped frame: bad_tag")
