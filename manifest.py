@@ -12,7 +12,7 @@
 # board runs them from the filesystem.
 include("$(PORT_DIR)/boards/manifest.py")
 
-FIRMWARE = ["__init__.py", "alarm.py", "app.py", "battery.py", "ble.py", "blesecrets.py",
+FIRMWARE = ["__init__.py", "alarm.py", "app.py", "battery.py", "ble.py",
             "board.py", "bootguard.py", "button.py", "clock.py", "config.py", "core.py",
             "gnss.py", "link.py", "nmea.py", "orders.py", "outputs.py", "pairing.py",
             "persist.py", "pins.py", "positioning.py", "power.py", "safemode.py", "startup.py",

@@ -6,7 +6,7 @@ the UART link it replaces. Prints figures; the last line is one JSON object.
 
 The probe is a main.py run by the MicroPython unix port on the emulated board's littlefs:
 gc.mem_alloc() after gc.collect() before and after importing firmware/link.py and building
-its Link, then importing firmware/ble.py (with blesecrets.py) and building a BleLink whose
+its Link, then importing firmware/ble.py and building a BleLink whose
 queue is full (`max_queued` frames of `frame-bytes`, the driver's worst case). persist.py is
 imported first: the app has it whatever the link. The VM cannot
 be given an exact worst case over the emulated radio, so the probe hands the driver a
@@ -77,11 +77,11 @@ gc.collect()
 print("uart-probe", before, gc.mem_alloc())
 gc.collect()
 before = gc.mem_alloc()
-from firmware import ble, blesecrets
+from firmware import ble
 gc.collect()
 imported = gc.mem_alloc()
 link = ble.BleLink(StandInBLE(), str, time.ticks_ms, max_queued=%(frames)d,
-                   secrets=blesecrets.SecretStore("/state/ble.bin"))
+                   secrets="/state/ble.bin")
 link.ble.handler(30, (10, b"irk", bytes(16)))
 for n in range(%(frames)d):
     link.write(bytes(%(frame_bytes)d))

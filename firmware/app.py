@@ -50,9 +50,9 @@ def _make_link(hw, root):
     if getattr(hw.pins, "LINK_KIND", "uart") == "ble":
         import bluetooth
 
-        from firmware import ble, blesecrets
-        secrets = blesecrets.SecretStore(root + "/state/ble.bin")
-        return ble.BleLink(bluetooth.BLE(), bluetooth.UUID, hw.ticks_ms, log, secrets=secrets)
+        from firmware import ble
+        return ble.BleLink(bluetooth.BLE(), bluetooth.UUID, hw.ticks_ms, log,
+                           secrets=root + "/state/ble.bin")
     from firmware import link
     return link.Link(hw.link_uart)
 

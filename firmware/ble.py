@@ -33,14 +33,25 @@ Privacy: the advertisement carries only the flags: no name, no service UUID, no
 manufacturer data, no TX power. The GAP name (readable by anyone who connects; "MPY ESP32"
 by default) is set empty. The address is resolvable private (addr_mode 2, rotated by NimBLE
 every CONFIG_BT_NIMBLE_RPA_TIMEOUT and new at each start) where the port allows it, else the
-identity address (the worse case: the tests use it). The IRK behind it comes from `secrets`
-(firmware/blesecrets.py, on flash): without a store NimBLE's built-in IRK, known to anyone,
-would resolve it. With a store the device also bonds (keys kept there across resets).
+identity address (the worse case: the tests use it). The IRK behind it comes from the
+secrets file (`secrets`, below): without one NimBLE's built-in IRK, known to anyone, would
+resolve it. With it the device also bonds (keys kept there across resets).
+
+Secrets: MicroPython keeps no bond store; NimBLE asks the IRQ handler (_IRQ_GET_SECRET,
+_IRQ_SET_SECRET). The one that matters most is our IRK (type 10, key b"irk"), asked for at
+every active(True): a handler that cannot keep it leaves NimBLE's built-in IRK, the same on
+every device, with which anyone resolves the "private" address (docs/HARDWARE.md,
+bluetooth). Kept on flash, it survives resets and deep sleep, so a bonded phone still finds
+the device. Bonds (types 1-3: our and the peer's keys, CCCDs) are kept the same way, the
+oldest dropped past a bound. Nothing of it stays in RAM: the file is read when NimBLE asks,
+once per listen window.
 """
 try:
     from micropython import const
 except ImportError:                                    # CPython (tests)
     const = lambda x: x  # noqa: E731  (a def would clash with the stub's signature)
+
+from firmware import persist
 
 _IRQ_CENTRAL_CONNECT = const(1)
 _IRQ_CENTRAL_DISCONNECT = const(2)
@@ -50,6 +61,8 @@ _IRQ_MTU_EXCHANGED = const(21)
 _IRQ_GET_SECRET = const(29)
 _IRQ_SET_SECRET = const(30)
 _IO_NO_INPUT_OUTPUT = const(3)                         # no display, no keyboard: Just Works
+_OUR_IRK = const(10)                                   # the secret type of our IRK
+_MAX_SECRETS = const(16)                               # our IRK plus a few bonded phones
 
 _FLAG_WRITE_NO_RESPONSE = const(0x0004)
 _FLAG_WRITE = const(0x0008)
@@ -85,7 +98,7 @@ class BleLink:
         self.log = log
         self.max_queued = max_queued
         self.private = private
-        self.secrets = secrets      # blesecrets.SecretStore: our IRK and bonds, on flash
+        self.secrets = secrets      # the secrets file (our IRK and bonds), or None
         self.bonding = False
         self._on_since = 0
         self._last_io = 0
@@ -202,9 +215,9 @@ class BleLink:
     # --- events (the port's IRQ handler) ---------------------------------------------------
     def _irq(self, event, data):
         if event == _IRQ_GET_SECRET:                   # answered at once: NimBLE waits on it
-            return None if self.secrets is None else self.secrets.get(data[0], data[1], data[2])
+            return None if self.secrets is None else get_secret(self.secrets, *data)
         if event == _IRQ_SET_SECRET:
-            return False if self.secrets is None else self.secrets.set(data[0], data[1], data[2])
+            return False if self.secrets is None else set_secret(self.secrets, *data)
         now = self.ticks_ms()                          # first: reading ticks may run IRQs
         if event == _IRQ_CENTRAL_CONNECT:
             if self._conn is None:
@@ -262,3 +275,43 @@ class BleLink:
                 self.log("ble: indicate: %s" % exc)
             return
         self._inflight = n
+
+
+# --- the stack's secrets, on flash (module docstring) --------------------------------------
+def get_secret(path, sec_type, index, key):
+    """The secret of sec_type under key, or (key None) the index-th of sec_type; else None."""
+    if key is not None:
+        key = bytes(key)
+    for t, k, v in _secrets(path):
+        if t == sec_type:
+            if key is None:
+                if index == 0:
+                    return v
+                index -= 1
+            elif k == key:
+                return v
+    return None
+
+
+def set_secret(path, sec_type, key, value):
+    """Keep value under (sec_type, key), or forget it (value None). Past _MAX_SECRETS the
+    oldest bond goes, never our IRK."""
+    key = bytes(key)
+    items = [item for item in _secrets(path) if item[0] != sec_type or item[1] != key]
+    if value is not None:
+        items.append([sec_type, key, bytes(value)])
+        if len(items) > _MAX_SECRETS:
+            for i in range(len(items)):
+                if items[i][0] != _OUR_IRK:
+                    del items[i]
+                    break
+    persist.write_file(path, items)
+    return True
+
+
+def _secrets(path):
+    # [[sec_type, key, value], ...], oldest first; a torn or foreign file is no secret at all
+    items = persist.read_file(path)
+    if not isinstance(items, list):
+        return []
+    return [item for item in items if isinstance(item, list) and len(item) == 3]

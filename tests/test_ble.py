@@ -260,17 +260,16 @@ def test_the_centre_listens_on_ble_one_link_per_listen_window(world):
     assert centre.frames_up >= 2
 
 
-# The app's way of running the driver: with the secret store on flash (firmware/blesecrets.py).
+# The app's way of running the driver: with its secrets file on flash.
 PRIVATE_MAIN = '''
 import bluetooth, os, time
 from firmware.ble import BleLink
-from firmware.blesecrets import SecretStore
 try:
     os.mkdir("/state")
 except OSError:
     pass
 link = BleLink(bluetooth.BLE(), bluetooth.UUID, time.ticks_ms, log=print,
-               secrets=SecretStore("/state/ble.bin"))
+               secrets="/state/ble.bin")
 print("bonding", link.bonding)
 while True:
     link.poll()
@@ -334,7 +333,7 @@ def test_the_irk_survives_a_reset_and_the_address_does_not(world):
 
 
 def test_without_a_secret_store_anyone_resolves_the_private_address(world):
-    # The driver as a firmware without the store would run it: NimBLE's built-in IRK.
+    # The driver as a firmware without a secrets file would run it: NimBLE's built-in IRK.
     from host.emulator.ble import NIMBLE_DEFAULT_IRK
 
     dev = make_device(world, tick=False)
@@ -354,9 +353,7 @@ def test_the_driver_runs_on_the_real_micropython_vm(world):
         pytest.skip(str(e))
     files = device_files(REPO)
     files["/main.py"] = (ECHO_MAIN % {"tick": 0, "max_queued": 8, "private": True}).replace(
-        "log=print,", "log=print, secrets=SecretStore('/ble.bin'),").replace(
-        "from protocol import codec", "from protocol import codec\n"
-        "from firmware.blesecrets import SecretStore").encode()
+        "log=print,", "log=print, secrets='/ble.bin',").encode()
     dev = world.add_device(DEVICE, files=files, runtime="micropython", heap_bytes=256 * 1024)
     world.run_until(3000)
     assert dev.ble.irk_source == "generated" and not dev.crashes
