@@ -76,7 +76,10 @@ _ADV_INTERVAL_US = const(100000)
 _ATT_HEADER = const(3)
 _DEFAULT_MTU = const(23)
 _MTU = const(247)               # asked for: one frame (<= 244 bytes stuffed) per piece
-_RX_BUFFER = const(512)         # bytes the RX characteristic keeps until gatts_read
+# RX keeps one write, the longest a central can make at our MTU: the IRQ handler reads each
+# before NimBLE takes the next (sync events, docs/HARDWARE.md), and the stack keeps the
+# buffer on MicroPython's heap.
+_RX_BUFFER = const(244)         # _MTU - _ATT_HEADER
 _WINDOW_MS = const(2000)        # a listen window no central came to
 _LINGER_MS = const(300)         # awake after the last byte with a central
 
@@ -145,7 +148,7 @@ class BleLink:
         ))
         ((self._rx_handle, self._tx_handle),) = ble.gatts_register_services((service,))
         # A characteristic buffer holds 20 bytes unless told otherwise, and a longer write is
-        # cut silently; append keeps several writes until gatts_read takes them.
+        # cut silently. Append: a write is added to what the handler has not read yet.
         ble.gatts_set_buffer(self._rx_handle, _RX_BUFFER, True)
         self._on = True
         self._conn = None

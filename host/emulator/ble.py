@@ -461,19 +461,30 @@ class BleHost:
         self._energy()
 
     def _on_central_write(self, connection, handle, value):
-        entry = self.db.get(handle)
-        if entry is None:
+        if handle not in self.db:
             return
         self.stats["writes"] += 1
+        # characteristic_access_cb runs in NimBLE's host task and calls the IRQ handler
+        # before it returns (sync events): the next write is not taken until the firmware's
+        # handler has run for this one. So a write the handler will see lands in the buffer
+        # just before its handler runs, not when it arrives.
+        if self.irq is not None and self.dev.awake:
+            self._irq(IRQ_GATTS_WRITE, (connection.handle, handle), value)
+        else:
+            self._land_write(handle, value)
+
+    def _land_write(self, handle, value):
         # characteristic_access_cb: copies at most data_alloc bytes (after what an append
         # buffer holds) and drops the rest silently.
+        entry = self.db.get(handle)
+        if entry is None:                # the table was registered again meanwhile
+            return
         offset = len(entry.data) if entry.append else 0
         room = max(0, entry.alloc - offset)
         kept = value[:room]
         self.stats["truncated_bytes"] += len(value) - len(kept)
         self.stats["bytes_in"] += len(kept)
         entry.data = (entry.data if entry.append else b"") + kept
-        self._irq(IRQ_GATTS_WRITE, (connection.handle, handle))
 
     def _notify(self, conn_handle, handle, data, indicate):
         conn = self.connections[conn_handle]
@@ -505,9 +516,10 @@ class BleHost:
                 self.stats["indications_failed"] += 1
             self._irq(IRQ_GATTS_INDICATE_DONE, (conn_handle, handle, status))
 
-    def _irq(self, event, data):
+    def _irq(self, event, data, written=None):
         """Deliver an IRQ to the firmware like the port's sync events: run in the firmware
-        thread at its next wait, or wake an idle wait; lost if the CPU is not awake."""
+        thread at its next wait, or wake an idle wait; lost if the CPU is not awake.
+        `written`: a central's write, landed in its buffer just before the handler runs."""
         handler = self.irq
         dev = self.dev
         if handler is None:
@@ -516,7 +528,7 @@ class BleHost:
             self.stats["irqs_lost"] += 1
             return
         self.stats["irqs"] += 1
-        self._events.append((handler, event, data))
+        self._events.append((event, data, written))
         dev.post_irq(self._drain)
 
     def _drain(self):
@@ -528,7 +540,9 @@ class BleHost:
         self._draining = True
         try:
             while self._events:
-                _handler, event, data = self._events.popleft()
+                event, data, written = self._events.popleft()
+                if written is not None:
+                    self._land_write(data[1], written)
                 # The handler of the moment (o->irq_handler): none after irq(None) or after
                 # an exception switched it off.
                 self._call_handler(event, data)
