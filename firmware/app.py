@@ -210,7 +210,8 @@ class App:
         # mean another pass instead of the sleep.
         hw.ready(0)
         hw.time.sleep_ms(_READY_GUARD_MS)
-        if hw.link_uart.any() or hw.link_wake_asserted():
+        uart = hw.link_uart                     # None over BLE
+        if uart is not None and uart.any() or hw.link_wake_asserted():
             hw.ready(1)
             return
         if self.guard is not None:
@@ -223,11 +224,13 @@ class App:
             state["down"] = self.down_floor.snapshot()
             persist.rtc_save(hw.rtc, state)
             log("deep sleep %d ms" % sleep_ms)
-            hw.link_uart.flush()
+            if uart is not None:
+                uart.flush()
             hw.hold_outputs()
             hw.machine.deepsleep(sleep_ms)      # a reset: never returns on the board
             return
-        hw.link_uart.flush()
+        if uart is not None:
+            uart.flush()
         hw.machine.lightsleep(sleep_ms)
         hw.after_light_sleep()
         hw.ready(1)

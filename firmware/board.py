@@ -5,6 +5,7 @@
     hw.button_pin, hw.gnss_uart, hw.gnss_en, hw.battery_adc, hw.charger_pin, hw.led_pin,
     hw.haptic_pin, hw.link_uart, hw.link_wake, hw.link_ready, hw.rtc, hw.machine, hw.esp32,
     hw.time, hw.pins, hw.ticks_ms()
+    (link_uart, link_wake and link_ready are None on a board linked over BLE: LINK_KIND)
     hw.reset_cause, hw.woke_by_button, hw.device_id      # this boot's, read at the build
 
 Everything the firmware touches on the hardware goes through this object, so the emulator
@@ -26,9 +27,14 @@ class Board:
         self.gnss_en = Pin(pins.GNSS_EN_PIN, Pin.OUT, value=0, hold=False)
         self.led_pin = Pin(pins.LED_PIN, Pin.OUT, value=0, hold=False)
         self.haptic_pin = Pin(pins.HAPTIC_PIN, Pin.OUT, value=0, hold=False)
-        self.link_ready = Pin(pins.LINK_READY_PIN, Pin.OUT, value=0, hold=False)
+        # A board linked over BLE has no link UART, wake line or LINK_READY wired.
+        wired = getattr(pins, "LINK_KIND", "uart") != "ble"
+        self.link_ready = self.link_wake = self.link_uart = None
+        if wired:
+            self.link_ready = Pin(pins.LINK_READY_PIN, Pin.OUT, value=0, hold=False)
         self.button_pin = Pin(pins.PANIC_BUTTON_PIN, Pin.IN, Pin.PULL_UP)
-        self.link_wake = Pin(pins.LINK_WAKE_PIN, Pin.IN, Pin.PULL_UP)
+        if wired:
+            self.link_wake = Pin(pins.LINK_WAKE_PIN, Pin.IN, Pin.PULL_UP)
         self.gnss_uart = machine.UART(pins.GNSS_UART_ID, baudrate=pins.GNSS_BAUD,
                                       tx=pins.GNSS_TX_PIN, rx=pins.GNSS_RX_PIN,
                                       rxbuf=pins.GNSS_RXBUF)
@@ -37,9 +43,10 @@ class Board:
         # the port's default, but a board file must not depend on a default.
         self.battery_adc.atten(machine.ADC.ATTN_11DB)
         self.charger_pin = Pin(pins.CHARGER_SENSE_PIN, Pin.IN)
-        self.link_uart = machine.UART(pins.LINK_UART_ID, baudrate=pins.LINK_BAUD,
-                                      tx=pins.LINK_TX_PIN, rx=pins.LINK_RX_PIN,
-                                      rxbuf=pins.LINK_RXBUF)
+        if wired:
+            self.link_uart = machine.UART(pins.LINK_UART_ID, baudrate=pins.LINK_BAUD,
+                                          tx=pins.LINK_TX_PIN, rx=pins.LINK_RX_PIN,
+                                          rxbuf=pins.LINK_RXBUF)
         self.rtc = machine.RTC()
         # Facts of this boot, for the app's start. The HELLO reset cause (protocol.messages
         # RESET_*):
@@ -53,7 +60,8 @@ class Board:
         self._poller = None
         if select is not None:
             self._poller = select.poll()
-            self._poller.register(self.link_uart, select.POLLIN)
+            if wired:
+                self._poller.register(self.link_uart, select.POLLIN)
             self._poller.register(self.gnss_uart, select.POLLIN)
 
     def wait(self, ms):
@@ -80,14 +88,16 @@ class Board:
         esp32 = self.esp32
         # The stub declares wake_on_ext0 positional-only; the port takes pin=, level= too.
         esp32.wake_on_ext0(self.button_pin, esp32.WAKEUP_ALL_LOW)
-        esp32.wake_on_ext1((self.link_wake,), esp32.WAKEUP_ALL_LOW)
+        if self.link_wake is not None:
+            esp32.wake_on_ext1((self.link_wake,), esp32.WAKEUP_ALL_LOW)
 
     def ready(self, listening):
         """LINK_READY: 1 while the link UART is heard, 0 before any sleep."""
-        self.link_ready.value(1 if listening else 0)
+        if self.link_ready is not None:
+            self.link_ready.value(1 if listening else 0)
 
     def link_wake_asserted(self):
-        return self.link_wake.value() == 0
+        return self.link_wake is not None and self.link_wake.value() == 0
 
     def after_light_sleep(self):
         """ext0/ext1 leave their pads on the RTC mux; only a mode-setting init gives them back
@@ -95,10 +105,12 @@ class Board:
         pressed and fire no edges."""
         Pin = self.machine.Pin
         self.button_pin.init(Pin.IN, Pin.PULL_UP)
-        self.link_wake.init(Pin.IN, Pin.PULL_UP)
+        if self.link_wake is not None:
+            self.link_wake.init(Pin.IN, Pin.PULL_UP)
 
     def hold_outputs(self):
         """Before deep sleep: the digital outputs stop, so each output pad would float.
         Hold their levels (all four are RTC GPIOs, which keep a hold through deep sleep)."""
         for pin in (self.gnss_en, self.led_pin, self.haptic_pin, self.link_ready):
-            pin.init(hold=True)
+            if pin is not None:
+                pin.init(hold=True)
