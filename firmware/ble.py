@@ -43,8 +43,9 @@ every active(True): a handler that cannot keep it leaves NimBLE's built-in IRK, 
 every device, with which anyone resolves the "private" address (docs/HARDWARE.md,
 bluetooth). Kept on flash, it survives resets and deep sleep, so a bonded phone still finds
 the device. Bonds (types 1-3: our and the peer's keys, CCCDs) are kept the same way, the
-oldest dropped past a bound. Nothing of it stays in RAM: the file is read when NimBLE asks,
-once per listen window.
+oldest dropped past a bound. The handler answers from a copy in RAM and only marks a change;
+the next poll() writes the file. The handler runs on NimBLE's task, whose stack (6 KB, 1 KB
+of it NimBLE's) is no place for littlefs (docs/HARDWARE.md, bluetooth): aioble does the same.
 """
 try:
     from micropython import const
@@ -102,6 +103,8 @@ class BleLink:
         self.max_queued = max_queued
         self.private = private
         self.secrets = secrets      # the secrets file (our IRK and bonds), or None
+        self._secrets = [] if secrets is None else load_secrets(secrets)
+        self._secrets_changed = False
         self.bonding = False
         self._on_since = 0
         self._last_io = 0
@@ -209,6 +212,9 @@ class BleLink:
     def poll(self):
         if not self._on:
             self.start()                               # a new listen window
+        if self._secrets_changed:                      # out of the IRQ handler (docstring)
+            self._secrets_changed = False
+            persist.write_file(self.secrets, self._secrets)
         self._pass_done = True
         pieces = self._rx
         self._rx = []
@@ -218,9 +224,13 @@ class BleLink:
     # --- events (the port's IRQ handler) ---------------------------------------------------
     def _irq(self, event, data):
         if event == _IRQ_GET_SECRET:                   # answered at once: NimBLE waits on it
-            return None if self.secrets is None else get_secret(self.secrets, *data)
+            return None if self.secrets is None else get_secret(self._secrets, *data)
         if event == _IRQ_SET_SECRET:
-            return False if self.secrets is None else set_secret(self.secrets, *data)
+            if self.secrets is None:
+                return False
+            set_secret(self._secrets, *data)
+            self._secrets_changed = True               # written by the next poll()
+            return True
         now = self.ticks_ms()                          # first: reading ticks may run IRQs
         if event == _IRQ_CENTRAL_CONNECT:
             if self._conn is None:
@@ -280,12 +290,21 @@ class BleLink:
         self._inflight = n
 
 
-# --- the stack's secrets, on flash (module docstring) --------------------------------------
-def get_secret(path, sec_type, index, key):
+# --- the stack's secrets (module docstring) -----------------------------------------------
+def load_secrets(path):
+    """[[sec_type, key, value], ...] from the secrets file, oldest first; a torn or foreign
+    file is no secret at all."""
+    items = persist.read_file(path)
+    if not isinstance(items, list):
+        return []
+    return [item for item in items if isinstance(item, list) and len(item) == 3]
+
+
+def get_secret(items, sec_type, index, key):
     """The secret of sec_type under key, or (key None) the index-th of sec_type; else None."""
     if key is not None:
         key = bytes(key)
-    for t, k, v in _secrets(path):
+    for t, k, v in items:
         if t == sec_type:
             if key is None:
                 if index == 0:
@@ -296,11 +315,14 @@ def get_secret(path, sec_type, index, key):
     return None
 
 
-def set_secret(path, sec_type, key, value):
-    """Keep value under (sec_type, key), or forget it (value None). Past _MAX_SECRETS the
-    oldest bond goes, never our IRK."""
+def set_secret(items, sec_type, key, value):
+    """Keep value under (sec_type, key) in items, or forget it (value None). Past
+    _MAX_SECRETS the oldest bond goes, never our IRK."""
     key = bytes(key)
-    items = [item for item in _secrets(path) if item[0] != sec_type or item[1] != key]
+    for i in range(len(items)):
+        if items[i][0] == sec_type and items[i][1] == key:
+            del items[i]                               # keys are unique: at most one
+            break
     if value is not None:
         items.append([sec_type, key, bytes(value)])
         if len(items) > _MAX_SECRETS:
@@ -308,13 +330,3 @@ def set_secret(path, sec_type, key, value):
                 if items[i][0] != _OUR_IRK:
                     del items[i]
                     break
-    persist.write_file(path, items)
-    return True
-
-
-def _secrets(path):
-    # [[sec_type, key, value], ...], oldest first; a torn or foreign file is no secret at all
-    items = persist.read_file(path)
-    if not isinstance(items, list):
-        return []
-    return [item for item in items if isinstance(item, list) and len(item) == 3]

@@ -330,6 +330,7 @@ def test_the_irk_survives_a_reset_and_the_address_does_not(world):
     assert dev.ble.irk_source == "stored" and dev.ble.irk == irk
     assert before and after and before[0][0] != after[0][0]
     assert resolves(irk, after[0][0])
+    assert not dev.faults                   # the IRK was written by poll(), not the handler
 
 
 def test_without_a_secret_store_anyone_resolves_the_private_address(world):

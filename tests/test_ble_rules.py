@@ -118,6 +118,19 @@ def test_each_write_lands_just_before_its_handler_runs(world, buffer_setup):
     assert dev.ble.stats["truncated_bytes"] == 0
 
 
+def test_a_handler_that_writes_the_flash_is_a_fault(world):
+    # IRQ handlers run on NimBLE's task (sync events) with its 6 KB stack: littlefs under a
+    # few Python calls may overflow it. The worse case is modelled: a fault.
+    body = RX_FIRMWARE % ""
+    body = body.replace("        got.append(ble.gatts_read(rx))",
+                        "        got.append(ble.gatts_read(rx))\n"
+                        "        with open('/seen', 'w') as f:\n            f.write('1')")
+    dev, _ = run(world, body, ms=1000)
+    assert not dev.faults
+    write_from_central(world, dev, b"x")
+    assert [f[1] for f in dev.faults] == ["ble_irq_flash"]
+
+
 def test_light_sleep_with_the_radio_on_drops_the_connection(world):
     body = RX_FIRMWARE % ""
     body = body.replace("while True:", "time.sleep_ms(1500)\nimport machine\n"

@@ -588,15 +588,23 @@ class BleHost:
         handler = self.irq
         if handler is None:
             return None
+        dev = self.dev
+        flash = dev.flash.context
+        progs = flash.progs
         try:
             return handler(event, data)
         except Exception as exc:  # noqa: BLE001 - the port catches everything here
             self.irq = None
-            dev = self.dev
             dev._flush_stdout()
             dev._stdout_write("Unhandled exception in IRQ callback handler\n"
                               + dev._format_traceback(exc))
             return None
+        finally:
+            if flash.progs != progs:
+                # The handler runs on NimBLE's task: 6 KB of stack, 1 KB of it NimBLE's.
+                # littlefs under a few Python calls may overflow it: the worse case, a fault.
+                dev._fault("ble_irq_flash", "the BLE IRQ handler wrote the flash (event %d), "
+                           "on NimBLE's 6 KB task stack" % event)
 
     def _rotate_rpa(self, controller, epoch):
         """The controller's RPA timer: a new resolvable private address every

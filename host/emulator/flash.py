@@ -69,12 +69,14 @@ class _FlashContext(UserContext):
         self.in_size = len(buffer)
         self.progs_left = None
         self.cut = False
+        self.progs = 0          # program/erase operations asked for (the BLE IRQ rule reads it)
 
     def read(self, cfg, block, off, size):
         start = block * cfg.block_size + off
         return self.buffer[start:start + size]
 
     def _allowed(self):
+        self.progs += 1
         if self.progs_left is None:
             return True
         if self.progs_left <= 0:
