@@ -85,11 +85,6 @@ _WINDOW_MS = const(2000)        # a listen window no central came to
 _LINGER_MS = const(300)         # awake after the last byte with a central
 
 
-def _ms_since(now, then):
-    # time.ticks_diff for the ESP32's 2**30 ms tick period, without importing time here
-    return ((now - then + 0x20000000) & 0x3FFFFFFF) - 0x20000000
-
-
 class BleLink:
     # No line the phone can pull: the radio is off between listen windows (module docstring).
     has_wake_line = False
@@ -182,11 +177,12 @@ class BleLink:
         self._pump()
         if mode not in ("light", "deep") or not self._on:
             return mode, sleep_ms
-        if self._conn is not None and self._ready:
-            busy = bool(self._queue) or _ms_since(now, self._last_io) < _LINGER_MS
+        if self._conn is not None and self._ready:     # linger after the last byte
+            busy, since, limit = bool(self._queue), self._last_io, _LINGER_MS
         else:                                          # no central yet, or not subscribed
-            busy = _ms_since(now, self._on_since) < _WINDOW_MS
-        if busy:
+            busy, since, limit = False, self._on_since, _WINDOW_MS
+        # time.ticks_diff for the ESP32's 2**30 ms tick period, without importing time here
+        if busy or ((now - since + 0x20000000) & 0x3FFFFFFF) - 0x20000000 < limit:
             return "idle", min(sleep_ms, 20)
         if self._conn is not None:
             self.ble.gap_disconnect(self._conn)
