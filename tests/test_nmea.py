@@ -10,11 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pynmeagps import GET, NMEAMessage
 
-from firmware.nmea import NmeaParser
+from firmware.gnss import NmeaParser
 
 
 def is_fix(epoch):
-    return "lat_e7" in epoch  # firmware/nmea.py: a fix is the epoch that has lat_e7
+    return "lat_e7" in epoch  # firmware/gnss.py: a fix is the epoch that has lat_e7
 
 
 FIX_KEYS = {
