@@ -13,12 +13,11 @@ Driver API (hardware is passed in, never created here):
                              CONTRACTS.md fix keys (see the parser below). Never raises on
                              receiver data.
     g.powered                bool
-    g.fix_count, g.no_fix_count    epochs seen with and without a fix since construction
-    g.last_no_fix            the latest no-fix epoch dict, or None
     g.parser                 the NmeaParser, for its counters (bad_checksum, garbage, ...)
 
-The core times acquisition itself (the driver has no clock); no-fix epochs are counted here
-so the energy report and the self test can see that the receiver is alive but has no fix.
+The core times acquisition itself (the driver has no clock), so poll() drops no-fix epochs
+without keeping count: nothing on the device or host read the counts, and each attribute
+costs heap on the device.
 
 Parser API (MicroPython and CPython; no imports beyond micropython.const):
 
@@ -334,9 +333,6 @@ class Gnss:
         self._buf = bytearray(_READ_SIZE)
         self._view = memoryview(self._buf)
         self.powered = False
-        self.fix_count = 0
-        self.no_fix_count = 0
-        self.last_no_fix = None
         en_pin.value(0)
 
     def power(self, on):
@@ -362,9 +358,5 @@ class Gnss:
                 break
             for epoch in self.parser.feed(self._view[:n]):
                 if "lat_e7" in epoch:  # a fix, not a no-fix epoch
-                    self.fix_count += 1
                     fixes.append(epoch)
-                else:
-                    self.no_fix_count += 1
-                    self.last_no_fix = epoch
         return fixes
