@@ -34,8 +34,7 @@ An epoch is reported once both its RMC and GGA (same UTC time field, either orde
     0 when no HDOP was given. HDOP comes from GGA, else from the epoch's GSA.
   - no fix: {"no_fix": True, "utc_ms": ms or None, "sats": n} when RMC status is V, GGA
     quality is 0, or the RMC has no date, so the driver can count acquisition time.
-A fix is the epoch that has "lat_e7". GSA also sets `p.fix_mode` (1 none, 2 2D, 3 3D) and
-`p.pdop_x10`.
+A fix is the epoch that has "lat_e7". GSA gives only the HDOP fallback.
 
 Lat/lon are converted with integers (ddmm.mmmmmm, minutes to 6 decimals, rounded to 1e-7
 degree), because the ESP32's floats are single precision. Counters: `sentences` (accepted),
@@ -79,8 +78,6 @@ class NmeaParser:
         self.bad_checksum = 0
         self.garbage = 0
         self.ignored = 0
-        self.fix_mode = 1
-        self.pdop_x10 = 0
         self.reset()
 
     def reset(self):
@@ -170,9 +167,10 @@ class NmeaParser:
             return
         self.sentences += 1
         if kind == _GSA:
-            mode = self._fixed(2, 0) or 1
-            self.fix_mode = mode if 1 <= mode <= 3 else 1
-            self.pdop_x10 = self._fixed(15, 1) or 0
+            # Mode and PDOP are checked, not kept (nothing reads them; each attribute costs
+            # device heap): a GSA with either malformed is still garbage, its HDOP unused.
+            self._fixed(2, 0)
+            self._fixed(15, 1)
             self._gsa_hdop = self._fixed(16, 1)
             return
         is_rmc = kind == _RMC
