@@ -72,7 +72,7 @@ IMPORTS_PROBE = b"""
 import gc
 gc.collect()
 before = gc.mem_alloc()
-from firmware import app, battery, board, button, core, gnss, link, nmea, outputs, persist, store
+from firmware import app, battery, board, button, core, gnss, link, outputs, persist, store
 from protocol import codec, crypto, framing, messages
 gc.collect()
 print("heap-probe", before, gc.mem_alloc())
@@ -80,7 +80,7 @@ print("heap-probe", before, gc.mem_alloc())
 
 
 PROBED = ("firmware/app.py", "firmware/battery.py", "firmware/board.py", "firmware/button.py",
-          "firmware/core.py", "firmware/gnss.py", "firmware/link.py", "firmware/nmea.py",
+          "firmware/core.py", "firmware/gnss.py", "firmware/link.py",
           "firmware/outputs.py", "firmware/persist.py", "firmware/store.py", "protocol/codec.py",
           "protocol/crypto.py", "protocol/framing.py", "protocol/messages.py")
 

@@ -39,8 +39,8 @@ API (MicroPython and CPython; uses only `os`, `struct`, `binascii` and file I/O)
     save_config(state_dir, version, items)   items: dict or (key_id, value) pairs
 
     load_keys(keys_dir) -> (device_id, {key_id: key16}) or None if missing/corrupt
-    key_file_bytes(device_id, keys) -> bytes   keys: {key_id: 16 bytes}; the content of
-                                      keys_dir/device.key, for host provisioning
+                            (host.keys.device_key_file_bytes writes the file: the device
+                            only reads it)
 
     RTC memory; rtc: any object with memory() / memory(bytes), like machine.RTC()
     rtc_save(rtc, obj)      store `obj` (usually a dict) with a checksum, after the boot
@@ -344,13 +344,6 @@ def save_config(state_dir, version, items):
 
 
 # ---- keys ---------------------------------------------------------------------------------
-
-
-def key_file_bytes(device_id, keys):
-    for key_id in keys:
-        if not isinstance(key_id, int) or len(keys[key_id]) != 16:
-            raise ValueError("keys: id %r needs 16 bytes" % (key_id,))
-    return _seal(_FILE_MAGIC, [device_id, keys])
 
 
 def load_keys(keys_dir):

@@ -51,8 +51,8 @@ def load_rig_key(path, device_id):
 
 def test_key_file(device_id, key):
     """/keys/test.key as provisioning writes it (firmware/inject.load_test_key reads it)."""
-    from firmware import persist
-    return persist.key_file_bytes(device_id, {codec.TEST_KEY_ID: key})
+    from host.keys import device_key_file_bytes
+    return device_key_file_bytes(device_id, {codec.TEST_KEY_ID: key})
 
 
 def battery_mv(pct):

@@ -120,10 +120,10 @@ def injects(board):
 
 
 def _emu_dut(seed, centre_config, board_options, over_ble=False, board=None):
-    from firmware import persist
     from host import emulate
     from host.deploy import device_files
     from host.emulator.transport import EmuBoard, EmuTransport
+    from host.keys import device_key_file_bytes
 
     board = board or boards.load("ble" if over_ble else "emu")
     device_id = board.device_id
@@ -134,7 +134,7 @@ def _emu_dut(seed, centre_config, board_options, over_ble=False, board=None):
         made["files"] = dict(device_files(emulate.REPO, test_build=injects(board)))
 
     def provision():
-        made["files"]["/keys/device.key"] = persist.key_file_bytes(device_id, {0: key})
+        made["files"]["/keys/device.key"] = device_key_file_bytes(device_id, {0: key})
         if injects(board):
             from hil.inject import test_key, test_key_file
             made["files"]["/keys/test.key"] = test_key_file(device_id, test_key(seed, device_id))

@@ -23,7 +23,7 @@ from host import metrics, run_records
 from host.centre import Centre, CentreConfig, ProximityConfig
 from host.deploy import device_files
 from host.emulator import Route, World
-from host.keys import KeyStore
+from host.keys import KeyStore, device_key_file_bytes
 from protocol import codec, config_keys
 
 REPO = Path(__file__).resolve().parent.parent
@@ -134,7 +134,7 @@ class ScenarioRun:
         for spec in sc["device"]:
             device_id = spec["id"]
             files = dict(base_files)
-            files["/keys/device.key"] = persist.key_file_bytes(
+            files["/keys/device.key"] = device_key_file_bytes(
                 device_id, {KEY_ID: device_key(self.seed, device_id)})
             if over_ble:  # the same firmware, told by its pin table to link over BLE
                 files["/lib/firmware/pins.py"] = (files["/lib/firmware/pins.py"]

@@ -8,9 +8,14 @@ Key file (JSON): a list of entries, one per device key
 `device_id` is a u32, `key_id` a u8 (rotation, SPEC 4.1), `key` 16 bytes as 32 hex digits.
 Any problem is a KeyFileError whose message is one line naming the file, the entry and the
 problem.
+
+The board's own key file is another thing: device_key_file_bytes() builds /keys/device.key
+(or /keys/test.key) for provisioning, the emulator and the rig; firmware.persist.load_keys
+reads it on the device.
 """
 import json
 
+from firmware import persist
 from protocol import codec
 
 KEY_LEN = 16
@@ -120,3 +125,14 @@ def load_keys(path):
         return parse_keys(text, str(path))
     except RecursionError:  # json nested tens of thousands deep
         raise KeyFileError("%s: not JSON (nested too deeply)" % path) from None
+
+
+def device_key_file_bytes(device_id, keys):
+    """The board's key file for `device_id` and keys {key_id: 16 bytes}: what
+    firmware.persist.load_keys reads. Built with persist's own sealing (the file format of
+    persist.write_file), so host and device cannot drift apart; it lives on the host because
+    the device only ever reads key files, and every function in persist costs device heap."""
+    for key_id in keys:
+        if not isinstance(key_id, int) or len(keys[key_id]) != KEY_LEN:
+            raise ValueError("keys: id %r needs %d bytes" % (key_id, KEY_LEN))
+    return bytes(persist._seal(persist._FILE_MAGIC, [device_id, keys]))

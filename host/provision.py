@@ -13,8 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-from firmware import persist
 from host.board_port import PortError, open_repl, run
+from host.keys import device_key_file_bytes
 
 KEY_PATH = "/keys/device.key"
 TEST_KEY_PATH = "/keys/test.key"
@@ -46,11 +46,11 @@ def provision(port, device_id, keys_path, key_id=0, root="", timeout_s=5, test_k
     if key_id == TEST_KEY_ID:
         raise PortError("--key-id 255 is the test key id; use --test-key")
     key = os.urandom(16)
-    writes = [(KEY_PATH, persist.key_file_bytes(device_id, {key_id: key}))]
+    writes = [(KEY_PATH, device_key_file_bytes(device_id, {key_id: key}))]
     test_key = None
     if test_keys_path:
         test_key = os.urandom(16)
-        writes.append((TEST_KEY_PATH, persist.key_file_bytes(device_id, {TEST_KEY_ID: test_key})))
+        writes.append((TEST_KEY_PATH, device_key_file_bytes(device_id, {TEST_KEY_ID: test_key})))
     link = open_repl(port, timeout_s)
     try:
         run(link, "import os\ntry:\n os.mkdir(%r)\nexcept OSError:\n pass\n" % (root + "/keys"))

@@ -222,14 +222,14 @@ def test_ram_queue_is_bounded_and_counts_what_it_drops(world):
 
 
 def test_the_centre_listens_on_ble_one_link_per_listen_window(world):
-    from firmware import persist
     from host.centre import Centre
     from host.emulate import KEY_ID, KeyStore, device_key
+    from host.keys import device_key_file_bytes
     from host.transport import listen
 
     files = device_files(REPO)
     files["/lib/firmware/pins.py"] += b'\nLINK_KIND = "ble"\n'
-    files["/keys/device.key"] = persist.key_file_bytes(1001, {KEY_ID: device_key(1, 1001)})
+    files["/keys/device.key"] = device_key_file_bytes(1001, {KEY_ID: device_key(1, 1001)})
     dev = world.add_device(1001, files=files)
     world.run_until(500)
     keys = KeyStore()

@@ -168,7 +168,7 @@ def test_each_run_boots_the_whole_firmware_and_its_own_key_from_the_cached_image
             for path, data in chaos.firmware_files().items():
                 assert flash.read_file(path) == data, path
             keys.append(flash.read_file(KEY_PATH))
-            assert keys[-1] == chaos.emulate.persist.key_file_bytes(
+            assert keys[-1] == chaos.emulate.device_key_file_bytes(
                 chaos.DEVICE_ID, {chaos.emulate.KEY_ID: chaos.emulate.device_key(
                     seed, chaos.DEVICE_ID)})
         finally:

@@ -42,7 +42,7 @@ def test_deploy_copies_then_skips_unchanged(board, capsys):
 
 
 def test_provision_writes_the_key_and_the_key_file(board, capsys, tmp_path):
-    from firmware import persist
+    from host.keys import device_key_file_bytes
 
     keys = tmp_path / "keys.json"
     keys.write_text(json.dumps([{"device_id": 9, "key_id": 0, "key": "00" * 16}]))
@@ -54,7 +54,7 @@ def test_provision_writes_the_key_and_the_key_file(board, capsys, tmp_path):
     key = bytes.fromhex(entries[1]["key"])
     assert key.hex() not in out
     with open(os.path.join(board.root, "keys", "device.key"), "rb") as f:
-        assert f.read() == persist.key_file_bytes(1004, {0: key})
+        assert f.read() == device_key_file_bytes(1004, {0: key})
     # a second provisioning replaces the key, in both places
     code, out, err = run_vigil(capsys, "provision", "--port", board.path, "--device-id", "1004",
                             "--keys", str(keys), "--device-root", board.root)

@@ -4,6 +4,7 @@ import types
 
 from firmware import app as app_mod
 from firmware import battery, board, button, core, outputs, persist, pins
+from host.keys import device_key_file_bytes
 from protocol import codec
 
 KEY = bytes(range(16))
@@ -131,7 +132,7 @@ def uplinks(hw, receiver):
 
 def boot(tmp_path, hw=None):
     (tmp_path / "keys").mkdir(exist_ok=True)
-    (tmp_path / "keys" / "device.key").write_bytes(persist.key_file_bytes(DEVICE, {1: KEY}))
+    (tmp_path / "keys" / "device.key").write_bytes(device_key_file_bytes(DEVICE, {1: KEY}))
     hw, clock = hw or fake_board()
     a = app_mod.App(hw, root=str(tmp_path))
     a.start()

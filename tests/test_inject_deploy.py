@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from firmware import persist
 from hil.inject import InjectError, load_rig_key
 from host.deploy_cmd import build
+from host.keys import device_key_file_bytes
 
 from .mpy_board import MICROPYTHON, run_vigil
 
@@ -51,7 +51,7 @@ def test_provision_with_a_test_key_keeps_it_out_of_the_centres_key_file(board, c
     test_key = load_rig_key(str(rig), 1004)
     assert test_key.hex() not in out and test_key.hex() != centre[0]["key"]
     with open(os.path.join(board.root, "keys", "test.key"), "rb") as f:
-        assert f.read() == persist.key_file_bytes(1004, {0xFF: test_key})
+        assert f.read() == device_key_file_bytes(1004, {0xFF: test_key})
     with pytest.raises(InjectError, match="no test key of device 7"):
         load_rig_key(str(rig), 7)
     code, out, err = run_vigil(capsys, "provision", "--port", board.path, "--device-id", "1004",

@@ -10,11 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pynmeagps import GET, NMEAMessage
 
-from firmware.nmea import NmeaParser
+from firmware.gnss import NmeaParser
+from host.emulator import nmea_sentence
 
 
 def is_fix(epoch):
-    return "lat_e7" in epoch  # firmware/nmea.py: a fix is the epoch that has lat_e7
+    return "lat_e7" in epoch  # firmware/gnss.py: a fix is the epoch that has lat_e7
 
 
 FIX_KEYS = {
@@ -111,7 +112,6 @@ def test_fix_matches_pynmea2(e, sizes, gga_first):
     assert fix["sats"] == int(ref_gga.num_sats)
     assert fix["source"] == 1
     assert parser.sentences == 3 and parser.bad_checksum == 0 and parser.garbage == 0
-    assert parser.fix_mode == 3 and parser.pdop_x10 == 21
 
 
 def test_sixty_minutes_is_refused():
@@ -231,3 +231,12 @@ def test_stream_of_many_epochs_in_random_chunks():
         pos += n
     assert [f["fix_time_ms"] for f in out] == [ms(WHEN) + 1000 * s for s in range(50)]
     assert parser.garbage == 0 and parser.bad_checksum == 0
+
+
+@pytest.mark.parametrize("mode, pdop", [("x", "2.1"), ("3", "2.x")])
+def test_a_gsa_with_a_malformed_mode_or_pdop_is_garbage_and_gives_no_hdop(mode, pdop):
+    body = ",".join(["GNGSA", "A", mode] + [""] * 12 + [pdop, "2.4", "1.6", "1"])
+    parser = NmeaParser()
+    assert parser.feed(nmea_sentence(body)) == [] and parser.garbage == 1
+    out = parser.feed(rmc(WHEN, 52.0, 4.0) + gga(WHEN, 52.0, 4.0, hdop=""))
+    assert out[0]["hdop_x10"] == 0 and out[0]["accuracy_m"] == 0

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from firmware.nmea import NmeaParser
+from firmware.gnss import NmeaParser
 from tests.test_nmea import WHEN, gga, gsa, rmc
 from tests.vm import device_lib, needs_micropython, run_micropython
 
@@ -27,7 +27,7 @@ def test_vm_parses_a_noisy_stream_like_cpython(tmp_path):
     stream = tmp_path / "nmea.bin"
     stream.write_bytes(blob)
     script = (
-        "from firmware.nmea import NmeaParser\np = NmeaParser()\n"
+        "from firmware.gnss import NmeaParser\np = NmeaParser()\n"
         "f = open(%r, 'rb')\nbuf = bytearray(64)\nmv = memoryview(buf)\n"
         "while True:\n    n = f.readinto(buf)\n    if not n:\n        break\n"
         "    for e in p.feed(mv[:n]):\n        print(repr(sorted(e.items())))\n"

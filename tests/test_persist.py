@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from firmware import persist
 from firmware.persist import MessageCounter, rtc_save, rtc_take
+from host.keys import device_key_file_bytes
 
 scalars = (
     st.none()
@@ -203,14 +204,15 @@ def test_keys_round_trip_and_reject_bad_keys(tmp_path):
     assert persist.load_keys(keys_dir) is None
     keys = {1: bytes(range(16)), 2: b"k" * 16}
     (tmp_path / "keys").mkdir()
-    (tmp_path / "keys" / "device.key").write_bytes(persist.key_file_bytes(0xC0FFEE, keys))
+    # the host writes the key file (host.keys), the device reads it (persist.load_keys)
+    (tmp_path / "keys" / "device.key").write_bytes(device_key_file_bytes(0xC0FFEE, keys))
     assert persist.load_keys(keys_dir) == (0xC0FFEE, keys)
     persist.write_file(keys_dir + "/device.key", [0xC0FFEE, keys])  # the same file
-    assert (tmp_path / "keys" / "device.key").read_bytes() == persist.key_file_bytes(
+    assert (tmp_path / "keys" / "device.key").read_bytes() == device_key_file_bytes(
         0xC0FFEE, keys
     )
     with pytest.raises(ValueError, match="16 bytes"):
-        persist.key_file_bytes(1, {1: b"short"})
+        device_key_file_bytes(1, {1: b"short"})
     (tmp_path / "keys" / "device.key").write_bytes(b"\0" * 30)
     assert persist.load_keys(keys_dir) is None
 

@@ -99,7 +99,7 @@ _IMPORTS = b"""
 import gc
 gc.collect()
 before = gc.mem_alloc()
-from firmware import app, board, gnss, nmea, store, persist
+from firmware import app, board, gnss, store, persist
 from protocol import codec, crypto, framing, messages
 gc.collect()
 print("heap-probe", before, gc.mem_alloc())

@@ -49,17 +49,17 @@ class EmuBoard:
     `key` (default: the scenario key of `seed`). Options go to World.add_device."""
 
     def __init__(self, device_id=DEFAULT_DEVICE_ID, seed=0, key=None, files=None, **options):
-        from firmware import persist
         from host import emulate
         from host.deploy import device_files
         from host.emulator import World
+        from host.keys import device_key_file_bytes
 
         self.device_id = device_id
         self.seed = seed
         self.key = key if key is not None else emulate.device_key(seed, device_id)
         if files is None:
             files = dict(device_files(emulate.REPO))
-            files["/keys/device.key"] = persist.key_file_bytes(
+            files["/keys/device.key"] = device_key_file_bytes(
                 device_id, {emulate.KEY_ID: self.key})
         self.files = files
         self.world = World(seed=seed)
