@@ -77,9 +77,10 @@ _ADV_INTERVAL_US = const(100000)
 _ATT_HEADER = const(3)
 _DEFAULT_MTU = const(23)
 _MTU = const(247)               # asked for: one frame (<= 244 bytes stuffed) per piece
-# RX keeps one write, the longest a central can make at our MTU: the IRQ handler reads each
-# before NimBLE takes the next (sync events, docs/HARDWARE.md), and the stack keeps the
-# buffer on MicroPython's heap.
+# RX keeps one write of the longest a central makes without a long (prepared) write at our
+# MTU: the IRQ handler reads each before NimBLE takes the next (sync events,
+# docs/HARDWARE.md), and the stack keeps the buffer on MicroPython's heap. Centrals write
+# MTU - 3 byte pieces (docs/CONTRACTS.md); a longer write would be cut and its frame refused.
 _RX_BUFFER = const(244)         # _MTU - _ATT_HEADER
 _WINDOW_MS = const(2000)        # a listen window no central came to
 _LINGER_MS = const(300)         # awake after the last byte with a central
