@@ -8,7 +8,8 @@ the core how long and how deeply to sleep. Log lines are short and go to stdout.
 How it sleeps follows docs/LINK.md: awake (polling the UARTs) while the GNSS is on or the
 link's peer holds the wake line low; otherwise LINK_READY goes low, a guard time lets a
 packet already on the wire land, the link UART is flushed, and the board light- or
-deep-sleeps until a timer, the button (ext0) or the wake line (ext1).
+deep-sleeps until a timer, the button (ext0) or the wake line (ext1). Over BLE there is no
+UART, wake line or LINK_READY: the radio's listen windows (firmware/ble.py) set the sleep.
 """
 import gc
 
@@ -152,15 +153,17 @@ class App:
         self.outputs.wake(now)
         for pressed, ticks in self.button.events():
             self.dispatch(("button", pressed), ticks)
+        # What the link brought, opened by the one receiver: new frames; authentic repeats
+        # (the centre missed our ACK: acked again, delivered once, SPEC); refusals, logged.
         frames = []
-        repeats = []                            # the centre missed our ACK: acked again,
-        for data in self.link.poll():           # delivered once (SPEC)
+        repeats = []
+        for data in self.link.poll():
             for item in self.downlinks.feed(data):
                 if hasattr(item, "fields"):
                     frames.append(item)
                 elif getattr(item, "frame", None) is not None:
                     repeats.append(item.frame)
-                else:                           # refused: nothing a stranger sends counts
+                else:
                     log("link: dropped frame: %s" % item)
         if frames or repeats:
             self._last_traffic = now
@@ -205,15 +208,16 @@ class App:
             if sleep_ms > 0:
                 hw.wait(sleep_ms)               # awake: back early on bytes or an IRQ
             return
-        # Stop listening before the sleep: LINK_READY low, then a guard time for a packet the
-        # peer had already started. Bytes that came in meanwhile (or a wake line still held)
-        # mean another pass instead of the sleep.
-        hw.ready(0)
-        hw.time.sleep_ms(_READY_GUARD_MS)
-        uart = hw.link_uart                     # None over BLE
-        if uart is not None and uart.any() or hw.link_wake_asserted():
-            hw.ready(1)
-            return
+        uart = hw.link_uart                     # None over BLE: no LINK_READY, no guard
+        if uart is not None:
+            # Stop listening before the sleep: LINK_READY low, then a guard time for a packet
+            # the peer had already started. Bytes that came in meanwhile (or a wake line
+            # still held) mean another pass instead of the sleep.
+            hw.ready(0)
+            hw.time.sleep_ms(_READY_GUARD_MS)
+            if uart.any() or hw.link_wake_asserted():
+                hw.ready(1)
+                return
         if self.guard is not None:
             self.guard.clear()                  # a full pass ran: not a crash loop
         if mode == "deep":
