@@ -12,10 +12,10 @@
 # board runs them from the filesystem.
 include("$(PORT_DIR)/boards/manifest.py")
 
-FIRMWARE = ["__init__.py", "alarm.py", "app.py", "battery.py", "ble.py", "board.py",
-            "bootguard.py", "button.py", "clock.py", "config.py", "core.py", "gnss.py",
-            "link.py", "orders.py", "outputs.py", "pairing.py", "persist.py", "pins.py",
-            "positioning.py", "power.py", "safemode.py", "startup.py", "store.py"]
+FIRMWARE = ["__init__.py", "alarm.py", "app.py", "battery.py", "ble.py", "blestart.py",
+            "board.py", "bootguard.py", "button.py", "clock.py", "config.py", "core.py",
+            "gnss.py", "link.py", "orders.py", "outputs.py", "pairing.py", "persist.py",
+            "pins.py", "positioning.py", "power.py", "safemode.py", "startup.py", "store.py"]
 PROTOCOL = ["__init__.py", "codec.py", "config_keys.py", "crypto.py", "framing.py", "messages.py"]
 
 package("firmware", files=FIRMWARE, base_path=".", opt=3)

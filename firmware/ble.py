@@ -44,7 +44,8 @@ every device, with which anyone resolves the "private" address (docs/HARDWARE.md
 bluetooth). Kept on flash, it survives resets and deep sleep, so a bonded phone still finds
 the device. Bonds (types 1-3: our and the peer's keys, CCCDs) are kept the same way, the
 oldest dropped past a bound. The handler answers from a copy in RAM and only marks a change;
-the next poll() writes the file. The handler runs on NimBLE's task, whose stack (6 KB, 1 KB
+the next poll() writes the file (firmware/blestart.py, which also brings the stack up at each
+window: code the link needs only then, off the heap the rest of the time). The handler runs on NimBLE's task, whose stack (6 KB, 1 KB
 of it NimBLE's) is no place for littlefs (docs/HARDWARE.md, bluetooth): aioble does the same.
 """
 try:
@@ -52,7 +53,7 @@ try:
 except ImportError:                                    # CPython (tests)
     const = lambda x: x  # noqa: E731  (a def would clash with the stub's signature)
 
-from firmware import persist
+from firmware import forget
 
 _IRQ_CENTRAL_CONNECT = const(1)
 _IRQ_CENTRAL_DISCONNECT = const(2)
@@ -61,27 +62,11 @@ _IRQ_GATTS_INDICATE_DONE = const(20)
 _IRQ_MTU_EXCHANGED = const(21)
 _IRQ_GET_SECRET = const(29)
 _IRQ_SET_SECRET = const(30)
-_IO_NO_INPUT_OUTPUT = const(3)                         # no display, no keyboard: Just Works
-_OUR_IRK = const(10)                                   # the secret type of our IRK
-_MAX_SECRETS = const(16)                               # our IRK plus a few bonded phones
-
-_FLAG_WRITE_NO_RESPONSE = const(0x0004)
-_FLAG_WRITE = const(0x0008)
-_FLAG_INDICATE = const(0x0020)
-
-# The service is 5a1e0001-..., RX 5a1e0002-..., TX 5a1e0003-...
-_UUID = "5a1e000%d-7669-6769-6c00-000000000000"
 
 _ADV_FLAGS_ONLY = b"\x02\x01\x06"                      # LE General Discoverable, no BR/EDR
 _ADV_INTERVAL_US = const(100000)
 _ATT_HEADER = const(3)
 _DEFAULT_MTU = const(23)
-_MTU = const(247)               # asked for: one frame (<= 244 bytes stuffed) per piece
-# RX keeps one write of the longest a central makes without a long (prepared) write at our
-# MTU: the IRQ handler reads each before NimBLE takes the next (sync events,
-# docs/HARDWARE.md), and the stack keeps the buffer on MicroPython's heap. Centrals write
-# MTU - 3 byte pieces (docs/CONTRACTS.md); a longer write would be cut and its frame refused.
-_RX_BUFFER = const(244)         # _MTU - _ATT_HEADER
 _WINDOW_MS = const(2000)        # a listen window no central came to
 _LINGER_MS = const(300)         # awake after the last byte with a central
 
@@ -99,7 +84,7 @@ class BleLink:
         self.max_queued = max_queued
         self.private = private
         self.secrets = secrets      # the secrets file (our IRK and bonds), or None
-        self._secrets = [] if secrets is None else load_secrets(secrets)
+        self._secrets = None        # [[sec_type, key, value], ...] once the first window loaded it
         self._secrets_changed = False
         self.bonding = False
         self._on_since = 0
@@ -119,41 +104,14 @@ class BleLink:
     def start(self):
         if self._on:
             return
-        ble = self.ble
-        # The handler goes first: active(True) asks it for our IRK (_IRQ_GET_SECRET). Without
-        # one, NimBLE uses its built-in IRK and anyone can resolve the private address.
-        ble.irq(self._irq)
-        ble.active(True)
-        ble.config(gap_name=b"")
-        ble.config(mtu=_MTU)
-        if self.private:
-            try:
-                ble.config(addr_mode=2)                # resolvable private, rotated by NimBLE
-            except (OSError, ValueError):
-                pass                                   # the identity address: the worse case
-        self.bonding = False
-        if self.secrets is not None:
-            # Bond (keys kept in the secret store) over LE Secure Connections; no display or
-            # keys on the device, so Just Works. The frames carry their own authentication.
-            try:
-                ble.config(bond=True, le_secure=True, io=_IO_NO_INPUT_OUTPUT)
-                self.bonding = True
-            except (OSError, ValueError):
-                pass
-        uuid = self.uuid
-        service = (uuid(_UUID % 1), (
-            (uuid(_UUID % 2), _FLAG_WRITE | _FLAG_WRITE_NO_RESPONSE),
-            (uuid(_UUID % 3), _FLAG_INDICATE),
-        ))
-        ((self._rx_handle, self._tx_handle),) = ble.gatts_register_services((service,))
-        # A characteristic buffer holds 20 bytes unless told otherwise, and a longer write is
-        # cut silently. Append: a write is added to what the handler has not read yet.
-        ble.gatts_set_buffer(self._rx_handle, _RX_BUFFER, True)
+        from firmware import blestart           # once per window, dropped after (its docstring)
+        blestart.open_window(self)
+        forget("firmware.blestart")
         self._on = True
         self._conn = None
         self._ready = False
         self._on_since = self._last_io = self.ticks_ms()
-        ble.gap_advertise(_ADV_INTERVAL_US, _ADV_FLAGS_ONLY)
+        self.ble.gap_advertise(_ADV_INTERVAL_US, _ADV_FLAGS_ONLY)
 
     def stop(self):
         """Radio off. Unconfirmed frames stay queued and go out after the next start()."""
@@ -211,7 +169,9 @@ class BleLink:
             self.start()                               # a new listen window
         if self._secrets_changed:                      # out of the IRQ handler (docstring)
             self._secrets_changed = False
-            persist.write_file(self.secrets, self._secrets)
+            from firmware import blestart
+            blestart.save_secrets(self.secrets, self._secrets)
+            forget("firmware.blestart")
         self._pass_done = True
         pieces = self._rx
         self._rx = []
@@ -287,16 +247,7 @@ class BleLink:
         self._inflight = n
 
 
-# --- the stack's secrets (module docstring) -----------------------------------------------
-def load_secrets(path):
-    """[[sec_type, key, value], ...] from the secrets file, oldest first; a torn or foreign
-    file is no secret at all."""
-    items = persist.read_file(path)
-    if not isinstance(items, list):
-        return []
-    return [item for item in items if isinstance(item, list) and len(item) == 3]
-
-
+# --- the stack's secrets (module docstring), as the IRQ handler needs them ----------------
 def get_secret(items, sec_type, index, key):
     """The secret of sec_type under key, or (key None) the index-th of sec_type; else None."""
     if key is not None:
@@ -313,8 +264,8 @@ def get_secret(items, sec_type, index, key):
 
 
 def set_secret(items, sec_type, key, value):
-    """Keep value under (sec_type, key) in items, or forget it (value None). Past
-    _MAX_SECRETS the oldest bond goes, never our IRK."""
+    """Keep value under (sec_type, key) in items, newest last, or forget it (value None).
+    blestart.save_secrets bounds the list before it writes it."""
     key = bytes(key)
     for i in range(len(items)):
         if items[i][0] == sec_type and items[i][1] == key:
@@ -322,8 +273,3 @@ def set_secret(items, sec_type, key, value):
             break
     if value is not None:
         items.append([sec_type, key, bytes(value)])
-        if len(items) > _MAX_SECRETS:
-            for i in range(len(items)):
-                if items[i][0] != _OUR_IRK:
-                    del items[i]
-                    break

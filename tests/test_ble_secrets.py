@@ -1,7 +1,8 @@
-"""firmware/ble.py's secrets (our IRK, bonds): answered from RAM in the IRQ handler, kept on
-flash by the next poll()."""
+"""The BLE stack's secrets (our IRK, bonds): answered from RAM in the IRQ handler
+(firmware/ble.py), kept on flash by the next poll() (firmware/blestart.py)."""
 from firmware import persist
-from firmware.ble import get_secret, load_secrets, set_secret
+from firmware.ble import get_secret, set_secret
+from firmware.blestart import load_secrets, save_secrets
 
 
 def test_secrets_by_key_and_by_index_survive_a_reset(tmp_path):
@@ -12,7 +13,7 @@ def test_secrets_by_key_and_by_index_survive_a_reset(tmp_path):
     set_secret(items, 2, b"peer-a", b"A")
     set_secret(items, 2, b"peer-b", b"B")
     set_secret(items, 2, b"peer-a", b"A2")               # replaced, now the newest
-    persist.write_file(path, items)
+    save_secrets(path, items)
     again = load_secrets(path)                           # as after a reset
     assert get_secret(again, 10, 0, memoryview(b"irk")) == b"I" * 16
     assert [get_secret(again, 2, i, None) for i in range(3)] == [b"B", b"A2", None]
@@ -20,14 +21,17 @@ def test_secrets_by_key_and_by_index_survive_a_reset(tmp_path):
     assert get_secret(again, 2, 0, None) == b"A2" and get_secret(again, 2, 1, None) is None
 
 
-def test_the_bound_drops_the_oldest_bond_never_our_irk():
+def test_the_bound_drops_the_oldest_bond_never_our_irk(tmp_path):
+    path = str(tmp_path / "ble.bin")
     items = []
     set_secret(items, 10, b"irk", b"I" * 16)
     for n in range(40):
         set_secret(items, 2, b"peer%d" % n, b"%d" % n)
-    assert get_secret(items, 10, 0, b"irk") == b"I" * 16
-    assert get_secret(items, 2, 0, b"peer0") is None and get_secret(items, 2, 0, b"peer39") == b"39"
-    assert len(items) == 16
+    save_secrets(path, items)
+    kept = load_secrets(path)
+    assert get_secret(kept, 10, 0, b"irk") == b"I" * 16
+    assert get_secret(kept, 2, 0, b"peer0") is None and get_secret(kept, 2, 0, b"peer39") == b"39"
+    assert len(kept) == 16
 
 
 def test_a_torn_or_foreign_file_is_an_empty_store(tmp_path):
