@@ -104,7 +104,8 @@ class BleLink:
     def start(self):
         if self._on:
             return
-        from firmware import blestart           # once per window, dropped after (its docstring)
+        # Code needed once per window: imported now, dropped after (blestart's docstring).
+        from firmware import blestart
         blestart.open_window(self)
         forget("firmware.blestart")
         self._on = True

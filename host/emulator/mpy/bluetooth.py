@@ -79,7 +79,7 @@ def _hold_services(services, handles):
     _services = None
     _db.clear()
     n = 0
-    for service, service_handles in zip(services, handles):
+    for service, service_handles in zip(services, handles):  # noqa: B905 (no strict= in MicroPython)
         chars = service[1]
         n += _blocks((len(chars) + 1) * _CHR_DEF) + _blocks(2 * _SVC_DEF)
         n += _uuid_blocks(service[0]) + _blocks(2 * len(service_handles))
