@@ -97,6 +97,7 @@ class BleLink:
         self._conn = None
         self._ready = False         # the central has subscribed (it wrote its 0x00)
         self._mtu = _DEFAULT_MTU
+        self._rx_handle = self._tx_handle = 0        # the GATT table's, set by each start()
         self._on = False
         self.start()
 
