@@ -299,7 +299,7 @@ def resolves(irk, address_le):
 
 
 def test_adverts_over_a_rotation_period_identify_nothing_and_the_address_moves(world):
-    from host.emulator.ble import NIMBLE_DEFAULT_IRK, RPA_TIMEOUT_S
+    from host.emulator.ble_address import NIMBLE_DEFAULT_IRK, RPA_TIMEOUT_S
 
     dev = make_device(world, main=PRIVATE_MAIN)
     world.run_until(2000)
@@ -335,7 +335,7 @@ def test_the_irk_survives_a_reset_and_the_address_does_not(world):
 
 def test_without_a_secret_store_anyone_resolves_the_private_address(world):
     # The driver as a firmware without a secrets file would run it: NimBLE's built-in IRK.
-    from host.emulator.ble import NIMBLE_DEFAULT_IRK
+    from host.emulator.ble_address import NIMBLE_DEFAULT_IRK
 
     dev = make_device(world, tick=False)
     world.run_until(2000)

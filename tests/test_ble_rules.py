@@ -189,7 +189,7 @@ print(seen)
 
 @pytest.mark.parametrize("stores, source", [("True", "generated"), ("False", "nimble-default")])
 def test_active_asks_the_handler_for_our_irk_and_falls_back_to_nimbles(world, stores, source):
-    from host.emulator.ble import NIMBLE_DEFAULT_IRK
+    from host.emulator.ble_address import NIMBLE_DEFAULT_IRK
 
     dev, log = run(world, IRK_HANDLER % stores)
     # load_irk: get_secret(type 10, index 0, key b"irk"); none stored, so set_secret offers a
@@ -200,7 +200,7 @@ def test_active_asks_the_handler_for_our_irk_and_falls_back_to_nimbles(world, st
 
 
 def test_a_handler_registered_after_active_is_never_asked(world):
-    from host.emulator.ble import NIMBLE_DEFAULT_IRK
+    from host.emulator.ble_address import NIMBLE_DEFAULT_IRK
 
     dev, log = run(world, "asked = []\nble.active(True)\nble.irq(lambda e, d: asked.append(e))\n"
                           "print(asked)\n")
