@@ -25,6 +25,12 @@ def _boot(main, heap_bytes=BUDGET, until_ms=3000):
     return world, dev
 
 
+def _printed(dev, tag):
+    """The one line the probe printed after `tag`, and its numbers."""
+    (line,) = [line for _t, line in dev.log if line.startswith(tag)]
+    return line, [int(n) for n in line.split()[1:]]
+
+
 def test_the_emulators_rom_share_is_left_out_of_the_heap():
     # 48 KiB of a 64 KiB budget: the firmware gets it although the emulated machine/time/esp32
     # and the bridge take ~45 KB of the VM's heap (without the allowance this fails).
@@ -95,11 +101,10 @@ def test_rtc_memory_and_uart_write_take_no_heap_for_the_data():
         "a = gc.mem_alloc()\nrtc.memory(buf)\nb = gc.mem_alloc()\nuart.write(buf)\n"
         "c = gc.mem_alloc()\nprint('grew', b - a, c - b)\n", until_ms=5000)
     try:
-        (line,) = [line for _t, line in dev.log if line.startswith("grew")]
-        _, rtc_bytes, uart_bytes = line.split()
+        line, (rtc_bytes, uart_bytes) = _printed(dev, "grew")
         # the bridge's own call (arguments, reply, a few 32-byte objects) takes ~700 bytes;
         # a copy of the data would add 1,536 more
-        assert int(rtc_bytes) < 1500 and int(uart_bytes) < 1500, line
+        assert rtc_bytes < 1500 and uart_bytes < 1500, line
     finally:
         world.close()
 
@@ -119,14 +124,13 @@ def test_the_bluetooth_stacks_own_allocations_are_on_the_firmwares_heap():
         "gc.collect()\nb = gc.mem_alloc()\nh = None\nble.active(False)\ngc.collect()\n"
         "print('stack', b - a, gc.mem_alloc() - a)\n", until_ms=5000)
     try:
-        (line,) = [line for _t, line in dev.log if line.startswith("stack")]
-        _, up_bytes, after_bytes = line.split()
+        line, (up_bytes, after_bytes) = _printed(dev, "stack")
         # The C structures' bytes on the ESP32 (4-byte words, before rounding to GC blocks):
         # root pointers 84 + db map 12, 3 characteristic definitions 84, 2 service definitions
         # 32, 3 UUIDs 51, handles 4, 2 db entries 32, buffers 512 + 20. A 64-bit build's are
         # larger, so this is the least either may show.
-        assert int(up_bytes) >= 831, line
-        assert int(up_bytes) < 2 * 1400, line
-        assert int(after_bytes) <= 2 * 4 * dev.vm.word_bytes, line   # all back, but stack noise
+        assert up_bytes >= 831, line
+        assert up_bytes < 2 * 1400, line
+        assert after_bytes <= 2 * 4 * dev.vm.word_bytes, line   # all back, but stack noise
     finally:
         world.close()
